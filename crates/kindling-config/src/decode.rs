@@ -1,0 +1,251 @@
+//! Helpers that turn YAML nodes into typed values, reporting each problem and carrying on.
+//!
+//! Every helper returns `None` after reporting an error, so callers build what they can and the
+//! user sees every problem in one run.
+
+use std::str::FromStr;
+
+use crate::diagnostic::{FieldPath, Report};
+use crate::yaml::{Node, Value};
+
+/// What to say about a mapping key that the schema does not know.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnknownKeys {
+    /// kindling's own files: a typo must not be ignored.
+    Reject,
+    /// OpenShift's files: fields kindling does not use are kept and named at info level.
+    Note,
+}
+
+/// Reads a mapping field by field, remembering which keys were taken.
+pub(crate) struct MapReader<'n> {
+    entries: &'n [(crate::yaml::Key, Node)],
+    taken: Vec<bool>,
+    pub path: FieldPath,
+}
+
+impl<'n> MapReader<'n> {
+    /// Starts reading `node` as a mapping. A null node reads as an empty mapping.
+    pub fn new(node: &'n Node, path: FieldPath, r: &mut Report) -> Option<MapReader<'n>> {
+        let entries: &[_] = match &node.value {
+            Value::Map(entries) => entries,
+            _ if node.is_null() => &[],
+            _ => {
+                r.error(
+                    &path,
+                    format!("expected a mapping of fields, found {}", node.kind()),
+                    "write it as 'key: value' lines indented under the field",
+                );
+                return None;
+            }
+        };
+        Some(MapReader {
+            taken: vec![false; entries.len()],
+            entries,
+            path,
+        })
+    }
+
+    /// Every entry, for mappings whose keys are data (labels), not fields.
+    pub fn entries(&self) -> &'n [(crate::yaml::Key, Node)] {
+        self.entries
+    }
+
+    /// The value under `key`, if present and not null, with its path.
+    pub fn take(&mut self, key: &str) -> Option<(&'n Node, FieldPath)> {
+        let i = self.entries.iter().position(|(k, _)| k.name == key)?;
+        self.taken[i] = true;
+        let node = &self.entries[i].1;
+        (!node.is_null()).then(|| (node, self.path.key(key)))
+    }
+
+    /// Whether `key` is present, even with a null value; marks it taken.
+    pub fn has(&mut self, key: &str) -> bool {
+        let found = self.entries.iter().position(|(k, _)| k.name == key);
+        if let Some(i) = found {
+            self.taken[i] = true;
+        }
+        found.is_some()
+    }
+
+    /// Reports a required field that is missing.
+    pub fn require(
+        &mut self,
+        key: &str,
+        r: &mut Report,
+        hint: &str,
+    ) -> Option<(&'n Node, FieldPath)> {
+        let found = self.take(key);
+        if found.is_none() {
+            r.error(&self.path.key(key), "is required but missing", hint);
+        }
+        found
+    }
+
+    /// Reports every key that was not taken; returns the paths of those kept as unused.
+    pub fn finish(self, policy: UnknownKeys, known: &[&str], r: &mut Report) -> Vec<String> {
+        let mut unused = Vec::new();
+        for ((key, _), taken) in self.entries.iter().zip(&self.taken) {
+            if *taken {
+                continue;
+            }
+            let path = self.path.key(&key.name);
+            match policy {
+                UnknownKeys::Reject => {
+                    let hint = match closest(&key.name, known) {
+                        Some(near) => format!("did you mean '{near}'?"),
+                        None => format!("known fields here: {}", known.join(", ")),
+                    };
+                    r.error(&path, format!("unknown field '{}'", key.name), &hint);
+                }
+                UnknownKeys::Note => unused.push(path.to_string()),
+            }
+        }
+        unused
+    }
+}
+
+/// The known name nearest to a misspelt one, if it is near enough to be a typo.
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The text of a scalar. Numbers and booleans are taken as written.
+pub(crate) fn string(node: &Node, path: &FieldPath, r: &mut Report) -> Option<String> {
+    match &node.value {
+        Value::Scalar { text, .. } => Some(text.clone()),
+        _ => {
+            r.error(
+                path,
+                format!("expected a string, found {}", node.kind()),
+                "write a single value on the same line as the key",
+            );
+            None
+        }
+    }
+}
+
+/// A scalar parsed with `FromStr`; `what` names the expected kind of value in the error.
+pub(crate) fn parsed<T: FromStr>(
+    node: &Node,
+    path: &FieldPath,
+    r: &mut Report,
+    what: &str,
+    hint: &str,
+) -> Option<T> {
+    let text = string(node, path, r)?;
+    match text.trim().parse() {
+        Ok(value) => Some(value),
+        Err(_) => {
+            r.error(path, format!("'{text}' is not {what}"), hint);
+            None
+        }
+    }
+}
+
+/// A plain (unquoted) non-negative integer.
+pub(crate) fn count(node: &Node, path: &FieldPath, r: &mut Report) -> Option<u32> {
+    match &node.value {
+        Value::Scalar { text, plain: true } if text.parse::<u32>().is_ok() => text.parse().ok(),
+        _ => {
+            r.error(
+                path,
+                format!("expected a whole number, found {}", describe(node)),
+                "write a number such as 3, without quotes",
+            );
+            None
+        }
+    }
+}
+
+/// A plain `true` or `false`.
+pub(crate) fn boolean(node: &Node, path: &FieldPath, r: &mut Report) -> Option<bool> {
+    match &node.value {
+        Value::Scalar { text, plain: true } if text == "true" || text == "false" => {
+            Some(text == "true")
+        }
+        _ => {
+            r.error(
+                path,
+                format!("expected true or false, found {}", describe(node)),
+                "write true or false, without quotes",
+            );
+            None
+        }
+    }
+}
+
+/// The items of a list; null is an empty list.
+pub(crate) fn list<'n>(node: &'n Node, path: &FieldPath, r: &mut Report) -> Option<&'n [Node]> {
+    match &node.value {
+        Value::Seq(items) => Some(items),
+        _ if node.is_null() => Some(&[]),
+        _ => {
+            r.error(
+                path,
+                format!("expected a list, found {}", node.kind()),
+                "write one '- item' per line, or [a, b]",
+            );
+            None
+        }
+    }
+}
+
+/// A list of scalars, each parsed with `FromStr`.
+pub(crate) fn parsed_list<T: FromStr>(
+    node: &Node,
+    path: &FieldPath,
+    r: &mut Report,
+    what: &str,
+    hint: &str,
+) -> Vec<T> {
+    let Some(items) = list(node, path, r) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| parsed(item, &path.index(i), r, what, hint))
+        .collect()
+}
+
+fn describe(node: &Node) -> String {
+    match &node.value {
+        Value::Scalar { text, .. } if !node.is_null() => format!("'{text}'"),
+        _ => node.kind().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_get_a_suggestion() {
+        let known = ["installDisk", "ignitionVersion", "serverURL"];
+        assert_eq!(closest("instalDisk", &known), Some("installDisk"));
+        assert_eq!(closest("serverUrl", &known), Some("serverURL"));
+        assert_eq!(closest("color", &known), None);
+    }
+}

@@ -1,0 +1,757 @@
+//! `inventory.yaml`, kindling's own file: the machines and the network around them.
+//!
+//! Unlike install-config.yaml, unknown fields here are errors: a misspelt `instalDisk` must not be
+//! silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::decode::{self, MapReader, UnknownKeys};
+use crate::diagnostic::{FieldPath, Report};
+use crate::mac::MacAddr;
+use crate::names;
+use crate::yaml::Node;
+
+pub const API_VERSION: &str = "kindling/v1alpha1";
+pub const KIND: &str = "Inventory";
+pub const DEFAULT_INSTALL_DISK: &str = "/dev/sda";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    pub provisioning: Provisioning,
+    pub network: Network,
+    pub load_balancer: LoadBalancer,
+    pub machines: Vec<Machine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provisioning {
+    /// Where machines fetch scripts, kernels and Ignition, e.g. `http://172.16.0.101:8080`.
+    #[serde(rename = "serverURL")]
+    pub server_url: String,
+    /// The machine config server; `None` means `https://api-int.<cluster domain>:22623`.
+    #[serde(rename = "mcsURL")]
+    pub mcs_url: Option<String>,
+    pub os: Os,
+    pub os_images: OsImages,
+    pub install_disk: String,
+    pub ignition_version: IgnitionVersion,
+}
+
+/// Kernel, initramfs and root filesystem (or disk image) URLs; unset ones take the OS default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct OsImages {
+    pub kernel: Option<String>,
+    pub initramfs: Option<String>,
+    pub rootfs: Option<String>,
+    pub image: Option<String>,
+}
+
+/// The Ignition-based OS the machines install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    Fcos,
+    Rhcos,
+    Flatcar,
+}
+
+/// The Ignition spec version kindling emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IgnitionVersion {
+    V3_0,
+    V3_1,
+    V3_2,
+    V3_3,
+    V3_4,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Network {
+    pub gateway: Option<IpAddr>,
+    pub dns_servers: Vec<IpAddr>,
+    pub ntp_servers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadBalancer {
+    /// `api.<cluster domain>`.
+    #[serde(rename = "apiVIP")]
+    pub api_vip: IpAddr,
+    /// `api-int.<cluster domain>`; the same as `api_vip` unless set.
+    #[serde(rename = "apiIntVIP")]
+    pub api_int_vip: IpAddr,
+    /// `*.apps.<cluster domain>`.
+    #[serde(rename = "ingressVIP")]
+    pub ingress_vip: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Machine {
+    /// The first label of the machine's FQDN, `<name>.<cluster domain>`.
+    pub name: String,
+    pub role: Role,
+    /// Normalised; at least one.
+    pub macs: Vec<MacAddr>,
+    pub ip: IpAddr,
+    pub install_disk: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Bootstrap,
+    Master,
+    Worker,
+    Infra,
+}
+
+/// A node taint, written `key[=value]:Effect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl Inventory {
+    /// The machines with a given role, in inventory order.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Machine> {
+        self.machines.iter().filter(move |m| m.role == role)
+    }
+}
+
+impl Machine {
+    /// The disk to install to: the machine's own, or the inventory default.
+    pub fn install_disk<'a>(&'a self, provisioning: &'a Provisioning) -> &'a str {
+        self.install_disk
+            .as_deref()
+            .unwrap_or(&provisioning.install_disk)
+    }
+}
+
+impl IgnitionVersion {
+    pub const ALL: [IgnitionVersion; 5] = [
+        IgnitionVersion::V3_0,
+        IgnitionVersion::V3_1,
+        IgnitionVersion::V3_2,
+        IgnitionVersion::V3_3,
+        IgnitionVersion::V3_4,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IgnitionVersion::V3_0 => "3.0.0",
+            IgnitionVersion::V3_1 => "3.1.0",
+            IgnitionVersion::V3_2 => "3.2.0",
+            IgnitionVersion::V3_3 => "3.3.0",
+            IgnitionVersion::V3_4 => "3.4.0",
+        }
+    }
+}
+
+impl FromStr for IgnitionVersion {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or(())
+    }
+}
+
+impl fmt::Display for IgnitionVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for IgnitionVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl FromStr for Os {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "fcos" => Ok(Os::Fcos),
+            "rhcos" => Ok(Os::Rhcos),
+            "flatcar" => Ok(Os::Flatcar),
+            _ => Err(()),
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "bootstrap" => Ok(Role::Bootstrap),
+            "master" => Ok(Role::Master),
+            "worker" => Ok(Role::Worker),
+            "infra" => Ok(Role::Infra),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Bootstrap => "bootstrap",
+            Role::Master => "master",
+            Role::Worker => "worker",
+            Role::Infra => "infra",
+        })
+    }
+}
+
+impl FromStr for Taint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kv, effect) = s.rsplit_once(':').ok_or("it has no ':Effect'")?;
+        let effect = match effect {
+            "NoSchedule" => TaintEffect::NoSchedule,
+            "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
+            "NoExecute" => TaintEffect::NoExecute,
+            other => {
+                return Err(format!(
+                    "effect '{other}' is not NoSchedule, PreferNoSchedule or NoExecute"
+                ));
+            }
+        };
+        let (key, value) = match kv.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (kv, None),
+        };
+        check_label_key(key)?;
+        if let Some(v) = value {
+            check_label_value(v)?;
+        }
+        Ok(Taint {
+            key: key.to_string(),
+            value: value.map(str::to_string),
+            effect,
+        })
+    }
+}
+
+impl fmt::Display for Taint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)?;
+        if let Some(v) = &self.value {
+            write!(f, "={v}")?;
+        }
+        let effect = match self.effect {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+        };
+        write!(f, ":{effect}")
+    }
+}
+
+impl Serialize for Taint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A Kubernetes label key: an optional DNS-subdomain prefix and '/', then a name.
+fn check_label_key(key: &str) -> Result<(), String> {
+    let name = match key.split_once('/') {
+        Some((prefix, name)) => {
+            names::check_domain(prefix).map_err(|why| format!("key prefix '{prefix}': {why}"))?;
+            name
+        }
+        None => key,
+    };
+    if name.is_empty() {
+        return Err(format!("key '{key}' has an empty name"));
+    }
+    check_label_value(name).map_err(|why| format!("key '{key}': {why}"))
+}
+
+/// A Kubernetes label value: at most 63 of letters, digits, '-', '_' and '.', starting and ending
+/// with a letter or digit; empty is allowed.
+fn check_label_value(value: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let ends_ok = value
+        .chars()
+        .next()
+        .is_none_or(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_ascii_alphanumeric());
+    if value.len() > names::MAX_LABEL || !value.chars().all(ok_char) || !ends_ok {
+        return Err(format!(
+            "'{value}' must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an absolute http(s) URL with a host. The error says what is wrong.
+pub(crate) fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("it is not an absolute URL (no scheme://)")?;
+    if !schemes.contains(&scheme) {
+        return Err(format!("scheme '{scheme}' is not {}", schemes.join(" or ")));
+    }
+    if url.chars().any(char::is_whitespace) {
+        return Err("it contains white space".into());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 host has no closing ']'")?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("'{addr}' is not an IPv6 address"))?;
+        (addr, after.strip_prefix(':'))
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("it has no host".into());
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(format!("port '{port}' is not a port number"));
+    }
+    Ok(())
+}
+
+/// The inventory as decoded, before the checks that need install-config.yaml too. A machine that
+/// failed to decode is `None`, so later checks keep the user's indexes in their paths.
+pub(crate) struct Draft {
+    pub provisioning: Option<Provisioning>,
+    pub network: Option<Network>,
+    pub load_balancer: Option<LoadBalancer>,
+    pub machines: Vec<Option<Machine>>,
+}
+
+pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<Draft> {
+    let mut top = MapReader::new(root, FieldPath::root(), r)?;
+    if let Some((n, p)) = top.require(
+        "apiVersion",
+        r,
+        &format!("write 'apiVersion: {API_VERSION}'"),
+    ) && let Some(v) = decode::string(n, &p, r)
+        && v != API_VERSION
+    {
+        r.error(
+            &p,
+            format!("apiVersion '{v}' is not supported"),
+            &format!("write 'apiVersion: {API_VERSION}'"),
+        );
+    }
+    if let Some((n, p)) = top.require("kind", r, &format!("write 'kind: {KIND}'"))
+        && let Some(v) = decode::string(n, &p, r)
+        && v != KIND
+    {
+        r.error(
+            &p,
+            format!("kind '{v}' is not {KIND}"),
+            &format!("write 'kind: {KIND}'"),
+        );
+    }
+
+    let provisioning = top
+        .require(
+            "provisioning",
+            r,
+            "set 'provisioning: {serverURL: http://<provisioning host>:8080}'",
+        )
+        .and_then(|(n, p)| decode_provisioning(n, p, r));
+    let network = match top.take("network") {
+        Some((n, p)) => decode_network(n, p, r),
+        None => Some(Network::default()),
+    };
+    let load_balancer = top
+        .require(
+            "loadBalancer",
+            r,
+            "set apiVIP and ingressVIP under 'loadBalancer:'",
+        )
+        .and_then(|(n, p)| decode_load_balancer(n, p, r));
+    let machines = match top.require("machines", r, "list the machines under 'machines:'") {
+        Some((n, p)) => decode::list(n, &p, r)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, item)| decode_machine(item, p.index(i), r))
+            .collect(),
+        None => Vec::new(),
+    };
+    top.finish(
+        UnknownKeys::Reject,
+        &[
+            "apiVersion",
+            "kind",
+            "provisioning",
+            "network",
+            "loadBalancer",
+            "machines",
+        ],
+        r,
+    );
+    Some(Draft {
+        provisioning,
+        network,
+        load_balancer,
+        machines,
+    })
+}
+
+fn url_field(m: &mut MapReader<'_>, key: &str, schemes: &[&str], r: &mut Report) -> Option<String> {
+    let (n, p) = m.take(key)?;
+    let url = decode::string(n, &p, r)?;
+    if let Err(why) = check_url(&url, schemes) {
+        r.error(
+            &p,
+            format!("'{url}' is not a usable URL: {why}"),
+            &format!(
+                "write an absolute {} URL, e.g. {}://192.0.2.10:8080",
+                schemes.join("/"),
+                schemes[0]
+            ),
+        );
+        return None;
+    }
+    Some(url)
+}
+
+fn absolute_path(n: &Node, p: &FieldPath, r: &mut Report) -> Option<String> {
+    let path = decode::string(n, p, r)?;
+    if !path.starts_with('/') {
+        r.error(
+            p,
+            format!("'{path}' is not an absolute path"),
+            "name the disk by absolute path, e.g. /dev/sda or /dev/disk/by-id/...",
+        );
+        return None;
+    }
+    Some(path)
+}
+
+fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<Provisioning> {
+    let mut m = MapReader::new(node, path, r)?;
+    let server_url = match m.require(
+        "serverURL",
+        r,
+        "write where machines fetch their boot files, e.g. serverURL: http://192.0.2.10:8080",
+    ) {
+        Some(_) => url_field(&mut m, "serverURL", &["http", "https"], r),
+        None => None,
+    };
+    let mcs_url = url_field(&mut m, "mcsURL", &["https"], r);
+    let os = m.take("os").map_or(Some(Os::Fcos), |(n, p)| {
+        decode::parsed(n, &p, r, "a supported OS", "write fcos, rhcos or flatcar")
+    });
+    let os_images = match m.take("osImages") {
+        None => Some(OsImages::default()),
+        Some((n, p)) => MapReader::new(n, p, r).map(|mut im| {
+            let schemes = ["http", "https"];
+            let images = OsImages {
+                kernel: url_field(&mut im, "kernel", &schemes, r),
+                initramfs: url_field(&mut im, "initramfs", &schemes, r),
+                rootfs: url_field(&mut im, "rootfs", &schemes, r),
+                image: url_field(&mut im, "image", &schemes, r),
+            };
+            im.finish(
+                UnknownKeys::Reject,
+                &["kernel", "initramfs", "rootfs", "image"],
+                r,
+            );
+            images
+        }),
+    };
+    let install_disk = m
+        .take("installDisk")
+        .map_or(Some(DEFAULT_INSTALL_DISK.to_string()), |(n, p)| {
+            absolute_path(n, &p, r)
+        });
+    let ignition_version =
+        m.take("ignitionVersion")
+            .map_or(Some(IgnitionVersion::V3_3), |(n, p)| {
+                decode::parsed(
+                    n,
+                    &p,
+                    r,
+                    "a supported Ignition spec version",
+                    "write one of 3.0.0, 3.1.0, 3.2.0, 3.3.0, 3.4.0 (quoted or not)",
+                )
+            });
+    m.finish(
+        UnknownKeys::Reject,
+        &[
+            "serverURL",
+            "mcsURL",
+            "os",
+            "osImages",
+            "installDisk",
+            "ignitionVersion",
+        ],
+        r,
+    );
+    Some(Provisioning {
+        server_url: server_url?,
+        mcs_url,
+        os: os?,
+        os_images: os_images?,
+        install_disk: install_disk?,
+        ignition_version: ignition_version?,
+    })
+}
+
+fn decode_network(node: &Node, path: FieldPath, r: &mut Report) -> Option<Network> {
+    let mut m = MapReader::new(node, path, r)?;
+    let ip_hint = "write an IP address, e.g. 192.0.2.1";
+    let gateway = m
+        .take("gateway")
+        .and_then(|(n, p)| decode::parsed(n, &p, r, "an IP address", ip_hint));
+    let dns_servers = m
+        .take("dnsServers")
+        .map(|(n, p)| decode::parsed_list(n, &p, r, "an IP address", ip_hint))
+        .unwrap_or_default();
+    let ntp_servers = m
+        .take("ntpServers")
+        .map(|(n, p)| {
+            decode::parsed_list(
+                n,
+                &p,
+                r,
+                "a host name or address",
+                "write a host name or IP address",
+            )
+        })
+        .unwrap_or_default();
+    m.finish(
+        UnknownKeys::Reject,
+        &["gateway", "dnsServers", "ntpServers"],
+        r,
+    );
+    Some(Network {
+        gateway,
+        dns_servers,
+        ntp_servers,
+    })
+}
+
+fn decode_load_balancer(node: &Node, path: FieldPath, r: &mut Report) -> Option<LoadBalancer> {
+    let mut m = MapReader::new(node, path, r)?;
+    let mut vip = |key: &str, required: bool, r: &mut Report| {
+        let hint = format!("write the virtual IP for {key}, e.g. {key}: 192.0.2.5");
+        let found = if required {
+            m.require(key, r, &hint)
+        } else {
+            m.take(key)
+        };
+        found.and_then(|(n, p)| decode::parsed::<IpAddr>(n, &p, r, "an IP address", &hint))
+    };
+    let api_vip = vip("apiVIP", true, r);
+    let api_int_vip = vip("apiIntVIP", false, r);
+    let ingress_vip = vip("ingressVIP", true, r);
+    m.finish(
+        UnknownKeys::Reject,
+        &["apiVIP", "apiIntVIP", "ingressVIP"],
+        r,
+    );
+    let api_vip = api_vip?;
+    Some(LoadBalancer {
+        api_vip,
+        api_int_vip: api_int_vip.unwrap_or(api_vip),
+        ingress_vip: ingress_vip?,
+    })
+}
+
+fn decode_machine(node: &Node, path: FieldPath, r: &mut Report) -> Option<Machine> {
+    let mut m = MapReader::new(node, path.clone(), r)?;
+    let name = m.require("name", r, "give the machine a host name, e.g. name: master0").and_then(|(n, p)| {
+        let name = decode::string(n, &p, r)?;
+        if let Err(why) = names::check_label(&name) {
+            r.error(&p, format!("'{name}' is not a DNS-1123 label: {why}"), "use lower-case letters, digits and '-'; the FQDN is <name>.<cluster>.<baseDomain>");
+            return None;
+        }
+        Some(name)
+    });
+    let role = m
+        .require("role", r, "write role: bootstrap, master, worker or infra")
+        .and_then(|(n, p)| {
+            decode::parsed(
+                n,
+                &p,
+                r,
+                "a role",
+                "write bootstrap, master, worker or infra",
+            )
+        });
+    let macs = decode_macs(&mut m, &path, r);
+    let ip = m
+        .require(
+            "ip",
+            r,
+            "write the machine's fixed address, e.g. ip: 192.0.2.21",
+        )
+        .and_then(|(n, p)| {
+            decode::parsed(
+                n,
+                &p,
+                r,
+                "an IP address",
+                "write an IP address, e.g. 192.0.2.21",
+            )
+        });
+    let install_disk = match m.take("installDisk") {
+        Some((n, p)) => absolute_path(n, &p, r).map(Some),
+        None => Some(None),
+    };
+    let labels = match m.take("labels") {
+        None => Some(BTreeMap::new()),
+        Some((n, p)) => decode_labels(n, p, r),
+    };
+    let taints = match m.take("taints") {
+        None => Some(Vec::new()),
+        Some((n, p)) => {
+            let items = decode::list(n, &p, r)?;
+            let taints: Vec<Taint> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let ip = p.index(i);
+                    let text = decode::string(item, &ip, r)?;
+                    text.parse()
+                        .map_err(|why| {
+                            r.error(
+                                &ip,
+                                format!("taint '{text}' is not valid: {why}"),
+                                "write key[=value]:Effect, e.g. infra=reserved:NoSchedule",
+                            )
+                        })
+                        .ok()
+                })
+                .collect();
+            (taints.len() == items.len()).then_some(taints)
+        }
+    };
+    m.finish(
+        UnknownKeys::Reject,
+        &[
+            "name",
+            "role",
+            "mac",
+            "macs",
+            "ip",
+            "installDisk",
+            "labels",
+            "taints",
+        ],
+        r,
+    );
+    Some(Machine {
+        name: name?,
+        role: role?,
+        macs: macs?,
+        ip: ip?,
+        install_disk: install_disk?,
+        labels: labels?,
+        taints: taints?,
+    })
+}
+
+fn decode_macs(m: &mut MapReader<'_>, path: &FieldPath, r: &mut Report) -> Option<Vec<MacAddr>> {
+    let hint = "write the boot NIC's address, e.g. mac: \"52:54:00:12:34:56\" (or macs: [...])";
+    let (nodes, paths): (Vec<&Node>, Vec<FieldPath>) = match (m.take("mac"), m.take("macs")) {
+        (Some(_), Some((_, p))) => {
+            r.error(
+                &p,
+                "is given together with mac",
+                "use mac for one address or macs for several, not both",
+            );
+            return None;
+        }
+        (Some((n, p)), None) => (vec![n], vec![p]),
+        (None, Some((n, p))) => {
+            let items = decode::list(n, &p, r)?;
+            if items.is_empty() {
+                r.error(&p, "is empty", hint);
+                return None;
+            }
+            (
+                items.iter().collect(),
+                (0..items.len()).map(|i| p.index(i)).collect(),
+            )
+        }
+        (None, None) => {
+            r.error(&path.key("mac"), "is required but missing", hint);
+            return None;
+        }
+    };
+    let want = nodes.len();
+    let mut macs = Vec::with_capacity(want);
+    for (node, p) in nodes.into_iter().zip(paths) {
+        let text = decode::string(node, &p, r)?;
+        match text.parse::<MacAddr>() {
+            Err(e) => r.error(&p, e.to_string(), "copy it from the machine's NIC or BMC; quote it"),
+            Ok(mac) if mac.is_zero() => r.error(&p, format!("{mac} is the all-zero address"), "use the NIC's real address"),
+            Ok(mac) if mac.is_multicast() => r.error(&p, format!("{mac} is a multicast address (the low bit of the first octet is set), which no NIC has"), "use the NIC's real unicast address"),
+            Ok(mac) => macs.push(mac),
+        }
+    }
+    (macs.len() == want).then_some(macs)
+}
+
+fn decode_labels(node: &Node, path: FieldPath, r: &mut Report) -> Option<BTreeMap<String, String>> {
+    let m = MapReader::new(node, path.clone(), r)?;
+    let mut labels = BTreeMap::new();
+    let mut ok = true;
+    for (key, value) in m.entries() {
+        let p = path.key(&key.name);
+        let value = if value.is_null() {
+            Some(String::new())
+        } else {
+            decode::string(value, &p, r)
+        };
+        let checked = check_label_key(&key.name)
+            .and_then(|()| check_label_value(value.as_deref().unwrap_or_default()));
+        match (checked, value) {
+            (Ok(()), Some(value)) => {
+                labels.insert(key.name.clone(), value);
+            }
+            (Err(why), _) => {
+                r.error(
+                    &p,
+                    format!("label is not valid: {why}"),
+                    "write labels as key: value, e.g. node-role.kubernetes.io/storage: \"\"",
+                );
+                ok = false;
+            }
+            (Ok(()), None) => ok = false,
+        }
+    }
+    ok.then_some(labels)
+}

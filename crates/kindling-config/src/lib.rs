@@ -1,0 +1,201 @@
+//! The cluster description: `install-config.yaml` (OpenShift's schema) and `inventory.yaml`
+//! (kindling's machines and network), loaded, defaulted and validated.
+//!
+//! Loading reports every problem at once. Each finding names the file, line, column and field
+//! path, says what is wrong and how to fix it. Only errors stop kindling; warnings and notes are
+//! returned with the description.
+
+mod decode;
+pub mod diagnostic;
+pub mod install_config;
+pub mod inventory;
+pub mod mac;
+pub mod names;
+mod validate;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+pub use diagnostic::{Diagnostic, FieldPath, Severity};
+pub use install_config::InstallConfig;
+pub use inventory::{Inventory, Machine, Role};
+pub use mac::MacAddr;
+
+pub const INSTALL_CONFIG_FILE: &str = "install-config.yaml";
+pub const INVENTORY_FILE: &str = "inventory.yaml";
+
+/// A validated cluster description.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterDescription {
+    pub install_config: InstallConfig,
+    pub inventory: Inventory,
+    /// install-config's `networking.machineNetwork`, or the network inferred from the inventory
+    /// when it sets none.
+    pub machine_networks: Vec<IpNet>,
+}
+
+/// A description that loaded, with the warnings and notes found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub description: ClusterDescription,
+    pub findings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Every finding, errors first; at least one is an error.
+    #[error("the cluster description has {} error(s)", count_errors(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn count_errors(findings: &[Diagnostic]) -> usize {
+    findings
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+}
+
+/// One input file: the name to show in messages and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub text: &'a str,
+}
+
+impl ClusterDescription {
+    /// Reads and validates `install-config.yaml` and `inventory.yaml` in `dir`.
+    pub fn load(dir: &Path) -> Result<Loaded, LoadError> {
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })
+        };
+        let (ic_text, inv_text) = (read(INSTALL_CONFIG_FILE)?, read(INVENTORY_FILE)?);
+        let (ic_name, inv_name) = (
+            dir.join(INSTALL_CONFIG_FILE).display().to_string(),
+            dir.join(INVENTORY_FILE).display().to_string(),
+        );
+        Self::parse(
+            Source {
+                name: &ic_name,
+                text: &ic_text,
+            },
+            Source {
+                name: &inv_name,
+                text: &inv_text,
+            },
+        )
+    }
+
+    /// Validates a description given as text.
+    pub fn parse(install_config: Source<'_>, inventory: Source<'_>) -> Result<Loaded, LoadError> {
+        let mut ic_findings = Vec::new();
+        let mut inv_findings = Vec::new();
+        let ic_root = parse_yaml(install_config, &mut ic_findings);
+        let inv_root = parse_yaml(inventory, &mut inv_findings);
+
+        let mut result = None;
+        if let (Some(ic_root), Some(inv_root)) = (&ic_root, &inv_root) {
+            let mut icr = diagnostic::Report {
+                file: install_config.name,
+                root: ic_root,
+                findings: &mut ic_findings,
+                unused: Vec::new(),
+            };
+            let mut r = diagnostic::Report {
+                file: inventory.name,
+                root: inv_root,
+                findings: &mut inv_findings,
+                unused: Vec::new(),
+            };
+            let ic = install_config::decode(ic_root, &mut icr);
+            let draft = inventory::decode(inv_root, &mut r);
+            if let Some(ic) = &ic {
+                if !ic.unused_fields.is_empty() {
+                    icr.info(
+                        &FieldPath::root(),
+                        format!(
+                            "fields not used by kindling, kept as written: {}",
+                            ic.unused_fields.join(", ")
+                        ),
+                        "",
+                    );
+                }
+            }
+            if let (Some(ic), Some(draft)) = (ic, draft) {
+                let machine_networks = validate::check(&ic, &draft, &mut icr, &mut r);
+                result = assemble(ic, draft, machine_networks);
+            }
+        }
+
+        let mut findings = ic_findings;
+        findings.append(&mut inv_findings);
+        findings.sort_by_key(|d| d.severity);
+        match result {
+            Some(description) if count_errors(&findings) == 0 => Ok(Loaded {
+                description,
+                findings,
+            }),
+            _ => {
+                if count_errors(&findings) == 0 {
+                    findings.insert(
+                        0,
+                        Diagnostic {
+                            severity: Severity::Error,
+                            file: inventory.name.to_string(),
+                            pos: yaml::Pos { line: 1, col: 1 },
+                            path: FieldPath::root(),
+                            message: "could not be read as a whole (this is a kindling bug)".into(),
+                            hint: Some("please report it with the file".into()),
+                        },
+                    );
+                }
+                Err(LoadError::Invalid(findings))
+            }
+        }
+    }
+}
+
+fn parse_yaml(source: Source<'_>, findings: &mut Vec<Diagnostic>) -> Option<yaml::Node> {
+    match yaml::parse(source.text) {
+        Ok(root) => Some(root),
+        Err(e) => {
+            findings.push(Diagnostic {
+                severity: Severity::Error,
+                file: source.name.to_string(),
+                pos: e.pos,
+                path: FieldPath::root(),
+                message: format!("is not valid YAML: {}", e.message),
+                hint: Some(
+                    "fix the syntax at this position (indentation, quotes, ':' after keys)".into(),
+                ),
+            });
+            None
+        }
+    }
+}
+
+fn assemble(
+    ic: InstallConfig,
+    draft: inventory::Draft,
+    machine_networks: Vec<IpNet>,
+) -> Option<ClusterDescription> {
+    Some(ClusterDescription {
+        install_config: ic,
+        inventory: Inventory {
+            provisioning: draft.provisioning?,
+            network: draft.network?,
+            load_balancer: draft.load_balancer?,
+            machines: draft.machines.into_iter().collect::<Option<Vec<_>>>()?,
+        },
+        machine_networks,
+    })
+}
