@@ -199,3 +199,44 @@ fn assemble(
         machine_networks,
     })
 }
+
+impl ClusterDescription {
+    /// `<name>.<baseDomain>`.
+    pub fn cluster_domain(&self) -> String {
+        self.install_config.cluster_domain()
+    }
+
+    /// `api.<cluster domain>`: the API name clients outside the cluster use.
+    pub fn api_host(&self) -> String {
+        format!("api.{}", self.cluster_domain())
+    }
+
+    /// `api-int.<cluster domain>`: the API name the machines use.
+    pub fn api_int_host(&self) -> String {
+        format!("api-int.{}", self.cluster_domain())
+    }
+
+    /// `apps.<cluster domain>`, under which `*.apps` routes to the ingress VIP.
+    pub fn apps_domain(&self) -> String {
+        format!("apps.{}", self.cluster_domain())
+    }
+
+    /// `https://api.<cluster domain>:6443`.
+    pub fn api_url(&self) -> String {
+        format!("https://{}:6443", self.api_host())
+    }
+
+    /// The machine config server: `provisioning.mcsURL`, or `https://api-int.<cluster domain>:22623`.
+    pub fn mcs_url(&self) -> String {
+        self.inventory
+            .provisioning
+            .mcs_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}:22623", self.api_int_host()))
+    }
+
+    /// `<machine>.<cluster domain>`.
+    pub fn fqdn(&self, machine: &Machine) -> String {
+        format!("{}.{}", machine.name, self.cluster_domain())
+    }
+}

@@ -1,0 +1,310 @@
+//! The asset engine's behaviour as the user sees it in the asset directory.
+
+use std::cell::Cell;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE};
+
+use crate::cluster::{CLUSTER_ID, CLUSTER_JSON, METADATA_JSON};
+use crate::state::{STATE_FILE, State};
+use crate::storage::{self, AtomicFiles, Mode, Storage};
+use crate::{Action, AssetOutcome, Target, create};
+
+const INSTALL_CONFIG: &str = include_str!("../../../examples/demo/install-config.yaml");
+const INVENTORY: &str = include_str!("../../../examples/demo/inventory.yaml");
+
+fn demo_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(INSTALL_CONFIG_FILE), INSTALL_CONFIG).unwrap();
+    fs::write(dir.path().join(INVENTORY_FILE), INVENTORY).unwrap();
+    dir
+}
+
+fn run_with(dir: &Path, storage: &dyn Storage) -> Result<Vec<AssetOutcome>, crate::AssetError> {
+    let loaded = ClusterDescription::load(dir).unwrap();
+    create(dir, &loaded.description, Target::Manifests, storage)
+}
+
+fn run(dir: &Path) -> Vec<AssetOutcome> {
+    run_with(dir, &AtomicFiles).unwrap()
+}
+
+fn action(outcomes: &[AssetOutcome], asset: &str) -> Action {
+    outcomes.iter().find(|o| o.asset == asset).unwrap().action
+}
+
+fn json(dir: &Path, file: &str) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dir.join(file)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_second_run_changes_nothing() {
+    let dir = demo_dir();
+    let first = run(dir.path());
+    assert!(
+        first.iter().all(|o| o.action == Action::Generated),
+        "{first:?}"
+    );
+    let metadata = fs::read(dir.path().join(METADATA_JSON)).unwrap();
+    let second = run(dir.path());
+    assert!(
+        second
+            .iter()
+            .all(|o| o.action == Action::UpToDate && o.kept_edits.is_empty()),
+        "{second:?}"
+    );
+    assert_eq!(fs::read(dir.path().join(METADATA_JSON)).unwrap(), metadata);
+}
+
+#[test]
+fn a_user_edit_is_kept_and_only_its_dependants_are_regenerated() {
+    let dir = demo_dir();
+    run(dir.path());
+    let id_before = fs::read_to_string(dir.path().join(CLUSTER_ID)).unwrap();
+
+    let mut summary = json(dir.path(), CLUSTER_JSON);
+    summary["clusterName"] = "edited".into();
+    let edited = serde_json::to_vec_pretty(&summary).unwrap();
+    fs::write(dir.path().join(CLUSTER_JSON), &edited).unwrap();
+
+    let outcomes = run(dir.path());
+    assert_eq!(action(&outcomes, "cluster-summary"), Action::UpToDate);
+    assert_eq!(outcomes[0].kept_edits, [CLUSTER_JSON]);
+    assert_eq!(action(&outcomes, "cluster-id"), Action::UpToDate);
+    assert_eq!(action(&outcomes, "metadata"), Action::Regenerated);
+
+    assert_eq!(
+        fs::read(dir.path().join(CLUSTER_JSON)).unwrap(),
+        edited,
+        "the edit was overwritten"
+    );
+    assert_eq!(json(dir.path(), METADATA_JSON)["clusterName"], "edited");
+    assert!(
+        json(dir.path(), METADATA_JSON)["infraID"]
+            .as_str()
+            .unwrap()
+            .starts_with("edited-")
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join(CLUSTER_ID)).unwrap(),
+        id_before
+    );
+
+    // The edit stays the user's on later runs, even when the inputs change.
+    let changed = INVENTORY.replace("192.168.126.120", "192.168.126.130");
+    fs::write(dir.path().join(INVENTORY_FILE), changed).unwrap();
+    let outcomes = run(dir.path());
+    assert_eq!(action(&outcomes, "cluster-summary"), Action::Regenerated);
+    assert_eq!(outcomes[0].kept_edits, [CLUSTER_JSON]);
+    assert_eq!(fs::read(dir.path().join(CLUSTER_JSON)).unwrap(), edited);
+}
+
+#[test]
+fn a_changed_input_regenerates_what_depends_on_it_and_keeps_the_cluster_id() {
+    let dir = demo_dir();
+    run(dir.path());
+    let id_before = fs::read_to_string(dir.path().join(CLUSTER_ID)).unwrap();
+    let changed = INSTALL_CONFIG.replace("name: demo", "name: other");
+    fs::write(dir.path().join(INSTALL_CONFIG_FILE), changed).unwrap();
+    let outcomes = run(dir.path());
+    assert_eq!(action(&outcomes, "cluster-summary"), Action::Regenerated);
+    assert_eq!(action(&outcomes, "cluster-id"), Action::UpToDate);
+    assert_eq!(action(&outcomes, "metadata"), Action::Regenerated);
+    assert_eq!(
+        json(dir.path(), METADATA_JSON)["apiURL"],
+        "https://api.other.example.localdomain:6443"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join(CLUSTER_ID)).unwrap(),
+        id_before
+    );
+}
+
+#[test]
+fn a_deleted_output_is_regenerated() {
+    let dir = demo_dir();
+    run(dir.path());
+    let before = fs::read(dir.path().join(CLUSTER_JSON)).unwrap();
+    fs::remove_file(dir.path().join(CLUSTER_JSON)).unwrap();
+    let outcomes = run(dir.path());
+    assert_eq!(action(&outcomes, "cluster-summary"), Action::Regenerated);
+    assert_eq!(fs::read(dir.path().join(CLUSTER_JSON)).unwrap(), before);
+    // Same content, so what depends on it is left alone.
+    assert_eq!(action(&outcomes, "metadata"), Action::UpToDate);
+}
+
+#[test]
+fn a_file_already_on_disk_before_the_first_run_is_the_users() {
+    let dir = demo_dir();
+    fs::write(
+        dir.path().join(CLUSTER_JSON),
+        b"{\"clusterName\":\"mine\",\"apiURL\":\"https://x:6443\"}",
+    )
+    .unwrap();
+    let outcomes = run(dir.path());
+    assert_eq!(outcomes[0].kept_edits, [CLUSTER_JSON]);
+    assert_eq!(json(dir.path(), METADATA_JSON)["clusterName"], "mine");
+}
+
+#[test]
+fn inputs_are_never_touched() {
+    let dir = demo_dir();
+    run(dir.path());
+    fs::remove_file(dir.path().join(CLUSTER_JSON)).unwrap();
+    run(dir.path());
+    assert_eq!(
+        fs::read_to_string(dir.path().join(INSTALL_CONFIG_FILE)).unwrap(),
+        INSTALL_CONFIG
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join(INVENTORY_FILE)).unwrap(),
+        INVENTORY
+    );
+}
+
+#[test]
+fn files_have_the_modes_recorded_for_them() {
+    let dir = demo_dir();
+    run(dir.path());
+    let state = State::load(dir.path()).unwrap();
+    let mut seen = 0;
+    for record in state.assets.values() {
+        for (path, file) in &record.files {
+            let mode = fs::metadata(dir.path().join(path))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, file.mode.bits(), "{path}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 3);
+}
+
+/// Storage that crashes on its n-th write, leaving a half-written temp file as a real crash would.
+struct CrashingStorage {
+    crash_at: usize,
+    writes: Cell<usize>,
+}
+
+impl Storage for CrashingStorage {
+    fn write(&self, path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
+        self.writes.set(self.writes.get() + 1);
+        let tmp = storage::temp_path(path)?;
+        if self.writes.get() == self.crash_at {
+            storage::write_temp(&tmp, &contents[..contents.len() / 2], mode)?;
+            return Err(io::Error::other("simulated crash"));
+        }
+        storage::write_temp(&tmp, contents, mode)?;
+        storage::commit(&tmp, path)
+    }
+}
+
+/// Every recorded output parses, and the state file is a valid state.
+fn assert_consistent(dir: &Path) {
+    let state = State::load(dir).expect("state.json stays valid");
+    for record in state.assets.values() {
+        for path in record.files.keys().chain(record.pending.keys()) {
+            if path.ends_with(".json") && dir.join(path).exists() {
+                let bytes = fs::read(dir.join(path)).unwrap();
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .unwrap_or_else(|e| panic!("{path} is half-written: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
+    // Count the writes of a regeneration run, then crash at each of them in turn.
+    let total = {
+        let dir = demo_dir();
+        run(dir.path());
+        fs::write(
+            dir.path().join(INSTALL_CONFIG_FILE),
+            INSTALL_CONFIG.replace("name: demo", "name: other"),
+        )
+        .unwrap();
+        let counting = CrashingStorage {
+            crash_at: usize::MAX,
+            writes: Cell::new(0),
+        };
+        run_with(dir.path(), &counting).unwrap();
+        counting.writes.get()
+    };
+    assert!(
+        total >= 6,
+        "expected two state saves and one file per regenerated asset, saw {total} writes"
+    );
+
+    for crash_at in 1..=total {
+        let dir = demo_dir();
+        run(dir.path());
+        let old_state = fs::read(dir.path().join(STATE_FILE)).unwrap();
+        fs::write(
+            dir.path().join(INSTALL_CONFIG_FILE),
+            INSTALL_CONFIG.replace("name: demo", "name: other"),
+        )
+        .unwrap();
+
+        let crashing = CrashingStorage {
+            crash_at,
+            writes: Cell::new(0),
+        };
+        assert!(run_with(dir.path(), &crashing).is_err());
+        assert_consistent(dir.path());
+        if crash_at == 1 {
+            assert_eq!(
+                fs::read(dir.path().join(STATE_FILE)).unwrap(),
+                old_state,
+                "the first write crashed: nothing changed"
+            );
+        }
+
+        let outcomes = run(dir.path());
+        assert!(
+            outcomes.iter().all(|o| o.kept_edits.is_empty()),
+            "crash at write {crash_at}: kindling's own half-run taken for a user edit: {outcomes:?}"
+        );
+        assert_eq!(
+            json(dir.path(), METADATA_JSON)["clusterName"],
+            "other",
+            "crash at write {crash_at}"
+        );
+        assert_eq!(
+            json(dir.path(), CLUSTER_JSON)["clusterName"],
+            "other",
+            "crash at write {crash_at}"
+        );
+        let again = run(dir.path());
+        assert!(
+            again.iter().all(|o| o.action == Action::UpToDate),
+            "crash at write {crash_at}: {again:?}"
+        );
+    }
+}
+
+#[test]
+fn a_crash_during_the_first_run_is_recovered() {
+    for crash_at in 1..=9 {
+        let dir = demo_dir();
+        let crashing = CrashingStorage {
+            crash_at,
+            writes: Cell::new(0),
+        };
+        if run_with(dir.path(), &crashing).is_ok() {
+            continue;
+        }
+        assert_consistent(dir.path());
+        let outcomes = run(dir.path());
+        assert!(
+            outcomes.iter().all(|o| o.kept_edits.is_empty()),
+            "crash at write {crash_at}: {outcomes:?}"
+        );
+        assert!(dir.path().join(METADATA_JSON).exists());
+    }
+}
