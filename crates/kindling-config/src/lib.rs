@@ -11,6 +11,7 @@ pub mod install_config;
 pub mod inventory;
 pub mod mac;
 pub mod names;
+pub mod template;
 mod validate;
 pub mod yaml;
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::diagnostic::{FieldPath, Report};
-use crate::install_config::{InstallConfig, inside};
+use crate::install_config::{InstallConfig, inside, overlaps};
 use crate::inventory::{Draft, Machine, Role};
 use crate::names;
 

@@ -1,1 +1,60 @@
-fn main() {}
+//! The `kindling` binary: parses arguments, sets up logging, runs a command and maps its result
+//! to an exit code. The work is done by the library crates.
+
+mod cli;
+mod exit;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command, CreateCommand, LogLevel};
+use exit::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if let Some(error) = &failure.error {
+                tracing::error!("{error:#}");
+            }
+            ExitCode::from(failure.code as u8)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Create(CreateCommand::InstallConfig(args)) => cli::create::install_config(&args),
+        Command::Create(CreateCommand::Manifests(args)) => cli::create::manifests(&args.dir),
+        Command::Demo(args) => cli::demo::run(&args),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "kindling",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(level: LogLevel) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}

@@ -1,0 +1,248 @@
+//! `kindling create install-config | manifests`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use kindling_assets::{AtomicFiles, Mode, Storage, Target};
+use kindling_config::template::{Template, TemplateMachine};
+use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source};
+
+use crate::cli::InstallConfigArgs;
+use crate::exit::{Code, Failure};
+use crate::report;
+
+/// The machine network of the templates when none is given.
+const DEFAULT_MACHINE_NETWORK: &str = "192.168.126.0/24";
+
+/// Loads and validates the description in `dir`, printing every finding.
+pub fn load(dir: &Path) -> Result<ClusterDescription, Failure> {
+    match ClusterDescription::load(dir) {
+        Ok(loaded) => {
+            report::findings(&loaded.findings);
+            Ok(loaded.description)
+        }
+        Err(LoadError::Invalid(findings)) => {
+            report::invalid(&findings);
+            Err(Failure::invalid_description())
+        }
+        Err(LoadError::Read { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Failure {
+                code: Code::InvalidDescription,
+                error: Some(anyhow!(
+                    "{} does not exist; write it, or run 'kindling create install-config --dir {}' for a template",
+                    path.display(),
+                    dir.display()
+                )),
+            })
+        }
+        Err(e) => Err(anyhow!(e).into()),
+    }
+}
+
+/// `create manifests`: validates the description and brings the assets up to date.
+pub fn manifests(dir: &Path) -> Result<(), Failure> {
+    let description = load(dir)?;
+    let outcomes = kindling_assets::create(dir, &description, Target::Manifests, &AtomicFiles)
+        .with_context(|| format!("creating the manifests in {}", dir.display()))?;
+    report::outcomes(&outcomes);
+    Ok(())
+}
+
+/// `create install-config`: writes a commented, valid template of both input files.
+pub fn install_config(args: &InstallConfigArgs) -> Result<(), Failure> {
+    let dir = &args.dir.dir;
+    let targets = [dir.join(INSTALL_CONFIG_FILE), dir.join(INVENTORY_FILE)];
+    if !args.force
+        && let Some(existing) = targets.iter().find(|p| p.exists())
+    {
+        return Err(Failure {
+            code: Code::Usage,
+            error: Some(anyhow!(
+                "{} exists; kindling does not overwrite it without --force",
+                existing.display()
+            )),
+        });
+    }
+
+    let mut prompt = Prompt::new();
+    let template = fill_template(args, &mut prompt)?;
+    let (ic, inv) = (template.install_config(), template.inventory());
+    let names = targets
+        .iter()
+        .map(|p| format!("{} (generated)", p.display()))
+        .collect::<Vec<_>>();
+    if let Err(LoadError::Invalid(findings)) = ClusterDescription::parse(
+        Source {
+            name: &names[0],
+            text: &ic,
+        },
+        Source {
+            name: &names[1],
+            text: &inv,
+        },
+    ) {
+        report::invalid(&findings);
+        return Err(Failure::invalid_description());
+    }
+
+    let ic_mode = if template.pull_secret.is_some() {
+        Mode::Secret
+    } else {
+        Mode::Public
+    };
+    for (path, text, mode) in [
+        (&targets[0], &ic, ic_mode),
+        (&targets[1], &inv, Mode::Public),
+    ] {
+        AtomicFiles
+            .write(path, text.as_bytes(), mode)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if template.example_machines {
+        println!(
+            "The machines in inventory.yaml are examples: put in each machine's real MAC and IP."
+        );
+    }
+    println!("Next: kindling create manifests --dir {}", dir.display());
+    Ok(())
+}
+
+fn fill_template(args: &InstallConfigArgs, prompt: &mut Prompt) -> Result<Template, Failure> {
+    let network = match &args.machine_network {
+        Some(net) => net.clone(),
+        None => prompt.ask("Machine network (CIDR)", DEFAULT_MACHINE_NETWORK)?,
+    };
+    let network: ipnet::IpNet = network.parse().map_err(|_| {
+        usage(format!(
+            "machine network '{network}' is not a CIDR such as 192.168.126.0/24"
+        ))
+    })?;
+    let mut t = Template::example(network.trunc());
+    t.cluster_name = match &args.cluster_name {
+        Some(v) => v.clone(),
+        None => prompt.ask("Cluster name", &t.cluster_name)?,
+    };
+    t.base_domain = match &args.base_domain {
+        Some(v) => v.clone(),
+        None => prompt.ask("Base domain", &t.base_domain)?,
+    };
+    let ssh_key_file = match &args.ssh_key_file {
+        Some(path) => Some(path.clone()),
+        None if prompt.interactive => {
+            let default = default_ssh_key()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            Some(prompt.ask("SSH public key file (empty for none)", &default)?)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        }
+        None => None,
+    };
+    if let Some(path) = ssh_key_file {
+        t.ssh_key = Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the SSH key {}", path.display()))?,
+        );
+    }
+    if let Some(path) = &args.pull_secret_file {
+        t.pull_secret = Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the pull secret {}", path.display()))?,
+        );
+    }
+    if let Some(v) = &args.server_url {
+        t.server_url = v.clone();
+    }
+    if let Some(v) = args.api_vip {
+        t.api_vip = v;
+        t.api_int_vip = v;
+    }
+    if let Some(v) = args.api_int_vip {
+        t.api_int_vip = v;
+    }
+    if let Some(v) = args.ingress_vip {
+        t.ingress_vip = v;
+    }
+    if let Some(v) = args.gateway {
+        t.gateway = v;
+    }
+    if !args.dns_servers.is_empty() {
+        t.dns_servers = args.dns_servers.clone();
+    }
+    if let Some(v) = &args.os {
+        t.os = v.clone();
+    }
+    if let Some(v) = &args.install_disk {
+        t.install_disk = v.clone();
+    }
+    if !args.machines.is_empty() {
+        t.machines = args
+            .machines
+            .iter()
+            .map(|m| parse_machine(m))
+            .collect::<Result<_, _>>()?;
+        t.example_machines = false;
+    }
+    Ok(t)
+}
+
+fn parse_machine(spec: &str) -> Result<TemplateMachine, Failure> {
+    match spec.split(',').map(str::trim).collect::<Vec<_>>()[..] {
+        [name, role, mac, ip] => Ok(TemplateMachine {
+            name: name.into(),
+            role: role.into(),
+            mac: mac.into(),
+            ip: ip.into(),
+        }),
+        _ => Err(usage(format!(
+            "--machine '{spec}' is not NAME,ROLE,MAC,IP (e.g. master0,master,52:54:00:00:00:10,192.168.126.110)"
+        ))),
+    }
+}
+
+fn usage(message: String) -> Failure {
+    Failure {
+        code: Code::Usage,
+        error: Some(anyhow!(message)),
+    }
+}
+
+fn default_ssh_key() -> Option<PathBuf> {
+    let home = PathBuf::from(std::env::var_os("HOME")?);
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .find(|p| p.exists())
+}
+
+/// Questions for values not given by flags, asked only when a person is at a terminal.
+struct Prompt {
+    interactive: bool,
+}
+
+impl Prompt {
+    fn new() -> Prompt {
+        Prompt {
+            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// The answer, or `default` when not interactive or when the answer is empty.
+    fn ask(&mut self, question: &str, default: &str) -> Result<String, Failure> {
+        if !self.interactive {
+            return Ok(default.to_string());
+        }
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, "{question} [{default}]: ");
+        let _ = stderr.flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the answer from the terminal")?;
+        let answer = answer.trim();
+        Ok(if answer.is_empty() { default } else { answer }.to_string())
+    }
+}

@@ -1,0 +1,44 @@
+//! `kindling demo`: the built-in example cluster, end to end as far as kindling goes today.
+
+use std::path::Path;
+
+use anyhow::Context;
+use kindling_assets::{AtomicFiles, Mode, Storage};
+use kindling_config::{INSTALL_CONFIG_FILE, INVENTORY_FILE};
+
+use crate::cli::DemoArgs;
+use crate::exit::Failure;
+
+/// A bootstrap machine, 3 masters and 3 workers on one /24, with VIPs.
+const INSTALL_CONFIG: &str = include_str!("../../../../examples/demo/install-config.yaml");
+const INVENTORY: &str = include_str!("../../../../examples/demo/inventory.yaml");
+
+pub fn run(args: &DemoArgs) -> Result<(), Failure> {
+    let dir = &args.dir;
+    for (name, text) in [
+        (INSTALL_CONFIG_FILE, INSTALL_CONFIG),
+        (INVENTORY_FILE, INVENTORY),
+    ] {
+        write_input(dir, name, text)?;
+    }
+    println!("kindling create manifests --dir {}", dir.display());
+    super::create::manifests(dir)?;
+    println!("The demo cluster's assets are in {}.", dir.display());
+    Ok(())
+}
+
+/// Writes an example input, but never over a file the user has changed.
+fn write_input(dir: &Path, name: &str, text: &str) -> Result<(), Failure> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == text => {}
+        Ok(_) => tracing::warn!("{} differs from the example; kept as it is", path.display()),
+        Err(_) => {
+            AtomicFiles
+                .write(&path, text.as_bytes(), Mode::Public)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}

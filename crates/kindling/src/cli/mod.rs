@@ -1,0 +1,129 @@
+//! Command-line arguments. Everything clap knows about lives here; each command turns its
+//! arguments into a request to a library crate.
+
+pub mod create;
+pub mod demo;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  internal error (a file could not be read or written, or a bug)
+  2  usage error (unknown command or flag)
+  3  the cluster description is invalid (as openshift-install); nothing was written
+  4  infrastructure check failed (reserved)
+  5  bootstrap failed (reserved)
+  6  install failed (reserved)";
+
+/// Installs Kubernetes on bare metal: from a cluster description to a running cluster.
+#[derive(Debug, Parser)]
+#[command(name = "kindling", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// How much to log to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Info, env = "KINDLING_LOG_LEVEL")]
+    pub log_level: LogLevel,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the cluster description, then the assets from it.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Write the built-in example cluster into a directory and run every `create` step on it.
+    Demo(DemoArgs),
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Write a commented install-config.yaml and inventory.yaml to start from.
+    InstallConfig(InstallConfigArgs),
+    /// Validate the description and generate the assets up to the manifests.
+    Manifests(DirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// The asset directory: it holds install-config.yaml and inventory.yaml, and receives the assets.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the example.
+    #[arg(long, default_value = "kindling-demo", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Values for the templates. On a terminal, kindling asks for the ones not given; otherwise it
+/// uses the defaults shown, which the files mark as examples to replace.
+#[derive(Debug, Args)]
+pub struct InstallConfigArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Overwrite install-config.yaml and inventory.yaml if they exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Cluster name (metadata.name); machines are named <machine>.<cluster>.<base domain>.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// DNS domain the cluster lives under (baseDomain).
+    #[arg(long)]
+    pub base_domain: Option<String>,
+    /// The machines' network, as a CIDR (networking.machineNetwork).
+    #[arg(long, value_name = "CIDR")]
+    pub machine_network: Option<String>,
+    /// OpenSSH public key file for the core user (sshKey).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key_file: Option<PathBuf>,
+    /// Pull secret JSON file (pullSecret).
+    #[arg(long, value_name = "FILE")]
+    pub pull_secret_file: Option<PathBuf>,
+    /// Where machines fetch boot files and Ignition (provisioning.serverURL).
+    #[arg(long, value_name = "URL")]
+    pub server_url: Option<String>,
+    /// Virtual IP of api.<cluster>.<base domain>.
+    #[arg(long, value_name = "IP")]
+    pub api_vip: Option<std::net::IpAddr>,
+    /// Virtual IP of api-int.<cluster>.<base domain> (default: the API VIP).
+    #[arg(long, value_name = "IP")]
+    pub api_int_vip: Option<std::net::IpAddr>,
+    /// Virtual IP of *.apps.<cluster>.<base domain>.
+    #[arg(long, value_name = "IP")]
+    pub ingress_vip: Option<std::net::IpAddr>,
+    /// Default gateway of the machine network.
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<std::net::IpAddr>,
+    /// DNS server for the machines (repeat for several).
+    #[arg(long = "dns-server", value_name = "IP")]
+    pub dns_servers: Vec<std::net::IpAddr>,
+    /// Operating system the machines install.
+    #[arg(long, value_parser = ["fcos", "rhcos", "flatcar"])]
+    pub os: Option<String>,
+    /// Disk to install to on every machine.
+    #[arg(long, value_name = "PATH")]
+    pub install_disk: Option<String>,
+    /// A machine as NAME,ROLE,MAC,IP (repeat for each). Without any, the template lists a
+    /// bootstrap machine, 3 masters and 2 workers with example MACs to replace.
+    #[arg(long = "machine", value_name = "NAME,ROLE,MAC,IP")]
+    pub machines: Vec<String>,
+}
