@@ -69,17 +69,25 @@ pub(crate) fn check(
 
     let nets = machine_networks(ic, inv, icr);
     let explicit = !ic.networking.machine_network.is_empty();
-    let cluster_nets: Vec<(String, IpNet)> = ic
+    // A pod or service network that overlaps the machine network is reported once, in
+    // install-config.yaml, not again for every address inside it.
+    let cluster_nets: Vec<(&str, IpNet)> = ic
         .networking
         .cluster_network
         .iter()
-        .map(|c| ("clusterNetwork".to_string(), c.cidr))
+        .map(|c| ("clusterNetwork", c.cidr))
         .chain(
             ic.networking
                 .service_network
                 .iter()
-                .map(|s| ("serviceNetwork".to_string(), *s)),
+                .map(|s| ("serviceNetwork", *s)),
         )
+        .filter(|(_, net)| {
+            !ic.networking
+                .machine_network
+                .iter()
+                .any(|m| overlaps(m, net))
+        })
         .collect();
     let ip_hint = "use an address in the machine network, or fix networking.machineNetwork in install-config.yaml";
     let check_address = |ip: IpAddr, path: &FieldPath, what: &str, r: &mut Report| {
