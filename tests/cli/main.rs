@@ -1,1 +1,85 @@
+//! Tests that run the real `kindling` binary, as a user would.
 
+mod create;
+mod invalid;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's `tests/fixtures`.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// Runs `kindling` with `args`; the result's stdout and stderr are text.
+pub fn kindling(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(args)
+        .env_remove("KINDLING_LOG_LEVEL")
+        .output()
+        .expect("kindling runs");
+    Run(output)
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0
+            .status
+            .code()
+            .expect("kindling exited, not killed by a signal")
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts the exit code, showing the output when it differs, and that nothing panicked.
+    pub fn expect(&self, code: i32) -> &Run {
+        assert!(
+            !self.stderr().contains("panicked"),
+            "kindling panicked:\n{}",
+            self.stderr()
+        );
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Every file under `dir` with its contents, for before/after comparisons.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(
+                    path.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&path).unwrap(),
+                );
+            }
+        }
+    }
+    files
+}
+
+/// A temp directory holding the given fixture files, copied.
+pub fn dir_with(files: &[(&str, &Path)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, from) in files {
+        std::fs::copy(from, dir.path().join(name)).unwrap();
+    }
+    dir
+}

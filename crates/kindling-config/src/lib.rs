@@ -241,3 +241,106 @@ impl ClusterDescription {
         format!("{}.{}", machine.name, self.cluster_domain())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const DEMO_IC: &str = include_str!("../../../examples/demo/install-config.yaml");
+    const DEMO_INV: &str = include_str!("../../../examples/demo/inventory.yaml");
+
+    fn parse(ic: &str, inv: &str) -> Result<Loaded, LoadError> {
+        ClusterDescription::parse(
+            Source {
+                name: INSTALL_CONFIG_FILE,
+                text: ic,
+            },
+            Source {
+                name: INVENTORY_FILE,
+                text: inv,
+            },
+        )
+    }
+
+    #[test]
+    fn the_demo_loads_with_its_defaults() {
+        let loaded = parse(DEMO_IC, DEMO_INV).unwrap();
+        let d = &loaded.description;
+        assert_eq!(d.inventory.machines.len(), 7);
+        assert_eq!(d.inventory.with_role(Role::Master).count(), 3);
+        assert_eq!(d.inventory.machines[6].macs.len(), 2);
+        assert_eq!(d.api_url(), "https://api.demo.example.localdomain:6443");
+        assert_eq!(
+            d.mcs_url(),
+            "https://api-int.demo.example.localdomain:22623"
+        );
+        assert_eq!(
+            d.machine_networks,
+            ["192.168.126.0/24".parse::<IpNet>().unwrap()]
+        );
+        let errors_or_warnings: Vec<_> = loaded
+            .findings
+            .iter()
+            .filter(|f| f.severity != Severity::Info)
+            .collect();
+        assert!(errors_or_warnings.is_empty(), "{errors_or_warnings:?}");
+    }
+
+    #[test]
+    fn openshift_defaults_fill_what_a_minimal_file_leaves_out() {
+        let ic =
+            "apiVersion: v1\nbaseDomain: example.com\nmetadata: {name: c}\nplatform: {none: {}}\n";
+        let inv = DEMO_INV.replace("192.168.126.", "10.0.0.");
+        let loaded = parse(ic, &inv).unwrap_or_else(|e| panic!("{e:?}"));
+        let n = &loaded.description.install_config.networking;
+        assert_eq!(n.cluster_network[0].cidr.to_string(), "10.128.0.0/14");
+        assert_eq!(n.cluster_network[0].host_prefix, 23);
+        assert_eq!(n.service_network[0].to_string(), "172.30.0.0/16");
+        assert_eq!(n.network_type, "OVNKubernetes");
+        assert_eq!(loaded.description.install_config.control_plane.replicas, 3);
+        // Inventory defaults.
+        let p = &loaded.description.inventory.provisioning;
+        assert_eq!(p.ignition_version.as_str(), "3.3.0");
+    }
+
+    #[test]
+    fn no_truncation_of_a_valid_file_panics() {
+        for cut in 0..DEMO_INV.len() {
+            if DEMO_INV.is_char_boundary(cut) {
+                let _ = parse(DEMO_IC, &DEMO_INV[..cut]);
+            }
+        }
+        for cut in 0..DEMO_IC.len() {
+            if DEMO_IC.is_char_boundary(cut) {
+                let _ = parse(&DEMO_IC[..cut], DEMO_INV);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Splices YAML-ish fragments into valid files: every result loads or is reported, and
+        /// an error always comes with at least one error finding.
+        #[test]
+        fn no_edit_of_a_valid_file_panics(
+            at in 0usize..2000,
+            len in 0usize..40,
+            insert in prop::sample::select(vec!["", ":", "- ", "[", "]", "{", "}", "\n  ", "\n", "'", "\"", "&a ", "*a", "~", "0x", "-1", "99999999999", "::", "é", "\t", "? ", "!!str ", "#"]),
+            which in any::<bool>(),
+        ) {
+            let base = if which { DEMO_INV } else { DEMO_IC };
+            let mut at = at.min(base.len());
+            while !base.is_char_boundary(at) { at -= 1; }
+            let mut end = (at + len).min(base.len());
+            while !base.is_char_boundary(end) { end -= 1; }
+            let edited = format!("{}{}{}", &base[..at], insert, &base[end.max(at)..]);
+            let result = if which { parse(DEMO_IC, &edited) } else { parse(&edited, DEMO_INV) };
+            if let Err(LoadError::Invalid(findings)) = result {
+                prop_assert!(findings.iter().any(|f| f.severity == Severity::Error));
+            }
+        }
+    }
+}

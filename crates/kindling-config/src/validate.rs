@@ -278,11 +278,13 @@ fn check_roles(ic: &InstallConfig, inv: &Draft, icr: &mut Report, r: &mut Report
 }
 
 fn check_pod_capacity(ic: &InstallConfig, nodes: usize, icr: &mut Report) {
-    let capacity: u128 = ic
-        .networking
-        .cluster_network
+    let nets = &ic.networking.cluster_network;
+    // A hostPrefix outside its network is reported already; a capacity from it means nothing.
+    if nets.iter().any(|c| c.host_prefix < c.cidr.prefix_len()) {
+        return;
+    }
+    let capacity: u128 = nets
         .iter()
-        .filter(|c| c.host_prefix >= c.cidr.prefix_len())
         .map(|c| 1u128 << (c.host_prefix - c.cidr.prefix_len()).min(64))
         .sum();
     if (nodes as u128) > capacity {

@@ -1,0 +1,339 @@
+//! `create install-config`, `create manifests`, `demo` and `completion`, end to end.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::{dir_with, fixtures, kindling, snapshot};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn an_unchanged_openshift_upi_install_config_loads() {
+    let upi = fixtures().join("valid/openshift-4.5-upi");
+    let dir = dir_with(&[
+        ("install-config.yaml", &upi.join("install-config.yaml")),
+        ("inventory.yaml", &upi.join("inventory.yaml")),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    let run = kindling(&["create", "manifests", "--dir", d]);
+    run.expect(0);
+    let stderr = run.stderr();
+    // Fields kindling does not use are named once, not rejected.
+    assert_eq!(stderr.matches("hyperthreading").count(), 2, "{stderr}");
+    assert_eq!(
+        stderr.matches("not used by kindling").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("kindling uses 172.16.0.0/24"), "{stderr}");
+
+    let cluster: serde_json::Value =
+        serde_json::from_str(&read(&dir.path().join("cluster.json"))).unwrap();
+    assert_eq!(
+        cluster["apiURL"],
+        "https://api.ocp45.example.localdomain:6443"
+    );
+    assert_eq!(cluster["networking"]["networkType"], "OpenShiftSDN");
+    assert_eq!(
+        cluster["machines"][1]["fqdn"],
+        "m1.ocp45.example.localdomain"
+    );
+    // Every MAC form in the inventory comes out in one normal form.
+    assert_eq!(cluster["machines"][1]["macs"][0], "00:50:56:96:0c:43");
+    assert_eq!(cluster["machines"][2]["macs"][0], "00:50:56:96:d2:b0");
+    assert_eq!(
+        cluster["machines"][6]["taints"][0],
+        "infra=reserved:NoSchedule"
+    );
+    assert!(
+        !read(&dir.path().join("cluster.json")).contains("b3BlbnNoaWZ0"),
+        "the pull secret leaked into cluster.json"
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&read(&dir.path().join("metadata.json"))).unwrap();
+    assert_eq!(metadata["clusterName"], "ocp45");
+    assert!(metadata["infraID"].as_str().unwrap().starts_with("ocp45-"));
+}
+
+#[test]
+fn inputs_survive_every_command() {
+    let upi = fixtures().join("valid/openshift-4.5-upi");
+    let dir = dir_with(&[
+        ("install-config.yaml", &upi.join("install-config.yaml")),
+        ("inventory.yaml", &upi.join("inventory.yaml")),
+    ]);
+    let d = dir.path().to_str().unwrap();
+    let inputs = || {
+        let all = snapshot(dir.path());
+        all.into_iter()
+            .filter(|(p, _)| p.to_str().unwrap().ends_with(".yaml"))
+            .collect::<Vec<_>>()
+    };
+    let before = inputs();
+    kindling(&["create", "manifests", "--dir", d]).expect(0);
+    kindling(&["create", "manifests", "--dir", d]).expect(0);
+    kindling(&["create", "install-config", "--dir", d]).expect(2);
+    std::fs::remove_file(dir.path().join("cluster.json")).unwrap();
+    kindling(&["create", "manifests", "--dir", d]).expect(0);
+    assert_eq!(inputs(), before);
+}
+
+#[test]
+fn a_second_create_manifests_reports_everything_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    kindling(&["demo", "--dir", d]).expect(0);
+    let after_demo = snapshot(dir.path());
+    let run = kindling(&["create", "manifests", "--dir", d]);
+    run.expect(0);
+    assert_eq!(
+        run.stdout().matches("up to date").count(),
+        3,
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(snapshot(dir.path()), after_demo);
+}
+
+#[test]
+fn demo_writes_the_example_and_creates_its_assets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("kindling-demo");
+    let run = kindling(&["demo", "--dir", d.to_str().unwrap()]);
+    run.expect(0);
+    for file in [
+        "install-config.yaml",
+        "inventory.yaml",
+        "cluster.json",
+        "metadata.json",
+        ".kindling/state.json",
+        ".kindling/cluster-id",
+    ] {
+        assert!(d.join(file).exists(), "{file} missing");
+    }
+    let cluster: serde_json::Value = serde_json::from_str(&read(&d.join("cluster.json"))).unwrap();
+    let roles: Vec<&str> = cluster["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "bootstrap",
+            "master",
+            "master",
+            "master",
+            "worker",
+            "worker",
+            "worker"
+        ]
+    );
+
+    // A changed example input is the user's: demo keeps it.
+    let edited = read(&d.join("inventory.yaml")).replace("192.168.126.122", "192.168.126.123");
+    std::fs::write(d.join("inventory.yaml"), &edited).unwrap();
+    let run = kindling(&["demo", "--dir", d.to_str().unwrap()]);
+    run.expect(0);
+    assert_eq!(read(&d.join("inventory.yaml")), edited);
+    assert!(run.stdout().contains("regenerated"), "{}", run.stdout());
+}
+
+#[test]
+fn create_install_config_writes_a_valid_commented_template_from_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let key = dir.path().join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk6PsczSizUBeFcIkUGOKJubO32bSq2lECdGqJD6ym/ me@host\n").unwrap();
+    let secret = dir.path().join("pull-secret.json");
+    std::fs::write(&secret, r#"{"auths":{"quay.io":{"auth":"dTpw"}}}"#).unwrap();
+    kindling(&[
+        "create",
+        "install-config",
+        "--dir",
+        d,
+        "--cluster-name",
+        "lab",
+        "--base-domain",
+        "example.net",
+        "--machine-network",
+        "10.20.0.0/24",
+        "--ssh-key-file",
+        key.to_str().unwrap(),
+        "--pull-secret-file",
+        secret.to_str().unwrap(),
+        "--api-vip",
+        "10.20.0.5",
+        "--ingress-vip",
+        "10.20.0.6",
+        "--machine",
+        "m0,master,52:54:00:aa:00:01,10.20.0.11",
+        "--machine",
+        "w0,worker,52:54:00:aa:00:02,10.20.0.21",
+    ])
+    .expect(0);
+    let ic = read(&dir.path().join("install-config.yaml"));
+    let inv = read(&dir.path().join("inventory.yaml"));
+    assert!(
+        ic.contains("# ") && inv.contains("# "),
+        "templates are commented"
+    );
+    assert!(ic.contains("replicas: 1"), "{ic}");
+    assert!(ic.contains("me@host"));
+    assert!(inv.contains("10.20.0.5") && inv.contains("52:54:00:aa:00:02"));
+    assert!(!inv.contains("EXAMPLE machines"));
+    // It holds the pull secret, so only the owner may read it.
+    assert_eq!(mode(&dir.path().join("install-config.yaml")), 0o600);
+    assert_eq!(mode(&dir.path().join("inventory.yaml")), 0o644);
+
+    let run = kindling(&["create", "manifests", "--dir", d]);
+    run.expect(0);
+    assert!(
+        run.stderr().contains("no redundancy"),
+        "one master gets a warning: {}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn create_install_config_without_flags_or_terminal_writes_the_example_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let run = kindling(&["create", "install-config", "--dir", d]);
+    run.expect(0);
+    assert!(run.stdout().contains("are examples"), "{}", run.stdout());
+    assert!(read(&dir.path().join("inventory.yaml")).contains("EXAMPLE machines"));
+    kindling(&["create", "manifests", "--dir", d]).expect(0);
+}
+
+#[test]
+fn create_install_config_never_overwrites_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    std::fs::write(dir.path().join("inventory.yaml"), "mine\n").unwrap();
+    let run = kindling(&["create", "install-config", "--dir", d]);
+    run.expect(2);
+    assert!(run.stderr().contains("--force"), "{}", run.stderr());
+    assert_eq!(read(&dir.path().join("inventory.yaml")), "mine\n");
+    assert!(
+        !dir.path().join("install-config.yaml").exists(),
+        "nothing is written when one file exists"
+    );
+
+    kindling(&["create", "install-config", "--dir", d, "--force"]).expect(0);
+    assert!(read(&dir.path().join("inventory.yaml")).contains("kind: Inventory"));
+}
+
+#[test]
+fn create_install_config_checks_flag_values_like_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let run = kindling(&[
+        "create",
+        "install-config",
+        "--dir",
+        d,
+        "--cluster-name",
+        "Bad_Name",
+    ]);
+    run.expect(3);
+    assert!(
+        run.stderr()
+            .contains("metadata.name: cluster name 'Bad_Name' is not a DNS-1123 label"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing is written"
+    );
+
+    kindling(&[
+        "create",
+        "install-config",
+        "--dir",
+        d,
+        "--machine",
+        "m0,master",
+    ])
+    .expect(2);
+    kindling(&[
+        "create",
+        "install-config",
+        "--dir",
+        d,
+        "--api-vip",
+        "not-an-ip",
+    ])
+    .expect(2);
+}
+
+#[test]
+fn a_missing_description_is_exit_3_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = kindling(&["create", "manifests", "--dir", dir.path().to_str().unwrap()]);
+    run.expect(3);
+    assert!(
+        run.stderr().contains("create install-config"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn usage_errors_are_exit_2_and_help_lists_the_exit_codes() {
+    kindling(&["create", "manifests", "--no-such-flag"]).expect(2);
+    kindling(&["frobnicate"]).expect(2);
+    let help = kindling(&["--help"]);
+    help.expect(0);
+    for line in [
+        "3  the cluster description is invalid",
+        "5  bootstrap failed",
+        "6  install failed",
+    ] {
+        assert!(help.stdout().contains(line), "{}", help.stdout());
+    }
+}
+
+#[test]
+fn completion_scripts_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef kindling"),
+        ("fish", "complete -c kindling"),
+    ] {
+        let run = kindling(&["completion", shell]);
+        run.expect(0);
+        assert!(run.stdout().contains(marker), "{shell}: {}", run.stdout());
+        assert!(
+            run.stdout().contains("manifests"),
+            "{shell} completes subcommands"
+        );
+    }
+}
+
+#[test]
+fn log_level_error_hides_notes_and_warnings() {
+    let upi = fixtures().join("valid/openshift-4.5-upi");
+    let dir = dir_with(&[
+        ("install-config.yaml", &upi.join("install-config.yaml")),
+        ("inventory.yaml", &upi.join("inventory.yaml")),
+    ]);
+    let run = kindling(&[
+        "create",
+        "manifests",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--log-level",
+        "error",
+    ]);
+    run.expect(0);
+    assert_eq!(run.stderr(), "");
+}
