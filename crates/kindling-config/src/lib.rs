@@ -119,17 +119,17 @@ impl ClusterDescription {
             };
             let ic = install_config::decode(ic_root, &mut icr);
             let draft = inventory::decode(inv_root, &mut r);
-            if let Some(ic) = &ic {
-                if !ic.unused_fields.is_empty() {
-                    icr.info(
-                        &FieldPath::root(),
-                        format!(
-                            "fields not used by kindling, kept as written: {}",
-                            ic.unused_fields.join(", ")
-                        ),
-                        "",
-                    );
-                }
+            if let Some(ic) = &ic
+                && !ic.unused_fields.is_empty()
+            {
+                icr.info(
+                    &FieldPath::root(),
+                    format!(
+                        "fields not used by kindling, kept as written: {}",
+                        ic.unused_fields.join(", ")
+                    ),
+                    "",
+                );
             }
             if let (Some(ic), Some(draft)) = (ic, draft) {
                 let machine_networks = validate::check(&ic, &draft, &mut icr, &mut r);

@@ -55,7 +55,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
     /// Write a commented install-config.yaml and inventory.yaml to start from.
-    InstallConfig(InstallConfigArgs),
+    InstallConfig(Box<InstallConfigArgs>),
     /// Validate the description and generate the assets up to the manifests.
     Manifests(DirArgs),
 }
