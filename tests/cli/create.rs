@@ -337,3 +337,86 @@ fn log_level_error_hides_notes_and_warnings() {
     run.expect(0);
     assert_eq!(run.stderr(), "");
 }
+
+/// sshd reads the keys; ssh-keygen is its parser. What it accepts kindling accepts, and a broken
+/// key is refused by both.
+#[test]
+fn ssh_keys_are_judged_as_ssh_keygen_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ssh_keygen_accepts = |file: &Path| {
+        std::process::Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-f")
+            .arg(file)
+            .output()
+            .expect("ssh-keygen runs")
+            .status
+            .success()
+    };
+    let template_with_key = |key: &Path| {
+        let out = dir.path().join(format!(
+            "out-{}",
+            key.file_name().unwrap().to_string_lossy()
+        ));
+        kindling(&[
+            "create",
+            "install-config",
+            "--dir",
+            out.to_str().unwrap(),
+            "--ssh-key-file",
+            key.to_str().unwrap(),
+        ])
+    };
+    for kind in ["ed25519", "ecdsa", "rsa"] {
+        let key = dir.path().join(format!("id_{kind}"));
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-C", "test@kindling", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success());
+        let public = key.with_extension("pub");
+        assert!(ssh_keygen_accepts(&public));
+        template_with_key(&public).expect(0);
+    }
+
+    let good = read(&dir.path().join("id_ed25519.pub"));
+    let (kind, rest) = good.split_once(' ').unwrap();
+    let blob = rest.split(' ').next().unwrap();
+    for (name, text) in [
+        (
+            "truncated.pub",
+            format!("{kind} {} test\n", &blob[..blob.len() - 8]),
+        ),
+        ("wrong-type.pub", format!("ssh-rsa {blob} test\n")),
+        ("private.pub", read(&dir.path().join("id_ed25519"))),
+    ] {
+        let bad = dir.path().join(name);
+        let text_line = |p: &Path, n: usize| read(p).lines().nth(n).unwrap().to_string();
+        std::fs::write(&bad, text).unwrap();
+        assert!(
+            !ssh_keygen_accepts(&bad) || name == "private.pub",
+            "{name}: ssh-keygen accepts it"
+        );
+        let run = template_with_key(&bad);
+        run.expect(3);
+        assert!(
+            run.stderr().contains("sshKey: "),
+            "{name}: {}",
+            run.stderr()
+        );
+        if name == "private.pub" {
+            assert!(
+                run.stderr().contains("holds a private key"),
+                "{}",
+                run.stderr()
+            );
+            let body = text_line(&dir.path().join("id_ed25519"), 1);
+            assert!(
+                !run.stderr().contains(&body[..16]),
+                "the private key was echoed: {}",
+                run.stderr()
+            );
+        }
+    }
+}

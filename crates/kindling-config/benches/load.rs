@@ -86,8 +86,14 @@ fn main() {
     });
     measure("kindling: parse + decode + validate", || {
         let loaded = ClusterDescription::parse(
-            Source { name: "install-config.yaml", text: black_box(&ic) },
-            Source { name: "inventory.yaml", text: black_box(&inv) },
+            Source {
+                name: "install-config.yaml",
+                text: black_box(&ic),
+            },
+            Source {
+                name: "inventory.yaml",
+                text: black_box(&inv),
+            },
         )
         .expect("the generated description is valid");
         assert_eq!(loaded.description.inventory.machines.len(), MACHINES);

@@ -484,6 +484,15 @@ fn check_pull_secret(value: &str, path: &FieldPath, r: &mut Report) {
 }
 
 fn check_ssh_keys(value: &str, path: &FieldPath, r: &mut Report) {
+    // Never echo a private key back, not even in part.
+    if value.contains("PRIVATE KEY") {
+        r.error(
+            path,
+            "holds a private key",
+            "paste the public key (the .pub file) instead, and treat this private key as exposed",
+        );
+        return;
+    }
     let mut any = false;
     for (i, line) in value.lines().enumerate() {
         let line = line.trim();
