@@ -8,6 +8,7 @@ cd "$(dirname "$0")"
 # Debian packages whose programs the tests run as real consumers of kindling's output.
 APT_PACKAGES=(
   openssh-client   # ssh-keygen: checks the SSH keys kindling accepts
+  bsdutils         # script: runs kindling on a pseudo-terminal to test its prompts
 )
 
 missing=()

@@ -420,3 +420,48 @@ fn ssh_keys_are_judged_as_ssh_keygen_judges_them() {
         }
     }
 }
+
+/// On a terminal, missing values are asked for, and a bad answer is asked again.
+#[test]
+fn create_install_config_asks_on_a_terminal() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("asked");
+    let command = format!(
+        "{} create install-config --dir {}",
+        env!("CARGO_BIN_EXE_kindling"),
+        out.display()
+    );
+    // `script` runs kindling on a pseudo-terminal and passes our answers through it.
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"lab\nexample.org\nnot-a-cidr\n10.9.8.0/24\n\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("Cluster name [mycluster]:"), "{shown}");
+    assert!(
+        shown.contains("'not-a-cidr' is not valid here; try again"),
+        "{shown}"
+    );
+
+    let ic = read(&out.join("install-config.yaml"));
+    assert!(
+        ic.contains("name: \"lab\"") && ic.contains("baseDomain: \"example.org\""),
+        "{ic}"
+    );
+    assert!(ic.contains("cidr: 10.9.8.0/24"), "{ic}");
+    assert!(read(&out.join("inventory.yaml")).contains("serverURL: \"http://10.9.8.2:8080\""));
+    kindling(&["create", "manifests", "--dir", out.to_str().unwrap()]).expect(0);
+}

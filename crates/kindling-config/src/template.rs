@@ -8,6 +8,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// The example values of a template made without flags or answers.
+pub const EXAMPLE_CLUSTER_NAME: &str = "mycluster";
+pub const EXAMPLE_BASE_DOMAIN: &str = "example.com";
+
 /// What the templates are filled with.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -63,8 +67,8 @@ impl Template {
             ("worker1", "worker", 121),
         ];
         Template {
-            cluster_name: "mycluster".into(),
-            base_domain: "example.com".into(),
+            cluster_name: EXAMPLE_CLUSTER_NAME.into(),
+            base_domain: EXAMPLE_BASE_DOMAIN.into(),
             machine_network: net,
             ssh_key: None,
             pull_secret: None,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use kindling_assets::{AtomicFiles, Mode, Storage, Target};
-use kindling_config::template::{Template, TemplateMachine};
+use kindling_config::template::{self, Template, TemplateMachine};
 use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source};
 
 use crate::cli::InstallConfigArgs;
@@ -110,24 +110,25 @@ pub fn install_config(args: &InstallConfigArgs) -> Result<(), Failure> {
 }
 
 fn fill_template(args: &InstallConfigArgs, prompt: &mut Prompt) -> Result<Template, Failure> {
-    let network = match &args.machine_network {
-        Some(net) => net.clone(),
-        None => prompt.ask("Machine network (CIDR)", DEFAULT_MACHINE_NETWORK)?,
+    let cluster_name = match &args.cluster_name {
+        Some(v) => v.clone(),
+        None => prompt.ask("Cluster name", template::EXAMPLE_CLUSTER_NAME)?,
     };
-    let network: ipnet::IpNet = network.parse().map_err(|_| {
-        usage(format!(
-            "machine network '{network}' is not a CIDR such as 192.168.126.0/24"
-        ))
-    })?;
+    let base_domain = match &args.base_domain {
+        Some(v) => v.clone(),
+        None => prompt.ask("Base domain", template::EXAMPLE_BASE_DOMAIN)?,
+    };
+    let network: ipnet::IpNet = match &args.machine_network {
+        Some(net) => net.parse().map_err(|_| {
+            usage(format!(
+                "--machine-network '{net}' is not a CIDR such as {DEFAULT_MACHINE_NETWORK}"
+            ))
+        })?,
+        None => prompt.ask_parsed("Machine network (CIDR)", DEFAULT_MACHINE_NETWORK)?,
+    };
     let mut t = Template::example(network.trunc());
-    t.cluster_name = match &args.cluster_name {
-        Some(v) => v.clone(),
-        None => prompt.ask("Cluster name", &t.cluster_name)?,
-    };
-    t.base_domain = match &args.base_domain {
-        Some(v) => v.clone(),
-        None => prompt.ask("Base domain", &t.base_domain)?,
-    };
+    t.cluster_name = cluster_name;
+    t.base_domain = base_domain;
     let ssh_key_file = match &args.ssh_key_file {
         Some(path) => Some(path.clone()),
         None if prompt.interactive => {
@@ -238,11 +239,30 @@ impl Prompt {
         let _ = write!(stderr, "{question} [{default}]: ");
         let _ = stderr.flush();
         let mut answer = String::new();
-        std::io::stdin()
+        let read = std::io::stdin()
             .lock()
             .read_line(&mut answer)
             .context("reading the answer from the terminal")?;
+        if read == 0 {
+            return Err(usage("no answer: the terminal closed its input".into()));
+        }
         let answer = answer.trim();
         Ok(if answer.is_empty() { default } else { answer }.to_string())
+    }
+
+    /// Like `ask`, asking again until the answer parses.
+    fn ask_parsed<T: std::str::FromStr>(
+        &mut self,
+        question: &str,
+        default: &str,
+    ) -> Result<T, Failure> {
+        loop {
+            let answer = self.ask(question, default)?;
+            match answer.parse() {
+                Ok(value) => return Ok(value),
+                Err(_) if self.interactive => eprintln!("'{answer}' is not valid here; try again"),
+                Err(_) => return Err(usage(format!("'{answer}' is not valid for {question}"))),
+            }
+        }
     }
 }
