@@ -13,13 +13,18 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-#[test]
-fn an_unchanged_openshift_upi_install_config_loads() {
+/// A copy of the OpenShift 4.5 UPI description: its unchanged install-config and an inventory.
+fn upi_dir() -> tempfile::TempDir {
     let upi = fixtures().join("valid/openshift-4.5-upi");
-    let dir = dir_with(&[
+    dir_with(&[
         ("install-config.yaml", &upi.join("install-config.yaml")),
         ("inventory.yaml", &upi.join("inventory.yaml")),
-    ]);
+    ])
+}
+
+#[test]
+fn an_unchanged_openshift_upi_install_config_loads() {
+    let dir = upi_dir();
     let d = dir.path().to_str().unwrap();
     let run = kindling(&["create", "manifests", "--dir", d]);
     run.expect(0);
@@ -63,11 +68,7 @@ fn an_unchanged_openshift_upi_install_config_loads() {
 
 #[test]
 fn inputs_survive_every_command() {
-    let upi = fixtures().join("valid/openshift-4.5-upi");
-    let dir = dir_with(&[
-        ("install-config.yaml", &upi.join("install-config.yaml")),
-        ("inventory.yaml", &upi.join("inventory.yaml")),
-    ]);
+    let dir = upi_dir();
     let d = dir.path().to_str().unwrap();
     let inputs = || {
         let all = snapshot(dir.path());
@@ -321,11 +322,7 @@ fn completion_scripts_are_printed_for_each_shell() {
 
 #[test]
 fn log_level_error_hides_notes_and_warnings() {
-    let upi = fixtures().join("valid/openshift-4.5-upi");
-    let dir = dir_with(&[
-        ("install-config.yaml", &upi.join("install-config.yaml")),
-        ("inventory.yaml", &upi.join("inventory.yaml")),
-    ]);
+    let dir = upi_dir();
     let run = kindling(&[
         "create",
         "manifests",

@@ -41,9 +41,20 @@ impl FieldPath {
         path
     }
 
+    /// The node this path names in `root`, if it exists.
+    pub fn node<'n>(&self, root: &'n Node) -> Option<&'n Node> {
+        let (node, complete) = self.deepest(root);
+        complete.then_some(node)
+    }
+
     /// Where this path points in `root`: the node itself if it exists, otherwise the deepest
     /// ancestor that does (a missing field is reported at the mapping that lacks it).
     pub fn locate(&self, root: &Node) -> Pos {
+        self.deepest(root).0.pos
+    }
+
+    /// The deepest node along the path, and whether it is the whole path.
+    fn deepest<'n>(&self, root: &'n Node) -> (&'n Node, bool) {
         let mut node = root;
         for segment in &self.0 {
             let next = match (segment, &node.value) {
@@ -55,10 +66,10 @@ impl FieldPath {
             };
             match next {
                 Some(next) => node = next,
-                None => break,
+                None => return (node, false),
             }
         }
-        node.pos
+        (node, true)
     }
 }
 

@@ -36,7 +36,7 @@ pub(crate) fn check(
     );
     check_unique(
         present().flat_map(|(i, m)| {
-            mac_paths(&machines.index(i), m)
+            mac_paths(&machines.index(i), m, r.root)
                 .into_iter()
                 .zip(m.macs.iter().copied())
         }),
@@ -151,14 +151,13 @@ pub(crate) fn check(
     nets
 }
 
-fn mac_paths(machine: &FieldPath, m: &Machine) -> Vec<FieldPath> {
-    if m.macs.len() == 1 {
-        // `mac:` and a one-item `macs:` both resolve; `locate` falls back to the machine.
-        vec![machine.key("mac")]
-    } else {
-        (0..m.macs.len())
+/// Where each of a machine's MACs was written: under `mac:`, or as items of `macs:`.
+fn mac_paths(machine: &FieldPath, m: &Machine, root: &crate::yaml::Node) -> Vec<FieldPath> {
+    match machine.node(root).and_then(|n| n.get("mac")) {
+        Some(_) => vec![machine.key("mac")],
+        None => (0..m.macs.len())
             .map(|j| machine.key("macs").index(j))
-            .collect()
+            .collect(),
     }
 }
 
