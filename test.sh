@@ -9,6 +9,13 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(
   openssh-client   # ssh-keygen: checks the SSH keys kindling accepts
   bsdutils         # script: runs kindling on a pseudo-terminal to test its prompts
+  ignition         # ignition-validate and the real Ignition runner
+  openssl          # openssl verify: checks every certificate against its CA
+  python3-venv     # the venv that holds the PyPI tools below
+)
+# PyPI tools, installed into .venv/ (pinned).
+PYPI_PACKAGES=(
+  kubernetes-validate==1.37.0   # validates every manifest against the Kubernetes schemas, offline
 )
 
 missing=()
@@ -22,6 +29,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+venv=.venv
+if [ ! -x "$venv/bin/pip" ]; then
+  python3 -m venv "$venv"
+fi
+for spec in "${PYPI_PACKAGES[@]}"; do
+  name=${spec%%==*}
+  want=${spec##*==}
+  have=$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
+  if [ "$have" != "$want" ]; then
+    echo "test.sh: installing $spec into $venv" >&2
+    "$venv/bin/pip" install -q "$spec"
+  fi
+done
+# Tests find the tools here.
+export PATH="$PWD/$venv/bin:$PATH"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

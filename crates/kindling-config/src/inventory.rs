@@ -26,7 +26,38 @@ pub struct Inventory {
     pub provisioning: Provisioning,
     pub network: Network,
     pub load_balancer: LoadBalancer,
+    pub kubernetes: Kubernetes,
     pub machines: Vec<Machine>,
+}
+
+/// The Kubernetes release the cluster runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kubernetes {
+    /// `MAJOR.MINOR.PATCH`, without the leading `v` (the images are tagged `v<version>`).
+    pub version: String,
+}
+
+/// The release kindling installs unless `kubernetes.version` says otherwise: one that
+/// kubernetes-validate 1.37 has schemas for, with images on registry.k8s.io.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.34.1";
+
+impl Default for Kubernetes {
+    fn default() -> Kubernetes {
+        Kubernetes {
+            version: DEFAULT_KUBERNETES_VERSION.to_string(),
+        }
+    }
+}
+
+impl Kubernetes {
+    /// The minor version, e.g. 34 for 1.34.1.
+    pub fn minor(&self) -> u32 {
+        self.version
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -351,6 +382,7 @@ pub(crate) struct Draft {
     pub provisioning: Option<Provisioning>,
     pub network: Option<Network>,
     pub load_balancer: Option<LoadBalancer>,
+    pub kubernetes: Option<Kubernetes>,
     pub machines: Vec<Option<Machine>>,
 }
 
@@ -398,6 +430,10 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<Draft> {
             "set apiVIP and ingressVIP under 'loadBalancer:'",
         )
         .and_then(|(n, p)| decode_load_balancer(n, p, r));
+    let kubernetes = match top.take("kubernetes") {
+        Some((n, p)) => decode_kubernetes(n, p, r),
+        None => Some(Kubernetes::default()),
+    };
     let machines = match top.require("machines", r, "list the machines under 'machines:'") {
         Some((n, p)) => decode::list(n, &p, r)
             .unwrap_or_default()
@@ -415,6 +451,7 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<Draft> {
             "provisioning",
             "network",
             "loadBalancer",
+            "kubernetes",
             "machines",
         ],
         r,
@@ -423,8 +460,45 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<Draft> {
         provisioning,
         network,
         load_balancer,
+        kubernetes,
         machines,
     })
+}
+
+/// Kubernetes minor versions kindling knows how to configure.
+const KUBERNETES_MINORS: std::ops::RangeInclusive<u32> = 30..=37;
+
+fn decode_kubernetes(node: &Node, path: FieldPath, r: &mut Report) -> Option<Kubernetes> {
+    let mut m = MapReader::new(node, path, r)?;
+    let version = match m.take("version") {
+        None => Some(DEFAULT_KUBERNETES_VERSION.to_string()),
+        Some((n, p)) => {
+            let text = decode::string(n, &p, r)?;
+            let bare = text.strip_prefix('v').unwrap_or(&text);
+            let parts: Vec<&str> = bare.split('.').collect();
+            let numeric = parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()));
+            let minor: u32 = parts.get(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+            if !numeric || parts[0] != "1" || !KUBERNETES_MINORS.contains(&minor) {
+                r.error(
+                    &p,
+                    format!("'{text}' is not a supported Kubernetes release"),
+                    &format!(
+                        "write 1.{}.x to 1.{}.x, e.g. {DEFAULT_KUBERNETES_VERSION}",
+                        KUBERNETES_MINORS.start(),
+                        KUBERNETES_MINORS.end()
+                    ),
+                );
+                None
+            } else {
+                Some(bare.to_string())
+            }
+        }
+    };
+    m.finish(UnknownKeys::Reject, &["version"], r);
+    Some(Kubernetes { version: version? })
 }
 
 fn url_field(m: &mut MapReader<'_>, key: &str, schemes: &[&str], r: &mut Report) -> Option<String> {

@@ -195,6 +195,7 @@ fn assemble(
             provisioning: draft.provisioning?,
             network: draft.network?,
             load_balancer: draft.load_balancer?,
+            kubernetes: draft.kubernetes?,
             machines: draft.machines.into_iter().collect::<Option<Vec<_>>>()?,
         },
         machine_networks,

@@ -1,0 +1,64 @@
+//! Where things live on a machine. Manifests (static pods, kubelet) and Ignition configs both
+//! refer to these paths, so they are defined once here.
+
+/// Kubernetes PKI on control-plane machines.
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+/// Cluster root CA certificate (every machine) and key (control plane only: the controller
+/// manager signs kubelet certificates with it).
+pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
+pub const CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
+/// kube-apiserver serving certificate.
+pub const APISERVER_CERT: &str = "/etc/kubernetes/pki/apiserver.crt";
+pub const APISERVER_KEY: &str = "/etc/kubernetes/pki/apiserver.key";
+/// kube-apiserver's client certificate towards the kubelets (logs, exec).
+pub const APISERVER_KUBELET_CLIENT_CERT: &str = "/etc/kubernetes/pki/apiserver-kubelet-client.crt";
+pub const APISERVER_KUBELET_CLIENT_KEY: &str = "/etc/kubernetes/pki/apiserver-kubelet-client.key";
+/// kube-apiserver's client certificate towards etcd.
+pub const APISERVER_ETCD_CLIENT_CERT: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
+pub const APISERVER_ETCD_CLIENT_KEY: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
+/// Front proxy (aggregation layer).
+pub const FRONT_PROXY_CA_CERT: &str = "/etc/kubernetes/pki/front-proxy-ca.crt";
+pub const FRONT_PROXY_CLIENT_CERT: &str = "/etc/kubernetes/pki/front-proxy-client.crt";
+pub const FRONT_PROXY_CLIENT_KEY: &str = "/etc/kubernetes/pki/front-proxy-client.key";
+/// Service-account token signing key pair.
+pub const SA_KEY: &str = "/etc/kubernetes/pki/sa.key";
+pub const SA_PUB: &str = "/etc/kubernetes/pki/sa.pub";
+/// etcd: its own CA, and this machine's member certificates.
+pub const ETCD_CA_CERT: &str = "/etc/kubernetes/pki/etcd/ca.crt";
+pub const ETCD_SERVER_CERT: &str = "/etc/kubernetes/pki/etcd/server.crt";
+pub const ETCD_SERVER_KEY: &str = "/etc/kubernetes/pki/etcd/server.key";
+pub const ETCD_PEER_CERT: &str = "/etc/kubernetes/pki/etcd/peer.crt";
+pub const ETCD_PEER_KEY: &str = "/etc/kubernetes/pki/etcd/peer.key";
+/// etcd data.
+pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+
+/// Kubeconfigs of the control-plane components (server: the local apiserver).
+pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "/etc/kubernetes/controller-manager.conf";
+pub const SCHEDULER_KUBECONFIG: &str = "/etc/kubernetes/scheduler.conf";
+/// Admin kubeconfig on the bootstrap machine, for `kindling agent bootstrap` (server: localhost).
+pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
+/// The kubelet's bootstrap-token kubeconfig (server: api-int); the kubelet writes
+/// `KUBELET_KUBECONFIG` once its client CSR is approved.
+pub const KUBELET_BOOTSTRAP_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
+pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+/// KubeletConfiguration.
+pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+/// Where the kubelet keeps its own (rotated) certificates.
+pub const KUBELET_PKI_DIR: &str = "/var/lib/kubelet/pki";
+/// Static pods.
+pub const STATIC_PODS_DIR: &str = "/etc/kubernetes/manifests";
+/// kubelet systemd unit name.
+pub const KUBELET_UNIT: &str = "kubelet.service";
+
+/// The kindling binary, fetched from `<serverURL>/assets/kindling`.
+pub const KINDLING_BIN: &str = "/usr/local/bin/kindling";
+/// Cluster manifests that `kindling agent bootstrap` applies, in file-name order.
+pub const AGENT_MANIFESTS_DIR: &str = "/opt/kindling/manifests";
+/// A master's etcd member pod; `kindling agent join-master` adds the member to the cluster, then
+/// moves this file into `STATIC_PODS_DIR` with the membership it found.
+pub const ETCD_MEMBER_POD: &str = "/opt/kindling/etcd-member.yaml";
+/// Stage markers and stage records of the agent.
+pub const AGENT_STATE_DIR: &str = "/opt/kindling";
+pub const AGENT_LOG_DIR: &str = "/var/log/kindling";
+/// The agent's systemd unit on the bootstrap machine.
+pub const BOOTSTRAP_AGENT_UNIT: &str = "kindling-bootstrap.service";
