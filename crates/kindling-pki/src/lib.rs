@@ -1,0 +1,317 @@
+//! Keys, certificate authorities and the certificates they sign; kubeconfigs; bootstrap tokens.
+//!
+//! Everything is PEM text in and out, so the asset engine can store it as files and a CA read
+//! back from disk signs exactly like the one that was generated. Keys are ECDSA P-256 unless RSA
+//! 2048 is asked for. Nothing here logs key material.
+
+pub mod kubeconfig;
+mod token;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+pub use token::BootstrapToken;
+
+/// The kind of key kindling generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyAlgorithm {
+    /// ECDSA on P-256 with SHA-256: small and fast; the default.
+    #[default]
+    EcdsaP256,
+    /// RSA 2048 with SHA-256, for environments that require RSA.
+    Rsa2048,
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ecdsa" => Ok(KeyAlgorithm::EcdsaP256),
+            "rsa" => Ok(KeyAlgorithm::Rsa2048),
+            other => Err(format!("'{other}' is not a key algorithm (ecdsa or rsa)")),
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa",
+            KeyAlgorithm::Rsa2048 => "rsa",
+        })
+    }
+}
+
+/// How long certificates live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Certificate authorities: 10 years.
+    pub root: Duration,
+    /// Leaf certificates: 1 year.
+    pub leaf: Duration,
+    /// A leaf that expires within this window is re-signed (24 hours, like openshift-install's
+    /// bootstrap certificates). Bootstrap leaves live twice this long, so every `create` leaves
+    /// them good for at least the window.
+    pub bootstrap_window: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Lifetimes {
+        Lifetimes {
+            root: Duration::days(3650),
+            leaf: Duration::days(365),
+            bootstrap_window: Duration::hours(24),
+        }
+    }
+}
+
+impl Lifetimes {
+    pub fn bootstrap_leaf(&self) -> Duration {
+        self.bootstrap_window * 2
+    }
+}
+
+/// Clocks drift between the machine that signs and the machines that check: a certificate is
+/// valid from a little before it was made.
+const BACKDATE: Duration = Duration::minutes(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating a {algorithm} key: {source}")]
+    KeyGeneration {
+        algorithm: KeyAlgorithm,
+        source: rcgen::Error,
+    },
+    #[error("signing the certificate for {subject}: {source}")]
+    Signing {
+        subject: String,
+        source: rcgen::Error,
+    },
+    #[error("reading the private key: {0}")]
+    BadKey(rcgen::Error),
+    #[error("reading the certificate: {0}")]
+    BadCertificate(String),
+    #[error("'{0}' is not a valid DNS name for a certificate")]
+    BadName(String),
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertAndKey {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for CertAndKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertAndKey")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
+    ServerAndClient,
+}
+
+/// The subject and names of a leaf certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafSpec {
+    pub common_name: String,
+    /// Subject O= values; Kubernetes reads them as groups (e.g. system:masters).
+    pub organizations: Vec<String>,
+    pub dns_names: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    pub usage: Usage,
+}
+
+impl LeafSpec {
+    pub fn client(common_name: &str, organizations: &[&str]) -> LeafSpec {
+        LeafSpec {
+            common_name: common_name.to_string(),
+            organizations: organizations.iter().map(|o| o.to_string()).collect(),
+            dns_names: Vec::new(),
+            ips: Vec::new(),
+            usage: Usage::Client,
+        }
+    }
+}
+
+/// Generates a private key, PEM (PKCS#8).
+pub fn generate_key(algorithm: KeyAlgorithm) -> Result<String, PkiError> {
+    Ok(key_pair(algorithm)?.serialize_pem())
+}
+
+/// The public key of a PEM private key, PEM (SubjectPublicKeyInfo).
+pub fn public_key_pem(key_pem: &str) -> Result<String, PkiError> {
+    Ok(KeyPair::from_pem(key_pem)
+        .map_err(PkiError::BadKey)?
+        .public_key_pem())
+}
+
+fn key_pair(algorithm: KeyAlgorithm) -> Result<KeyPair, PkiError> {
+    let generated = match algorithm {
+        KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyAlgorithm::Rsa2048 => {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+    };
+    generated.map_err(|source| PkiError::KeyGeneration { algorithm, source })
+}
+
+/// A random positive serial number, so that re-signing never repeats one.
+fn serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    // A failure of the system's random source is not something to carry on from.
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn name(common_name: &str, organizations: &[String]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for o in organizations {
+        dn.push(DnType::OrganizationName, o.as_str());
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// A certificate authority, able to sign leaves.
+pub struct Ca {
+    pub cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for Ca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ca")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// A new self-signed CA valid from `now` for `lifetime`.
+    pub fn generate(
+        common_name: &str,
+        algorithm: KeyAlgorithm,
+        now: OffsetDateTime,
+        lifetime: Duration,
+    ) -> Result<Ca, PkiError> {
+        let key = key_pair(algorithm)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(common_name, &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = now - BACKDATE;
+        params.not_after = now + lifetime;
+        params.serial_number = Some(serial());
+        let cert = params
+            .self_signed(&key)
+            .map_err(|source| PkiError::Signing {
+                subject: common_name.to_string(),
+                source,
+            })?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// A CA read back from its PEM certificate and key.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
+        let key = KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
+            .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        Ok(Ca {
+            cert_pem: cert_pem.to_string(),
+            issuer,
+        })
+    }
+
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// Signs a new leaf with a new key, valid from `now` for `lifetime`.
+    pub fn issue(
+        &self,
+        spec: &LeafSpec,
+        algorithm: KeyAlgorithm,
+        now: OffsetDateTime,
+        lifetime: Duration,
+    ) -> Result<CertAndKey, PkiError> {
+        let key = key_pair(algorithm)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(&spec.common_name, &spec.organizations);
+        params.subject_alt_names = spec
+            .dns_names
+            .iter()
+            .map(|n| {
+                n.clone()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(|_| PkiError::BadName(n.clone()))
+            })
+            .chain(spec.ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+            .collect::<Result<_, _>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if algorithm == KeyAlgorithm::Rsa2048 {
+            params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+        }
+        params.extended_key_usages = match spec.usage {
+            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::ServerAndClient => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        };
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - BACKDATE;
+        params.not_after = now + lifetime;
+        params.serial_number = Some(serial());
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|source| PkiError::Signing {
+                subject: spec.common_name.clone(),
+                source,
+            })?;
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// When a PEM certificate stops being valid.
+pub fn not_after(cert_pem: &str) -> Result<OffsetDateTime, PkiError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
+#[cfg(test)]
+mod tests;
