@@ -105,8 +105,9 @@ impl<'n> MapReader<'n> {
     }
 }
 
-/// The known name nearest to a misspelt one, if it is near enough to be a typo.
-fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+/// The known name nearest to a misspelt one, if it is near enough to be a typo: within two
+/// edits, or a quarter of a long name's length, ignoring case. For "did you mean" hints.
+pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     let lower = name.to_ascii_lowercase();
     known
         .iter()

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Serialize;
 
+pub use decode::closest;
 pub use diagnostic::{Diagnostic, FieldPath, Severity};
 pub use install_config::InstallConfig;
 pub use inventory::{Inventory, Machine, Role};
