@@ -6,6 +6,8 @@
 
 pub mod cluster;
 pub mod engine;
+pub mod layout;
+pub mod manifests;
 pub mod state;
 pub mod storage;
 
