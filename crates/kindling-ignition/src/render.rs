@@ -46,13 +46,11 @@ pub(crate) fn render(
     let (_, warnings) = ignition_config::Config::parse_slice(&json)
         .map_err(|source| IgnitionError::Unparsable { version, source })?;
     if let Some(warning) = warnings.first() {
-        let ignition_config::Warning::UnusedKey(key) = warning else {
-            unreachable!("ignition-config has one kind of warning")
+        let key = match warning {
+            ignition_config::Warning::UnusedKey(key) => key.clone(),
+            other => other.to_string(),
         };
-        return Err(IgnitionError::UnknownField {
-            version,
-            key: key.clone(),
-        });
+        return Err(IgnitionError::UnknownField { version, key });
     }
     json.push(b'\n');
     Ok(json)
