@@ -228,27 +228,37 @@ fn openssl(dir: &Path, args: &str) {
     );
 }
 
-/// `tests/e2e/https_server.py` serving a directory over TLS on a free loopback port; stopped
+/// `tests/e2e/https_server.py` serving a directory on loopback, over TLS or plain HTTP; stopped
 /// when dropped.
 pub struct HttpsServer {
     child: Child,
     port: u16,
+    tls: bool,
     state: TempDir,
 }
 
 impl HttpsServer {
-    /// Serves `dir` with `cert` and `key`; returns once the server is listening.
+    /// Serves `dir` with `cert` and `key` on a free port; returns once the server is listening.
     pub fn start(dir: &Path, cert: &Path, key: &Path) -> HttpsServer {
+        HttpsServer::start_on(dir, Some((cert, key)), 0)
+    }
+
+    /// Serves `dir` over TLS with (cert, key), or plain HTTP without; on `port`, or a free one
+    /// if 0.
+    pub fn start_on(dir: &Path, tls: Option<(&Path, &Path)>, port: u16) -> HttpsServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/https_server.py");
         let state = tempfile::tempdir().unwrap();
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(&script)
             .arg("--dir")
             .arg(dir)
-            .arg("--cert")
-            .arg(cert)
-            .arg("--key")
-            .arg(key)
+            .arg("--port")
+            .arg(port.to_string());
+        if let Some((cert, key)) = tls {
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let mut child = command
             .arg("--log")
             .arg(state.path().join("requests.jsonl"))
             .stdin(Stdio::null())
@@ -273,12 +283,18 @@ impl HttpsServer {
                 fs::read_to_string(state.path().join("stderr")).unwrap_or_default()
             );
         };
-        HttpsServer { child, port, state }
+        HttpsServer {
+            child,
+            port,
+            tls: tls.is_some(),
+            state,
+        }
     }
 
-    /// `https://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>` (or `http://` without TLS).
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Every request so far, one JSON object each: method, path, status, headers.
@@ -295,6 +311,16 @@ impl Drop for HttpsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port that was free a moment ago, for configs that must name it before the server
+/// starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""A static HTTPS server for end-to-end tests: it stands in for the machine config server.
+"""A static HTTP(S) server for end-to-end tests: it stands in for the machine config server and
+the provisioning server.
 
-Serves the files under --dir over TLS with --cert/--key on 127.0.0.1, on a free port that it
-prints as "PORT <n>" on stdout once it is listening. Each request is appended to --log as one
+Serves the files under --dir on 127.0.0.1, over TLS when --cert/--key are given, on --port (or a
+free port) that it prints as "PORT <n>" on stdout once it is listening. Each request is appended to --log as one
 JSON line: method, path, status, and the headers a test may check (User-Agent, Accept, and any
 X-Kindling-* header). Only the Python 3 standard library is used, so nothing needs installing.
 
@@ -45,17 +46,19 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", required=True)
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
 
     Handler.log_path = args.log
     handler = functools.partial(Handler, directory=args.dir)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.cert, args.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    if args.cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print("PORT %d" % server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -24,6 +24,8 @@ use crate::storage::{Mode, Storage};
 pub enum Dependency {
     /// A file the user writes, relative to the asset directory.
     Input(&'static str),
+    /// Every file under a directory the user writes (which may not exist).
+    InputDir(&'static str),
     /// Every file another asset generates.
     Asset(&'static str),
 }
@@ -45,13 +47,29 @@ pub trait Asset {
     fn depends_on(&self) -> &'static [Dependency];
     /// Generates the files. Dependencies' files are read through `ctx`, so user edits flow down.
     fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError>;
+    /// Whether files that are otherwise up to date must be made again now, e.g. certificates
+    /// close to expiry. `own` are the asset's files on disk that the user has not edited.
+    fn needs_renewal(&self, _ctx: &Context<'_>, _own: &[String]) -> Result<bool, AssetError> {
+        Ok(false)
+    }
 }
 
 /// What a generator may look at.
 pub struct Context<'a> {
     pub description: &'a ClusterDescription,
     pub dir: &'a Path,
+    pub settings: &'a Settings,
+}
+
+/// Choices made on the command line rather than in the description.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The time certificates are issued at and checked against; tests move it.
     pub now: time::OffsetDateTime,
+    pub key_algorithm: kindling_pki::KeyAlgorithm,
+    pub lifetimes: kindling_pki::Lifetimes,
+    /// sha512 (hex) of the kindling binary machines download from `<serverURL>/assets/kindling`.
+    pub agent_sha512: String,
 }
 
 impl Context<'_> {
@@ -60,6 +78,48 @@ impl Context<'_> {
         let full = self.dir.join(path);
         std::fs::read(&full).map_err(|source| AssetError::Read { path: full, source })
     }
+
+    /// Reads a text file of the asset directory.
+    pub fn read_text(&self, path: &str) -> Result<String, AssetError> {
+        let bytes = self.read(path)?;
+        String::from_utf8(bytes).map_err(|_| AssetError::Read {
+            path: self.dir.join(path),
+            source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
+        })
+    }
+
+    /// The files under a directory of the asset directory, relative to it, sorted; none if the
+    /// directory does not exist.
+    pub fn list(&self, dir: &str) -> Result<Vec<String>, AssetError> {
+        list_files(self.dir, dir)
+    }
+}
+
+/// The files under `dir` (relative to `root`), as sorted relative paths with '/' separators.
+fn list_files(root: &Path, dir: &str) -> Result<Vec<String>, AssetError> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.join(dir)];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(AssetError::Read { path: d, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| AssetError::Read {
+                path: d.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                found.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +135,9 @@ pub enum AssetError {
         asset: &'static str,
         message: String,
     },
+    /// A user's Butane snippet is invalid; the text names file, line and field.
+    #[error("{0}")]
+    Snippet(String),
     #[error("{asset} depends on {dependency}, which has not been generated before it")]
     Order {
         asset: &'static str,
@@ -101,6 +164,8 @@ pub enum Action {
     Generated,
     /// Made again because what it is made from changed, or a file of it was deleted.
     Regenerated,
+    /// Made again because a file of it was about to expire.
+    Renewed,
     /// Nothing to do.
     UpToDate,
 }
@@ -127,7 +192,7 @@ impl<'a> Engine<'a> {
         &self,
         description: &ClusterDescription,
         assets: &[&dyn Asset],
-        now: time::OffsetDateTime,
+        settings: &Settings,
     ) -> Result<Vec<AssetOutcome>, AssetError> {
         let mut state = State::load(self.dir)?;
         // The files each finished asset has on disk now, with their digests.
@@ -135,8 +200,9 @@ impl<'a> Engine<'a> {
         let ctx = Context {
             description,
             dir: self.dir,
-            now,
+            settings,
         };
+        let now = settings.now;
         let mut outcomes = Vec::new();
         for asset in assets {
             let input_digest = self.input_digest(*asset, &current)?;
@@ -149,16 +215,24 @@ impl<'a> Engine<'a> {
                 .is_some_and(|r| r.input_digest == input_digest && r.pending.is_empty())
                 && !missing;
 
-            let (action, kept_edits) = if up_to_date {
-                let kept = record.map(|r| edited(r, &on_disk)).unwrap_or_default();
+            let kept = record.map(|r| edited(r, &on_disk)).unwrap_or_default();
+            let renew = up_to_date && {
+                let own: Vec<String> = on_disk
+                    .keys()
+                    .filter(|p| !kept.contains(p))
+                    .cloned()
+                    .collect();
+                asset.needs_renewal(&ctx, &own)?
+            };
+            let (action, kept_edits) = if up_to_date && !renew {
                 (Action::UpToDate, kept)
             } else {
                 let outputs = asset.generate(&ctx)?;
                 let kept = self.write(asset.id(), &outputs, input_digest, &mut state, now)?;
-                let action = if record.is_some() {
-                    Action::Regenerated
-                } else {
-                    Action::Generated
+                let action = match record {
+                    None => Action::Generated,
+                    Some(_) if renew => Action::Renewed,
+                    Some(_) => Action::Regenerated,
                 };
                 (action, kept)
             };
@@ -187,6 +261,15 @@ impl<'a> Engine<'a> {
                         .map_err(|source| AssetError::Read { path: full, source })?;
                     parts.push(path.as_bytes().to_vec());
                     parts.push(Digest::of(&bytes).as_str().as_bytes().to_vec());
+                }
+                Dependency::InputDir(dir) => {
+                    for path in list_files(self.dir, dir)? {
+                        let full = self.dir.join(&path);
+                        let bytes = std::fs::read(&full)
+                            .map_err(|source| AssetError::Read { path: full, source })?;
+                        parts.push(path.into_bytes());
+                        parts.push(Digest::of(&bytes).as_str().as_bytes().to_vec());
+                    }
                 }
                 Dependency::Asset(id) => {
                     let files = current.get(id).ok_or(AssetError::Order {

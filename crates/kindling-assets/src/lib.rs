@@ -6,14 +6,19 @@
 
 pub mod cluster;
 pub mod engine;
+pub mod ignition;
 pub mod layout;
 pub mod manifests;
+pub mod manifests_asset;
+pub mod pki;
 pub mod state;
 pub mod storage;
 
 use std::path::Path;
 
-pub use engine::{Action, Asset, AssetError, AssetOutcome, Context, Dependency, Engine, Output};
+pub use engine::{
+    Action, Asset, AssetError, AssetOutcome, Context, Dependency, Engine, Output, Settings,
+};
 use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE};
 pub use storage::{AtomicFiles, Mode, Storage};
 
@@ -22,15 +27,34 @@ pub use storage::{AtomicFiles, Mode, Storage};
 pub enum Target {
     /// `create manifests`.
     Manifests,
+    /// `create ignition-configs`.
+    IgnitionConfigs,
 }
 
 impl Target {
     /// The assets this target brings up to date, in dependency order.
     pub fn assets(self) -> Vec<&'static dyn Asset> {
         match self {
-            Target::Manifests => cluster::manifests_target(),
+            Target::Manifests => {
+                let mut assets = cluster::manifests_target();
+                assets.extend(pki::assets());
+                assets.push(&manifests_asset::Manifests);
+                assets
+            }
+            Target::IgnitionConfigs => {
+                let mut assets = Target::Manifests.assets();
+                assets.extend(ignition::assets());
+                assets
+            }
         }
     }
+}
+
+/// The sha512 of a file, hex: what Ignition checks a download against.
+pub fn file_sha512(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path)?;
+    Ok(format!("{:x}", sha2::Sha512::digest(bytes)))
 }
 
 /// The files the user writes; no command deletes or rewrites them.
@@ -41,13 +65,10 @@ pub fn create(
     dir: &Path,
     description: &ClusterDescription,
     target: Target,
+    settings: &Settings,
     storage: &dyn Storage,
 ) -> Result<Vec<AssetOutcome>, AssetError> {
-    Engine::new(dir, storage, INPUTS).run(
-        description,
-        &target.assets(),
-        time::OffsetDateTime::now_utc(),
-    )
+    Engine::new(dir, storage, INPUTS).run(description, &target.assets(), settings)
 }
 
 #[cfg(test)]

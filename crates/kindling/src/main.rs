@@ -29,7 +29,12 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Create(CreateCommand::InstallConfig(args)) => cli::create::install_config(&args),
-        Command::Create(CreateCommand::Manifests(args)) => cli::create::manifests(&args.dir),
+        Command::Create(CreateCommand::Manifests(args)) => {
+            cli::create::assets(&args, kindling_assets::Target::Manifests)
+        }
+        Command::Create(CreateCommand::IgnitionConfigs(args)) => {
+            cli::create::assets(&args, kindling_assets::Target::IgnitionConfigs)
+        }
         Command::Demo(args) => cli::demo::run(&args),
         Command::Completion { shell } => {
             clap_complete::generate(

@@ -27,6 +27,7 @@ pub fn outcomes(outcomes: &[AssetOutcome]) {
         let action = match o.action {
             Action::Generated => "generated",
             Action::Regenerated => "regenerated",
+            Action::Renewed => "renewed",
             Action::UpToDate => "up to date",
         };
         println!("  {action:<12} {}", o.asset);

@@ -4,11 +4,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use kindling_assets::{AtomicFiles, Mode, Storage, Target};
+use kindling_assets::{AtomicFiles, Mode, Settings, Storage, Target};
 use kindling_config::template::{self, Template, TemplateMachine};
 use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source};
+use kindling_pki::Lifetimes;
 
-use crate::cli::InstallConfigArgs;
+use crate::cli::{AssetArgs, InstallConfigArgs};
 use crate::exit::{Code, Failure};
 use crate::report;
 
@@ -40,13 +41,36 @@ pub fn load(dir: &Path) -> Result<ClusterDescription, Failure> {
     }
 }
 
-/// `create manifests`: validates the description and brings the assets up to date.
-pub fn manifests(dir: &Path) -> Result<(), Failure> {
+/// `create manifests | ignition-configs`: validates the description and brings the assets of
+/// `target` up to date.
+pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
+    let dir = &args.dir.dir;
     let description = load(dir)?;
-    let outcomes = kindling_assets::create(dir, &description, Target::Manifests, &AtomicFiles)
-        .with_context(|| format!("creating the manifests in {}", dir.display()))?;
+    let settings = settings(args)?;
+    let outcomes = kindling_assets::create(dir, &description, target, &settings, &AtomicFiles)
+        .with_context(|| format!("creating the assets in {}", dir.display()))?;
     report::outcomes(&outcomes);
     Ok(())
+}
+
+fn settings(args: &AssetArgs) -> Result<Settings, Failure> {
+    let exe = std::env::current_exe().context("finding the kindling binary")?;
+    let agent_sha512 = kindling_assets::file_sha512(&exe).with_context(|| {
+        format!(
+            "reading {} to hash it for the agent download",
+            exe.display()
+        )
+    })?;
+    Ok(Settings {
+        now: time::OffsetDateTime::now_utc(),
+        key_algorithm: args.key_algorithm.parse().map_err(|e: String| anyhow!(e))?,
+        lifetimes: Lifetimes {
+            root: time::Duration::days(args.ca_days.into()),
+            leaf: time::Duration::days(args.leaf_days.into()),
+            bootstrap_window: time::Duration::hours(args.bootstrap_window_hours.into()),
+        },
+        agent_sha512,
+    })
 }
 
 /// `create install-config`: writes a commented, valid template of both input files.

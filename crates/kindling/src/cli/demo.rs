@@ -6,8 +6,9 @@ use anyhow::Context;
 use kindling_assets::{AtomicFiles, Mode, Storage};
 use kindling_config::{INSTALL_CONFIG_FILE, INVENTORY_FILE};
 
-use crate::cli::DemoArgs;
+use crate::cli::{AssetArgs, DemoArgs};
 use crate::exit::Failure;
+use kindling_assets::Target;
 
 /// A bootstrap machine, 3 masters and 3 workers on one /24, with VIPs.
 const INSTALL_CONFIG: &str = include_str!("../../../../examples/demo/install-config.yaml");
@@ -21,8 +22,9 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     ] {
         write_input(dir, name, text)?;
     }
-    println!("kindling create manifests --dir {}", dir.display());
-    super::create::manifests(dir)?;
+    println!("kindling create ignition-configs --dir {}", dir.display());
+    let args = AssetArgs::defaults(dir.clone());
+    super::create::assets(&args, Target::IgnitionConfigs)?;
     println!("The demo cluster's assets are in {}.", dir.display());
     Ok(())
 }

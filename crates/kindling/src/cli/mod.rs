@@ -56,8 +56,30 @@ pub enum Command {
 pub enum CreateCommand {
     /// Write a commented install-config.yaml and inventory.yaml to start from.
     InstallConfig(Box<InstallConfigArgs>),
-    /// Validate the description and generate the assets up to the manifests.
-    Manifests(DirArgs),
+    /// Validate the description and generate the PKI, kubeconfigs and manifests.
+    Manifests(AssetArgs),
+    /// Everything `manifests` makes, then the Ignition configs (bootstrap.ign, pointers, pools).
+    IgnitionConfigs(AssetArgs),
+}
+
+/// Options of the commands that generate assets.
+#[derive(Debug, Args)]
+pub struct AssetArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Key type for keys generated from now on (existing keys are kept).
+    #[arg(long, value_parser = ["ecdsa", "rsa"], default_value = "ecdsa")]
+    pub key_algorithm: String,
+    /// Lifetime of certificate authorities, in days.
+    #[arg(long, default_value_t = 3650, value_name = "DAYS")]
+    pub ca_days: u32,
+    /// Lifetime of leaf certificates, in days.
+    #[arg(long, default_value_t = 365, value_name = "DAYS")]
+    pub leaf_days: u32,
+    /// Certificates that expire within this many hours are re-signed under the same CA;
+    /// bootstrap-only certificates live twice as long.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub bootstrap_window_hours: u32,
 }
 
 #[derive(Debug, Args)]
@@ -126,4 +148,17 @@ pub struct InstallConfigArgs {
     /// bootstrap machine, 3 masters and 2 workers with example MACs to replace.
     #[arg(long = "machine", value_name = "NAME,ROLE,MAC,IP")]
     pub machines: Vec<String>,
+}
+
+impl AssetArgs {
+    /// The defaults, as if no flag were given.
+    pub fn defaults(dir: PathBuf) -> AssetArgs {
+        AssetArgs {
+            dir: DirArgs { dir },
+            key_algorithm: "ecdsa".into(),
+            ca_days: 3650,
+            leaf_days: 365,
+            bootstrap_window_hours: 24,
+        }
+    }
 }

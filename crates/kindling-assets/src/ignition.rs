@@ -1,0 +1,442 @@
+//! The Ignition configs: `bootstrap.ign`, the pointer configs machines boot with, the pool
+//! configs the machine config server serves, and the per-machine additions.
+//!
+//! Every file that goes into a config is read from the asset directory, so a user's edit of a
+//! manifest or certificate is what lands on the machine.
+
+use kindling_config::{ClusterDescription, Machine, Role};
+use kindling_ignition::{Config, PointerConfig};
+
+use crate::engine::{Asset, AssetError, Context, Dependency, Output};
+use crate::layout;
+use crate::manifests_asset::{self, MANIFESTS_DIR};
+use crate::pki::{self, ETCD_CA, FRONT_PROXY_CA, ROOT_CA};
+use crate::storage::Mode;
+
+pub const BOOTSTRAP_IGN: &str = "bootstrap.ign";
+pub const SNIPPETS_DIR: &str = "snippets";
+
+/// The pools a machine can belong to, by role. Infra machines are workers with their own pool.
+pub fn pool_of(role: Role) -> Option<&'static str> {
+    match role {
+        Role::Bootstrap => None,
+        Role::Master => Some("master"),
+        Role::Worker => Some("worker"),
+        Role::Infra => Some("infra"),
+    }
+}
+
+/// The pools the inventory needs, in a fixed order.
+fn pools(d: &ClusterDescription) -> Vec<&'static str> {
+    let mut pools = vec!["master", "worker"];
+    if d.inventory.with_role(Role::Infra).next().is_some() {
+        pools.push("infra");
+    }
+    pools
+}
+
+/// `ignition/<pool>.ign`.
+pub fn pool_path(pool: &str) -> String {
+    format!("ignition/{pool}.ign")
+}
+
+/// `ignition/machines/<name>.ign`: what the machine config server adds for one machine.
+pub fn machine_path(name: &str) -> String {
+    format!("ignition/machines/{name}.ign")
+}
+
+fn error(asset: &'static str, message: String) -> AssetError {
+    AssetError::Generate { asset, message }
+}
+
+fn render(asset: &'static str, ctx: &Context<'_>, config: &Config) -> Result<Vec<u8>, AssetError> {
+    config
+        .render(ctx.description.inventory.provisioning.ignition_version)
+        .map_err(|e| error(asset, e.to_string()))
+}
+
+/// Copies files of the asset directory into a config.
+struct Files<'a, 'c> {
+    ctx: &'a Context<'c>,
+    config: &'a mut Config,
+}
+
+impl Files<'_, '_> {
+    fn copy(&mut self, from: &str, to: &str, mode: u32) -> Result<(), AssetError> {
+        let bytes = self.ctx.read(from)?;
+        self.config.add_file(to, &bytes, mode);
+        Ok(())
+    }
+
+    /// A certificate and its key, `<base>.crt/.key`, to `cert` (0644) and `key` (0600).
+    fn pair(&mut self, base: &str, cert: &str, key: &str) -> Result<(), AssetError> {
+        self.copy(&format!("{base}.crt"), cert, 0o644)?;
+        self.copy(&format!("{base}.key"), key, 0o600)
+    }
+
+    /// Every file of an asset-directory folder into a machine folder, with one mode.
+    fn folder(&mut self, from: &str, to: &str, mode: u32) -> Result<(), AssetError> {
+        for path in self.ctx.list(from)? {
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            self.copy(&path, &format!("{to}/{name}"), mode)?;
+        }
+        Ok(())
+    }
+}
+
+/// What every machine gets: the root CA and the core user's SSH keys.
+fn common(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
+    files.copy(&ROOT_CA.cert(), layout::CA_CERT, 0o644)?;
+    let keys: Vec<String> = files
+        .ctx
+        .description
+        .install_config
+        .ssh_key
+        .iter()
+        .flat_map(|k| k.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    if !keys.is_empty() {
+        files.config.add_ssh_keys("core", &keys);
+    }
+    Ok(())
+}
+
+/// The control plane's keys and kubeconfigs, shared by the bootstrap machine and the masters.
+fn control_plane_pki(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
+    files.copy(&ROOT_CA.key(), layout::CA_KEY, 0o600)?;
+    files.pair(
+        "tls/apiserver",
+        layout::APISERVER_CERT,
+        layout::APISERVER_KEY,
+    )?;
+    files.pair(
+        "tls/apiserver-kubelet-client",
+        layout::APISERVER_KUBELET_CLIENT_CERT,
+        layout::APISERVER_KUBELET_CLIENT_KEY,
+    )?;
+    files.pair(
+        "tls/apiserver-etcd-client",
+        layout::APISERVER_ETCD_CLIENT_CERT,
+        layout::APISERVER_ETCD_CLIENT_KEY,
+    )?;
+    files.copy(&FRONT_PROXY_CA.cert(), layout::FRONT_PROXY_CA_CERT, 0o644)?;
+    files.pair(
+        "tls/front-proxy-client",
+        layout::FRONT_PROXY_CLIENT_CERT,
+        layout::FRONT_PROXY_CLIENT_KEY,
+    )?;
+    files.copy("tls/sa.key", layout::SA_KEY, 0o600)?;
+    files.copy("tls/sa.pub", layout::SA_PUB, 0o644)?;
+    files.copy(&ETCD_CA.cert(), layout::ETCD_CA_CERT, 0o644)?;
+    files.copy(
+        pki::CONTROLLER_MANAGER_KUBECONFIG,
+        layout::CONTROLLER_MANAGER_KUBECONFIG,
+        0o600,
+    )?;
+    files.copy(
+        pki::SCHEDULER_KUBECONFIG,
+        layout::SCHEDULER_KUBECONFIG,
+        0o600,
+    )
+}
+
+/// A machine's own part: hostname, kubelet, and for a master its etcd member and static pods.
+fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError> {
+    files.config.set_hostname(&files.ctx.description.fqdn(m));
+    let kubelet = manifests_asset::kubelet_dir(&m.name);
+    files.copy(
+        &format!("{kubelet}/config.yaml"),
+        layout::KUBELET_CONFIG,
+        0o644,
+    )?;
+    let unit = files
+        .ctx
+        .read_text(&format!("{kubelet}/{}", layout::KUBELET_UNIT))?;
+    files.config.add_unit(layout::KUBELET_UNIT, &unit, true);
+    let etcd = |kind| format!("tls/etcd/{}-{kind}", m.name);
+    match m.role {
+        Role::Master => {
+            files.pair(
+                &etcd("server"),
+                layout::ETCD_SERVER_CERT,
+                layout::ETCD_SERVER_KEY,
+            )?;
+            files.pair(&etcd("peer"), layout::ETCD_PEER_CERT, layout::ETCD_PEER_KEY)?;
+            let pods = manifests_asset::master_dir(&m.name);
+            for path in files.ctx.list(&pods)? {
+                let to = if path.ends_with("/etcd-member.yaml") {
+                    layout::ETCD_MEMBER_POD.to_string()
+                } else {
+                    format!(
+                        "{}/{}",
+                        layout::STATIC_PODS_DIR,
+                        path.rsplit('/').next().unwrap_or(&path)
+                    )
+                };
+                files.copy(&path, &to, 0o600)?;
+            }
+        }
+        Role::Bootstrap => {
+            files.pair(
+                &etcd("server"),
+                layout::ETCD_SERVER_CERT,
+                layout::ETCD_SERVER_KEY,
+            )?;
+            files.pair(&etcd("peer"), layout::ETCD_PEER_CERT, layout::ETCD_PEER_KEY)?;
+            files.folder(
+                manifests_asset::BOOTSTRAP_DIR,
+                layout::STATIC_PODS_DIR,
+                0o600,
+            )?;
+        }
+        Role::Worker | Role::Infra => {}
+    }
+    Ok(())
+}
+
+/// Merges `snippets/<name>/*.bu` into `config`, in file-name order.
+fn snippets(ctx: &Context<'_>, config: &mut Config, name: &str) -> Result<(), AssetError> {
+    for path in ctx.list(&format!("{SNIPPETS_DIR}/{name}"))? {
+        if !path.ends_with(".bu") {
+            continue;
+        }
+        let text = ctx.read_text(&path)?;
+        let shown = ctx.dir.join(&path).display().to_string();
+        let snippet = kindling_ignition::parse_snippet(&shown, &text)
+            .map_err(|e| AssetError::Snippet(e.to_string()))?;
+        config.merge(snippet);
+    }
+    Ok(())
+}
+
+/// The kindling binary, downloaded from the provisioning server and checked by its sha512.
+fn agent_binary(ctx: &Context<'_>, config: &mut Config) {
+    let url = format!(
+        "{}/assets/kindling",
+        ctx.description
+            .inventory
+            .provisioning
+            .server_url
+            .trim_end_matches('/')
+    );
+    config.add_remote_file(
+        layout::KINDLING_BIN,
+        &url,
+        &ctx.settings.agent_sha512,
+        0o755,
+    );
+}
+
+const AGENT_UNIT: &str = "[Unit]
+Description=kindling bootstrap agent: applies the cluster manifests and hands the control plane over to the masters
+Wants=network-online.target
+After=network-online.target kubelet.service
+
+[Service]
+Type=simple
+ExecStart=/usr/local/bin/kindling agent bootstrap --manifests /opt/kindling/manifests --kubeconfig /etc/kubernetes/admin.conf
+Restart=on-failure
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+";
+
+const IGNITION_DEPS: &[Dependency] = &[
+    Dependency::Asset("cluster-summary"),
+    Dependency::Asset("root-ca"),
+    Dependency::Asset("etcd-ca"),
+    Dependency::Asset("front-proxy-ca"),
+    Dependency::Asset("service-account-key"),
+    Dependency::Asset("apiserver-cert"),
+    Dependency::Asset("apiserver-kubelet-client-cert"),
+    Dependency::Asset("apiserver-etcd-client-cert"),
+    Dependency::Asset("front-proxy-client-cert"),
+    Dependency::Asset("etcd-master-certs"),
+    Dependency::Asset("etcd-bootstrap-certs"),
+    Dependency::Asset("kubeconfigs"),
+    Dependency::Asset("manifests"),
+    // Manifests the user adds, not only the ones kindling wrote.
+    Dependency::InputDir(MANIFESTS_DIR),
+    Dependency::InputDir(SNIPPETS_DIR),
+];
+
+/// `bootstrap.ign`: everything the bootstrap machine needs, secrets included (mode 0600).
+pub struct BootstrapIgnition;
+
+impl Asset for BootstrapIgnition {
+    fn id(&self) -> &'static str {
+        "bootstrap-ignition"
+    }
+
+    fn depends_on(&self) -> &'static [Dependency] {
+        IGNITION_DEPS
+    }
+
+    fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
+        let Some(bootstrap) = ctx.description.inventory.with_role(Role::Bootstrap).next() else {
+            return Ok(Vec::new());
+        };
+        let mut config = Config::new();
+        let mut files = Files {
+            ctx,
+            config: &mut config,
+        };
+        common(&mut files)?;
+        control_plane_pki(&mut files)?;
+        files.copy(
+            pki::BOOTSTRAP_ADMIN_KUBECONFIG,
+            layout::ADMIN_KUBECONFIG,
+            0o600,
+        )?;
+        machine_part(&mut files, bootstrap)?;
+        files.folder(
+            manifests_asset::CLUSTER_DIR,
+            layout::AGENT_MANIFESTS_DIR,
+            0o600,
+        )?;
+        agent_binary(ctx, &mut config);
+        config.add_unit(layout::BOOTSTRAP_AGENT_UNIT, AGENT_UNIT, true);
+        snippets(ctx, &mut config, "bootstrap")?;
+        snippets(ctx, &mut config, &bootstrap.name)?;
+        Ok(vec![Output {
+            path: BOOTSTRAP_IGN.into(),
+            contents: render(self.id(), ctx, &config)?,
+            mode: Mode::Secret,
+        }])
+    }
+}
+
+/// `ignition/<pool>.ign`: the full configs the machine config server serves (0640: keys inside,
+/// read by `kindling serve`).
+pub struct PoolIgnition;
+
+impl Asset for PoolIgnition {
+    fn id(&self) -> &'static str {
+        "pool-ignition"
+    }
+
+    fn depends_on(&self) -> &'static [Dependency] {
+        IGNITION_DEPS
+    }
+
+    fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
+        let mut outputs = Vec::new();
+        for pool in pools(ctx.description) {
+            let mut config = Config::new();
+            let mut files = Files {
+                ctx,
+                config: &mut config,
+            };
+            common(&mut files)?;
+            // The bootstrap machine's kubelet runs standalone; nodes join with the token.
+            files.copy(
+                pki::KUBELET_BOOTSTRAP_KUBECONFIG,
+                layout::KUBELET_BOOTSTRAP_KUBECONFIG,
+                0o600,
+            )?;
+            if pool == "master" {
+                control_plane_pki(&mut files)?;
+                agent_binary(ctx, &mut config);
+            }
+            snippets(ctx, &mut config, pool)?;
+            outputs.push(Output {
+                path: pool_path(pool),
+                contents: render(self.id(), ctx, &config)?,
+                mode: Mode::ServerReadable,
+            });
+        }
+        Ok(outputs)
+    }
+}
+
+/// `ignition/machines/<name>.ign`: each machine's own part, which the machine config server
+/// merges into its pool's config.
+pub struct MachineIgnition;
+
+impl Asset for MachineIgnition {
+    fn id(&self) -> &'static str {
+        "machine-ignition"
+    }
+
+    fn depends_on(&self) -> &'static [Dependency] {
+        IGNITION_DEPS
+    }
+
+    fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
+        let mut outputs = Vec::new();
+        for m in ctx
+            .description
+            .inventory
+            .machines
+            .iter()
+            .filter(|m| m.role != Role::Bootstrap)
+        {
+            let mut config = Config::new();
+            let mut files = Files {
+                ctx,
+                config: &mut config,
+            };
+            machine_part(&mut files, m)?;
+            snippets(ctx, &mut config, &m.name)?;
+            outputs.push(Output {
+                path: machine_path(&m.name),
+                contents: render(self.id(), ctx, &config)?,
+                mode: Mode::ServerReadable,
+            });
+        }
+        Ok(outputs)
+    }
+}
+
+/// `master.ign`, `worker.ign` (and `infra.ign`): what machines boot with. Each merges its pool's
+/// config from the machine config server and trusts the root CA. No secrets.
+pub struct PointerIgnition;
+
+impl Asset for PointerIgnition {
+    fn id(&self) -> &'static str {
+        "pointer-ignition"
+    }
+
+    fn depends_on(&self) -> &'static [Dependency] {
+        &[
+            Dependency::Asset("cluster-summary"),
+            Dependency::Asset("root-ca"),
+        ]
+    }
+
+    fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
+        let ca = ctx.read_text(&ROOT_CA.cert())?;
+        let mcs = ctx.description.mcs_url();
+        let mut outputs = Vec::new();
+        for pool in pools(ctx.description) {
+            let pointer = PointerConfig {
+                source: format!("{}/config/{pool}", mcs.trim_end_matches('/')),
+                root_ca_pem: ca.clone(),
+                http_headers: Vec::new(),
+            };
+            let contents = pointer
+                .render(ctx.description.inventory.provisioning.ignition_version)
+                .map_err(|e| error(self.id(), e.to_string()))?;
+            outputs.push(Output {
+                path: format!("{pool}.ign"),
+                contents,
+                mode: Mode::Public,
+            });
+        }
+        Ok(outputs)
+    }
+}
+
+/// The Ignition assets, after the manifests.
+pub fn assets() -> Vec<&'static dyn Asset> {
+    vec![
+        &BootstrapIgnition,
+        &PoolIgnition,
+        &MachineIgnition,
+        &PointerIgnition,
+    ]
+}

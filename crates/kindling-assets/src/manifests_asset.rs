@@ -1,0 +1,90 @@
+//! `manifests/`: the Kubernetes manifests as files the user may read and edit before
+//! `create ignition-configs` puts them into the machines' configs.
+//!
+//! - `manifests/cluster/`: add-ons the bootstrap agent applies (CNI, CoreDNS, kube-proxy, RBAC,
+//!   the bootstrap token);
+//! - `manifests/bootstrap/`: the bootstrap machine's temporary control plane (static pods);
+//! - `manifests/masters/<name>/`: each master's static pods and its etcd member pod;
+//! - `manifests/kubelet/<name>/`: each machine's kubelet unit and KubeletConfiguration.
+
+use kindling_config::Role;
+
+use crate::engine::{Asset, AssetError, Context, Dependency, Output};
+use crate::layout;
+use crate::manifests::{self, BootstrapToken};
+use crate::pki::BootstrapTokenAsset;
+use crate::storage::Mode;
+
+pub const MANIFESTS_DIR: &str = "manifests";
+pub const CLUSTER_DIR: &str = "manifests/cluster";
+pub const BOOTSTRAP_DIR: &str = "manifests/bootstrap";
+
+pub fn master_dir(name: &str) -> String {
+    format!("manifests/masters/{name}")
+}
+
+pub fn kubelet_dir(name: &str) -> String {
+    format!("manifests/kubelet/{name}")
+}
+
+/// Every manifest kindling generates.
+pub struct Manifests;
+
+impl Asset for Manifests {
+    fn id(&self) -> &'static str {
+        "manifests"
+    }
+
+    fn depends_on(&self) -> &'static [Dependency] {
+        &[
+            Dependency::Asset("cluster-summary"),
+            Dependency::Asset("bootstrap-token"),
+        ]
+    }
+
+    fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
+        let d = ctx.description;
+        let token = BootstrapTokenAsset::load(ctx)?;
+        let mut outputs = Vec::new();
+        let mut put = |dir: &str, name: &str, text: String| {
+            // The token Secret is a secret; everything else may be read by anyone.
+            let mode = if text.contains(&token.secret) {
+                Mode::Secret
+            } else {
+                Mode::Public
+            };
+            outputs.push(Output {
+                path: format!("{dir}/{name}"),
+                contents: text.into_bytes(),
+                mode,
+            });
+        };
+        let token_ref = BootstrapToken {
+            id: &token.id,
+            secret: &token.secret,
+        };
+        for m in manifests::addons(d, &token_ref) {
+            put(CLUSTER_DIR, &m.name, m.yaml);
+        }
+        if let Some(bootstrap) = d.inventory.with_role(Role::Bootstrap).next() {
+            for m in manifests::bootstrap_control_plane(d, bootstrap) {
+                put(BOOTSTRAP_DIR, &m.name, m.yaml);
+            }
+        }
+        for master in d.inventory.with_role(Role::Master) {
+            for m in manifests::master_control_plane(d, master) {
+                put(&master_dir(&master.name), &m.name, m.yaml);
+            }
+        }
+        for machine in &d.inventory.machines {
+            let dir = kubelet_dir(&machine.name);
+            put(
+                &dir,
+                layout::KUBELET_UNIT,
+                manifests::kubelet_unit(d, machine),
+            );
+            put(&dir, "config.yaml", manifests::kubelet_config(d, machine));
+        }
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,365 @@
+//! `kindling create ignition-configs`, judged by the programs that consume its output: the real
+//! Ignition applying bootstrap.ign and a pointer config to scratch roots, ignition-validate,
+//! openssl, kubectl and kubernetes-validate.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::ignition_runner::{self, HttpsServer};
+use crate::kindling;
+
+const DEMO_IC: &str = include_str!("../../examples/demo/install-config.yaml");
+const DEMO_INV: &str = include_str!("../../examples/demo/inventory.yaml");
+
+/// The demo description with the provisioning server and the machine config server moved to
+/// loopback ports, so that real servers can stand in for them.
+fn demo_on_loopback(http_port: u16, mcs_port: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("install-config.yaml"), DEMO_IC).unwrap();
+    let inventory = DEMO_INV.replace(
+        "  serverURL: http://192.168.126.2:8080\n",
+        &format!(
+            "  serverURL: http://127.0.0.1:{http_port}\n  mcsURL: https://127.0.0.1:{mcs_port}\n"
+        ),
+    );
+    assert_ne!(inventory, DEMO_INV);
+    std::fs::write(dir.path().join("inventory.yaml"), inventory).unwrap();
+    dir
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn ign_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "ign") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not run ({e}): run ./test.sh"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
+    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+
+    // Every config passes ignition-validate.
+    let configs = ign_files(d);
+    assert_eq!(
+        configs.len(),
+        3 + 2 + 6,
+        "bootstrap + 2 pointers + 2 pools + 6 machines: {configs:?}"
+    );
+    for config in &configs {
+        let (ok, out) = tool("ignition-validate", &[config.to_str().unwrap()]);
+        assert!(ok && out.trim().is_empty(), "{}: {out}", config.display());
+    }
+    assert_eq!(mode(&d.join("bootstrap.ign")), 0o600);
+    assert_eq!(mode(&d.join("ignition/master.ign")), 0o640);
+    assert_eq!(mode(&d.join("master.ign")), 0o644);
+
+    // The provisioning server hands out the kindling binary the config pins by sha512.
+    let assets = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(assets.path().join("assets")).unwrap();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_kindling"),
+        assets.path().join("assets/kindling"),
+    )
+    .unwrap();
+    let provisioning = HttpsServer::start_on(assets.path(), None, http_port);
+
+    let applied = ignition_runner::apply(&d.join("bootstrap.ign"))
+        .unwrap_or_else(|log| panic!("bootstrap.ign failed:\n{log}"));
+    let root = applied.root();
+    for pod in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        assert!(
+            root.join(format!("etc/kubernetes/manifests/{pod}.yaml"))
+                .exists(),
+            "{pod} static pod missing"
+        );
+    }
+    for key in [
+        "ca.key",
+        "apiserver.key",
+        "sa.key",
+        "etcd/peer.key",
+        "etcd/server.key",
+        "front-proxy-client.key",
+    ] {
+        assert_eq!(
+            mode(&root.join("etc/kubernetes/pki").join(key)),
+            0o600,
+            "{key}"
+        );
+    }
+    assert_eq!(mode(&root.join("etc/kubernetes/admin.conf")), 0o600);
+    assert_eq!(
+        mode(&root.join("opt/kindling/manifests/20-bootstrap-token-secret.yaml")),
+        0o600
+    );
+    assert!(root.join("etc/systemd/system/kubelet.service").exists());
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/kindling-bootstrap.service"))
+        .unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/kindling agent bootstrap"),
+        "{unit}"
+    );
+    let presets =
+        std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset")).unwrap();
+    assert!(
+        presets.contains("enable kindling-bootstrap.service")
+            && presets.contains("enable kubelet.service"),
+        "{presets}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("usr/local/bin/kindling")).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_kindling")).unwrap()
+    );
+    assert_eq!(mode(&root.join("usr/local/bin/kindling")), 0o755);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname"))
+            .unwrap()
+            .trim(),
+        "bootstrap.demo.example.localdomain"
+    );
+    let keys =
+        std::fs::read_to_string(root.join("home/core/.ssh/authorized_keys.d/ignition")).unwrap();
+    assert!(keys.contains("demo@kindling"), "{keys}");
+    assert!(
+        provisioning
+            .requests()
+            .iter()
+            .any(|r| r["path"] == "/assets/kindling" && r["status"] == 200)
+    );
+
+    // A master boots with the unchanged master.ign: it fetches its pool config over TLS from the
+    // machine config server, whose certificate our root CA signed.
+    let mcs_root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(mcs_root.path().join("config")).unwrap();
+    std::fs::copy(
+        d.join("ignition/master.ign"),
+        mcs_root.path().join("config/master"),
+    )
+    .unwrap();
+    let mcs = HttpsServer::start_on(
+        mcs_root.path(),
+        Some((&d.join("tls/mcs.crt"), &d.join("tls/mcs.key"))),
+        mcs_port,
+    );
+    let applied = ignition_runner::apply(&d.join("master.ign"))
+        .unwrap_or_else(|log| panic!("master.ign failed:\n{log}"));
+    let root = applied.root();
+    assert_eq!(
+        std::fs::read(root.join("etc/kubernetes/pki/ca.crt")).unwrap(),
+        std::fs::read(d.join("tls/root-ca.crt")).unwrap()
+    );
+    assert_eq!(mode(&root.join("etc/kubernetes/pki/ca.key")), 0o600);
+    assert!(root.join("etc/kubernetes/controller-manager.conf").exists());
+    assert_eq!(
+        mode(&root.join("etc/kubernetes/bootstrap-kubelet.conf")),
+        0o600
+    );
+    let fetched = mcs.requests();
+    assert!(
+        fetched
+            .iter()
+            .any(|r| r["path"] == "/config/master" && r["status"] == 200),
+        "{fetched:?}"
+    );
+    assert!(
+        fetched.iter().all(|r| r["headers"]["Accept"]
+            .as_str()
+            .unwrap_or("")
+            .contains("version=3.3.0")),
+        "{fetched:?}"
+    );
+}
+
+#[test]
+fn certificates_kubeconfigs_and_manifests_pass_their_real_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("install-config.yaml"), DEMO_IC).unwrap();
+    std::fs::write(d.join("inventory.yaml"), DEMO_INV).unwrap();
+    kindling(&["create", "manifests", "--dir", d.to_str().unwrap()]).expect(0);
+    let p = |rel: &str| d.join(rel).to_str().unwrap().to_string();
+
+    let verify = |ca: &str, cert: &str, extra: &[&str]| {
+        let mut args = vec!["verify", "-CAfile"];
+        let ca = p(ca);
+        let cert = p(cert);
+        args.push(&ca);
+        args.extend(extra);
+        args.push(&cert);
+        let (ok, out) = tool("openssl", &args);
+        assert!(ok, "{cert} {extra:?}: {out}");
+    };
+    let server = ["-purpose", "sslserver"];
+    let client = ["-purpose", "sslclient"];
+    verify("tls/root-ca.crt", "tls/apiserver.crt", &server);
+    for name in [
+        "api.demo.example.localdomain",
+        "api-int.demo.example.localdomain",
+        "kubernetes.default.svc.cluster.local",
+        "localhost",
+    ] {
+        verify(
+            "tls/root-ca.crt",
+            "tls/apiserver.crt",
+            &["-verify_hostname", name],
+        );
+    }
+    for ip in ["172.30.0.1", "127.0.0.1", "192.168.126.10"] {
+        verify("tls/root-ca.crt", "tls/apiserver.crt", &["-verify_ip", ip]);
+    }
+    verify(
+        "tls/root-ca.crt",
+        "tls/mcs.crt",
+        &["-verify_hostname", "api-int.demo.example.localdomain"],
+    );
+    verify(
+        "tls/root-ca.crt",
+        "tls/mcs.crt",
+        &["-verify_ip", "192.168.126.10"],
+    );
+    verify(
+        "tls/root-ca.crt",
+        "tls/mcs.crt",
+        &["-verify_ip", "192.168.126.2"],
+    );
+    for c in [
+        "admin",
+        "controller-manager",
+        "scheduler",
+        "apiserver-kubelet-client",
+        "bootstrap/admin",
+    ] {
+        verify("tls/root-ca.crt", &format!("tls/{c}.crt"), &client);
+    }
+    verify("tls/etcd-ca.crt", "tls/apiserver-etcd-client.crt", &client);
+    verify(
+        "tls/front-proxy-ca.crt",
+        "tls/front-proxy-client.crt",
+        &client,
+    );
+    for m in ["bootstrap", "master0", "master1", "master2"] {
+        for kind in ["server", "peer"] {
+            verify(
+                "tls/etcd-ca.crt",
+                &format!("tls/etcd/{m}-{kind}.crt"),
+                &server,
+            );
+        }
+        verify(
+            "tls/etcd-ca.crt",
+            &format!("tls/etcd/{m}-peer.crt"),
+            &["-verify_hostname", m],
+        );
+    }
+    let (ok, out) = tool(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            &p("tls/etcd-ca.crt"),
+            &p("tls/apiserver.crt"),
+        ],
+    );
+    assert!(
+        !ok && out.contains("unable to get local issuer"),
+        "the apiserver cert must not chain to the etcd CA: {out}"
+    );
+
+    // Keys are the owner's alone.
+    for key in [
+        "tls/root-ca.key",
+        "tls/apiserver.key",
+        "tls/sa.key",
+        "auth/kubeconfig",
+        "auth/bootstrap-token",
+    ] {
+        assert_eq!(mode(&d.join(key)), 0o600, "{key}");
+    }
+
+    let (ok, out) = tool(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            &p("auth/kubeconfig"),
+            "config",
+            "view",
+            "--minify",
+        ],
+    );
+    assert!(
+        ok && out.contains("server: https://api.demo.example.localdomain:6443")
+            && out.contains("client-certificate-data: DATA+OMITTED"),
+        "{out}"
+    );
+    let (ok, out) = tool(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            &p("auth/kubelet-bootstrap.kubeconfig"),
+            "config",
+            "view",
+            "--minify",
+        ],
+    );
+    assert!(
+        ok && out.contains("server: https://api-int.demo.example.localdomain:6443"),
+        "{out}"
+    );
+
+    // Every manifest on disk passes kubernetes-validate at the cluster's version.
+    let mut manifests: Vec<String> = Vec::new();
+    for sub in [
+        "manifests/cluster",
+        "manifests/bootstrap",
+        "manifests/masters/master0",
+        "manifests/masters/master1",
+    ] {
+        for entry in std::fs::read_dir(d.join(sub)).unwrap() {
+            manifests.push(entry.unwrap().path().to_str().unwrap().to_string());
+        }
+    }
+    let mut args = vec!["--strict", "-k", "1.34.1"];
+    args.extend(manifests.iter().map(String::as_str));
+    let (ok, out) = tool("kubernetes-validate", &args);
+    assert!(ok, "{out}");
+    assert_eq!(out.matches(" passed ").count(), manifests.len(), "{out}");
+}
