@@ -68,8 +68,9 @@ pub struct Settings {
     pub now: time::OffsetDateTime,
     pub key_algorithm: kindling_pki::KeyAlgorithm,
     pub lifetimes: kindling_pki::Lifetimes,
-    /// sha512 (hex) of the kindling binary machines download from `<serverURL>/assets/kindling`.
-    pub agent_sha512: String,
+    /// sha512 (hex) of the kindling binary machines download from `<serverURL>/assets/kindling`;
+    /// needed only for Ignition configs.
+    pub agent_sha512: Option<String>,
 }
 
 impl Context<'_> {

@@ -213,21 +213,17 @@ fn snippets(ctx: &Context<'_>, config: &mut Config, name: &str) -> Result<(), As
 }
 
 /// The kindling binary, downloaded from the provisioning server and checked by its sha512.
-fn agent_binary(ctx: &Context<'_>, config: &mut Config) {
-    let url = format!(
-        "{}/assets/kindling",
-        ctx.description
-            .inventory
-            .provisioning
-            .server_url
-            .trim_end_matches('/')
-    );
-    config.add_remote_file(
-        layout::KINDLING_BIN,
-        &url,
-        &ctx.settings.agent_sha512,
-        0o755,
-    );
+fn agent_binary(ctx: &Context<'_>, config: &mut Config) -> Result<(), AssetError> {
+    let server = &ctx.description.inventory.provisioning.server_url;
+    let url = format!("{}/assets/kindling", server.trim_end_matches('/'));
+    let sha512 = ctx.settings.agent_sha512.as_deref().ok_or_else(|| {
+        error(
+            "ignition",
+            "the kindling binary's sha512 was not given".into(),
+        )
+    })?;
+    config.add_remote_file(layout::KINDLING_BIN, &url, sha512, 0o755);
+    Ok(())
 }
 
 const AGENT_UNIT: &str = "[Unit]
@@ -298,7 +294,7 @@ impl Asset for BootstrapIgnition {
             layout::AGENT_MANIFESTS_DIR,
             0o600,
         )?;
-        agent_binary(ctx, &mut config);
+        agent_binary(ctx, &mut config)?;
         config.add_unit(layout::BOOTSTRAP_AGENT_UNIT, AGENT_UNIT, true);
         snippets(ctx, &mut config, "bootstrap")?;
         snippets(ctx, &mut config, &bootstrap.name)?;
@@ -340,7 +336,7 @@ impl Asset for PoolIgnition {
             )?;
             if pool == "master" {
                 control_plane_pki(&mut files)?;
-                agent_binary(ctx, &mut config);
+                agent_binary(ctx, &mut config)?;
             }
             snippets(ctx, &mut config, pool)?;
             outputs.push(Output {

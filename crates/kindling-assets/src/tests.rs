@@ -28,7 +28,7 @@ pub(crate) fn settings() -> Settings {
         now: time::OffsetDateTime::now_utc(),
         key_algorithm: kindling_pki::KeyAlgorithm::EcdsaP256,
         lifetimes: kindling_pki::Lifetimes::default(),
-        agent_sha512: "0".repeat(128),
+        agent_sha512: Some("0".repeat(128)),
     }
 }
 
@@ -47,6 +47,16 @@ fn run_with(dir: &Path, storage: &dyn Storage) -> Result<Vec<AssetOutcome>, crat
         &settings(),
         storage,
     )
+}
+
+/// The crash tests run a few assets (one with a CA, one signed by it, and the cluster summary
+/// chain), since they run the engine once per write.
+fn run_small(dir: &Path, storage: &dyn Storage) -> Result<Vec<AssetOutcome>, crate::AssetError> {
+    let loaded = ClusterDescription::load(dir).unwrap();
+    let mut assets = crate::cluster::manifests_target();
+    assets.push(&crate::pki::ROOT_CA);
+    assets.push(&crate::pki::APISERVER);
+    crate::Engine::new(dir, storage, crate::INPUTS).run(&loaded.description, &assets, &settings())
 }
 
 fn run(dir: &Path) -> Vec<AssetOutcome> {
@@ -244,7 +254,7 @@ fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
     // Count the writes of a regeneration run, then crash at each of them in turn.
     let total = {
         let dir = demo_dir();
-        run(dir.path());
+        run_small(dir.path(), &AtomicFiles).unwrap();
         fs::write(
             dir.path().join(INSTALL_CONFIG_FILE),
             INSTALL_CONFIG.replace("name: demo", "name: other"),
@@ -254,7 +264,7 @@ fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
             crash_at: usize::MAX,
             writes: Cell::new(0),
         };
-        run_with(dir.path(), &counting).unwrap();
+        run_small(dir.path(), &counting).unwrap();
         counting.writes.get()
     };
     assert!(
@@ -264,7 +274,7 @@ fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
 
     for crash_at in 1..=total {
         let dir = demo_dir();
-        run(dir.path());
+        run_small(dir.path(), &AtomicFiles).unwrap();
         let old_state = fs::read(dir.path().join(STATE_FILE)).unwrap();
         fs::write(
             dir.path().join(INSTALL_CONFIG_FILE),
@@ -276,7 +286,7 @@ fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
             crash_at,
             writes: Cell::new(0),
         };
-        assert!(run_with(dir.path(), &crashing).is_err());
+        assert!(run_small(dir.path(), &crashing).is_err());
         assert_consistent(dir.path());
         if crash_at == 1 {
             assert_eq!(
@@ -286,7 +296,7 @@ fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
             );
         }
 
-        let outcomes = run(dir.path());
+        let outcomes = run_small(dir.path(), &AtomicFiles).unwrap();
         assert!(
             outcomes.iter().all(|o| o.kept_edits.is_empty()),
             "crash at write {crash_at}: kindling's own half-run taken for a user edit: {outcomes:?}"
@@ -301,7 +311,7 @@ fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
             "other",
             "crash at write {crash_at}"
         );
-        let again = run(dir.path());
+        let again = run_small(dir.path(), &AtomicFiles).unwrap();
         assert!(
             again.iter().all(|o| o.action == Action::UpToDate),
             "crash at write {crash_at}: {again:?}"
@@ -311,17 +321,18 @@ fn a_crash_at_any_write_leaves_a_valid_state_and_the_next_run_finishes() {
 
 #[test]
 fn a_crash_during_the_first_run_is_recovered() {
-    for crash_at in 1..=9 {
+    for crash_at in 1.. {
         let dir = demo_dir();
         let crashing = CrashingStorage {
             crash_at,
             writes: Cell::new(0),
         };
-        if run_with(dir.path(), &crashing).is_ok() {
-            continue;
+        if run_small(dir.path(), &crashing).is_ok() {
+            assert!(crash_at > 10, "a first run makes more than 10 writes");
+            break;
         }
         assert_consistent(dir.path());
-        let outcomes = run(dir.path());
+        let outcomes = run_small(dir.path(), &AtomicFiles).unwrap();
         assert!(
             outcomes.iter().all(|o| o.kept_edits.is_empty()),
             "crash at write {crash_at}: {outcomes:?}"
@@ -430,4 +441,148 @@ fn an_edited_certificate_is_kept_even_when_it_would_be_renewed() {
     let mcs = outcomes.iter().find(|o| o.asset == "mcs-cert").unwrap();
     assert_eq!(mcs.kept_edits, ["tls/mcs.crt"]);
     assert_eq!(fs::read(d.join("tls/mcs.crt")).unwrap(), own);
+}
+
+/// The decoded contents of `path` in an Ignition config on disk.
+fn ign_file(dir: &Path, config: &str, path: &str) -> Option<Vec<u8>> {
+    let json = json(dir, config);
+    let files = json["storage"]["files"].as_array()?;
+    let file = files.iter().find(|f| f["path"] == path)?;
+    kindling_ignition::data_url::decode(file["contents"]["source"].as_str()?)
+}
+
+#[test]
+fn renewed_bootstrap_leaves_reach_bootstrap_ign_and_pointer_configs_stay_valid() {
+    let dir = demo_dir();
+    let d = dir.path();
+    let t0 = time::OffsetDateTime::now_utc();
+    run_at(d, Target::IgnitionConfigs, t0);
+    let master_pointer = fs::read(d.join("master.ign")).unwrap();
+    let worker_pointer = fs::read(d.join("worker.ign")).unwrap();
+    let old_peer = fs::read(d.join("tls/etcd/bootstrap-peer.crt")).unwrap();
+    assert_eq!(
+        ign_file(d, "bootstrap.ign", crate::layout::ETCD_PEER_CERT).unwrap(),
+        old_peer
+    );
+
+    let outcomes = run_at(d, Target::IgnitionConfigs, t0 + time::Duration::hours(30));
+    assert_eq!(action(&outcomes, "etcd-bootstrap-certs"), Action::Renewed);
+    assert_eq!(action(&outcomes, "bootstrap-ignition"), Action::Regenerated);
+    assert_eq!(action(&outcomes, "pointer-ignition"), Action::UpToDate);
+    let new_peer = fs::read(d.join("tls/etcd/bootstrap-peer.crt")).unwrap();
+    assert_ne!(new_peer, old_peer);
+    assert_eq!(
+        ign_file(d, "bootstrap.ign", crate::layout::ETCD_PEER_CERT).unwrap(),
+        new_peer
+    );
+    // The pointer configs still trust the same root CA.
+    assert_eq!(fs::read(d.join("master.ign")).unwrap(), master_pointer);
+    assert_eq!(fs::read(d.join("worker.ign")).unwrap(), worker_pointer);
+}
+
+#[test]
+fn edited_manifests_are_kept_and_go_into_the_ignition_configs() {
+    let dir = demo_dir();
+    let d = dir.path();
+    run(d);
+    let coredns = "manifests/cluster/54-coredns-deployment.yaml";
+    let edited = fs::read_to_string(d.join(coredns))
+        .unwrap()
+        .replace("replicas: 2", "replicas: 3");
+    assert!(
+        edited.contains("replicas: 3"),
+        "the CoreDNS deployment sets replicas"
+    );
+    fs::write(d.join(coredns), &edited).unwrap();
+    // A manifest of the user's own goes in too.
+    fs::write(
+        d.join("manifests/cluster/90-extra.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: extra}\n",
+    )
+    .unwrap();
+
+    let outcomes = run_at(d, Target::IgnitionConfigs, time::OffsetDateTime::now_utc());
+    let manifests = outcomes.iter().find(|o| o.asset == "manifests").unwrap();
+    assert_eq!(manifests.kept_edits, [coredns]);
+    assert_eq!(fs::read_to_string(d.join(coredns)).unwrap(), edited);
+    let on_machine = |name: &str| {
+        ign_file(
+            d,
+            "bootstrap.ign",
+            &format!("{}/{name}", crate::layout::AGENT_MANIFESTS_DIR),
+        )
+    };
+    assert_eq!(
+        on_machine("54-coredns-deployment.yaml").unwrap(),
+        edited.as_bytes()
+    );
+    assert!(on_machine("90-extra.yaml").is_some());
+}
+
+#[test]
+fn snippets_are_merged_per_role_and_per_machine_and_bad_ones_name_file_and_line() {
+    let dir = demo_dir();
+    let d = dir.path();
+    run_at(d, Target::IgnitionConfigs, time::OffsetDateTime::now_utc());
+    fs::create_dir_all(d.join("snippets/worker")).unwrap();
+    fs::create_dir_all(d.join("snippets/master1")).unwrap();
+    fs::write(
+        d.join("snippets/worker/10-motd.bu"),
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/motd\n      contents:\n        inline: hello workers\n",
+    )
+    .unwrap();
+    fs::write(
+        d.join("snippets/master1/10-sysctl.bu"),
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/sysctl.d/90-master1.conf\n      mode: 0600\n      contents:\n        inline: vm.swappiness=0\n",
+    )
+    .unwrap();
+    let outcomes = run_at(d, Target::IgnitionConfigs, time::OffsetDateTime::now_utc());
+    assert_eq!(
+        action(&outcomes, "pool-ignition"),
+        Action::Regenerated,
+        "a new snippet is a changed input"
+    );
+    assert_eq!(
+        ign_file(d, "ignition/worker.ign", "/etc/motd").unwrap(),
+        b"hello workers"
+    );
+    assert!(ign_file(d, "ignition/master.ign", "/etc/motd").is_none());
+    assert_eq!(
+        ign_file(
+            d,
+            "ignition/machines/master1.ign",
+            "/etc/sysctl.d/90-master1.conf"
+        )
+        .unwrap(),
+        b"vm.swappiness=0"
+    );
+    assert!(
+        ign_file(
+            d,
+            "ignition/machines/master0.ign",
+            "/etc/sysctl.d/90-master1.conf"
+        )
+        .is_none()
+    );
+
+    fs::write(
+        d.join("snippets/worker/20-bad.bu"),
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: etc/relative\n",
+    )
+    .unwrap();
+    let loaded = ClusterDescription::load(d).unwrap();
+    let err = create(
+        d,
+        &loaded.description,
+        Target::IgnitionConfigs,
+        &settings(),
+        &AtomicFiles,
+    )
+    .unwrap_err();
+    let shown = err.to_string();
+    assert!(matches!(err, crate::AssetError::Snippet(_)), "{shown}");
+    assert!(
+        shown.contains("snippets/worker/20-bad.bu:5:") && shown.contains("storage.files[0].path"),
+        "{shown}"
+    );
 }

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use kindling_assets::{AtomicFiles, Mode, Settings, Storage, Target};
+use kindling_assets::{AssetError, AtomicFiles, Mode, Settings, Storage, Target};
 use kindling_config::template::{self, Template, TemplateMachine};
 use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source};
 use kindling_pki::Lifetimes;
@@ -46,21 +46,40 @@ pub fn load(dir: &Path) -> Result<ClusterDescription, Failure> {
 pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
     let dir = &args.dir.dir;
     let description = load(dir)?;
-    let settings = settings(args)?;
-    let outcomes = kindling_assets::create(dir, &description, target, &settings, &AtomicFiles)
-        .with_context(|| format!("creating the assets in {}", dir.display()))?;
-    report::outcomes(&outcomes);
-    Ok(())
+    let settings = settings(args, target)?;
+    match kindling_assets::create(dir, &description, target, &settings, &AtomicFiles) {
+        Ok(outcomes) => {
+            report::outcomes(&outcomes);
+            Ok(())
+        }
+        // A bad snippet is a bad cluster description, with its file and line in the message.
+        Err(AssetError::Snippet(problems)) => {
+            for line in problems.lines() {
+                tracing::error!("{line}");
+            }
+            Err(Failure::invalid_description())
+        }
+        Err(e) => Err(anyhow!(e)
+            .context(format!("creating the assets in {}", dir.display()))
+            .into()),
+    }
 }
 
-fn settings(args: &AssetArgs) -> Result<Settings, Failure> {
-    let exe = std::env::current_exe().context("finding the kindling binary")?;
-    let agent_sha512 = kindling_assets::file_sha512(&exe).with_context(|| {
-        format!(
-            "reading {} to hash it for the agent download",
-            exe.display()
-        )
-    })?;
+fn settings(args: &AssetArgs, target: Target) -> Result<Settings, Failure> {
+    // Only Ignition configs pin the agent binary, and hashing it takes a moment.
+    let agent_sha512 = match target {
+        Target::Manifests => None,
+        Target::IgnitionConfigs => {
+            let exe = std::env::current_exe().context("finding the kindling binary")?;
+            let hash = kindling_assets::file_sha512(&exe).with_context(|| {
+                format!(
+                    "reading {} to hash it for the agent download",
+                    exe.display()
+                )
+            })?;
+            Some(hash)
+        }
+    };
     Ok(Settings {
         now: time::OffsetDateTime::now_utc(),
         key_algorithm: args.key_algorithm.parse().map_err(|e: String| anyhow!(e))?,
