@@ -59,6 +59,8 @@ pub struct Context<'a> {
     pub description: &'a ClusterDescription,
     pub dir: &'a Path,
     pub settings: &'a Settings,
+    /// Files generated earlier in this run and not yet written: reads see them first.
+    overlay: &'a BTreeMap<String, Vec<u8>>,
 }
 
 /// Choices made on the command line rather than in the description.
@@ -74,8 +76,11 @@ pub struct Settings {
 }
 
 impl Context<'_> {
-    /// Reads a file of the asset directory.
+    /// Reads a file of the asset directory, as this run leaves it.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, AssetError> {
+        if let Some(bytes) = self.overlay.get(path) {
+            return Ok(bytes.clone());
+        }
         let full = self.dir.join(path);
         std::fs::read(&full).map_err(|source| AssetError::Read { path: full, source })
     }
@@ -92,8 +97,22 @@ impl Context<'_> {
     /// The files under a directory of the asset directory, relative to it, sorted; none if the
     /// directory does not exist.
     pub fn list(&self, dir: &str) -> Result<Vec<String>, AssetError> {
-        list_files(self.dir, dir)
+        list_with_overlay(self.dir, dir, self.overlay)
     }
+}
+
+/// The files under `dir` on disk and in the overlay, sorted.
+fn list_with_overlay(
+    root: &Path,
+    dir: &str,
+    overlay: &BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<String>, AssetError> {
+    let mut found = list_files(root, dir)?;
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    found.extend(overlay.keys().filter(|p| p.starts_with(&prefix)).cloned());
+    found.sort();
+    found.dedup();
+    Ok(found)
 }
 
 /// The files under `dir` (relative to `root`), as sorted relative paths with '/' separators.
@@ -189,6 +208,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Brings every asset up to date, in the order given.
+    ///
+    /// It works in two phases. First every asset that needs it is generated in memory, later
+    /// assets reading earlier ones' new files from memory. Then the changes are committed: the
+    /// state is saved with the digests about to be written (pending), the files are written, and
+    /// the state is saved again. An interruption anywhere leaves files that are either old or
+    /// new and a state that knows both, so the next run neither loses work nor mistakes
+    /// kindling's own files for user edits.
     pub fn run(
         &self,
         description: &ClusterDescription,
@@ -196,26 +222,26 @@ impl<'a> Engine<'a> {
         settings: &Settings,
     ) -> Result<Vec<AssetOutcome>, AssetError> {
         let mut state = State::load(self.dir)?;
-        // The files each finished asset has on disk now, with their digests.
+        // What each asset's files are after this run, by path, with their digests.
         let mut current: HashMap<&'static str, BTreeMap<String, Digest>> = HashMap::new();
-        let ctx = Context {
-            description,
-            dir: self.dir,
-            settings,
-        };
-        let now = settings.now;
+        let mut overlay: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut changes: Vec<Change> = Vec::new();
         let mut outcomes = Vec::new();
         for asset in assets {
-            let input_digest = self.input_digest(*asset, &current)?;
-            let record = state.assets.get(asset.id()).cloned();
-            let record = record.as_ref();
+            let ctx = Context {
+                description,
+                dir: self.dir,
+                settings,
+                overlay: &overlay,
+            };
+            let input_digest = self.input_digest(*asset, &current, &overlay)?;
+            let record = state.assets.get(asset.id());
             let on_disk = self.scan(record)?;
             let missing = record.is_some_and(|r| r.files.keys().any(|p| !on_disk.contains_key(p)));
             // Pending digests mean the last run stopped while writing this asset.
             let up_to_date = record
                 .is_some_and(|r| r.input_digest == input_digest && r.pending.is_empty())
                 && !missing;
-
             let kept = record.map(|r| edited(r, &on_disk)).unwrap_or_default();
             let renew = up_to_date && {
                 let own: Vec<String> = on_disk
@@ -225,26 +251,44 @@ impl<'a> Engine<'a> {
                     .collect();
                 asset.needs_renewal(&ctx, &own)?
             };
-            let (action, kept_edits) = if up_to_date && !renew {
-                (Action::UpToDate, kept)
-            } else {
-                let outputs = asset.generate(&ctx)?;
-                let kept = self.write(asset.id(), &outputs, input_digest, &mut state, now)?;
-                let action = match record {
+            if up_to_date && !renew {
+                current.insert(asset.id(), on_disk);
+                outcomes.push(AssetOutcome {
+                    asset: asset.id(),
+                    action: Action::UpToDate,
+                    kept_edits: kept,
+                });
+                continue;
+            }
+
+            let outputs = asset.generate(&ctx)?;
+            let change = self.plan(asset.id(), outputs, input_digest, record)?;
+            let mut files = BTreeMap::new();
+            for (path, file) in &change.files {
+                let digest = match change.kept.contains(path) {
+                    true => self
+                        .digest_on_disk(path)?
+                        .unwrap_or_else(|| file.digest.clone()),
+                    false => file.digest.clone(),
+                };
+                files.insert(path.clone(), digest);
+            }
+            current.insert(asset.id(), files);
+            for output in &change.to_write {
+                overlay.insert(output.path.clone(), output.contents.clone());
+            }
+            outcomes.push(AssetOutcome {
+                asset: asset.id(),
+                action: match record {
                     None => Action::Generated,
                     Some(_) if renew => Action::Renewed,
                     Some(_) => Action::Regenerated,
-                };
-                (action, kept)
-            };
-            let files = self.scan(state.assets.get(asset.id()))?;
-            current.insert(asset.id(), files);
-            outcomes.push(AssetOutcome {
-                asset: asset.id(),
-                action,
-                kept_edits,
+                },
+                kept_edits: change.kept.clone(),
             });
+            changes.push(change);
         }
+        self.commit(&mut state, changes, settings.now)?;
         Ok(outcomes)
     }
 
@@ -252,24 +296,29 @@ impl<'a> Engine<'a> {
         &self,
         asset: &dyn Asset,
         current: &HashMap<&'static str, BTreeMap<String, Digest>>,
+        overlay: &BTreeMap<String, Vec<u8>>,
     ) -> Result<Digest, AssetError> {
         let mut parts: Vec<Vec<u8>> = vec![asset.id().as_bytes().to_vec()];
-        for dependency in asset.depends_on() {
-            match dependency {
-                Dependency::Input(path) => {
+        let file = |path: &str, parts: &mut Vec<Vec<u8>>| -> Result<(), AssetError> {
+            let digest = match overlay.get(path) {
+                Some(bytes) => Digest::of(bytes),
+                None => {
                     let full = self.dir.join(path);
                     let bytes = std::fs::read(&full)
                         .map_err(|source| AssetError::Read { path: full, source })?;
-                    parts.push(path.as_bytes().to_vec());
-                    parts.push(Digest::of(&bytes).as_str().as_bytes().to_vec());
+                    Digest::of(&bytes)
                 }
+            };
+            parts.push(path.as_bytes().to_vec());
+            parts.push(digest.as_str().as_bytes().to_vec());
+            Ok(())
+        };
+        for dependency in asset.depends_on() {
+            match dependency {
+                Dependency::Input(path) => file(path, &mut parts)?,
                 Dependency::InputDir(dir) => {
-                    for path in list_files(self.dir, dir)? {
-                        let full = self.dir.join(&path);
-                        let bytes = std::fs::read(&full)
-                            .map_err(|source| AssetError::Read { path: full, source })?;
-                        parts.push(path.into_bytes());
-                        parts.push(Digest::of(&bytes).as_str().as_bytes().to_vec());
+                    for path in list_with_overlay(self.dir, dir, overlay)? {
+                        file(&path, &mut parts)?;
                     }
                 }
                 Dependency::Asset(id) => {
@@ -307,87 +356,107 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Writes an asset's outputs, keeping files the user edited, and records them. The state is
-    /// saved before (with the pending digests) and after the writes, so an interruption at any
-    /// point leaves a state that the next run reads correctly.
-    fn write(
+    /// Decides which of an asset's new outputs to write: a file on disk that kindling did not
+    /// write (or wrote differently) is the user's, and is kept.
+    fn plan(
         &self,
         asset: &'static str,
-        outputs: &[Output],
+        outputs: Vec<Output>,
         input_digest: Digest,
-        state: &mut State,
-        now: time::OffsetDateTime,
-    ) -> Result<Vec<String>, AssetError> {
-        let previous = state.assets.get(asset).cloned();
-        let mut kept = Vec::new();
-        let mut to_write = Vec::new();
+        previous: Option<&AssetRecord>,
+    ) -> Result<Change, AssetError> {
+        let mut change = Change {
+            asset,
+            input_digest,
+            files: BTreeMap::new(),
+            kept: Vec::new(),
+            to_write: Vec::new(),
+        };
         for output in outputs {
             if !self.is_plain_output(&output.path) {
                 return Err(AssetError::BadOutput {
                     asset,
-                    path: output.path.clone(),
+                    path: output.path,
                 });
             }
+            let digest = Digest::of(&output.contents);
             let on_disk = self.digest_on_disk(&output.path)?;
-            let generated_before = previous.as_ref().and_then(|r| {
+            let generated_before = previous.is_some_and(|r| {
                 let recorded = r.files.get(&output.path).map(|f| &f.digest);
                 let pending = r.pending.get(&output.path);
                 on_disk
                     .as_ref()
-                    .filter(|d| Some(*d) == recorded || Some(*d) == pending)
+                    .is_some_and(|d| Some(d) == recorded || Some(d) == pending)
             });
-            // A file on disk that kindling did not write (or wrote differently) is the user's.
-            if on_disk.is_some()
-                && generated_before.is_none()
-                && on_disk != Some(Digest::of(&output.contents))
-            {
-                kept.push(output.path.clone());
-            } else {
-                to_write.push(output);
+            change.files.insert(
+                output.path.clone(),
+                FileRecord {
+                    digest: digest.clone(),
+                    mode: output.mode,
+                },
+            );
+            match on_disk {
+                Some(d) if !generated_before && d != digest => change.kept.push(output.path),
+                // Already there, byte for byte: nothing to write.
+                Some(d) if d == digest => {}
+                _ => change.to_write.push(output),
             }
         }
+        Ok(change)
+    }
 
-        let files: BTreeMap<String, FileRecord> = outputs
-            .iter()
-            .map(|o| {
-                (
-                    o.path.clone(),
-                    FileRecord {
-                        digest: Digest::of(&o.contents),
-                        mode: o.mode,
-                    },
-                )
-            })
-            .collect();
-        let mut record = previous.unwrap_or_else(|| AssetRecord {
-            input_digest: input_digest.clone(),
-            generated_at: String::new(),
-            files: BTreeMap::new(),
-            pending: BTreeMap::new(),
-        });
-        record.pending = files
-            .iter()
-            .map(|(p, f)| (p.clone(), f.digest.clone()))
-            .collect();
-        state.assets.insert(asset.to_string(), record.clone());
+    /// Writes every change: pending digests first, then the files, then the final records.
+    fn commit(
+        &self,
+        state: &mut State,
+        changes: Vec<Change>,
+        now: time::OffsetDateTime,
+    ) -> Result<(), AssetError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        for change in &changes {
+            let record = state
+                .assets
+                .entry(change.asset.to_string())
+                .or_insert_with(|| AssetRecord {
+                    input_digest: change.input_digest.clone(),
+                    generated_at: String::new(),
+                    files: BTreeMap::new(),
+                    pending: BTreeMap::new(),
+                });
+            record.pending = change
+                .files
+                .iter()
+                .map(|(p, f)| (p.clone(), f.digest.clone()))
+                .collect();
+        }
         self.save(state)?;
 
-        for output in to_write {
-            let path = self.dir.join(&output.path);
-            self.storage
-                .write(&path, &output.contents, output.mode)
-                .map_err(|source| AssetError::Write { path, source })?;
-        }
+        let writes: Vec<(PathBuf, &[u8], Mode)> = changes
+            .iter()
+            .flat_map(|c| c.to_write.iter())
+            .map(|o| (self.dir.join(&o.path), o.contents.as_slice(), o.mode))
+            .collect();
+        self.storage
+            .write_all(&writes)
+            .map_err(|(path, source)| AssetError::Write { path, source })?;
 
-        record.input_digest = input_digest;
-        record.generated_at = now
+        let generated_at = now
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        record.files = files;
-        record.pending.clear();
-        state.assets.insert(asset.to_string(), record);
-        self.save(state)?;
-        Ok(kept)
+        for change in changes {
+            state.assets.insert(
+                change.asset.to_string(),
+                AssetRecord {
+                    input_digest: change.input_digest,
+                    generated_at: generated_at.clone(),
+                    files: change.files,
+                    pending: BTreeMap::new(),
+                },
+            );
+        }
+        self.save(state)
     }
 
     fn save(&self, state: &State) -> Result<(), AssetError> {
@@ -404,6 +473,17 @@ impl<'a> Engine<'a> {
             && !self.inputs.contains(&path)
             && path != STATE_FILE
     }
+}
+
+/// What one asset's run changes.
+struct Change {
+    asset: &'static str,
+    input_digest: Digest,
+    /// Every file the asset generated, with what was generated (kept files included).
+    files: BTreeMap<String, FileRecord>,
+    /// Files kept as the user edited them.
+    kept: Vec<String>,
+    to_write: Vec<Output>,
 }
 
 /// The recorded files whose content on disk is not what kindling wrote.

@@ -1,10 +1,11 @@
 //! Writing files so that a crash never leaves half of one: temp file, fsync, rename, fsync the
 //! directory.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Who may read a file kindling writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,6 +34,15 @@ pub trait Storage {
     /// Replaces `path` with `contents` as one step: afterwards the file holds either its old
     /// contents or all of the new ones, with `mode`.
     fn write(&self, path: &Path, contents: &[u8], mode: Mode) -> io::Result<()>;
+
+    /// Writes many files, each atomically; on failure, says which file failed.
+    fn write_all(&self, files: &[(PathBuf, &[u8], Mode)]) -> Result<(), (PathBuf, io::Error)> {
+        for (path, contents, mode) in files {
+            self.write(path, contents, *mode)
+                .map_err(|e| (path.clone(), e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Atomic writes to the local file system.
@@ -43,8 +53,32 @@ impl Storage for AtomicFiles {
     fn write(&self, path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
         let tmp = temp_path(path)?;
         write_temp(&tmp, contents, mode)?;
-        commit(&tmp, path)
+        fs::rename(&tmp, path)?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
     }
+
+    /// Each file is synced and renamed into place; each directory is synced once at the end,
+    /// which makes all the renames durable.
+    fn write_all(&self, files: &[(PathBuf, &[u8], Mode)]) -> Result<(), (PathBuf, io::Error)> {
+        let mut dirs = BTreeSet::new();
+        for (path, contents, mode) in files {
+            let step = || -> io::Result<()> {
+                let tmp = temp_path(path)?;
+                write_temp(&tmp, contents, *mode)?;
+                fs::rename(&tmp, path)
+            };
+            step().map_err(|e| (path.clone(), e))?;
+            dirs.insert(path.parent().unwrap_or(Path::new(".")).to_path_buf());
+        }
+        for dir in dirs {
+            sync_dir(&dir).map_err(|e| (dir.clone(), e))?;
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// The temp file beside `path`; the same directory, so the rename stays on one file system.
@@ -79,7 +113,7 @@ pub fn write_temp(tmp: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
 /// Renames the temp file over the target and syncs the directory so the rename is durable.
 pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
     fs::rename(tmp, path)?;
-    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 #[cfg(test)]

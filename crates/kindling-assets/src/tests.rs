@@ -328,7 +328,7 @@ fn a_crash_during_the_first_run_is_recovered() {
             writes: Cell::new(0),
         };
         if run_small(dir.path(), &crashing).is_ok() {
-            assert!(crash_at > 10, "a first run makes more than 10 writes");
+            assert!(crash_at > 5, "a first run makes more than 5 writes");
             break;
         }
         assert_consistent(dir.path());

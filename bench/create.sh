@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Times `kindling create ignition-configs` on a fresh directory with the release build:
+# the built-in example (bootstrap, 3 masters, 3 workers) with ECDSA and RSA keys, and a
+# 1,000-machine inventory. Needs hyperfine (apt-get install hyperfine).
+#
+#   bench/create.sh            # prints hyperfine's tables; BENCHMARKS.md records them
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p kindling
+bin=$PWD/target/release/kindling
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Inputs: the demo, and the demo's install-config with 1,000 machines on a /22.
+mkdir -p "$work/demo" "$work/big"
+cp examples/demo/install-config.yaml examples/demo/inventory.yaml "$work/demo/"
+sed 's|cidr: 192.168.126.0/24|cidr: 10.20.0.0/22|' examples/demo/install-config.yaml > "$work/big/install-config.yaml"
+python3 - "$work/big/inventory.yaml" <<'PY'
+import sys
+lines = ["apiVersion: kindling/v1alpha1", "kind: Inventory",
+         "provisioning: {serverURL: 'http://10.20.0.2:8080'}",
+         "network: {gateway: 10.20.0.1, dnsServers: [10.20.0.2]}",
+         "loadBalancer: {apiVIP: 10.20.0.10, ingressVIP: 10.20.0.11}", "machines:"]
+for i in range(1000):
+    role = "bootstrap" if i == 0 else "master" if i <= 3 else "worker"
+    host = 100 + i
+    lines.append(f"  - {{name: node{i}, role: {role}, mac: '52:54:00:00:{i >> 8:02x}:{i & 255:02x}', ip: 10.20.{host >> 8}.{host & 255}}}")
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+sed -i 's/replicas: 3$/replicas: 996/' "$work/big/install-config.yaml"
+sed -i '0,/replicas: 996/s//replicas: 3/' "$work/big/install-config.yaml"
+
+fresh() { # copy the inputs of $1 into an empty run directory
+  echo "bash -c 'rm -rf $work/run && mkdir $work/run && cp $work/$1/*.yaml $work/run/'"
+}
+hyperfine --warmup 2 --runs 15 -N --export-markdown "$work/demo.md" \
+  --prepare "$(fresh demo)" -n "demo, ecdsa" "$bin create ignition-configs --dir $work/run --log-level warn" \
+  --prepare "$(fresh demo)" -n "demo, rsa" "$bin create ignition-configs --dir $work/run --log-level warn --key-algorithm rsa" \
+  --prepare "$(fresh demo)" -n "baseline: create manifests (no Ignition)" "$bin create manifests --dir $work/run --log-level warn" \
+  --prepare "$(fresh demo)" -n "baseline: kindling --version" "$bin --version"
+hyperfine --warmup 1 --runs 5 -N --export-markdown "$work/big.md" \
+  --prepare "$(fresh big)" -n "1,000 machines, ecdsa" "$bin create ignition-configs --dir $work/run --log-level warn"
+cat "$work/demo.md" "$work/big.md"
