@@ -146,15 +146,14 @@ fn control_plane_pki(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
 /// A machine's own part: hostname, kubelet, and for a master its etcd member and static pods.
 fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError> {
     files.config.set_hostname(&files.ctx.description.fqdn(m));
-    let kubelet = manifests_asset::kubelet_dir(&m.name);
     files.copy(
-        &format!("{kubelet}/config.yaml"),
+        &manifests_asset::kubelet_config(m.role),
         layout::KUBELET_CONFIG,
         0o644,
     )?;
     let unit = files
         .ctx
-        .read_text(&format!("{kubelet}/{}", layout::KUBELET_UNIT))?;
+        .read_text(&manifests_asset::kubelet_unit(&m.name))?;
     files.config.add_unit(layout::KUBELET_UNIT, &unit, true);
     let etcd = |kind| format!("tls/etcd/{}-{kind}", m.name);
     match m.role {

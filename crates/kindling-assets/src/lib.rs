@@ -57,6 +57,33 @@ pub fn file_sha512(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", sha2::Sha512::digest(bytes)))
 }
 
+/// [`file_sha512`] of the kindling binary, remembered in `cache` (a file in the user's cache
+/// directory) by the binary's path, size and modification time: hashing ~10 MB is most of the
+/// time a `create ignition-configs` takes. Without a cache file it is simply computed.
+pub fn binary_sha512(binary: &Path, cache: Option<&Path>) -> std::io::Result<String> {
+    let Some(cache) = cache else {
+        return file_sha512(binary);
+    };
+    let meta = std::fs::metadata(binary)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let key = format!("{} {} {}", binary.display(), meta.len(), mtime);
+    if let Ok(text) = std::fs::read_to_string(cache)
+        && let Some((cached_key, hash)) = text.trim_end().rsplit_once(' ')
+        && cached_key == key
+        && hash.len() == 128
+    {
+        return Ok(hash.to_string());
+    }
+    let hash = file_sha512(binary)?;
+    // A cache that cannot be written only costs time.
+    let _ = AtomicFiles.write(cache, format!("{key} {hash}\n").as_bytes(), Mode::Public);
+    Ok(hash)
+}
+
 /// The files the user writes; no command deletes or rewrites them.
 pub const INPUTS: &[&str] = &[INSTALL_CONFIG_FILE, INVENTORY_FILE];
 

@@ -5,12 +5,13 @@
 //!   the bootstrap token);
 //! - `manifests/bootstrap/`: the bootstrap machine's temporary control plane (static pods);
 //! - `manifests/masters/<name>/`: each master's static pods and its etcd member pod;
-//! - `manifests/kubelet/<name>/`: each machine's kubelet unit and KubeletConfiguration.
+//! - `manifests/kubelet/`: the KubeletConfiguration of the nodes (`config.yaml`) and of the
+//!   bootstrap machine (`bootstrap-config.yaml`), and each machine's kubelet unit
+//!   (`<name>.service`).
 
 use kindling_config::Role;
 
 use crate::engine::{Asset, AssetError, Context, Dependency, Output};
-use crate::layout;
 use crate::manifests::{self, BootstrapToken};
 use crate::pki::BootstrapTokenAsset;
 use crate::storage::Mode;
@@ -23,8 +24,19 @@ pub fn master_dir(name: &str) -> String {
     format!("manifests/masters/{name}")
 }
 
-pub fn kubelet_dir(name: &str) -> String {
-    format!("manifests/kubelet/{name}")
+pub const KUBELET_DIR: &str = "manifests/kubelet";
+
+/// The kubelet unit of a machine.
+pub fn kubelet_unit(name: &str) -> String {
+    format!("{KUBELET_DIR}/{name}.service")
+}
+
+/// The KubeletConfiguration of a machine with this role.
+pub fn kubelet_config(role: Role) -> String {
+    match manifests::KubeletMode::of(role) {
+        manifests::KubeletMode::Node => format!("{KUBELET_DIR}/config.yaml"),
+        manifests::KubeletMode::Standalone => format!("{KUBELET_DIR}/bootstrap-config.yaml"),
+    }
 }
 
 /// Every manifest kindling generates.
@@ -77,13 +89,21 @@ impl Asset for Manifests {
             }
         }
         for machine in &d.inventory.machines {
-            let dir = kubelet_dir(&machine.name);
-            put(
-                &dir,
-                layout::KUBELET_UNIT,
-                manifests::kubelet_unit(d, machine),
-            );
-            put(&dir, "config.yaml", manifests::kubelet_config(d, machine));
+            let unit = manifests::kubelet_unit(d, machine);
+            put(KUBELET_DIR, &format!("{}.service", machine.name), unit);
+        }
+        // One KubeletConfiguration per mode: it does not vary from machine to machine.
+        for role in [Role::Bootstrap, Role::Worker] {
+            let mode = manifests::KubeletMode::of(role);
+            if d.inventory
+                .machines
+                .iter()
+                .any(|m| manifests::KubeletMode::of(m.role) == mode)
+            {
+                let path = kubelet_config(role);
+                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+                put(KUBELET_DIR, &name, manifests::kubelet_config(d, mode));
+            }
         }
         Ok(outputs)
     }

@@ -51,6 +51,7 @@ pub struct AtomicFiles;
 
 impl Storage for AtomicFiles {
     fn write(&self, path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
+        fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
         let tmp = temp_path(path)?;
         write_temp(&tmp, contents, mode)?;
         fs::rename(&tmp, path)?;
@@ -60,7 +61,13 @@ impl Storage for AtomicFiles {
     /// Each file is synced and renamed into place; each directory is synced once at the end,
     /// which makes all the renames durable.
     fn write_all(&self, files: &[(PathBuf, &[u8], Mode)]) -> Result<(), (PathBuf, io::Error)> {
-        let mut dirs = BTreeSet::new();
+        let dirs: BTreeSet<PathBuf> = files
+            .iter()
+            .map(|(path, _, _)| path.parent().unwrap_or(Path::new(".")).to_path_buf())
+            .collect();
+        for dir in &dirs {
+            fs::create_dir_all(dir).map_err(|e| (dir.clone(), e))?;
+        }
         for (path, contents, mode) in files {
             let step = || -> io::Result<()> {
                 let tmp = temp_path(path)?;
@@ -68,7 +75,6 @@ impl Storage for AtomicFiles {
                 fs::rename(&tmp, path)
             };
             step().map_err(|e| (path.clone(), e))?;
-            dirs.insert(path.parent().unwrap_or(Path::new(".")).to_path_buf());
         }
         for dir in dirs {
             sync_dir(&dir).map_err(|e| (dir.clone(), e))?;
@@ -82,12 +88,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The temp file beside `path`; the same directory, so the rename stays on one file system.
+/// The directory must exist.
 pub fn temp_path(path: &Path) -> io::Result<std::path::PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other("path has no file name"))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
     Ok(dir.join(format!(".{}.kindling-tmp", name.to_string_lossy())))
 }
 

@@ -225,6 +225,7 @@ struct CrashingStorage {
 impl Storage for CrashingStorage {
     fn write(&self, path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
         self.writes.set(self.writes.get() + 1);
+        fs::create_dir_all(path.parent().unwrap())?;
         let tmp = storage::temp_path(path)?;
         if self.writes.get() == self.crash_at {
             storage::write_temp(&tmp, &contents[..contents.len() / 2], mode)?;

@@ -25,7 +25,9 @@ use serde_json::Value;
 
 pub use addons::{BOOTSTRAP_TOKEN_SECRET_FILE, addons};
 pub use images::Images;
-pub use kubelet::{kubelet_config, kubelet_may_set_label, kubelet_unit, node_labels, node_taints};
+pub use kubelet::{
+    KubeletMode, kubelet_config, kubelet_may_set_label, kubelet_unit, node_labels, node_taints,
+};
 pub use static_pods::{
     ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, bootstrap_control_plane,
     etcd_initial_cluster, etcd_member_pod, master_control_plane,
@@ -294,7 +296,7 @@ mod tests {
         for machine in &d.inventory.machines {
             files.insert(
                 Path::new("kubelet").join(format!("{}.yaml", machine.name)),
-                kubelet_config(d, machine),
+                kubelet_config(d, KubeletMode::of(machine.role)),
             );
         }
         files

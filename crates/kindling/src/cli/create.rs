@@ -71,12 +71,17 @@ fn settings(args: &AssetArgs, target: Target) -> Result<Settings, Failure> {
         Target::Manifests => None,
         Target::IgnitionConfigs => {
             let exe = std::env::current_exe().context("finding the kindling binary")?;
-            let hash = kindling_assets::file_sha512(&exe).with_context(|| {
-                format!(
-                    "reading {} to hash it for the agent download",
-                    exe.display()
-                )
-            })?;
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|dir| dir.join("kindling/binary.sha512"));
+            let hash =
+                kindling_assets::binary_sha512(&exe, cache.as_deref()).with_context(|| {
+                    format!(
+                        "reading {} to hash it for the agent download",
+                        exe.display()
+                    )
+                })?;
             Some(hash)
         }
     };
