@@ -131,7 +131,16 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
         mode(&root.join("opt/kindling/manifests/20-bootstrap-token-secret.yaml")),
         0o600
     );
-    assert!(root.join("etc/systemd/system/kubelet.service").exists());
+    let kubelet = std::fs::read_to_string(root.join("etc/systemd/system/kubelet.service")).unwrap();
+    assert!(
+        kubelet.contains("EnvironmentFile=/etc/kubernetes/kubelet.env"),
+        "{kubelet}"
+    );
+    let env = std::fs::read_to_string(root.join("etc/kubernetes/kubelet.env")).unwrap();
+    assert!(
+        env.contains("--hostname-override=bootstrap --node-ip=192.168.126.100"),
+        "{env}"
+    );
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/kindling-bootstrap.service"))
         .unwrap();
     assert!(

@@ -153,8 +153,12 @@ fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError
     )?;
     let unit = files
         .ctx
-        .read_text(&manifests_asset::kubelet_unit(&m.name))?;
+        .read_text(&manifests_asset::kubelet_unit(m.role))?;
     files.config.add_unit(layout::KUBELET_UNIT, &unit, true);
+    let env = crate::manifests::kubelet_env(files.ctx.description, m);
+    files
+        .config
+        .add_file(layout::KUBELET_ENV, env.as_bytes(), 0o644);
     let etcd = |kind| format!("tls/etcd/{}-{kind}", m.name);
     match m.role {
         Role::Master => {
@@ -196,19 +200,35 @@ fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError
     Ok(())
 }
 
-/// Merges `snippets/<name>/*.bu` into `config`, in file-name order.
-fn snippets(ctx: &Context<'_>, config: &mut Config, name: &str) -> Result<(), AssetError> {
-    for path in ctx.list(&format!("{SNIPPETS_DIR}/{name}"))? {
-        if !path.ends_with(".bu") {
-            continue;
-        }
-        let text = ctx.read_text(&path)?;
-        let shown = ctx.dir.join(&path).display().to_string();
-        let snippet = kindling_ignition::parse_snippet(&shown, &text)
-            .map_err(|e| AssetError::Snippet(e.to_string()))?;
-        config.merge(snippet);
+/// The user's Butane snippets, `snippets/<role or machine>/*.bu`, listed once per asset.
+struct Snippets(Vec<String>);
+
+impl Snippets {
+    fn list(ctx: &Context<'_>) -> Result<Snippets, AssetError> {
+        Ok(Snippets(ctx.list(SNIPPETS_DIR)?))
     }
-    Ok(())
+
+    /// Merges `snippets/<name>/*.bu` into `config`, in file-name order.
+    fn merge_into(
+        &self,
+        ctx: &Context<'_>,
+        config: &mut Config,
+        name: &str,
+    ) -> Result<(), AssetError> {
+        let prefix = format!("{SNIPPETS_DIR}/{name}/");
+        for path in self
+            .0
+            .iter()
+            .filter(|p| p.starts_with(&prefix) && p.ends_with(".bu"))
+        {
+            let text = ctx.read_text(path)?;
+            let shown = ctx.dir.join(path).display().to_string();
+            let snippet = kindling_ignition::parse_snippet(&shown, &text)
+                .map_err(|e| AssetError::Snippet(e.to_string()))?;
+            config.merge(snippet);
+        }
+        Ok(())
+    }
 }
 
 /// The kindling binary, downloaded from the provisioning server and checked by its sha512.
@@ -295,8 +315,9 @@ impl Asset for BootstrapIgnition {
         )?;
         agent_binary(ctx, &mut config)?;
         config.add_unit(layout::BOOTSTRAP_AGENT_UNIT, AGENT_UNIT, true);
-        snippets(ctx, &mut config, "bootstrap")?;
-        snippets(ctx, &mut config, &bootstrap.name)?;
+        let snippets = Snippets::list(ctx)?;
+        snippets.merge_into(ctx, &mut config, "bootstrap")?;
+        snippets.merge_into(ctx, &mut config, &bootstrap.name)?;
         Ok(vec![Output {
             path: BOOTSTRAP_IGN.into(),
             contents: render(self.id(), ctx, &config)?,
@@ -320,6 +341,7 @@ impl Asset for PoolIgnition {
 
     fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
         let mut outputs = Vec::new();
+        let snippets = Snippets::list(ctx)?;
         for pool in pools(ctx.description) {
             let mut config = Config::new();
             let mut files = Files {
@@ -337,7 +359,7 @@ impl Asset for PoolIgnition {
                 control_plane_pki(&mut files)?;
                 agent_binary(ctx, &mut config)?;
             }
-            snippets(ctx, &mut config, pool)?;
+            snippets.merge_into(ctx, &mut config, pool)?;
             outputs.push(Output {
                 path: pool_path(pool),
                 contents: render(self.id(), ctx, &config)?,
@@ -363,6 +385,7 @@ impl Asset for MachineIgnition {
 
     fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
         let mut outputs = Vec::new();
+        let snippets = Snippets::list(ctx)?;
         for m in ctx
             .description
             .inventory
@@ -376,7 +399,7 @@ impl Asset for MachineIgnition {
                 config: &mut config,
             };
             machine_part(&mut files, m)?;
-            snippets(ctx, &mut config, &m.name)?;
+            snippets.merge_into(ctx, &mut config, &m.name)?;
             outputs.push(Output {
                 path: machine_path(&m.name),
                 contents: render(self.id(), ctx, &config)?,

@@ -41,6 +41,8 @@ pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 /// `KUBELET_KUBECONFIG` once its client CSR is approved.
 pub const KUBELET_BOOTSTRAP_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+/// The kubelet's per-machine arguments (node name, IP, labels, taints), read by its unit.
+pub const KUBELET_ENV: &str = "/etc/kubernetes/kubelet.env";
 /// KubeletConfiguration.
 pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 /// Where the kubelet keeps its own (rotated) certificates.

@@ -5,14 +5,14 @@
 //!   the bootstrap token);
 //! - `manifests/bootstrap/`: the bootstrap machine's temporary control plane (static pods);
 //! - `manifests/masters/<name>/`: each master's static pods and its etcd member pod;
-//! - `manifests/kubelet/`: the KubeletConfiguration of the nodes (`config.yaml`) and of the
-//!   bootstrap machine (`bootstrap-config.yaml`), and each machine's kubelet unit
-//!   (`<name>.service`).
+//! - `manifests/kubelet/`: the kubelet unit and KubeletConfiguration of the nodes
+//!   (`kubelet.service`, `config.yaml`) and of the bootstrap machine (`bootstrap-kubelet.service`,
+//!   `bootstrap-config.yaml`). Each machine's own kubelet arguments go into its Ignition config.
 
 use kindling_config::Role;
 
 use crate::engine::{Asset, AssetError, Context, Dependency, Output};
-use crate::manifests::{self, BootstrapToken};
+use crate::manifests::{self, BootstrapToken, KubeletMode};
 use crate::pki::BootstrapTokenAsset;
 use crate::storage::Mode;
 
@@ -26,16 +26,19 @@ pub fn master_dir(name: &str) -> String {
 
 pub const KUBELET_DIR: &str = "manifests/kubelet";
 
-/// The kubelet unit of a machine.
-pub fn kubelet_unit(name: &str) -> String {
-    format!("{KUBELET_DIR}/{name}.service")
+/// The kubelet unit of a machine with this role.
+pub fn kubelet_unit(role: Role) -> String {
+    match KubeletMode::of(role) {
+        KubeletMode::Node => format!("{KUBELET_DIR}/kubelet.service"),
+        KubeletMode::Standalone => format!("{KUBELET_DIR}/bootstrap-kubelet.service"),
+    }
 }
 
 /// The KubeletConfiguration of a machine with this role.
 pub fn kubelet_config(role: Role) -> String {
-    match manifests::KubeletMode::of(role) {
-        manifests::KubeletMode::Node => format!("{KUBELET_DIR}/config.yaml"),
-        manifests::KubeletMode::Standalone => format!("{KUBELET_DIR}/bootstrap-config.yaml"),
+    match KubeletMode::of(role) {
+        KubeletMode::Node => format!("{KUBELET_DIR}/config.yaml"),
+        KubeletMode::Standalone => format!("{KUBELET_DIR}/bootstrap-config.yaml"),
     }
 }
 
@@ -88,21 +91,21 @@ impl Asset for Manifests {
                 put(&master_dir(&master.name), &m.name, m.yaml);
             }
         }
-        for machine in &d.inventory.machines {
-            let unit = manifests::kubelet_unit(d, machine);
-            put(KUBELET_DIR, &format!("{}.service", machine.name), unit);
-        }
-        // One KubeletConfiguration per mode: it does not vary from machine to machine.
+        // One kubelet unit and configuration per mode: they do not vary from machine to machine.
         for role in [Role::Bootstrap, Role::Worker] {
-            let mode = manifests::KubeletMode::of(role);
+            let mode = KubeletMode::of(role);
             if d.inventory
                 .machines
                 .iter()
-                .any(|m| manifests::KubeletMode::of(m.role) == mode)
+                .any(|m| KubeletMode::of(m.role) == mode)
             {
-                let path = kubelet_config(role);
-                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-                put(KUBELET_DIR, &name, manifests::kubelet_config(d, mode));
+                for (path, text) in [
+                    (kubelet_unit(role), manifests::kubelet_unit(mode)),
+                    (kubelet_config(role), manifests::kubelet_config(d, mode)),
+                ] {
+                    let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+                    put(KUBELET_DIR, &name, text);
+                }
             }
         }
         Ok(outputs)

@@ -26,7 +26,8 @@ use serde_json::Value;
 pub use addons::{BOOTSTRAP_TOKEN_SECRET_FILE, addons};
 pub use images::Images;
 pub use kubelet::{
-    KubeletMode, kubelet_config, kubelet_may_set_label, kubelet_unit, node_labels, node_taints,
+    KubeletMode, kubelet_config, kubelet_env, kubelet_may_set_label, kubelet_node_args,
+    kubelet_unit, node_labels, node_taints,
 };
 pub use static_pods::{
     ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, bootstrap_control_plane,
