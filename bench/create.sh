@@ -39,11 +39,16 @@ fresh() { # copy the inputs of $1 into an empty run directory; $2 = cold clears 
   # sync, so that no run pays for the writeback of the previous one's deleted files.
   echo "bash -c '${cold}rm -rf $work/run && mkdir $work/run && cp $work/$1/*.yaml $work/run/ && sync'"
 }
+# Baseline for the file-system floor: copying a finished demo asset directory (same files, no
+# fsync, no work) with cp.
+mkdir -p "$work/done" && cp "$work"/demo/*.yaml "$work/done/"
+"$bin" create ignition-configs --dir "$work/done" --log-level warn > /dev/null
 hyperfine --warmup 2 --runs 15 -N --export-markdown "$work/demo.md" \
   --prepare "$(fresh demo)" -n "demo, ecdsa" "$bin create ignition-configs --dir $work/run --log-level warn" \
   --prepare "$(fresh demo cold)" -n "demo, ecdsa, binary hash not cached" "$bin create ignition-configs --dir $work/run --log-level warn" \
+  --prepare "$(fresh demo)" -n "demo, create manifests only" "$bin create manifests --dir $work/run --log-level warn" \
   --prepare "$(fresh demo)" -n "demo, rsa" "$bin create ignition-configs --dir $work/run --log-level warn --key-algorithm rsa" \
-  --prepare "$(fresh demo)" -n "baseline: create manifests (no Ignition)" "$bin create manifests --dir $work/run --log-level warn" \
+  --prepare "bash -c 'rm -rf $work/copy && sync'" -n "baseline: cp -r of the finished demo directory" "cp -r $work/done $work/copy" \
   --prepare "$(fresh demo)" -n "baseline: kindling --version" "$bin --version"
 hyperfine --warmup 1 --runs 5 -N --export-markdown "$work/big.md" \
   --prepare "$(fresh big)" -n "1,000 machines, ecdsa" "$bin create ignition-configs --dir $work/run --log-level warn"
