@@ -372,3 +372,49 @@ fn certificates_kubeconfigs_and_manifests_pass_their_real_checks() {
     assert!(ok, "{out}");
     assert_eq!(out.matches(" passed ").count(), manifests.len(), "{out}");
 }
+
+/// The OpenShift 4.5 UPI description (spec 3.1.0, an infra machine): infra machines get their own
+/// pool and pointer, and every config passes ignition-validate.
+#[test]
+fn infra_machines_get_their_own_pool_and_pointer() {
+    let upi = crate::fixtures().join("valid/openshift-4.5-upi");
+    let dir = crate::dir_with(&[
+        ("install-config.yaml", &upi.join("install-config.yaml")),
+        ("inventory.yaml", &upi.join("inventory.yaml")),
+    ]);
+    let d = dir.path();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    for config in ign_files(d) {
+        let (ok, out) = tool("ignition-validate", &[config.to_str().unwrap()]);
+        assert!(ok && out.trim().is_empty(), "{}: {out}", config.display());
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        assert_eq!(json["ignition"]["version"], "3.1.0", "{}", config.display());
+    }
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("infra.ign")).unwrap()).unwrap();
+    assert_eq!(
+        pointer["ignition"]["config"]["merge"][0]["source"],
+        "https://api-int.ocp45.example.localdomain:22623/config/infra"
+    );
+    assert!(d.join("ignition/infra.ign").exists());
+    let machine = std::fs::read_to_string(d.join("ignition/machines/i1.ign")).unwrap();
+    let machine: serde_json::Value = serde_json::from_str(&machine).unwrap();
+    let env = machine["storage"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/etc/kubernetes/kubelet.env")
+        .expect("the infra machine's kubelet arguments");
+    let env =
+        kindling_ignition::data_url::decode(env["contents"]["source"].as_str().unwrap()).unwrap();
+    let env = String::from_utf8(env).unwrap();
+    assert!(
+        env.contains("--register-with-taints=infra=reserved:NoSchedule,infra=reserved:NoExecute"),
+        "{env}"
+    );
+    assert!(
+        env.contains("node-role.kubernetes.io/infra"),
+        "the infra role label is named: {env}"
+    );
+}

@@ -17,12 +17,24 @@ const RUNS: usize = 5;
 fn demo_pki(algorithm: KeyAlgorithm) {
     let now = OffsetDateTime::now_utc();
     let cas: Vec<Ca> = (0..CAS)
-        .map(|i| Ca::generate(&format!("ca{i}"), algorithm, now, time::Duration::days(3650)).unwrap())
+        .map(|i| {
+            Ca::generate(
+                &format!("ca{i}"),
+                algorithm,
+                now,
+                time::Duration::days(3650),
+            )
+            .unwrap()
+        })
         .collect();
     black_box(kindling_pki::generate_key(algorithm).unwrap());
     for i in 0..LEAVES {
         let spec = LeafSpec::client(&format!("leaf{i}"), &[]);
-        black_box(cas[i % CAS].issue(&spec, algorithm, now, time::Duration::days(365)).unwrap());
+        black_box(
+            cas[i % CAS]
+                .issue(&spec, algorithm, now, time::Duration::days(365))
+                .unwrap(),
+        );
     }
 }
 
