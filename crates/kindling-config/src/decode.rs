@@ -1,25 +1,34 @@
 //! Helpers that turn YAML nodes into typed values, reporting each problem and carrying on.
 //!
 //! Every helper returns `None` after reporting an error, so callers build what they can and the
-//! user sees every problem in one run.
+//! user sees every problem in one run. The cluster description is read with them, and so are
+//! other files users write for kindling, such as Butane snippets (`kindling-ignition`).
 
 use std::str::FromStr;
 
 use crate::diagnostic::{FieldPath, Report};
-use crate::yaml::{Node, Value};
+use crate::yaml::{Key, Node, Value};
 
 /// What to say about a mapping key that the schema does not know.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UnknownKeys {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownKeys<'a> {
     /// kindling's own files: a typo must not be ignored.
     Reject,
     /// OpenShift's files: fields kindling does not use are kept and named at info level.
     Note,
+    /// Files in a subset of another tool's schema, such as Butane snippets. A key listed in
+    /// `unsupported` is a real field of that schema that kindling does not read: it is refused
+    /// with `message`, not called a typo. Any other key is refused as unknown. Both are placed
+    /// at the key, and the hint names the supported fields.
+    Subset {
+        unsupported: &'a [&'a str],
+        message: &'a str,
+    },
 }
 
 /// Reads a mapping field by field, remembering which keys were taken.
-pub(crate) struct MapReader<'n> {
-    entries: &'n [(crate::yaml::Key, Node)],
+pub struct MapReader<'n> {
+    entries: &'n [(Key, Node)],
     taken: Vec<bool>,
     pub path: FieldPath,
 }
@@ -47,7 +56,7 @@ impl<'n> MapReader<'n> {
     }
 
     /// Every entry, for mappings whose keys are data (labels), not fields.
-    pub fn entries(&self) -> &'n [(crate::yaml::Key, Node)] {
+    pub fn entries(&self) -> &'n [(Key, Node)] {
         self.entries
     }
 
@@ -82,7 +91,9 @@ impl<'n> MapReader<'n> {
         found
     }
 
-    /// Reports every key that was not taken; returns the paths of those kept as unused.
+    /// Reports every key that was not taken, as `policy` says; `known` lists the fields this
+    /// mapping reads, for "did you mean" hints. Returns the paths of keys kept as unused (only
+    /// [`UnknownKeys::Note`] keeps any).
     pub fn finish(self, policy: UnknownKeys, known: &[&str], r: &mut Report) -> Vec<String> {
         let mut unused = Vec::new();
         for ((key, _), taken) in self.entries.iter().zip(&self.taken) {
@@ -90,18 +101,47 @@ impl<'n> MapReader<'n> {
                 continue;
             }
             let path = self.path.key(&key.name);
+            let name = key.name.as_str();
             match policy {
                 UnknownKeys::Reject => {
-                    let hint = match closest(&key.name, known) {
-                        Some(near) => format!("did you mean '{near}'?"),
-                        None => format!("known fields here: {}", known.join(", ")),
-                    };
-                    r.error(&path, format!("unknown field '{}'", key.name), &hint);
+                    let hint = typo_hint(name, known, "known fields here");
+                    r.error(&path, format!("unknown field '{name}'"), &hint);
                 }
                 UnknownKeys::Note => unused.push(path.to_string()),
+                UnknownKeys::Subset {
+                    unsupported,
+                    message,
+                } if unsupported.contains(&name) => {
+                    let hint = format!(
+                        "remove it, or set it another way; supported here: {}",
+                        field_list(known)
+                    );
+                    r.error_at(key.pos, &path, message, &hint);
+                }
+                UnknownKeys::Subset { .. } => {
+                    let hint = typo_hint(name, known, "supported here");
+                    let message = format!("unknown field '{name}', outside the supported subset");
+                    r.error_at(key.pos, &path, message, &hint);
+                }
             }
         }
         unused
+    }
+}
+
+/// "did you mean" the nearest known name, or else `{label}: ` and every known name.
+fn typo_hint(name: &str, known: &[&str], label: &str) -> String {
+    match closest(name, known) {
+        Some(near) => format!("did you mean '{near}'?"),
+        None => format!("{label}: {}", field_list(known)),
+    }
+}
+
+fn field_list(known: &[&str]) -> String {
+    if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
     }
 }
 
@@ -133,7 +173,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The text of a scalar. Numbers and booleans are taken as written.
-pub(crate) fn string(node: &Node, path: &FieldPath, r: &mut Report) -> Option<String> {
+pub fn string(node: &Node, path: &FieldPath, r: &mut Report) -> Option<String> {
     match &node.value {
         Value::Scalar { text, .. } => Some(text.clone()),
         _ => {
@@ -148,7 +188,7 @@ pub(crate) fn string(node: &Node, path: &FieldPath, r: &mut Report) -> Option<St
 }
 
 /// A scalar parsed with `FromStr`; `what` names the expected kind of value in the error.
-pub(crate) fn parsed<T: FromStr>(
+pub fn parsed<T: FromStr>(
     node: &Node,
     path: &FieldPath,
     r: &mut Report,
@@ -166,7 +206,7 @@ pub(crate) fn parsed<T: FromStr>(
 }
 
 /// A plain (unquoted) non-negative integer.
-pub(crate) fn count(node: &Node, path: &FieldPath, r: &mut Report) -> Option<u32> {
+pub fn count(node: &Node, path: &FieldPath, r: &mut Report) -> Option<u32> {
     match &node.value {
         Value::Scalar { text, plain: true } if text.parse::<u32>().is_ok() => text.parse().ok(),
         _ => {
@@ -181,7 +221,7 @@ pub(crate) fn count(node: &Node, path: &FieldPath, r: &mut Report) -> Option<u32
 }
 
 /// A plain `true` or `false`.
-pub(crate) fn boolean(node: &Node, path: &FieldPath, r: &mut Report) -> Option<bool> {
+pub fn boolean(node: &Node, path: &FieldPath, r: &mut Report) -> Option<bool> {
     match &node.value {
         Value::Scalar { text, plain: true } if text == "true" || text == "false" => {
             Some(text == "true")
@@ -198,14 +238,14 @@ pub(crate) fn boolean(node: &Node, path: &FieldPath, r: &mut Report) -> Option<b
 }
 
 /// The items of a list; null is an empty list.
-pub(crate) fn list<'n>(node: &'n Node, path: &FieldPath, r: &mut Report) -> Option<&'n [Node]> {
+pub fn list<'n>(node: &'n Node, path: &FieldPath, r: &mut Report) -> Option<&'n [Node]> {
     match &node.value {
         Value::Seq(items) => Some(items),
         _ if node.is_null() => Some(&[]),
         _ => {
             r.error(
                 path,
-                format!("expected a list, found {}", node.kind()),
+                format!("expected a list, found {}", describe(node)),
                 "write one '- item' per line, or [a, b]",
             );
             None
@@ -214,7 +254,7 @@ pub(crate) fn list<'n>(node: &'n Node, path: &FieldPath, r: &mut Report) -> Opti
 }
 
 /// A list of scalars, each parsed with `FromStr`.
-pub(crate) fn parsed_list<T: FromStr>(
+pub fn parsed_list<T: FromStr>(
     node: &Node,
     path: &FieldPath,
     r: &mut Report,
@@ -231,7 +271,8 @@ pub(crate) fn parsed_list<T: FromStr>(
         .collect()
 }
 
-fn describe(node: &Node) -> String {
+/// How a node reads in a message: a scalar as its quoted text, anything else by its kind.
+pub fn describe(node: &Node) -> String {
     match &node.value {
         Value::Scalar { text, .. } if !node.is_null() => format!("'{text}'"),
         _ => node.kind().to_string(),
@@ -248,5 +289,27 @@ mod tests {
         assert_eq!(closest("instalDisk", &known), Some("installDisk"));
         assert_eq!(closest("serverUrl", &known), Some("serverURL"));
         assert_eq!(closest("color", &known), None);
+    }
+
+    #[test]
+    fn a_subset_tells_unsupported_fields_from_typos_at_the_key() {
+        let root = crate::yaml::parse("name: a\nnme: b\nshell:\n  - x\n").unwrap();
+        let mut findings = Vec::new();
+        let mut r = Report::new("f.bu", &root, &mut findings);
+        let mut m = MapReader::new(&root, FieldPath::root(), &mut r).unwrap();
+        m.take("name");
+        let policy = UnknownKeys::Subset {
+            unsupported: &["shell"],
+            message: "is outside the subset",
+        };
+        assert!(m.finish(policy, &["name", "ssh_keys"], &mut r).is_empty());
+        let lines: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "f.bu:2:1: nme: unknown field 'nme', outside the supported subset — did you mean 'name'?",
+                "f.bu:3:1: shell: is outside the subset — remove it, or set it another way; supported here: name, ssh_keys",
+            ]
+        );
     }
 }

@@ -115,21 +115,46 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Collects the findings for one file, resolving field paths to positions in its tree.
-pub(crate) struct Report<'a> {
-    pub file: &'a str,
-    pub root: &'a Node,
-    pub findings: &'a mut Vec<Diagnostic>,
+/// Collects the findings for one file, resolving field paths to positions in its tree. The
+/// [`decode`](crate::decode) helpers report through it.
+pub struct Report<'a> {
+    file: &'a str,
+    pub(crate) root: &'a Node,
+    findings: &'a mut Vec<Diagnostic>,
     /// Paths of fields present but not used by kindling (OpenShift files only).
-    pub unused: Vec<String>,
+    pub(crate) unused: Vec<String>,
 }
 
-impl Report<'_> {
+impl<'a> Report<'a> {
+    /// Reports on `root`, parsed from the file named `file` in messages, into `findings`.
+    pub fn new(file: &'a str, root: &'a Node, findings: &'a mut Vec<Diagnostic>) -> Report<'a> {
+        Report {
+            file,
+            root,
+            findings,
+            unused: Vec::new(),
+        }
+    }
+
+    /// A finding about the field at `path`, placed where that field is written (or, if it is
+    /// missing, at the mapping that lacks it). An empty `hint` is left out.
     pub fn add(&mut self, severity: Severity, path: &FieldPath, message: String, hint: &str) {
+        let pos = path.locate(self.root);
+        self.add_at(severity, pos, path, message, hint);
+    }
+
+    fn add_at(
+        &mut self,
+        severity: Severity,
+        pos: Pos,
+        path: &FieldPath,
+        message: String,
+        hint: &str,
+    ) {
         self.findings.push(Diagnostic {
             severity,
             file: self.file.to_string(),
-            pos: path.locate(self.root),
+            pos,
             path: path.clone(),
             message,
             hint: (!hint.is_empty()).then(|| hint.to_string()),
@@ -138,6 +163,18 @@ impl Report<'_> {
 
     pub fn error(&mut self, path: &FieldPath, message: impl Into<String>, hint: &str) {
         self.add(Severity::Error, path, message.into(), hint);
+    }
+
+    /// An error placed at `pos` rather than at the node `path` names: a key that should not be
+    /// there is reported where the key is written.
+    pub(crate) fn error_at(
+        &mut self,
+        pos: Pos,
+        path: &FieldPath,
+        message: impl Into<String>,
+        hint: &str,
+    ) {
+        self.add_at(Severity::Error, pos, path, message.into(), hint);
     }
 
     pub fn warning(&mut self, path: &FieldPath, message: impl Into<String>, hint: &str) {

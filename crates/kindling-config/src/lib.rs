@@ -5,7 +5,7 @@
 //! path, says what is wrong and how to fix it. Only errors stop kindling; warnings and notes are
 //! returned with the description.
 
-mod decode;
+pub mod decode;
 pub mod diagnostic;
 pub mod install_config;
 pub mod inventory;
@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 pub use decode::closest;
-pub use diagnostic::{Diagnostic, FieldPath, Severity};
+pub use diagnostic::{Diagnostic, FieldPath, Report, Severity};
 pub use install_config::InstallConfig;
 pub use inventory::{Inventory, Machine, Role};
 pub use mac::MacAddr;
@@ -106,18 +106,8 @@ impl ClusterDescription {
 
         let mut result = None;
         if let (Some(ic_root), Some(inv_root)) = (&ic_root, &inv_root) {
-            let mut icr = diagnostic::Report {
-                file: install_config.name,
-                root: ic_root,
-                findings: &mut ic_findings,
-                unused: Vec::new(),
-            };
-            let mut r = diagnostic::Report {
-                file: inventory.name,
-                root: inv_root,
-                findings: &mut inv_findings,
-                unused: Vec::new(),
-            };
+            let mut icr = Report::new(install_config.name, ic_root, &mut ic_findings);
+            let mut r = Report::new(inventory.name, inv_root, &mut inv_findings);
             let ic = install_config::decode(ic_root, &mut icr);
             let draft = inventory::decode(inv_root, &mut r);
             if let Some(ic) = &ic

@@ -14,10 +14,10 @@
 use std::fmt;
 
 use ignition_config::v3_3;
-use kindling_config::diagnostic::{Diagnostic, FieldPath, Severity};
+use kindling_config::decode::{MapReader, UnknownKeys, boolean, describe, list, string};
+use kindling_config::diagnostic::{Diagnostic, FieldPath, Report, Severity};
 use kindling_config::yaml::{self, Node, Value};
 
-use crate::reader::{Fields, Problems, boolean, describe, list, string};
 use crate::render::{SCHEMES, UNIT_TYPES, is_unit_name};
 use crate::{Config, data_url};
 
@@ -71,17 +71,22 @@ pub fn parse_snippet(file_name: &str, text: &str) -> Result<Config, SnippetError
             });
         }
     };
-    let mut p = Problems {
-        file: file_name,
-        root: &root,
-        list: Vec::new(),
-    };
-    let config = Snippet::default().read(&root, &mut p);
-    if p.list.is_empty() {
+    let mut problems = Vec::new();
+    let config = Snippet::default().read(&root, &mut Report::new(file_name, &root, &mut problems));
+    if problems.is_empty() {
         Ok(config)
     } else {
-        p.list.sort_by_key(|d| d.pos);
-        Err(SnippetError { problems: p.list })
+        problems.sort_by_key(|d| d.pos);
+        Err(SnippetError { problems })
+    }
+}
+
+/// How a mapping refuses the keys it did not read: those in `names` are Butane fields outside
+/// kindling's subset and are called that; anything else is unknown, most likely a typo.
+fn unsupported(names: &'static [&'static str]) -> UnknownKeys<'static> {
+    UnknownKeys::Subset {
+        unsupported: names,
+        message: "is a Butane field outside the subset kindling supports in snippets",
     }
 }
 
@@ -94,73 +99,73 @@ struct Snippet {
 }
 
 impl Snippet {
-    fn read(mut self, root: &Node, p: &mut Problems) -> Config {
-        let Some(mut top) = Fields::new(root, FieldPath::root(), p) else {
+    fn read(mut self, root: &Node, r: &mut Report) -> Config {
+        let Some(mut top) = MapReader::new(root, FieldPath::root(), r) else {
             return self.config;
         };
-        variant(&mut top, p);
+        variant(&mut top, r);
         if let Some((node, path)) = top.take("storage") {
-            self.storage(node, path, p);
+            self.storage(node, path, r);
         }
         if let Some((node, path)) = top.take("systemd") {
-            self.systemd(node, path, p);
+            self.systemd(node, path, r);
         }
         if let Some((node, path)) = top.take("passwd") {
-            self.passwd(node, path, p);
+            self.passwd(node, path, r);
         }
         top.finish(
-            &["variant", "version", "storage", "systemd", "passwd"],
-            &[
+            unsupported(&[
                 "ignition",
                 "kernel_arguments",
                 "boot_device",
                 "grub",
                 "metadata",
                 "openshift",
-            ],
-            p,
+            ]),
+            &["variant", "version", "storage", "systemd", "passwd"],
+            r,
         );
         self.config
     }
 
-    fn storage(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn storage(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
-        for (item, path) in items(&mut fields, "files", p) {
-            self.file(item, path, p);
+        for (item, path) in items(&mut fields, "files", r) {
+            self.file(item, path, r);
         }
-        for (item, path) in items(&mut fields, "directories", p) {
-            self.directory(item, path, p);
+        for (item, path) in items(&mut fields, "directories", r) {
+            self.directory(item, path, r);
         }
-        for (item, path) in items(&mut fields, "links", p) {
-            self.link(item, path, p);
+        for (item, path) in items(&mut fields, "links", r) {
+            self.link(item, path, r);
         }
         fields.finish(
+            unsupported(&["disks", "raid", "filesystems", "luks", "trees"]),
             &["files", "directories", "links"],
-            &["disks", "raid", "filesystems", "luks", "trees"],
-            p,
+            r,
         );
     }
 
-    fn file(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn file(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
-        let target = self.node_path(&mut fields, p);
+        let target = self.node_path(&mut fields, r);
         let mode = fields
             .take("mode")
-            .map(|(node, path)| parse_mode(node, &path, p));
+            .map(|(node, path)| parse_mode(node, &path, r));
         let overwrite = fields
             .take("overwrite")
-            .and_then(|(node, path)| boolean(node, &path, p));
+            .and_then(|(node, path)| boolean(node, &path, r));
         let contents = fields
             .take("contents")
-            .map(|(node, path)| parse_contents(node, path, p));
+            .map(|(node, path)| parse_contents(node, path, r));
         fields.finish(
+            unsupported(&["append", "user", "group"]),
             &["path", "mode", "overwrite", "contents"],
-            &["append", "user", "group"],
-            p,
+            r,
         );
         let (Some(target), Some(mode), Some(contents)) = (
             target,
@@ -176,15 +181,19 @@ impl Snippet {
         self.config.put_file(file);
     }
 
-    fn directory(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn directory(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
-        let target = self.node_path(&mut fields, p);
+        let target = self.node_path(&mut fields, r);
         let mode = fields
             .take("mode")
-            .map(|(node, path)| parse_mode(node, &path, p));
-        fields.finish(&["path", "mode"], &["overwrite", "user", "group"], p);
+            .map(|(node, path)| parse_mode(node, &path, r));
+        fields.finish(
+            unsupported(&["overwrite", "user", "group"]),
+            &["path", "mode"],
+            r,
+        );
         if let (Some(target), Some(mode)) = (target, mode.unwrap_or(Some(0o755))) {
             let mut dir = v3_3::Directory::new(target);
             dir.mode = Some(i64::from(mode));
@@ -192,25 +201,25 @@ impl Snippet {
         }
     }
 
-    fn link(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn link(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
-        let target_path = self.node_path(&mut fields, p);
+        let target_path = self.node_path(&mut fields, r);
         let points_to = fields
             .require(
                 "target",
-                p,
+                r,
                 "write what the link points to, e.g. target: /usr/bin/true",
             )
-            .and_then(|(node, path)| string(node, &path, p));
+            .and_then(|(node, path)| string(node, &path, r));
         let hard = fields
             .take("hard")
-            .and_then(|(node, path)| boolean(node, &path, p));
+            .and_then(|(node, path)| boolean(node, &path, r));
         fields.finish(
+            unsupported(&["overwrite", "user", "group"]),
             &["path", "target", "hard"],
-            &["overwrite", "user", "group"],
-            p,
+            r,
         );
         if let (Some(target_path), Some(points_to)) = (target_path, points_to) {
             let mut link = v3_3::Link::new(target_path);
@@ -221,15 +230,15 @@ impl Snippet {
     }
 
     /// The entry's `path`: required, absolute, and not used by another entry of this snippet.
-    fn node_path(&mut self, fields: &mut Fields, p: &mut Problems) -> Option<String> {
+    fn node_path(&mut self, fields: &mut MapReader, r: &mut Report) -> Option<String> {
         let (node, path) = fields.require(
             "path",
-            p,
+            r,
             "write the absolute path on the machine, e.g. path: /etc/example.conf",
         )?;
-        let text = string(node, &path, p)?;
+        let text = string(node, &path, r)?;
         if !text.starts_with('/') {
-            p.error(
+            r.error(
                 &path,
                 format!("'{text}' is not an absolute path"),
                 &format!("start it with '/', e.g. /{}", text.trim_start_matches("./")),
@@ -237,7 +246,7 @@ impl Snippet {
             return None;
         }
         if let Some((_, first)) = self.paths.iter().find(|(seen, _)| *seen == text) {
-            p.error(
+            r.error(
                 &path,
                 format!("{text} is already declared at {first}"),
                 "keep one entry per path",
@@ -248,30 +257,30 @@ impl Snippet {
         Some(text)
     }
 
-    fn systemd(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn systemd(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
-        for (item, path) in items(&mut fields, "units", p) {
-            self.unit(item, path, p);
+        for (item, path) in items(&mut fields, "units", r) {
+            self.unit(item, path, r);
         }
-        fields.finish(&["units"], &[], p);
+        fields.finish(unsupported(&[]), &["units"], r);
     }
 
-    fn unit(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn unit(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
         let name = fields
             .require(
                 "name",
-                p,
+                r,
                 "write the unit's file name, e.g. name: example.service",
             )
             .and_then(|(node, path)| {
-                let name = string(node, &path, p)?;
+                let name = string(node, &path, r)?;
                 if !is_unit_name(&name) {
-                    p.error(
+                    r.error(
                         &path,
                         format!("'{name}' is not a systemd unit name"),
                         &format!(
@@ -282,7 +291,7 @@ impl Snippet {
                     return None;
                 }
                 if let Some((_, first)) = self.units.iter().find(|(seen, _)| *seen == name) {
-                    p.error(
+                    r.error(
                         &path,
                         format!("unit {name} is already declared at {first}"),
                         "keep one entry per unit; put its drop-ins together",
@@ -294,21 +303,21 @@ impl Snippet {
             });
         let enabled = fields
             .take("enabled")
-            .and_then(|(node, path)| boolean(node, &path, p));
+            .and_then(|(node, path)| boolean(node, &path, r));
         let mask = fields
             .take("mask")
-            .and_then(|(node, path)| boolean(node, &path, p));
+            .and_then(|(node, path)| boolean(node, &path, r));
         let contents = fields
             .take("contents")
-            .and_then(|(node, path)| unit_contents(node, &path, p));
+            .and_then(|(node, path)| unit_contents(node, &path, r));
         let mut dropins = Vec::new();
-        for (item, path) in items(&mut fields, "dropins", p) {
-            dropins.extend(dropin(item, path, p));
+        for (item, path) in items(&mut fields, "dropins", r) {
+            dropins.extend(dropin(item, path, r));
         }
         fields.finish(
+            unsupported(&["contents_local"]),
             &["name", "enabled", "mask", "contents", "dropins"],
-            &["contents_local"],
-            p,
+            r,
         );
         if let Some(name) = name {
             let mut unit = v3_3::Unit::new(name);
@@ -320,26 +329,26 @@ impl Snippet {
         }
     }
 
-    fn passwd(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn passwd(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
-        for (item, path) in items(&mut fields, "users", p) {
-            self.user(item, path, p);
+        for (item, path) in items(&mut fields, "users", r) {
+            self.user(item, path, r);
         }
-        fields.finish(&["users"], &["groups"], p);
+        fields.finish(unsupported(&["groups"]), &["users"], r);
     }
 
-    fn user(&mut self, node: &Node, path: FieldPath, p: &mut Problems) {
-        let Some(mut fields) = Fields::new(node, path, p) else {
+    fn user(&mut self, node: &Node, path: FieldPath, r: &mut Report) {
+        let Some(mut fields) = MapReader::new(node, path, r) else {
             return;
         };
         let name = fields
-            .require("name", p, "write the user's login name, e.g. name: core")
+            .require("name", r, "write the user's login name, e.g. name: core")
             .and_then(|(node, path)| {
-                let name = string(node, &path, p)?;
+                let name = string(node, &path, r)?;
                 if !is_user_name(&name) {
-                    p.error(
+                    r.error(
                         &path,
                         format!("'{name}' is not a valid user name"),
                         "use lowercase letters, digits, '_' and '-', starting with a letter or '_' (at most 32)",
@@ -349,18 +358,17 @@ impl Snippet {
                 Some(name)
             });
         let mut keys = Vec::new();
-        for (item, path) in items(&mut fields, "ssh_authorized_keys", p) {
-            match string(item, &path, p) {
+        for (item, path) in items(&mut fields, "ssh_authorized_keys", r) {
+            match string(item, &path, r) {
                 Some(key) if key.trim().is_empty() => {
-                    p.error(&path, "is empty", "write one public key per item");
+                    r.error(&path, "is empty", "write one public key per item");
                 }
                 Some(key) => keys.push(key.trim().to_string()),
                 None => {}
             }
         }
         fields.finish(
-            &["name", "ssh_authorized_keys"],
-            &[
+            unsupported(&[
                 "password_hash",
                 "ssh_authorized_keys_local",
                 "uid",
@@ -374,8 +382,9 @@ impl Snippet {
                 "shell",
                 "should_exist",
                 "system",
-            ],
-            p,
+            ]),
+            &["name", "ssh_authorized_keys"],
+            r,
         );
         if let Some(name) = name {
             let mut user = v3_3::User::new(name);
@@ -385,7 +394,7 @@ impl Snippet {
     }
 }
 
-fn variant(top: &mut Fields, p: &mut Problems) {
+fn variant(top: &mut MapReader, r: &mut Report) {
     let supported = || {
         VARIANTS
             .iter()
@@ -398,25 +407,25 @@ fn variant(top: &mut Fields, p: &mut Problems) {
     let variant = top
         .require(
             "variant",
-            p,
+            r,
             &format!(
                 "start the snippet with variant: fcos (kindling reads {})",
                 supported()
             ),
         )
-        .and_then(|(node, path)| Some((string(node, &path, p)?, path)));
+        .and_then(|(node, path)| Some((string(node, &path, r)?, path)));
     let version = top
         .require(
             "version",
-            p,
+            r,
             "write the Butane spec version, e.g. version: 1.5.0",
         )
-        .and_then(|(node, path)| Some((string(node, &path, p)?, path)));
+        .and_then(|(node, path)| Some((string(node, &path, r)?, path)));
     let Some((variant, variant_path)) = variant else {
         return;
     };
     let Some((_, versions)) = VARIANTS.iter().find(|(name, _)| *name == variant) else {
-        p.error(
+        r.error(
             &variant_path,
             format!("variant '{variant}' is outside the supported subset"),
             &format!("use {}", supported()),
@@ -426,7 +435,7 @@ fn variant(top: &mut Fields, p: &mut Problems) {
     if let Some((version, version_path)) = version
         && !versions.contains(&version.as_str())
     {
-        p.error(
+        r.error(
             &version_path,
             format!("version '{version}' of variant {variant} is outside the supported subset"),
             &format!("use one of {}", versions.join(", ")),
@@ -435,11 +444,11 @@ fn variant(top: &mut Fields, p: &mut Problems) {
 }
 
 /// The items of the list under `key`, each with its path; nothing if absent or not a list.
-fn items<'n>(fields: &mut Fields<'n>, key: &str, p: &mut Problems) -> Vec<(&'n Node, FieldPath)> {
+fn items<'n>(fields: &mut MapReader<'n>, key: &str, r: &mut Report) -> Vec<(&'n Node, FieldPath)> {
     let Some((node, path)) = fields.take(key) else {
         return Vec::new();
     };
-    let Some(items) = list(node, &path, p) else {
+    let Some(items) = list(node, &path, r) else {
         return Vec::new();
     };
     items
@@ -450,22 +459,18 @@ fn items<'n>(fields: &mut Fields<'n>, key: &str, p: &mut Problems) -> Vec<(&'n N
 }
 
 /// `contents` of a file: `Some(None)` for a file with no contents, `None` after a problem.
-fn parse_contents(
-    node: &Node,
-    path: FieldPath,
-    p: &mut Problems,
-) -> Option<Option<v3_3::Resource>> {
-    let mut fields = Fields::new(node, path.clone(), p)?;
+fn parse_contents(node: &Node, path: FieldPath, r: &mut Report) -> Option<Option<v3_3::Resource>> {
+    let mut fields = MapReader::new(node, path.clone(), r)?;
     let inline = fields
         .take("inline")
-        .map(|(node, path)| string(node, &path, p));
+        .map(|(node, path)| string(node, &path, r));
     let source = fields.take("source").map(|(node, path)| {
-        let url = string(node, &path, p)?;
+        let url = string(node, &path, r)?;
         let scheme = url.split_once(':').map(|(scheme, _)| scheme);
         if scheme.is_some_and(|s| SCHEMES.contains(&s)) {
             Some(url)
         } else {
-            p.error(
+            r.error(
                 &path,
                 format!("'{url}' is not a URL Ignition can fetch"),
                 &format!("use a URL starting with {}:", SCHEMES.join(":, ")),
@@ -474,7 +479,7 @@ fn parse_contents(
         }
     });
     if let Some((_, local)) = fields.take("local") {
-        p.error(
+        r.error(
             &local,
             "is not supported in snippets: kindling does not read files beside them",
             "paste the text under contents.inline (a '|' block keeps lines), or serve the file and use contents.source with verification.hash",
@@ -482,21 +487,21 @@ fn parse_contents(
     }
     let mut verification = None;
     if let Some((node, path)) = fields.take("verification")
-        && let Some(mut inner) = Fields::new(node, path, p)
+        && let Some(mut inner) = MapReader::new(node, path, r)
     {
         if let Some((node, path)) = inner.take("hash") {
-            verification = Some(parse_hash(node, &path, p));
+            verification = Some(parse_hash(node, &path, r));
         }
-        inner.finish(&["hash"], &[], p);
+        inner.finish(unsupported(&[]), &["hash"], r);
     }
     fields.finish(
+        unsupported(&["compression", "http_headers"]),
         &["inline", "source", "verification"],
-        &["compression", "http_headers"],
-        p,
+        r,
     );
     let source = match (inline, source) {
         (Some(_), Some(_)) => {
-            p.error(
+            r.error(
                 &path,
                 "sets both inline and source",
                 "keep one: inline for text in the snippet, source for a URL",
@@ -518,8 +523,8 @@ fn parse_contents(
 }
 
 /// `sha512-<hex>` or `sha256-<hex>`, as Ignition checks them.
-fn parse_hash(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<String> {
-    let text = string(node, path, p)?;
+fn parse_hash(node: &Node, path: &FieldPath, r: &mut Report) -> Option<String> {
+    let text = string(node, path, r)?;
     let (function, hex) = text.split_once('-').unwrap_or(("", &text));
     let digits = match function {
         "sha512" => 128,
@@ -529,7 +534,7 @@ fn parse_hash(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<String>
     if digits > 0 && hex.len() == digits && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Some(text)
     } else {
-        p.error(
+        r.error(
             path,
             format!("'{text}' is not a hash Ignition can check"),
             "write sha512-<128 hex digits> (from sha512sum) or sha256-<64 hex digits>",
@@ -539,10 +544,10 @@ fn parse_hash(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<String>
 }
 
 /// A permission mode as Butane reads YAML: `0644` and `0o644` are octal, `420` is decimal.
-fn parse_mode(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<u32> {
+fn parse_mode(node: &Node, path: &FieldPath, r: &mut Report) -> Option<u32> {
     let hint = "write the mode in octal with a leading 0 and no quotes, e.g. 0644";
     let Value::Scalar { text, plain: true } = &node.value else {
-        p.error(
+        r.error(
             path,
             format!("expected a permission mode, found {}", describe(node)),
             hint,
@@ -555,7 +560,7 @@ fn parse_mode(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<u32> {
         None => (text.as_str(), 10),
     };
     let Ok(value) = u32::from_str_radix(digits, radix) else {
-        p.error(path, format!("'{text}' is not a permission mode"), hint);
+        r.error(path, format!("'{text}' is not a permission mode"), hint);
         return None;
     };
     if radix == 10 && value > 0o777 {
@@ -565,7 +570,7 @@ fn parse_mode(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<u32> {
         } else {
             hint.to_string()
         };
-        p.error(
+        r.error(
             path,
             format!("mode {text} is decimal, which is {value:o} in octal"),
             &fix,
@@ -573,7 +578,7 @@ fn parse_mode(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<u32> {
         return None;
     }
     if value > 0o7777 {
-        p.error(
+        r.error(
             path,
             format!("mode {text} is more than 7777 in octal"),
             "use permission bits only, e.g. 0644 or 0755",
@@ -584,14 +589,14 @@ fn parse_mode(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<u32> {
 }
 
 /// Unit text; a section header left open (`[Unit` without `]`) is what Ignition refuses.
-fn unit_contents(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<String> {
-    let text = string(node, path, p)?;
+fn unit_contents(node: &Node, path: &FieldPath, r: &mut Report) -> Option<String> {
+    let text = string(node, path, r)?;
     let open = text
         .lines()
         .map(str::trim)
         .find(|line| line.starts_with('[') && !line.ends_with(']'));
     if let Some(line) = open {
-        p.error(
+        r.error(
             path,
             format!("section header '{line}' is not closed"),
             "write it as [Section] on its own line",
@@ -601,20 +606,20 @@ fn unit_contents(node: &Node, path: &FieldPath, p: &mut Problems) -> Option<Stri
     Some(text)
 }
 
-fn dropin(node: &Node, path: FieldPath, p: &mut Problems) -> Option<v3_3::Dropin> {
-    let mut fields = Fields::new(node, path, p)?;
+fn dropin(node: &Node, path: FieldPath, r: &mut Report) -> Option<v3_3::Dropin> {
+    let mut fields = MapReader::new(node, path, r)?;
     let name = fields
         .require(
             "name",
-            p,
+            r,
             "write the drop-in's file name, e.g. name: 10-example.conf",
         )
         .and_then(|(node, path)| {
-            let name = string(node, &path, p)?;
+            let name = string(node, &path, r)?;
             if name.ends_with(".conf") && name.len() > 5 && !name.contains('/') {
                 Some(name)
             } else {
-                p.error(
+                r.error(
                     &path,
                     format!("'{name}' is not a drop-in file name"),
                     "end it in .conf, e.g. 10-example.conf",
@@ -624,8 +629,8 @@ fn dropin(node: &Node, path: FieldPath, p: &mut Problems) -> Option<v3_3::Dropin
         });
     let contents = fields
         .take("contents")
-        .and_then(|(node, path)| unit_contents(node, &path, p));
-    fields.finish(&["name", "contents"], &["contents_local"], p);
+        .and_then(|(node, path)| unit_contents(node, &path, r));
+    fields.finish(unsupported(&["contents_local"]), &["name", "contents"], r);
     let mut dropin = v3_3::Dropin::new(name?);
     dropin.contents = contents;
     Some(dropin)

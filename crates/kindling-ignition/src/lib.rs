@@ -10,7 +10,6 @@ mod butane;
 mod config;
 pub mod data_url;
 mod pointer;
-mod reader;
 mod render;
 #[cfg(test)]
 mod tests;
