@@ -255,6 +255,29 @@ impl Config {
         units.into_iter().flatten().map(|u| u.name.as_str())
     }
 
+    /// A config read back from its JSON, of any spec from 3.0.0 to 3.3.0 (for example a pool
+    /// config kindling rendered earlier), to merge into or render again for another spec. The
+    /// JSON must be valid for the spec it declares.
+    pub fn from_json(json: &[u8]) -> Result<Config, IgnitionError> {
+        let (parsed, _warnings) = ignition_config::Config::parse_slice(json)
+            .map_err(|e| IgnitionError::Invalid(format!("not an Ignition config: {e}")))?;
+        use ignition_config::Config as Any;
+        if !matches!(
+            parsed,
+            Any::V3_0(_) | Any::V3_1(_) | Any::V3_2(_) | Any::V3_3(_)
+        ) {
+            return Err(IgnitionError::Invalid(
+                "only Ignition specs 3.0.0 to 3.3.0 can be read back".into(),
+            ));
+        }
+        // 3.1–3.3 only add fields to 3.0, so every such config is a valid 3.3 config once its
+        // version says so.
+        let mut value: serde_json::Value = serde_json::from_slice(json)?;
+        value["ignition"]["version"] = serde_json::Value::from("3.3.0");
+        let inner: v3_3::Config = serde_json::from_value(value)?;
+        Ok(Config { inner })
+    }
+
     /// The `ignition-config` value underneath, for callers that need a field kindling does not
     /// build (read only: the builders keep its entries consistent).
     pub fn as_ignition(&self) -> &v3_3::Config {

@@ -36,6 +36,7 @@ fn run(command: Command) -> Result<(), Failure> {
             cli::create::assets(&args, kindling_assets::Target::IgnitionConfigs)
         }
         Command::Demo(args) => cli::demo::run(&args),
+        Command::Serve(args) => cli::serve::run(&args),
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

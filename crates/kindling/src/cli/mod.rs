@@ -3,6 +3,7 @@
 
 pub mod create;
 pub mod demo;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Create(CreateCommand),
     /// Write the built-in example cluster into a directory and run every `create` step on it.
     Demo(DemoArgs),
+    /// Serve network boot (matchbox's HTTP API) and the machine config server (TLS).
+    Serve(ServeArgs),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -87,6 +90,22 @@ pub struct DirArgs {
     /// The asset directory: it holds install-config.yaml and inventory.yaml, and receives the assets.
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Address of the boot server: /boot.ipxe, /ipxe, /ignition, /assets, /metrics, the API.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub http: std::net::SocketAddr,
+    /// Address of the machine config server (TLS): /config/<pool>.
+    #[arg(long, default_value = "0.0.0.0:22623", value_name = "ADDR")]
+    pub mcs: std::net::SocketAddr,
+    /// How the machine config server tells machines apart: by each machine's token, or not at
+    /// all (every machine of a pool gets the pool's config; for pointer files copied elsewhere).
+    #[arg(long, value_parser = ["token", "none"], default_value = "token")]
+    pub mcs_auth: String,
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,238 @@
+//! Everything the server answers from, loaded into memory once from the asset directory: the
+//! machines by MAC and name, their boot profiles, the pool and per-machine Ignition configs and
+//! bootstrap.ign. Requests are hash lookups; nothing is read from disk per request.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kindling_assets::ignition::{BOOTSTRAP_IGN, machine_path, pool_of, pool_path};
+use kindling_config::inventory::Os;
+use kindling_config::{ClusterDescription, LoadError, MacAddr, Machine, Role};
+use kindling_ignition::Config;
+
+use crate::token::TokenKey;
+
+/// Why the catalog could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("the cluster description in {dir} is invalid:\n{findings}")]
+    Invalid { dir: PathBuf, findings: String },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a usable Ignition config: {message}")]
+    BadConfig { path: PathBuf, message: String },
+}
+
+/// One machine of the inventory and what the server knows about it.
+#[derive(Debug)]
+pub struct Entry {
+    pub machine: Machine,
+    pub fqdn: String,
+    /// The machine config pool it gets its config from (none for the bootstrap machine).
+    pub pool: Option<&'static str>,
+}
+
+/// What is served, built from the asset directory.
+pub struct Catalog {
+    pub dir: PathBuf,
+    pub description: ClusterDescription,
+    pub machines: Vec<Entry>,
+    by_mac: HashMap<MacAddr, usize>,
+    by_name: HashMap<String, usize>,
+    /// `ignition/<pool>.ign`, read back; absent until `create ignition-configs` has run.
+    pools: HashMap<&'static str, Arc<Config>>,
+    /// `ignition/machines/<name>.ign`, read back.
+    parts: HashMap<String, Arc<Config>>,
+    /// Configs served as they are, by role: bootstrap.ign always; in OpenShift companion mode
+    /// (no pool configs) also openshift-install's master.ign and worker.ign.
+    as_is: HashMap<Role, Arc<Vec<u8>>>,
+    pub root_ca_pem: String,
+    pub tokens: TokenKey,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("dir", &self.dir)
+            .field("machines", &self.machines.len())
+            .field("pools", &self.pools.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn read(path: &Path) -> Result<Option<Vec<u8>>, CatalogError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CatalogError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn config(path: &Path) -> Result<Option<Arc<Config>>, CatalogError> {
+    let Some(bytes) = read(path)? else {
+        return Ok(None);
+    };
+    Config::from_json(&bytes)
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| CatalogError::BadConfig {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+impl Catalog {
+    /// Loads the asset directory `dir`.
+    pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
+        let description = match ClusterDescription::load(dir) {
+            Ok(loaded) => loaded.description,
+            Err(LoadError::Invalid(findings)) => {
+                let findings = findings
+                    .iter()
+                    .filter(|f| f.severity == kindling_config::Severity::Error)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return Err(CatalogError::Invalid {
+                    dir: dir.to_path_buf(),
+                    findings,
+                });
+            }
+            Err(LoadError::Read { path, source }) => {
+                return Err(CatalogError::Read { path, source });
+            }
+        };
+        let tokens = TokenKey::load_or_create(dir).map_err(|source| CatalogError::Read {
+            path: dir.join(crate::token::KEY_FILE),
+            source,
+        })?;
+        let root_ca_pem = read(&dir.join("tls/root-ca.crt"))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+
+        let mut machines = Vec::new();
+        let mut by_mac = HashMap::new();
+        let mut by_name = HashMap::new();
+        let mut pools = HashMap::new();
+        let mut parts = HashMap::new();
+        for m in &description.inventory.machines {
+            let index = machines.len();
+            for mac in &m.macs {
+                by_mac.insert(*mac, index);
+            }
+            by_name.insert(m.name.clone(), index);
+            let pool = pool_of(m.role);
+            if let Some(pool) = pool
+                && !pools.contains_key(pool)
+                && let Some(config) = config(&dir.join(pool_path(pool)))?
+            {
+                pools.insert(pool, config);
+            }
+            if let Some(part) = config(&dir.join(machine_path(&m.name)))? {
+                parts.insert(m.name.clone(), part);
+            }
+            machines.push(Entry {
+                fqdn: description.fqdn(m),
+                machine: m.clone(),
+                pool,
+            });
+        }
+        let mut as_is = HashMap::new();
+        if let Some(bytes) = read(&dir.join(BOOTSTRAP_IGN))? {
+            as_is.insert(Role::Bootstrap, Arc::new(bytes));
+        }
+        if pools.is_empty() {
+            for (role, file) in [(Role::Master, "master.ign"), (Role::Worker, "worker.ign")] {
+                if let Some(bytes) = read(&dir.join(file))? {
+                    as_is.insert(role, Arc::new(bytes));
+                }
+            }
+        }
+        Ok(Catalog {
+            dir: dir.to_path_buf(),
+            description,
+            machines,
+            by_mac,
+            by_name,
+            pools,
+            parts,
+            as_is,
+            root_ca_pem,
+            tokens,
+        })
+    }
+
+    pub fn by_mac(&self, mac: MacAddr) -> Option<&Entry> {
+        self.by_mac.get(&mac).map(|i| &self.machines[*i])
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Entry> {
+        self.by_name.get(name).map(|i| &self.machines[*i])
+    }
+
+    /// The token a machine must present.
+    pub fn token(&self, entry: &Entry) -> String {
+        self.tokens
+            .token(&entry.machine.name, entry.machine.macs[0])
+    }
+
+    /// Whether `token` is the machine's, for any of its MACs.
+    pub fn verify(&self, entry: &Entry, token: &str) -> bool {
+        self.tokens
+            .verify(&entry.machine.name, entry.machine.macs[0], token)
+    }
+
+    /// Whether the MCS serves this pool (kindling mode, after `create ignition-configs`).
+    pub fn pool_ready(&self, pool: &str) -> bool {
+        self.pools.contains_key(pool)
+    }
+
+    /// The pools the inventory has, ready or not.
+    pub fn knows_pool(&self, pool: &str) -> bool {
+        self.machines.iter().any(|e| e.pool == Some(pool))
+    }
+
+    /// A pool's config alone, for servers that cannot tell machines apart.
+    pub fn pool_config(&self, pool: &str) -> Option<kindling_ignition::Config> {
+        self.pools.get(pool).map(|c| c.as_ref().clone())
+    }
+
+    /// A machine's full config from the MCS: its pool's config with its own part merged in.
+    pub fn machine_config(&self, entry: &Entry) -> Option<Config> {
+        let mut config = self.pools.get(entry.pool?)?.as_ref().clone();
+        if let Some(part) = self.parts.get(&entry.machine.name) {
+            config.merge(part.as_ref().clone());
+        } else {
+            config.set_hostname(&entry.fqdn);
+        }
+        Some(config)
+    }
+
+    /// A config served as it is for this machine's role, if there is one.
+    pub fn as_is(&self, role: Role) -> Option<Arc<Vec<u8>>> {
+        self.as_is.get(&role).cloned()
+    }
+
+    /// Where the machine config server is, from the machines' point of view.
+    pub fn mcs_url(&self) -> String {
+        self.description.mcs_url()
+    }
+
+    pub fn server_url(&self) -> &str {
+        self.description
+            .inventory
+            .provisioning
+            .server_url
+            .trim_end_matches('/')
+    }
+
+    pub fn os(&self) -> Os {
+        self.description.inventory.provisioning.os
+    }
+}

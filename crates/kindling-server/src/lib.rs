@@ -1,0 +1,272 @@
+//! `kindling serve`: the network-boot server (matchbox's HTTP API), the machine config server
+//! (TLS), per-machine secrets, the event log, health and metrics.
+//!
+//! Everything is answered from an in-memory [`Catalog`] of the asset directory; requests are hash
+//! lookups. Secret-bearing configs (bootstrap.ign, the pool configs) go only to the machine they
+//! belong to, proven by its token (see [`token`]).
+
+mod assets;
+pub mod catalog;
+pub mod events;
+mod http;
+mod mcs;
+mod metrics;
+pub mod profile;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+pub use catalog::{Catalog, CatalogError};
+pub use events::{Event, EventLog};
+pub use mcs::version_from_accept;
+
+/// How the machine config server tells machines apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McsAuth {
+    /// Each machine presents its token (from its pointer config): the default.
+    Token,
+    /// Anyone may fetch a pool's config, without a machine part: for pointer files copied to
+    /// another web server. Chosen explicitly only.
+    None,
+}
+
+/// What `kindling serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub dir: PathBuf,
+    pub http: SocketAddr,
+    pub mcs: SocketAddr,
+    pub mcs_auth: McsAuth,
+    /// The kindling binary served at `/assets/kindling`.
+    pub binary: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("opening the event log in {dir}: {source}")]
+    Events {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("loading the machine config server's certificate {path}: {message}")]
+    Tls { path: PathBuf, message: String },
+}
+
+/// The server's shared state.
+pub struct AppState {
+    catalog: RwLock<Arc<Catalog>>,
+    pub events: EventLog,
+    pub mcs_auth: McsAuth,
+    pub binary: PathBuf,
+    metrics: metrics::Metrics,
+}
+
+impl AppState {
+    pub fn new(
+        catalog: Catalog,
+        events: EventLog,
+        mcs_auth: McsAuth,
+        binary: PathBuf,
+    ) -> Arc<AppState> {
+        Arc::new(AppState {
+            catalog: RwLock::new(Arc::new(catalog)),
+            events,
+            mcs_auth,
+            binary,
+            metrics: metrics::Metrics::default(),
+        })
+    }
+
+    /// The catalog in force; a reload swaps it whole.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the catalog, e.g. after the asset directory changed.
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        match self.catalog.write() {
+            Ok(mut c) => *c = Arc::new(catalog),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(catalog),
+        }
+    }
+}
+
+/// A request that cannot be answered: a real status and a one-line reason for the body.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub reason: String,
+    pub retry_after: Option<u32>,
+    pub content_range: Option<String>,
+}
+
+impl Failure {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            reason: reason.into(),
+            retry_after: None,
+            content_range: None,
+        }
+    }
+}
+
+/// The boot server's router, with access log and metrics.
+pub fn http_router(state: Arc<AppState>) -> Router {
+    http::router(state.clone())
+        .merge(metrics::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// The machine config server's router, with access log and metrics.
+pub fn mcs_router(state: Arc<AppState>) -> Router {
+    mcs::router(state.clone()).layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// The request path with any token replaced, for logs.
+pub fn redact(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("token", _)) => "token=REDACTED".to_string(),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// Access log and metrics for every request.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let shown = redact(&request.uri().to_string());
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let elapsed = start.elapsed();
+    state
+        .metrics
+        .observe(&endpoint, response.status().as_u16(), elapsed);
+    tracing::info!(
+        target: "access",
+        "{method} {shown} {} {:.1}ms",
+        response.status().as_u16(),
+        elapsed.as_secs_f64() * 1e3
+    );
+    response
+}
+
+/// Runs both servers until `shutdown` completes, then drains them.
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let catalog = Catalog::load(&options.dir)?;
+    let events = EventLog::open(&options.dir).map_err(|source| ServeError::Events {
+        dir: options.dir.clone(),
+        source,
+    })?;
+    let state = AppState::new(catalog, events, options.mcs_auth, options.binary.clone());
+
+    let tls = tls_config(&options.dir)?;
+    let http_listener = tokio::net::TcpListener::bind(options.http)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: options.http,
+            source,
+        })?;
+    let mcs_listener =
+        std::net::TcpListener::bind(options.mcs).map_err(|source| ServeError::Listen {
+            addr: options.mcs,
+            source,
+        })?;
+    tracing::info!(
+        "boot server on http://{}, machine config server on https://{}",
+        options.http,
+        options.mcs
+    );
+
+    let handle = axum_server::Handle::new();
+    let mcs_handle = handle.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        mcs_handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let mcs_app = mcs_router(state.clone());
+    let mcs = tokio::spawn(async move {
+        axum_server::from_tcp_rustls(mcs_listener, tls)
+            .map_err(|e| e.to_string())?
+            .handle(handle)
+            .serve(mcs_app.into_make_service())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let mut stop = stop_rx.clone();
+    let http = axum::serve(http_listener, http_router(state)).with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    });
+    if let Err(e) = http.await {
+        tracing::error!("boot server: {e}");
+    }
+    match mcs.await {
+        Ok(Err(e)) => tracing::error!("machine config server: {e}"),
+        Err(e) => tracing::error!("machine config server: {e}"),
+        Ok(Ok(())) => {}
+    }
+    Ok(())
+}
+
+fn tls_config(dir: &std::path::Path) -> Result<axum_server::tls_rustls::RustlsConfig, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_path = dir.join("tls/mcs.crt");
+    let key_path = dir.join("tls/mcs.key");
+    let err = |path: &std::path::Path, message: String| ServeError::Tls {
+        path: path.to_path_buf(),
+        message,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|it| it.collect())
+        .map_err(|e| err(&cert_path, format!("{e}; run kindling create manifests")))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| err(&key_path, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&cert_path, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| err(&cert_path, e.to_string()))?;
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! The machine config server: `/config/<pool>` over TLS, as the machine-config-operator serves
+//! it. Each machine gets its pool's config with its own part merged in, and only with its token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kindling_config::MacAddr;
+use kindling_ignition::IgnitionVersion;
+
+use crate::events::Event;
+use crate::{AppState, Failure, McsAuth};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/config/{pool}", get(config))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// The spec to answer in: the highest 3.x version the client's `Accept` header names that
+/// kindling can write, as the machine-config-operator does; otherwise the inventory's.
+pub fn version_from_accept(headers: &HeaderMap, default: IgnitionVersion) -> IgnitionVersion {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return default;
+    };
+    accept
+        .split(',')
+        .filter(|part| {
+            part.trim()
+                .starts_with("application/vnd.coreos.ignition+json")
+        })
+        .flat_map(|part| part.split(';'))
+        .filter_map(|param| param.trim().strip_prefix("version="))
+        .filter_map(|v| v.trim().parse::<IgnitionVersion>().ok())
+        .max()
+        .unwrap_or(default)
+}
+
+/// The machine's identity, from the pointer config's headers (spec 3.1 and later) or its URL.
+fn identity(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> (Option<String>, Option<String>) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    (
+        header("x-kindling-mac").or_else(|| params.get("mac").cloned()),
+        header("x-kindling-token").or_else(|| params.get("token").cloned()),
+    )
+}
+
+async fn config(
+    State(state): State<Arc<AppState>>,
+    Path(pool): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let catalog = state.catalog();
+    if !catalog.knows_pool(&pool) {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("no machine config pool {pool:?} in this cluster"),
+        ));
+    }
+    let default = catalog.description.inventory.provisioning.ignition_version;
+    let version = version_from_accept(&headers, default);
+    let config = match state.mcs_auth {
+        // Static pointer files copied elsewhere carry no identity: every machine of the pool
+        // gets the pool's config, without a machine part.
+        McsAuth::None => catalog.pool_config(&pool).ok_or_else(|| {
+            Failure::unavailable(&format!("the {pool} pool's config is not generated yet"))
+        })?,
+        McsAuth::Token => {
+            let (mac, token) = identity(&headers, &params);
+            let mac: MacAddr = mac.as_deref().and_then(|m| m.parse().ok()).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::FORBIDDEN,
+                    "this config is served only to its machine: the request names no MAC",
+                )
+            })?;
+            let entry = catalog.by_mac(mac).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::FORBIDDEN,
+                    format!("no machine in inventory.yaml has MAC {mac}"),
+                )
+            })?;
+            if !catalog.verify(entry, token.as_deref().unwrap_or_default()) {
+                return Err(state.deny(entry, "mcs", "wrong or missing machine token"));
+            }
+            if entry.pool != Some(pool.as_str()) {
+                return Err(state.deny(
+                    entry,
+                    "mcs",
+                    &format!("{} is not in pool {pool}", entry.machine.name),
+                ));
+            }
+            if !catalog.pool_ready(&pool) {
+                return Err(Failure::unavailable(&format!(
+                    "the {pool} pool's config is not generated yet"
+                )));
+            }
+            state.events.record(Event::now(
+                Some(&entry.machine.name),
+                "mcs",
+                Some(200),
+                format!("pool {pool}, spec {version}"),
+            ));
+            catalog
+                .machine_config(entry)
+                .ok_or_else(|| Failure::unavailable("no config yet"))?
+        }
+    };
+    let bytes = config.render(version).map_err(|e| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering the {pool} config for spec {version}: {e}"),
+        )
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.coreos.ignition+json")],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_spec_follows_the_accept_header() {
+        let default = IgnitionVersion::V3_2;
+        // What Debian's Ignition 2.14 sends (real-clients.md A.2).
+        let ignition_2_14 = "application/vnd.coreos.ignition+json;version=3.3.0, */*;q=0.1";
+        assert_eq!(
+            version_from_accept(&accept(ignition_2_14), default),
+            IgnitionVersion::V3_3
+        );
+        assert_eq!(
+            version_from_accept(
+                &accept(
+                    "application/vnd.coreos.ignition+json;version=3.1.0, application/vnd.coreos.ignition+json;version=3.0.0"
+                ),
+                default
+            ),
+            IgnitionVersion::V3_1
+        );
+        assert_eq!(
+            version_from_accept(
+                &accept("application/vnd.coreos.ignition+json;version=2.2.0"),
+                default
+            ),
+            default
+        );
+        assert_eq!(version_from_accept(&HeaderMap::new(), default), default);
+    }
+}

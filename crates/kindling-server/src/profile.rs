@@ -1,0 +1,231 @@
+//! Boot profiles: the kernel, initrds and kernel arguments a machine boots, per OS, and the iPXE
+//! and GRUB scripts that say so.
+
+use kindling_config::inventory::{Os, OsImages};
+
+/// What a machine network-boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootProfile {
+    pub kernel: String,
+    pub initrds: Vec<String>,
+    pub args: Vec<String>,
+}
+
+/// What a profile needs to know about the machine and the cluster.
+pub struct ProfileInputs<'a> {
+    pub os: Os,
+    pub images: &'a OsImages,
+    /// `<serverURL>`, without a trailing slash.
+    pub server_url: &'a str,
+    pub install_disk: &'a str,
+    /// The URL the machine fetches its Ignition config from.
+    pub ignition_url: &'a str,
+}
+
+/// The file name iPXE gives an image it downloaded: the last path segment of its URL. UEFI
+/// kernels find their initrd by this name (`initrd=<name>`), which 2019's iPXE does not add.
+fn image_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+impl BootProfile {
+    /// The profile for `inputs.os`. Images not set in the inventory are served from
+    /// `<serverURL>/assets/<os>/`, where they go after download (as with matchbox's examples).
+    pub fn for_machine(inputs: &ProfileInputs<'_>) -> BootProfile {
+        let asset =
+            |name: &str| format!("{}/assets/{}/{name}", inputs.server_url, os_dir(inputs.os));
+        let images = inputs.images;
+        let pick =
+            |set: &Option<String>, default: &str| set.clone().unwrap_or_else(|| asset(default));
+        let console = ["console=tty0", "console=ttyS0,115200n8"].map(String::from);
+        let mut profile = match inputs.os {
+            // Fedora CoreOS live PXE: the live system installs to disk and reboots into it.
+            Os::Fcos => BootProfile {
+                kernel: pick(&images.kernel, "fedora-coreos-live-kernel-x86_64"),
+                initrds: vec![pick(
+                    &images.initramfs,
+                    "fedora-coreos-live-initramfs.x86_64.img",
+                )],
+                args: vec![
+                    format!(
+                        "coreos.live.rootfs_url={}",
+                        pick(&images.rootfs, "fedora-coreos-live-rootfs.x86_64.img")
+                    ),
+                    format!("coreos.inst.install_dev={}", inputs.install_disk),
+                    format!("coreos.inst.ignition_url={}", inputs.ignition_url),
+                    "ignition.firstboot".into(),
+                    "ignition.platform.id=metal".into(),
+                ],
+            },
+            // The RHCOS legacy installer of OCP 4.5 UPI: it writes the image, then the config.
+            Os::Rhcos => BootProfile {
+                kernel: pick(&images.kernel, "rhcos-installer-kernel-x86_64"),
+                initrds: vec![pick(
+                    &images.initramfs,
+                    "rhcos-installer-initramfs.x86_64.img",
+                )],
+                args: vec![
+                    "ip=dhcp".into(),
+                    "rd.neednet=1".into(),
+                    "coreos.inst=yes".into(),
+                    format!(
+                        "coreos.inst.install_dev={}",
+                        inputs.install_disk.trim_start_matches("/dev/")
+                    ),
+                    format!(
+                        "coreos.inst.image_url={}",
+                        pick(&images.image, "rhcos-metal.x86_64.raw.gz")
+                    ),
+                    format!("coreos.inst.ignition_url={}", inputs.ignition_url),
+                ],
+            },
+            // Flatcar's PXE image runs from RAM and applies Ignition on its first boot.
+            Os::Flatcar => BootProfile {
+                kernel: pick(&images.kernel, "flatcar_production_pxe.vmlinuz"),
+                initrds: vec![pick(
+                    &images.initramfs,
+                    "flatcar_production_pxe_image.cpio.gz",
+                )],
+                args: vec![
+                    "flatcar.first_boot=yes".into(),
+                    format!("ignition.config.url={}", inputs.ignition_url),
+                ],
+            },
+        };
+        let names: Vec<String> = profile
+            .initrds
+            .iter()
+            .map(|i| format!("initrd={}", image_name(i)))
+            .collect();
+        profile.args.splice(0..0, names);
+        profile.args.extend(console);
+        profile
+    }
+
+    /// The iPXE script, as matchbox writes it.
+    pub fn ipxe(&self) -> String {
+        let mut script = format!("#!ipxe\nkernel {}", self.kernel);
+        for arg in &self.args {
+            script.push(' ');
+            script.push_str(arg);
+        }
+        script.push('\n');
+        for initrd in &self.initrds {
+            script.push_str(&format!("initrd {initrd}\n"));
+        }
+        script.push_str("boot\n");
+        script
+    }
+
+    /// The GRUB script, as matchbox writes it.
+    pub fn grub(&self) -> String {
+        let mut script = String::from("default=0\ntimeout=1\nmenuentry \"kindling\" {\n");
+        script.push_str(&format!(
+            "  echo \"Loading kernel\"\n  linux \"{}\"",
+            self.kernel
+        ));
+        for arg in &self.args {
+            script.push(' ');
+            script.push_str(arg);
+        }
+        script.push_str("\n  echo \"Loading initrd\"\n  initrd");
+        for initrd in &self.initrds {
+            script.push_str(&format!(" \"{initrd}\""));
+        }
+        script.push_str("\n}\n");
+        script
+    }
+}
+
+fn os_dir(os: Os) -> &'static str {
+    match os {
+        Os::Fcos => "fcos",
+        Os::Rhcos => "rhcos",
+        Os::Flatcar => "flatcar",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(os: Os, images: &OsImages) -> ProfileInputs<'_> {
+        ProfileInputs {
+            os,
+            images,
+            server_url: "http://192.0.2.2:8080",
+            install_disk: "/dev/sda",
+            ignition_url: "http://192.0.2.2:8080/ignition?mac=52-54-00-00-00-20&token=abc",
+        }
+    }
+
+    #[test]
+    fn fedora_coreos_installs_from_the_live_image_with_the_machines_config() {
+        let images = OsImages::default();
+        let p = BootProfile::for_machine(&inputs(Os::Fcos, &images));
+        assert_eq!(
+            p.kernel,
+            "http://192.0.2.2:8080/assets/fcos/fedora-coreos-live-kernel-x86_64"
+        );
+        assert_eq!(p.args[0], "initrd=fedora-coreos-live-initramfs.x86_64.img");
+        assert!(
+            p.args
+                .contains(&"coreos.inst.install_dev=/dev/sda".to_string())
+        );
+        assert!(p.args.contains(&"coreos.live.rootfs_url=http://192.0.2.2:8080/assets/fcos/fedora-coreos-live-rootfs.x86_64.img".to_string()));
+        assert!(p.args.iter().any(|a| a == "coreos.inst.ignition_url=http://192.0.2.2:8080/ignition?mac=52-54-00-00-00-20&token=abc"));
+        let script = p.ipxe();
+        assert!(script.starts_with("#!ipxe\nkernel http://192.0.2.2:8080/assets/fcos/fedora-coreos-live-kernel-x86_64 initrd=fedora-coreos-live-initramfs.x86_64.img "));
+        assert!(script.ends_with("initrd http://192.0.2.2:8080/assets/fcos/fedora-coreos-live-initramfs.x86_64.img\nboot\n"));
+    }
+
+    #[test]
+    fn the_rhcos_legacy_installer_gets_what_ocp_4_5_upi_documents() {
+        let images = OsImages {
+            image: Some("http://192.0.2.2:8080/rhcos-4.5.6-x86_64-metal.x86_64.raw.gz".into()),
+            ..OsImages::default()
+        };
+        let p = BootProfile::for_machine(&inputs(Os::Rhcos, &images));
+        for arg in [
+            "initrd=rhcos-installer-initramfs.x86_64.img",
+            "ip=dhcp",
+            "rd.neednet=1",
+            "coreos.inst=yes",
+            "coreos.inst.install_dev=sda",
+            "coreos.inst.image_url=http://192.0.2.2:8080/rhcos-4.5.6-x86_64-metal.x86_64.raw.gz",
+        ] {
+            assert!(
+                p.args.contains(&arg.to_string()),
+                "{arg} missing from {:?}",
+                p.args
+            );
+        }
+    }
+
+    #[test]
+    fn flatcar_and_custom_images() {
+        let images = OsImages {
+            kernel: Some("http://10.0.2.2:9000/vmlinuz".into()),
+            initramfs: Some("http://10.0.2.2:9000/initrd.img?x=1".into()),
+            ..OsImages::default()
+        };
+        let p = BootProfile::for_machine(&inputs(Os::Flatcar, &images));
+        assert_eq!(p.kernel, "http://10.0.2.2:9000/vmlinuz");
+        assert_eq!(p.args[0], "initrd=initrd.img");
+        assert!(
+            p.args
+                .iter()
+                .any(|a| a.starts_with("ignition.config.url=http://192.0.2.2:8080/ignition?"))
+        );
+        let grub = p.grub();
+        assert!(
+            grub.contains("linux \"http://10.0.2.2:9000/vmlinuz\" initrd=initrd.img"),
+            "{grub}"
+        );
+        assert!(
+            grub.contains("initrd \"http://10.0.2.2:9000/initrd.img?x=1\""),
+            "{grub}"
+        );
+    }
+}

@@ -1,0 +1,339 @@
+//! The server's endpoints, called in-process on the demo cluster's assets.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use kindling_assets::{AtomicFiles, Settings, Target};
+use kindling_config::ClusterDescription;
+use tower::ServiceExt;
+
+use crate::{AppState, Catalog, EventLog, McsAuth};
+
+const DEMO_IC: &str = include_str!("../../../examples/demo/install-config.yaml");
+const DEMO_INV: &str = include_str!("../../../examples/demo/inventory.yaml");
+
+fn demo(target: Target) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("install-config.yaml"), DEMO_IC).unwrap();
+    std::fs::write(dir.path().join("inventory.yaml"), DEMO_INV).unwrap();
+    let description = ClusterDescription::load(dir.path()).unwrap().description;
+    let settings = Settings {
+        now: time::OffsetDateTime::now_utc(),
+        key_algorithm: Default::default(),
+        lifetimes: Default::default(),
+        agent_sha512: Some("0".repeat(128)),
+    };
+    kindling_assets::create(dir.path(), &description, target, &settings, &AtomicFiles).unwrap();
+    dir
+}
+
+fn state(dir: &Path, auth: McsAuth) -> Arc<AppState> {
+    let binary = dir.join("fake-kindling");
+    std::fs::write(&binary, b"0123456789abcdef").unwrap();
+    AppState::new(
+        Catalog::load(dir).unwrap(),
+        EventLog::in_memory(),
+        auth,
+        binary,
+    )
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+async fn call(router: axum::Router, request: Request<Body>) -> Reply {
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(state: &Arc<AppState>, uri: &str) -> Reply {
+    call(
+        crate::http_router(state.clone()),
+        Request::get(uri).body(Body::empty()).unwrap(),
+    )
+    .await
+}
+
+async fn mcs(state: &Arc<AppState>, pool: &str, identity: Option<(&str, &str)>) -> Reply {
+    let mut request = Request::get(format!("/config/{pool}")).header(
+        header::ACCEPT,
+        "application/vnd.coreos.ignition+json;version=3.3.0, */*;q=0.1",
+    );
+    if let Some((mac, token)) = identity {
+        request = request
+            .header("X-Kindling-Mac", mac)
+            .header("X-Kindling-Token", token);
+    }
+    call(
+        crate::mcs_router(state.clone()),
+        request.body(Body::empty()).unwrap(),
+    )
+    .await
+}
+
+fn token_of(state: &Arc<AppState>, name: &str) -> String {
+    let catalog = state.catalog();
+    catalog.token(catalog.by_name(name).unwrap())
+}
+
+#[tokio::test]
+async fn ipxe_chains_to_the_machine_and_boots_its_profile() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let boot = get(&state, "/boot.ipxe").await;
+    assert_eq!(boot.status, StatusCode::OK);
+    assert_eq!(
+        boot.text(),
+        "#!ipxe\nchain http://192.168.126.2:8080/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n"
+    );
+    assert_eq!(get(&state, "/boot.ipxe.0").await.text(), boot.text());
+
+    // worker0's MAC, written upper-case with colons: the same machine as iPXE's hyphens.
+    let ipxe = get(&state, "/ipxe?mac=52:54:00:7E:01:20&uuid=x").await;
+    assert_eq!(ipxe.status, StatusCode::OK, "{}", ipxe.text());
+    let script = ipxe.text();
+    let token = token_of(&state, "worker0");
+    assert!(script.starts_with("#!ipxe\nkernel http://192.168.126.2:8080/assets/fcos/fedora-coreos-live-kernel-x86_64 initrd=fedora-coreos-live-initramfs.x86_64.img "), "{script}");
+    assert!(script.contains(&format!("coreos.inst.ignition_url=http://192.168.126.2:8080/ignition?mac=52-54-00-7e-01-20&token={token} ")), "{script}");
+    assert!(
+        script.contains("coreos.inst.install_dev=/dev/vda"),
+        "{script}"
+    );
+
+    let unknown = get(&state, "/ipxe?mac=52-54-00-ff-ff-ff").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.text(),
+        "no machine in inventory.yaml has MAC 52:54:00:ff:ff:ff\n"
+    );
+    assert_eq!(get(&state, "/ipxe").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get(&state, "/ipxe?mac=nonsense").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        get(&state, "/grub?mac=52-54-00-7e-01-20")
+            .await
+            .text()
+            .contains("linux \"http://192.168.126.2:8080/assets/fcos/")
+    );
+}
+
+#[tokio::test]
+async fn a_machine_gets_a_pointer_with_its_token_and_the_mcs_serves_only_it() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "worker0");
+
+    let pointer = get(&state, "/ignition?mac=52-54-00-7e-01-20").await;
+    assert_eq!(pointer.status, StatusCode::OK);
+    let pointer = pointer.json();
+    let merge = &pointer["ignition"]["config"]["merge"][0];
+    assert_eq!(
+        merge["source"],
+        "https://api-int.demo.example.localdomain:22623/config/worker"
+    );
+    assert_eq!(merge["httpHeaders"][1]["value"], token.as_str());
+    assert!(
+        pointer["ignition"]["security"]["tls"]["certificateAuthorities"][0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:")
+    );
+
+    let served = mcs(&state, "worker", Some(("52-54-00-7e-01-20", &token))).await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.text());
+    let config = served.json();
+    assert_eq!(config["ignition"]["version"], "3.3.0");
+    let files = config["storage"]["files"].as_array().unwrap();
+    let hostname = files.iter().find(|f| f["path"] == "/etc/hostname").unwrap();
+    let hostname =
+        kindling_ignition::data_url::decode(hostname["contents"]["source"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        String::from_utf8(hostname).unwrap().trim(),
+        "worker0.demo.example.localdomain"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"] == "/etc/kubernetes/bootstrap-kubelet.conf")
+    );
+
+    // Another machine's token, a wrong token, or none: 403, and the timeline says so.
+    let worker1 = token_of(&state, "worker1");
+    assert_eq!(
+        mcs(&state, "worker", Some(("52-54-00-7e-01-20", &worker1)))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        mcs(&state, "worker", Some(("52-54-00-7e-01-20", "00")))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        mcs(&state, "worker", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(state.events.machines()["worker0"].stage, "denied");
+    // A worker may not fetch the master pool, even with its own token.
+    assert_eq!(
+        mcs(&state, "master", Some(("52-54-00-7e-01-20", &token)))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let unknown = mcs(&state, "storage", Some(("52-54-00-7e-01-20", &token))).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(
+        unknown
+            .text()
+            .contains("no machine config pool \"storage\"")
+    );
+}
+
+#[tokio::test]
+async fn bootstrap_ign_needs_the_bootstrap_machines_token() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "bootstrap");
+    let denied = get(&state, "/ignition?mac=52-54-00-7e-01-00").await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let worker_token = token_of(&state, "worker0");
+    let denied = get(
+        &state,
+        &format!("/ignition?mac=52-54-00-7e-01-00&token={worker_token}"),
+    )
+    .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let served = get(
+        &state,
+        &format!("/ignition?mac=52-54-00-7e-01-00&token={token}"),
+    )
+    .await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(
+        served.body,
+        std::fs::read(dir.path().join("bootstrap.ign")).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_pool_not_generated_yet_is_503_with_retry_after() {
+    let dir = demo(Target::Manifests);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "worker0");
+    let reply = mcs(&state, "worker", Some(("52-54-00-7e-01-20", &token))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers[header::RETRY_AFTER], "30");
+}
+
+#[tokio::test]
+async fn without_auth_the_mcs_serves_the_bare_pool_config() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::None);
+    let reply = mcs(&state, "worker", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.text().contains("/etc/hostname"));
+}
+
+#[tokio::test]
+async fn assets_support_head_and_ranges() {
+    let dir = demo(Target::Manifests);
+    let state = state(dir.path(), McsAuth::Token);
+    let whole = get(&state, "/assets/kindling").await;
+    assert_eq!(whole.body, b"0123456789abcdef");
+    let ranged = call(
+        crate::http_router(state.clone()),
+        Request::get("/assets/kindling")
+            .header(header::RANGE, "bytes=4-7")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.body, b"4567");
+    assert_eq!(ranged.headers[header::CONTENT_RANGE], "bytes 4-7/16");
+    let head = call(
+        crate::http_router(state.clone()),
+        Request::head("/assets/kindling")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.headers[header::CONTENT_LENGTH], "16");
+    assert!(head.body.is_empty());
+    assert_eq!(
+        get(&state, "/assets/../inventory.yaml").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&state, "/assets/nothing-here").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn machines_metrics_and_redacted_logs() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    get(&state, "/ipxe?mac=52-54-00-7e-01-20").await;
+    get(&state, "/ipxe?mac=52-54-00-ff-ff-ff").await;
+    let machines = get(&state, "/api/v1/machines").await.json();
+    let worker0 = machines["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "worker0")
+        .unwrap();
+    assert_eq!(worker0["stage"], "ipxe");
+    let metrics = get(&state, "/metrics").await.text();
+    assert!(
+        metrics.contains("kindling_http_requests_total{endpoint=\"/ipxe\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kindling_http_requests_total{endpoint=\"/ipxe\",status=\"404\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kindling_machines{stage=\"ipxe\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        crate::redact("/ignition?mac=52-54&token=abc"),
+        "/ignition?mac=52-54&token=REDACTED"
+    );
+}

@@ -1,0 +1,47 @@
+//! `kindling serve`.
+
+use anyhow::Context;
+use kindling_server::{McsAuth, ServeOptions};
+
+use crate::cli::ServeArgs;
+use crate::exit::Failure;
+
+pub fn run(args: &ServeArgs) -> Result<(), Failure> {
+    let options = ServeOptions {
+        dir: args.dir.dir.clone(),
+        http: args.http,
+        mcs: args.mcs,
+        mcs_auth: if args.mcs_auth == "none" {
+            McsAuth::None
+        } else {
+            McsAuth::Token
+        },
+        binary: std::env::current_exe()
+            .context("finding the kindling binary to serve at /assets/kindling")?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(kindling_server::serve(options, shutdown_signal()))
+        .with_context(|| format!("serving {}", args.dir.dir.display()))?;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C: stop taking requests, finish the ones in flight.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = interrupt.await;
+        }
+    }
+    tracing::info!("shutting down");
+}
