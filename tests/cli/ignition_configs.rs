@@ -14,7 +14,7 @@ const DEMO_INV: &str = include_str!("../../examples/demo/inventory.yaml");
 
 /// The demo description with the provisioning server and the machine config server moved to
 /// loopback ports, so that real servers can stand in for them.
-fn demo_on_loopback(http_port: u16, mcs_port: u16) -> tempfile::TempDir {
+pub fn demo_on_loopback(http_port: u16, mcs_port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("install-config.yaml"), DEMO_IC).unwrap();
     let inventory = DEMO_INV.replace(

@@ -1,0 +1,225 @@
+//! `kindling serve` as machines meet it: the real binary on loopback, the real Ignition fetching
+//! a pointer config from it and then its pool config over TLS.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ignition_configs::demo_on_loopback;
+use crate::{ignition_runner, kindling};
+
+/// A running `kindling serve`, stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    http_port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, http_port: u16, mcs_port: u16) -> Server {
+        let log = dir.join("serve.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(["serve", "--dir"])
+            .arg(dir)
+            .args([
+                "--http",
+                &format!("127.0.0.1:{http_port}"),
+                "--mcs",
+                &format!("127.0.0.1:{mcs_port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kindling serve starts");
+        let server = Server {
+            child,
+            http_port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.get("/healthz").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "kindling serve did not come up:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.http_port)) else {
+            return (0, Vec::new());
+        };
+        let _ = write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        );
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |i| i + 4);
+        let status = String::from_utf8_lossy(&raw[..split])
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, raw[split..].to_vec())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// GETs an HTTPS URL trusting `ca`, with extra headers; returns the status.
+fn https_status(url: &str, ca: &Path, headers: &[(&str, &str)]) -> u16 {
+    let headers: Vec<String> = headers
+        .iter()
+        .map(|(k, v)| format!("{k:?}: {v:?}"))
+        .collect();
+    let script = format!(
+        "import ssl, sys, urllib.request, urllib.error\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         req = urllib.request.Request({url:?}, headers={{{}}})\n\
+         try:\n    print(urllib.request.urlopen(req, context=ctx).status)\n\
+         except urllib.error.HTTPError as e:\n    print(e.code)\n",
+        headers.join(", "),
+        ca = ca.display().to_string(),
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_real_ignition_boots_a_worker_from_kindling_serve() {
+    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let server = Server::start(d, http_port, mcs_port);
+
+    // What iPXE would fetch, and the pointer config the kernel arguments name.
+    let (status, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
+    assert_eq!(status, 200);
+    let script = String::from_utf8(script).unwrap();
+    let url = script
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
+        .unwrap();
+    let path = url
+        .strip_prefix(&format!("http://127.0.0.1:{http_port}"))
+        .unwrap();
+    let token = path.split("token=").nth(1).unwrap().to_string();
+    let (status, pointer) = server.get(path);
+    assert_eq!(status, 200);
+    let pointer_path = d.join("worker0-pointer.ign");
+    std::fs::write(&pointer_path, pointer).unwrap();
+
+    let applied = ignition_runner::apply(&pointer_path)
+        .unwrap_or_else(|log| panic!("{log}\n--- server ---\n{}", server.log()));
+    let root = applied.root();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hostname"))
+            .unwrap()
+            .trim(),
+        "worker0.demo.example.localdomain"
+    );
+    let env = std::fs::read_to_string(root.join("etc/kubernetes/kubelet.env")).unwrap();
+    assert!(env.contains("--node-ip=192.168.126.120"), "{env}");
+    assert_eq!(
+        std::fs::read(root.join("etc/kubernetes/pki/ca.crt")).unwrap(),
+        std::fs::read(d.join("tls/root-ca.crt")).unwrap()
+    );
+
+    // The timeline: iPXE, the pointer, then the MCS in the spec Ignition asked for.
+    let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
+    let stages: Vec<(String, String)> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["machine"] == "worker0")
+        .map(|e| {
+            (
+                e["stage"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["ipxe", "ignition", "mcs"], "{events}");
+    assert_eq!(stages[2].1, "pool worker, spec 3.3.0");
+
+    // Only worker0, with its own token, gets worker0's config.
+    let mcs = format!("https://127.0.0.1:{mcs_port}/config/worker");
+    let ca = d.join("tls/root-ca.crt");
+    assert_eq!(
+        https_status(
+            &mcs,
+            &ca,
+            &[
+                ("X-Kindling-Mac", "52-54-00-7e-01-20"),
+                ("X-Kindling-Token", &token)
+            ]
+        ),
+        200
+    );
+    assert_eq!(
+        https_status(
+            &mcs,
+            &ca,
+            &[
+                ("X-Kindling-Mac", "52-54-00-7e-01-21"),
+                ("X-Kindling-Token", &token)
+            ]
+        ),
+        403
+    );
+    assert_eq!(
+        https_status(
+            &mcs,
+            &ca,
+            &[
+                ("X-Kindling-Mac", "52-54-00-7e-01-20"),
+                ("X-Kindling-Token", "0000")
+            ]
+        ),
+        403
+    );
+    assert_eq!(
+        https_status(
+            &format!("https://127.0.0.1:{mcs_port}/config/nope"),
+            &ca,
+            &[]
+        ),
+        404
+    );
+    // An unknown machine gets nothing.
+    assert_eq!(server.get("/ipxe?mac=52-54-00-00-99-99").0, 404);
+    assert_eq!(server.get("/ignition?mac=52-54-00-00-99-99").0, 404);
+
+    let log = server.log();
+    assert!(log.contains("token=REDACTED"), "{log}");
+    assert!(!log.contains(&token), "a token reached the log:\n{log}");
+}
