@@ -219,6 +219,39 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
     assert_eq!(server.get("/ipxe?mac=52-54-00-00-99-99").0, 404);
     assert_eq!(server.get("/ignition?mac=52-54-00-00-99-99").0, 404);
 
+    // An edit of the inventory is picked up; a bad one keeps the old catalog serving.
+    let inventory = d.join("inventory.yaml");
+    let original = std::fs::read_to_string(&inventory).unwrap();
+    std::fs::write(
+        &inventory,
+        original.replace("52:54:00:7e:01:21", "52:54:00:7e:01:99"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.get("/ipxe?mac=52-54-00-7e-01-99").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the inventory edit was not picked up:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(
+        &inventory,
+        original.replace("role: worker", "role: nonsense"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server.log().contains("still serving the previous version") {
+        assert!(
+            Instant::now() < deadline,
+            "the bad edit was not reported:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(server.get("/ipxe?mac=52-54-00-7e-01-99").0, 200);
+
     let log = server.log();
     assert!(log.contains("token=REDACTED"), "{log}");
     assert!(!log.contains(&token), "a token reached the log:\n{log}");

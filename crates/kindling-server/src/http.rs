@@ -29,6 +29,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/assets/{*path}", get(crate::assets::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/machines", get(machines))
+        .route(
+            "/api/v1/events",
+            get(event_stream)
+                .post(report)
+                .layer(axum::extract::DefaultBodyLimit::max(64 * 1024)),
+        )
         .with_state(state)
 }
 
@@ -215,6 +221,68 @@ async fn machines(State(state): State<Arc<AppState>>) -> Response {
         })
         .collect();
     axum::Json(serde_json::json!({ "machines": list })).into_response()
+}
+
+/// `GET /api/v1/events`: every new event, as server-sent events.
+async fn event_stream(
+    State(state): State<Arc<AppState>>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    use tokio::sync::broadcast::error::RecvError;
+    let stream = futures_util::stream::unfold(state.events.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    return Some((Ok(Sse::default().event("event").data(data)), rx));
+                }
+                // A slow reader misses events rather than holding the server up.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    axum::response::sse::Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// What a machine's agent reports to `POST /api/v1/events`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Report {
+    mac: String,
+    token: String,
+    stage: String,
+    #[serde(default)]
+    result: String,
+    #[serde(default)]
+    error_message: String,
+}
+
+async fn report(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, Failure> {
+    let report: Report = serde_json::from_slice(&body)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("not an event report: {e}")))?;
+    let catalog = state.catalog();
+    let params = HashMap::from([("mac".to_string(), report.mac.clone())]);
+    let entry = machine(&catalog, &params)?;
+    if !catalog.verify(entry, &report.token) {
+        return Err(state.deny(entry, "report", "wrong or missing machine token"));
+    }
+    let detail = match (report.result.as_str(), report.error_message.as_str()) {
+        (result, "") => result.to_string(),
+        (result, error) => format!("{result}: {error}"),
+    };
+    state.events.record(Event::now(
+        Some(&entry.machine.name),
+        &report.stage,
+        None,
+        detail,
+    ));
+    Ok(StatusCode::NO_CONTENT)
 }
 
 impl AppState {

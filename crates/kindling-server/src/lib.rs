@@ -228,6 +228,7 @@ pub async fn serve(
             .await
             .map_err(|e| e.to_string())
     });
+    tokio::spawn(watch(state.clone(), options.dir.clone(), stop_rx.clone()));
     let mut stop = stop_rx.clone();
     let http = axum::serve(http_listener, http_router(state)).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
@@ -241,6 +242,55 @@ pub async fn serve(
         Ok(Ok(())) => {}
     }
     Ok(())
+}
+
+/// The files whose change means the catalog must be rebuilt.
+fn fingerprint(dir: &std::path::Path) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    [
+        "inventory.yaml",
+        "install-config.yaml",
+        kindling_assets::state::STATE_FILE,
+    ]
+    .iter()
+    .map(|f| {
+        std::fs::metadata(dir.join(f))
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+    })
+    .collect()
+}
+
+/// Rebuilds the catalog when the description or the assets change. A bad edit keeps the old
+/// catalog serving, and says why.
+async fn watch(state: Arc<AppState>, dir: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut seen = fingerprint(&dir);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let now = fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let load_dir = dir.clone();
+        match tokio::task::spawn_blocking(move || Catalog::load(&load_dir)).await {
+            Ok(Ok(catalog)) => {
+                tracing::info!(
+                    "{} changed: now serving {} machines",
+                    dir.display(),
+                    catalog.machines.len()
+                );
+                state.replace_catalog(catalog);
+            }
+            Ok(Err(e)) => tracing::error!(
+                "{} changed but cannot be served; still serving the previous version: {e}",
+                dir.display()
+            ),
+            Err(e) => tracing::error!("reloading {}: {e}", dir.display()),
+        }
+    }
 }
 
 fn tls_config(dir: &std::path::Path) -> Result<axum_server::tls_rustls::RustlsConfig, ServeError> {

@@ -337,3 +337,57 @@ async fn machines_metrics_and_redacted_logs() {
         "/ignition?mac=52-54&token=REDACTED"
     );
 }
+
+#[tokio::test]
+async fn agents_report_stages_with_their_token_and_watchers_see_them_live() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "master0");
+
+    let stream = crate::http_router(state.clone())
+        .oneshot(Request::get("/api/v1/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = stream.into_body();
+
+    let post = |json: String| {
+        let state = state.clone();
+        async move {
+            call(
+                crate::http_router(state),
+                Request::post("/api/v1/events")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(json))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let good = format!(
+        r#"{{"mac":"52:54:00:7e:01:10","token":"{token}","stage":"join-master","result":"ok"}}"#
+    );
+    assert_eq!(post(good).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(state.events.machines()["master0"].stage, "join-master");
+
+    let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let frame = String::from_utf8_lossy(&frame);
+    assert!(
+        frame.contains("event: event") && frame.contains("\"stage\":\"join-master\""),
+        "{frame}"
+    );
+
+    let forged =
+        r#"{"mac":"52:54:00:7e:01:10","token":"00000000000000000000000000000000","stage":"done"}"#
+            .to_string();
+    assert_eq!(post(forged).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post("{not json".into()).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post("x".repeat(100 * 1024)).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(state.events.machines()["master0"].stage, "denied");
+}
