@@ -19,7 +19,8 @@
 //! Everything else (functions such as `printf` or `eq`, pipelines, parentheses, `with`,
 //! `define`, variable assignment) is refused when the template is loaded, with the file, the
 //! line and what was found. Printing a list, an object or null is refused at render time, where
-//! Go would print `[a b]`, `map[…]` or `<no value>` into the config.
+//! Go would print `[a b]`, `map[…]` or `<no value>` into the config. Numbers print as JSON wrote
+//! them (`1000000`, `1.0`), where matchbox prints Go `float64`s (`1e+06`, `1`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -1217,6 +1218,16 @@ mod tests {
                 .unwrap_err()
                 .contains("<no value>")
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, parsing and rendering return a value or an error, never a panic.
+        #[test]
+        fn parsing_and_rendering_never_panic(src in r#"([a-z .$:=,|()"`\\\n{}-]|\{\{|\}\}|if |range |end|else|index |/\*|\*/|é){0,40}"#) {
+            if let Ok(t) = parse(&src) {
+                let _ = render(&t, &json!({"a": [1, {"b": "c"}], "request": {"query": {}}}));
+            }
+        }
     }
 
     #[test]
