@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 pub use catalog::{Catalog, CatalogError};
 pub use events::{Event, EventLog};
@@ -157,6 +157,9 @@ pub fn redact(path_and_query: &str) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
+/// How long a handler may take to produce its response (bodies then stream on their own).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Access log and metrics for every request.
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -167,7 +170,11 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the request took too long")
+            .into_response(),
+    };
     let elapsed = start.elapsed();
     state
         .metrics
@@ -193,7 +200,20 @@ pub async fn serve(
     })?;
     let state = AppState::new(catalog, events, options.mcs_auth, options.binary.clone());
 
-    let tls = tls_config(&options.dir)?;
+    // OpenShift companion mode has no kindling MCS certificate: OpenShift serves its own.
+    let tls = if options.dir.join(MCS_CERT).exists()
+        || state
+            .catalog()
+            .as_is(kindling_config::Role::Master)
+            .is_none()
+    {
+        Some(tls_config(&options.dir)?)
+    } else {
+        tracing::info!(
+            "no {MCS_CERT}: serving openshift-install's configs, without a machine config server"
+        );
+        None
+    };
     let http_listener = tokio::net::TcpListener::bind(options.http)
         .await
         .map_err(|source| ServeError::Listen {
@@ -201,15 +221,19 @@ pub async fn serve(
             source,
         })?;
     let mcs_listener =
-        std::net::TcpListener::bind(options.mcs).map_err(|source| ServeError::Listen {
-            addr: options.mcs,
-            source,
-        })?;
-    tracing::info!(
-        "boot server on http://{}, machine config server on https://{}",
-        options.http,
-        options.mcs
-    );
+        match tls {
+            Some(_) => Some(std::net::TcpListener::bind(options.mcs).map_err(|source| {
+                ServeError::Listen {
+                    addr: options.mcs,
+                    source,
+                }
+            })?),
+            None => None,
+        };
+    tracing::info!("boot server on http://{}", options.http);
+    if mcs_listener.is_some() {
+        tracing::info!("machine config server on https://{}", options.mcs);
+    }
 
     let handle = axum_server::Handle::new();
     let mcs_handle = handle.clone();
@@ -221,7 +245,10 @@ pub async fn serve(
     });
     let mcs_app = mcs_router(state.clone());
     let mcs = tokio::spawn(async move {
-        axum_server::from_tcp_rustls(mcs_listener, tls)
+        let (Some(listener), Some(tls)) = (mcs_listener, tls) else {
+            return Ok(());
+        };
+        axum_server::from_tcp_rustls(listener, tls)
             .map_err(|e| e.to_string())?
             .handle(handle)
             .serve(mcs_app.into_make_service())
@@ -293,11 +320,15 @@ async fn watch(state: Arc<AppState>, dir: PathBuf, mut stop: tokio::sync::watch:
     }
 }
 
+/// The machine config server's certificate and key, in the asset directory.
+const MCS_CERT: &str = "tls/mcs.crt";
+const MCS_KEY: &str = "tls/mcs.key";
+
 fn tls_config(dir: &std::path::Path) -> Result<axum_server::tls_rustls::RustlsConfig, ServeError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let cert_path = dir.join("tls/mcs.crt");
-    let key_path = dir.join("tls/mcs.key");
+    let cert_path = dir.join(MCS_CERT);
+    let key_path = dir.join(MCS_KEY);
     let err = |path: &std::path::Path, message: String| ServeError::Tls {
         path: path.to_path_buf(),
         message,

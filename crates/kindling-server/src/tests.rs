@@ -391,3 +391,50 @@ async fn agents_report_stages_with_their_token_and_watchers_see_them_live() {
     );
     assert_eq!(state.events.machines()["master0"].stage, "denied");
 }
+
+/// A directory made by openshift-install: its configs are served as they are, by role; the
+/// bootstrap machine's only with its token.
+#[tokio::test]
+async fn openshift_install_configs_are_served_in_companion_mode() {
+    let upi =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/valid/openshift-4.5-upi");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["install-config.yaml", "inventory.yaml"] {
+        std::fs::copy(upi.join(f), dir.path().join(f)).unwrap();
+    }
+    let pointer = |pool: &str| {
+        format!(
+            r#"{{"ignition":{{"version":"3.1.0","config":{{"merge":[{{"source":"https://api-int.ocp45.example.localdomain:22623/config/{pool}"}}]}}}}}}"#
+        )
+    };
+    std::fs::write(
+        dir.path().join("bootstrap.ign"),
+        r#"{"ignition":{"version":"3.1.0"}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("master.ign"), pointer("master")).unwrap();
+    std::fs::write(dir.path().join("worker.ign"), pointer("worker")).unwrap();
+    let state = state(dir.path(), McsAuth::Token);
+
+    let master = get(&state, "/ignition?mac=00-50-56-96-0c-43").await;
+    assert_eq!(master.text(), pointer("master"));
+    let worker = get(&state, "/ignition?mac=00:50:56:96:5f:4e").await;
+    assert_eq!(worker.text(), pointer("worker"));
+    assert_eq!(
+        get(&state, "/ignition?mac=00:50:56:96:11:c2").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let token = token_of(&state, "bs");
+    let bootstrap = get(
+        &state,
+        &format!("/ignition?mac=00:50:56:96:11:c2&token={token}"),
+    )
+    .await;
+    assert_eq!(bootstrap.text(), r#"{"ignition":{"version":"3.1.0"}}"#);
+    // The RHCOS legacy installer is what OCP 4.5 UPI boots.
+    let ipxe = get(&state, "/ipxe?mac=00:50:56:96:5f:4e").await.text();
+    assert!(
+        ipxe.contains("coreos.inst=yes") && ipxe.contains("coreos.inst.install_dev=sda"),
+        "{ipxe}"
+    );
+}
