@@ -30,7 +30,12 @@ fn resolve(state: &AppState, path: &str) -> Result<PathBuf, Failure> {
             format!("no asset {path:?}"),
         ));
     }
-    Ok(state.catalog().dir.join("assets").join(relative))
+    let root = match (state.catalog(), &state.matchbox) {
+        (Ok(catalog), _) => catalog.dir.join("assets"),
+        (Err(_), Some(data)) => data.root().join("assets"),
+        (Err(failure), None) => return Err(failure),
+    };
+    Ok(root.join(relative))
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -74,7 +79,10 @@ pub async fn serve(
             StatusCode::NOT_FOUND,
             format!(
                 "no asset {path:?} in {}/assets",
-                state.catalog().dir.display()
+                file_path
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             ),
         )
     })?;

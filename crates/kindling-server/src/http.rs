@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +26,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/grub", get(grub))
         .route("/ignition", get(ignition))
         .route("/metadata", get(metadata))
+        .route("/generic", get(generic))
         .route("/assets/{*path}", get(crate::assets::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/machines", get(machines))
@@ -71,7 +72,10 @@ fn text(body: String) -> Response {
 
 /// The first script iPXE fetches: it chains to `/ipxe` with the machine's own identity.
 async fn boot_ipxe(State(state): State<Arc<AppState>>) -> Response {
-    let catalog = state.catalog();
+    let Ok(catalog) = state.catalog() else {
+        // matchbox's own chain script, relative to the server the firmware already reached.
+        return text(kindling_matchbox::BOOT_IPXE.to_string());
+    };
     text(format!(
         "#!ipxe\nchain {}/ipxe?mac=${{mac:hexhyp}}&uuid=${{uuid}}&hostname=${{hostname}}&serial=${{serial}}&arch=${{buildarch:uristring}}\n",
         catalog.server_url()
@@ -97,22 +101,180 @@ fn profile(catalog: &Catalog, entry: &Entry) -> BootProfile {
     })
 }
 
+/// Who a boot request is from: an inventory machine, or else a matchbox group it selects.
+enum Who {
+    Machine {
+        catalog: Arc<Catalog>,
+        name: String,
+    },
+    Group {
+        data: Arc<kindling_matchbox::DataDir>,
+        labels: kindling_matchbox::Labels,
+    },
+}
+
+impl AppState {
+    fn who(
+        &self,
+        params: &HashMap<String, String>,
+        raw_query: Option<&str>,
+        stage: &str,
+    ) -> Result<Who, Failure> {
+        let kindling = self.catalog().and_then(|catalog| {
+            let entry = machine(&catalog, params)?;
+            let name = entry.machine.name.clone();
+            Ok(Who::Machine { catalog, name })
+        });
+        let failure = match kindling {
+            Ok(who) => {
+                if let Who::Machine { name, .. } = &who {
+                    self.events
+                        .record(Event::now(Some(name), stage, Some(200), ""));
+                }
+                return Ok(who);
+            }
+            Err(failure) => failure,
+        };
+        let Some(data) = &self.matchbox else {
+            self.events.record(Event::now(
+                None,
+                stage,
+                Some(failure.status.as_u16()),
+                failure.reason.clone(),
+            ));
+            return Err(failure);
+        };
+        let labels = kindling_matchbox::Labels::from_query(raw_query.unwrap_or_default());
+        match data.select(&labels) {
+            Ok(_) => Ok(Who::Group {
+                data: data.clone(),
+                labels,
+            }),
+            Err(no) => Err(Failure::new(StatusCode::NOT_FOUND, no.reason)),
+        }
+    }
+}
+
+/// A matchbox group's boot settings.
+fn group_boot<'d>(
+    data: &'d kindling_matchbox::DataDir,
+    labels: &kindling_matchbox::Labels,
+) -> Result<&'d kindling_matchbox::Boot, Failure> {
+    let selected = data
+        .select(labels)
+        .map_err(|no| Failure::new(StatusCode::NOT_FOUND, no.reason))?;
+    selected.profile.boot.as_ref().ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("profile {} has no boot settings", selected.profile.id),
+        )
+    })
+}
+
 async fn ipxe(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, Failure> {
-    let catalog = state.catalog();
-    let entry = state.known(&catalog, &params, "ipxe")?;
-    Ok(text(profile(&catalog, entry).ipxe()))
+    Ok(text(match state.who(&params, raw.as_deref(), "ipxe")? {
+        Who::Machine { catalog, name } => profile(&catalog, by_name(&catalog, &name)?).ipxe(),
+        Who::Group { data, labels } => kindling_matchbox::ipxe_script(group_boot(&data, &labels)?),
+    }))
 }
 
 async fn grub(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, Failure> {
-    let catalog = state.catalog();
-    let entry = state.known(&catalog, &params, "grub")?;
-    Ok(text(profile(&catalog, entry).grub()))
+    Ok(text(match state.who(&params, raw.as_deref(), "grub")? {
+        Who::Machine { catalog, name } => profile(&catalog, by_name(&catalog, &name)?).grub(),
+        Who::Group { data, labels } => kindling_matchbox::grub_script(group_boot(&data, &labels)?),
+    }))
+}
+
+fn by_name<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Entry, Failure> {
+    catalog.by_name(name).ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("machine {name} left the inventory"),
+        )
+    })
+}
+
+fn ignition_json(bytes: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/vnd.coreos.ignition+json")],
+        bytes,
+    )
+        .into_response()
+}
+
+/// A matchbox template, rendered for the group and request.
+fn render_template(
+    template: &kindling_matchbox::Template,
+    data: &kindling_matchbox::DataDir,
+    labels: &kindling_matchbox::Labels,
+) -> Result<String, Failure> {
+    let selected = data
+        .select(labels)
+        .map_err(|no| Failure::new(StatusCode::NOT_FOUND, no.reason))?;
+    kindling_matchbox::render(template, &selected.vars(labels))
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// A matchbox group's Ignition config: raw Ignition as it is, or a Butane template rendered and
+/// translated (kindling's Butane subset).
+fn group_ignition(
+    data: &kindling_matchbox::DataDir,
+    labels: &kindling_matchbox::Labels,
+    version: kindling_ignition::IgnitionVersion,
+) -> Result<Response, Failure> {
+    let selected = data
+        .select(labels)
+        .map_err(|no| Failure::new(StatusCode::NOT_FOUND, no.reason))?;
+    let template = data.ignition_for(selected.profile).ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("profile {} has no Ignition config", selected.profile.id),
+        )
+    })?;
+    let rendered = render_template(template, data, labels)?;
+    if template.kind() != kindling_matchbox::TemplateKind::Butane {
+        return Ok(ignition_json(rendered.into_bytes()));
+    }
+    let shown = template.path().display().to_string();
+    let config = kindling_ignition::parse_snippet(&shown, &rendered)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let bytes = config
+        .render(version)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(ignition_json(bytes))
+}
+
+async fn generic(
+    State(state): State<Arc<AppState>>,
+    Query(params): Params,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Failure> {
+    match state.who(&params, raw.as_deref(), "generic")? {
+        Who::Machine { name, .. } => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("{name} is a kindling machine; it has no generic config"),
+        )),
+        Who::Group { data, labels } => {
+            let selected = data
+                .select(&labels)
+                .map_err(|no| Failure::new(StatusCode::NOT_FOUND, no.reason))?;
+            let template = data.generic_for(selected.profile).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::NOT_FOUND,
+                    format!("profile {} has no generic config", selected.profile.id),
+                )
+            })?;
+            Ok(text(render_template(template, &data, &labels)?))
+        }
+    }
 }
 
 /// A machine's first Ignition config: its pointer config (which carries its token to the
@@ -121,17 +283,20 @@ async fn grub(
 async fn ignition(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
+    RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, Failure> {
-    let catalog = state.catalog();
-    let entry = state.known(&catalog, &params, "ignition")?;
-    let m = &entry.machine;
-    let json = |bytes: Vec<u8>| {
-        (
-            [(header::CONTENT_TYPE, "application/vnd.coreos.ignition+json")],
-            bytes,
-        )
-            .into_response()
+    let (catalog, name) = match state.who(&params, raw.as_deref(), "ignition")? {
+        Who::Machine { catalog, name } => (catalog, name),
+        Who::Group { data, labels } => {
+            let version =
+                crate::mcs::version_from_accept(&headers, kindling_ignition::IgnitionVersion::V3_3);
+            return group_ignition(&data, &labels, version);
+        }
     };
+    let entry = by_name(&catalog, &name)?;
+    let m = &entry.machine;
+    let json = ignition_json;
 
     if m.role == Role::Bootstrap {
         let token = params.get("token").map(String::as_str).unwrap_or_default();
@@ -183,9 +348,20 @@ async fn ignition(
 async fn metadata(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, Failure> {
-    let catalog = state.catalog();
-    let entry = machine(&catalog, &params)?;
+    let (catalog, name) = match state.who(&params, raw.as_deref(), "metadata")? {
+        Who::Machine { catalog, name } => (catalog, name),
+        Who::Group { data, labels } => {
+            let selected = data
+                .select(&labels)
+                .map_err(|no| Failure::new(StatusCode::NOT_FOUND, no.reason))?;
+            return Ok(text(kindling_matchbox::metadata_env(
+                &selected.vars(&labels),
+            )));
+        }
+    };
+    let entry = by_name(&catalog, &name)?;
     let m = &entry.machine;
     let mut out = format!(
         "NAME={}\nFQDN={}\nROLE={}\nIP={}\nMAC={}\n",
@@ -202,8 +378,8 @@ async fn metadata(
     Ok(text(out))
 }
 
-async fn machines(State(state): State<Arc<AppState>>) -> Response {
-    let catalog = state.catalog();
+async fn machines(State(state): State<Arc<AppState>>) -> Result<Response, Failure> {
+    let catalog = state.catalog()?;
     let last = state.events.machines();
     let list: Vec<serde_json::Value> = catalog
         .machines
@@ -220,7 +396,7 @@ async fn machines(State(state): State<Arc<AppState>>) -> Response {
             })
         })
         .collect();
-    axum::Json(serde_json::json!({ "machines": list })).into_response()
+    Ok(axum::Json(serde_json::json!({ "machines": list })).into_response())
 }
 
 /// `GET /api/v1/events`: every new event, as server-sent events.
@@ -266,7 +442,7 @@ async fn report(
 ) -> Result<StatusCode, Failure> {
     let report: Report = serde_json::from_slice(&body)
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("not an event report: {e}")))?;
-    let catalog = state.catalog();
+    let catalog = state.catalog()?;
     let params = HashMap::from([("mac".to_string(), report.mac.clone())]);
     let entry = machine(&catalog, &params)?;
     if !catalog.verify(entry, &report.token) {
@@ -286,31 +462,6 @@ async fn report(
 }
 
 impl AppState {
-    /// The machine a request names, recording the request in its timeline.
-    pub(crate) fn known<'c>(
-        &self,
-        catalog: &'c Catalog,
-        params: &HashMap<String, String>,
-        stage: &str,
-    ) -> Result<&'c Entry, Failure> {
-        match machine(catalog, params) {
-            Ok(entry) => {
-                self.events
-                    .record(Event::now(Some(&entry.machine.name), stage, Some(200), ""));
-                Ok(entry)
-            }
-            Err(failure) => {
-                self.events.record(Event::now(
-                    None,
-                    stage,
-                    Some(failure.status.as_u16()),
-                    failure.reason.clone(),
-                ));
-                Err(failure)
-            }
-        }
-    }
-
     /// A refusal: 403, with the reason in the body and in the machine's timeline.
     pub(crate) fn deny(&self, entry: &Entry, stage: &str, reason: &str) -> Failure {
         self.events.record(Event::now(

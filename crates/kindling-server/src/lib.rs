@@ -42,7 +42,10 @@ pub enum McsAuth {
 /// What `kindling serve` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    pub dir: PathBuf,
+    /// A kindling asset directory (or one made by openshift-install with an inventory.yaml).
+    pub dir: Option<PathBuf>,
+    /// An unchanged matchbox data directory, served for machines not in the inventory.
+    pub data_path: Option<PathBuf>,
     pub http: SocketAddr,
     pub mcs: SocketAddr,
     pub mcs_auth: McsAuth,
@@ -54,6 +57,12 @@ pub struct ServeOptions {
 pub enum ServeError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("the matchbox data directory cannot be served:\n{0}")]
+    Matchbox(String),
+    #[error(
+        "nothing to serve: give an asset directory (--dir) or a matchbox data directory (--data-path)"
+    )]
+    Nothing,
     #[error("opening the event log in {dir}: {source}")]
     Events {
         dir: PathBuf,
@@ -70,7 +79,9 @@ pub enum ServeError {
 
 /// The server's shared state.
 pub struct AppState {
-    catalog: RwLock<Arc<Catalog>>,
+    catalog: RwLock<Option<Arc<Catalog>>>,
+    /// A matchbox data directory, consulted for requests no inventory machine matches.
+    pub matchbox: Option<Arc<kindling_matchbox::DataDir>>,
     pub events: EventLog,
     pub mcs_auth: McsAuth,
     pub binary: PathBuf,
@@ -79,13 +90,15 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(
-        catalog: Catalog,
+        catalog: Option<Catalog>,
+        matchbox: Option<kindling_matchbox::DataDir>,
         events: EventLog,
         mcs_auth: McsAuth,
         binary: PathBuf,
     ) -> Arc<AppState> {
         Arc::new(AppState {
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalog: RwLock::new(catalog.map(Arc::new)),
+            matchbox: matchbox.map(Arc::new),
             events,
             mcs_auth,
             binary,
@@ -93,19 +106,26 @@ impl AppState {
         })
     }
 
-    /// The catalog in force; a reload swaps it whole.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        match self.catalog.read() {
+    /// The catalog in force (a reload swaps it whole); 404 when only a matchbox data directory
+    /// is served.
+    pub fn catalog(&self) -> Result<Arc<Catalog>, Failure> {
+        let catalog = match self.catalog.read() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        };
+        catalog.ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                "no kindling asset directory is served here (only a matchbox data directory)",
+            )
+        })
     }
 
     /// Replaces the catalog, e.g. after the asset directory changed.
     pub fn replace_catalog(&self, catalog: Catalog) {
         match self.catalog.write() {
-            Ok(mut c) => *c = Arc::new(catalog),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(catalog),
+            Ok(mut c) => *c = Some(Arc::new(catalog)),
+            Err(poisoned) => *poisoned.into_inner() = Some(Arc::new(catalog)),
         }
     }
 }
@@ -193,26 +213,51 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let catalog = Catalog::load(&options.dir)?;
-    let events = EventLog::open(&options.dir).map_err(|source| ServeError::Events {
-        dir: options.dir.clone(),
+    let catalog = match &options.dir {
+        Some(dir) => Some(Catalog::load(dir)?),
+        None => None,
+    };
+    let matchbox = match &options.data_path {
+        Some(path) => {
+            let data = kindling_matchbox::DataDir::load(path)
+                .map_err(|e| ServeError::Matchbox(e.to_string()))?;
+            for warning in data.warnings() {
+                tracing::warn!("{}: {warning}", path.display());
+            }
+            Some(data)
+        }
+        None => None,
+    };
+    let Some(state_dir) = options.dir.clone().or_else(|| options.data_path.clone()) else {
+        return Err(ServeError::Nothing);
+    };
+    let events = EventLog::open(&state_dir).map_err(|source| ServeError::Events {
+        dir: state_dir.clone(),
         source,
     })?;
-    let state = AppState::new(catalog, events, options.mcs_auth, options.binary.clone());
+    let kindling_dir = options.dir.clone();
+    let companion = catalog
+        .as_ref()
+        .is_some_and(|c| c.as_is(kindling_config::Role::Master).is_some());
+    let state = AppState::new(
+        catalog,
+        matchbox,
+        events,
+        options.mcs_auth,
+        options.binary.clone(),
+    );
 
-    // OpenShift companion mode has no kindling MCS certificate: OpenShift serves its own.
-    let tls = if options.dir.join(MCS_CERT).exists()
-        || state
-            .catalog()
-            .as_is(kindling_config::Role::Master)
-            .is_none()
-    {
-        Some(tls_config(&options.dir)?)
-    } else {
-        tracing::info!(
-            "no {MCS_CERT}: serving openshift-install's configs, without a machine config server"
-        );
-        None
+    // OpenShift companion mode has no kindling MCS certificate: OpenShift serves its own. Nor
+    // does a matchbox data directory alone.
+    let tls = match &kindling_dir {
+        Some(dir) if dir.join(MCS_CERT).exists() || !companion => Some(tls_config(dir)?),
+        Some(_) => {
+            tracing::info!(
+                "no {MCS_CERT}: serving openshift-install's configs, without a machine config server"
+            );
+            None
+        }
+        None => None,
     };
     let http_listener = tokio::net::TcpListener::bind(options.http)
         .await
@@ -255,7 +300,9 @@ pub async fn serve(
             .await
             .map_err(|e| e.to_string())
     });
-    tokio::spawn(watch(state.clone(), options.dir.clone(), stop_rx.clone()));
+    if let Some(dir) = kindling_dir {
+        tokio::spawn(watch(state.clone(), dir, stop_rx.clone()));
+    }
     let mut stop = stop_rx.clone();
     let http = axum::serve(http_listener, http_router(state)).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|stopped| *stopped).await;

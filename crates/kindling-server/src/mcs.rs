@@ -64,7 +64,7 @@ async fn config(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let catalog = state.catalog();
+    let catalog = state.catalog()?;
     if !catalog.knows_pool(&pool) {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,

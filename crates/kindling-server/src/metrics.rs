@@ -95,13 +95,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move {
                 let mut stages: BTreeMap<String, usize> = BTreeMap::new();
-                let catalog = state.catalog();
                 let last = state.events.machines();
-                for entry in &catalog.machines {
-                    let stage = last
-                        .get(&entry.machine.name)
-                        .map_or("none", |e| e.stage.as_str());
-                    *stages.entry(stage.to_string()).or_default() += 1;
+                if let Ok(catalog) = state.catalog() {
+                    for entry in &catalog.machines {
+                        let stage = last
+                            .get(&entry.machine.name)
+                            .map_or("none", |e| e.stage.as_str());
+                        *stages.entry(stage.to_string()).or_default() += 1;
+                    }
                 }
                 (
                     [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

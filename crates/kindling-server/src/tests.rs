@@ -34,7 +34,8 @@ fn state(dir: &Path, auth: McsAuth) -> Arc<AppState> {
     let binary = dir.join("fake-kindling");
     std::fs::write(&binary, b"0123456789abcdef").unwrap();
     AppState::new(
-        Catalog::load(dir).unwrap(),
+        Some(Catalog::load(dir).unwrap()),
+        None,
         EventLog::in_memory(),
         auth,
         binary,
@@ -100,7 +101,7 @@ async fn mcs(state: &Arc<AppState>, pool: &str, identity: Option<(&str, &str)>) 
 }
 
 fn token_of(state: &Arc<AppState>, name: &str) -> String {
-    let catalog = state.catalog();
+    let catalog = state.catalog().unwrap();
     catalog.token(catalog.by_name(name).unwrap())
 }
 
@@ -436,5 +437,92 @@ async fn openshift_install_configs_are_served_in_companion_mode() {
     assert!(
         ipxe.contains("coreos.inst=yes") && ipxe.contains("coreos.inst.install_dev=sda"),
         "{ipxe}"
+    );
+}
+
+/// An unchanged matchbox data directory (tests/fixtures/matchbox), served beside the demo: the
+/// inventory's machines get kindling's answers, every other request matchbox's.
+#[tokio::test]
+async fn a_matchbox_data_directory_is_served_for_machines_outside_the_inventory() {
+    let dir = demo(Target::IgnitionConfigs);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/matchbox");
+    let data = kindling_matchbox::DataDir::load(&fixture).unwrap();
+    let binary = dir.path().join("fake-kindling");
+    std::fs::write(&binary, b"x").unwrap();
+    let both = AppState::new(
+        Some(Catalog::load(dir.path()).unwrap()),
+        Some(data),
+        EventLog::in_memory(),
+        McsAuth::Token,
+        binary.clone(),
+    );
+
+    // An inventory machine: kindling's profile, whatever matchbox's groups say.
+    assert!(
+        get(&both, "/ipxe?mac=52-54-00-7e-01-20")
+            .await
+            .text()
+            .contains("fedora-coreos-live-kernel-x86_64 initrd=fedora-coreos-live-initramfs")
+    );
+    // node1 (matchbox's examples), with its MAC in another form: matchbox's install profile.
+    let ipxe = get(&both, "/ipxe?mac=52:54:00:89:D8:10").await;
+    assert_eq!(ipxe.status, StatusCode::OK, "{}", ipxe.text());
+    assert!(ipxe.text().starts_with("#!ipxe\nkernel /assets/fedora-coreos/fedora-coreos-36.20220618.3.1-live-kernel-x86_64 initrd=main "), "{}", ipxe.text());
+    // Anything else gets the default group.
+    assert!(
+        get(&both, "/ipxe?mac=52-54-00-00-00-01")
+            .await
+            .text()
+            .contains("coreos.inst.install_dev=/dev/sda")
+    );
+    // The installed node1: its Butane template, rendered for it and translated to Ignition.
+    let config = get(
+        &both,
+        "/ignition?mac=52-54-00-89-d8-10&os=installed&foo=bar",
+    )
+    .await;
+    assert_eq!(config.status, StatusCode::OK, "{}", config.text());
+    let config = config.json();
+    let files = config["storage"]["files"].as_array().unwrap();
+    let env = files
+        .iter()
+        .find(|f| f["path"] == "/etc/kindling/machine.env")
+        .unwrap();
+    let env = String::from_utf8(
+        kindling_ignition::data_url::decode(env["contents"]["source"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        env.contains("MAC=52:54:00:89:d8:10\nFOO=bar\n") && env.contains("ETCD_NAME=node1"),
+        "{env}"
+    );
+    assert_eq!(
+        config["passwd"]["users"][0]["sshAuthorizedKeys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let generic = get(&both, "/generic?mac=52-54-00-89-d8-10&foo=bar")
+        .await
+        .text();
+    assert!(generic.contains("foo=bar"), "{generic}");
+
+    // matchbox alone.
+    let alone = AppState::new(
+        None,
+        Some(kindling_matchbox::DataDir::load(&fixture).unwrap()),
+        EventLog::in_memory(),
+        McsAuth::Token,
+        binary,
+    );
+    assert!(get(&alone, "/boot.ipxe").await.text().starts_with("#!ipxe"));
+    assert_eq!(
+        get(&alone, "/ipxe?mac=52:54:00:89:D8:10").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&alone, "/api/v1/machines").await.status,
+        StatusCode::NOT_FOUND
     );
 }

@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// all (every machine of a pool gets the pool's config; for pointer files copied elsewhere).
     #[arg(long, value_parser = ["token", "none"], default_value = "token")]
     pub mcs_auth: String,
+    /// Also serve an unchanged matchbox data directory (profiles/, groups/, ignition/,
+    /// generic/, assets/), for machines the inventory does not name.
+    #[arg(long, value_name = "MATCHBOX_DIR")]
+    pub data_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,10 @@ use crate::exit::Failure;
 
 pub fn run(args: &ServeArgs) -> Result<(), Failure> {
     let options = ServeOptions {
-        dir: args.dir.dir.clone(),
+        dir: (args.data_path.is_none()
+            || args.dir.dir.join(kindling_config::INVENTORY_FILE).exists())
+        .then(|| args.dir.dir.clone()),
+        data_path: args.data_path.clone(),
         http: args.http,
         mcs: args.mcs,
         mcs_auth: if args.mcs_auth == "none" {
