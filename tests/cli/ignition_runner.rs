@@ -161,7 +161,8 @@ fn seed_root(root: &Path) {
     fs::create_dir_all(root.join("home")).unwrap();
 }
 
-/// A throw-away CA and a server certificate for 127.0.0.1 and localhost, made with `openssl`.
+/// A throw-away CA and a server certificate for 127.0.0.1, localhost and 10.0.2.2 (the host as
+/// a QEMU guest reaches it, see `qemu.rs`), made with `openssl`.
 pub struct TestCa {
     dir: TempDir,
 }
@@ -173,7 +174,7 @@ impl TestCa {
         let d = dir.path();
         fs::write(
             d.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.2.2\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n",
         )
         .unwrap();
         let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
@@ -201,7 +202,7 @@ impl TestCa {
         fs::read_to_string(self.dir.path().join("ca.pem")).unwrap()
     }
 
-    /// The server's certificate (SANs 127.0.0.1 and localhost), PEM.
+    /// The server's certificate (SANs 127.0.0.1, localhost and 10.0.2.2), PEM.
     pub fn server_cert(&self) -> PathBuf {
         self.dir.path().join("server.pem")
     }

@@ -4,7 +4,8 @@ the provisioning server.
 
 Serves the files under --dir on 127.0.0.1, over TLS when --cert/--key are given, on --port (or a
 free port) that it prints as "PORT <n>" on stdout once it is listening. Each request is appended to --log as one
-JSON line: method, path, status, and the headers a test may check (User-Agent, Accept, and any
+JSON line: method, path, status, time (Unix seconds, so that tests can order the requests that
+several servers saw), and the headers a test may check (User-Agent, Accept, and any
 X-Kindling-* header). Only the Python 3 standard library is used, so nothing needs installing.
 
     https_server.py --dir DIR --cert server.pem --key server.key --log requests.jsonl
@@ -17,6 +18,7 @@ import json
 import ssl
 import sys
 import threading
+import time
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -33,6 +35,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "status": int(code) if str(code).isdigit() else code,
+            "time": time.time(),
             "headers": headers,
         }
         with self.log_lock, open(self.log_path, "a", encoding="utf-8") as log:
