@@ -12,6 +12,9 @@ APT_PACKAGES=(
   ignition         # ignition-validate and the real Ignition runner
   openssl          # openssl verify: checks every certificate against its CA
   python3-venv     # the venv that holds the PyPI tools below
+  qemu-system-x86  # QEMU (TCG) network-boots test machines (tests/cli/qemu.rs); removes qemu-utils 10, unused
+  ipxe-qemu        # the real iPXE ROM those machines boot from
+  busybox-static   # the userland of the test initramfs (tests/e2e/mkinitramfs.sh)
 )
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(
