@@ -4,6 +4,7 @@ mod create;
 mod ignition_configs;
 mod ignition_runner;
 mod invalid;
+mod qemu;
 mod serve;
 
 use std::collections::BTreeMap;
