@@ -73,6 +73,8 @@ pub struct Provisioning {
     pub os_images: OsImages,
     pub install_disk: String,
     pub ignition_version: IgnitionVersion,
+    /// Extra kernel arguments for every machine's network boot (consoles, drivers, debugging).
+    pub kernel_args: Vec<String>,
 }
 
 /// Kernel, initramfs and root filesystem (or disk image) URLs; unset ones take the OS default.
@@ -580,6 +582,22 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
                     "write one of 3.0.0, 3.1.0, 3.2.0, 3.3.0, 3.4.0 (quoted or not)",
                 )
             });
+    let kernel_args = match m.take("kernelArgs") {
+        None => Some(Vec::new()),
+        Some((n, p)) => decode::list(n, &p, r).map(|items| {
+            let mut args = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let path = p.index(i);
+                let Some(arg) = decode::string(item, &path, r) else { continue };
+                if arg.is_empty() || arg.chars().any(char::is_whitespace) {
+                    r.error(&path, format!("'{arg}' is not one kernel argument"), "write one argument per list item, without spaces, e.g. console=ttyS0,115200n8");
+                } else {
+                    args.push(arg);
+                }
+            }
+            args
+        }),
+    };
     m.finish(
         UnknownKeys::Reject,
         &[
@@ -589,6 +607,7 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
             "osImages",
             "installDisk",
             "ignitionVersion",
+            "kernelArgs",
         ],
         r,
     );
@@ -599,6 +618,7 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
         os_images: os_images?,
         install_disk: install_disk?,
         ignition_version: ignition_version?,
+        kernel_args: kernel_args?,
     })
 }
 

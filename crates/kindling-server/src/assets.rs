@@ -129,6 +129,13 @@ pub async fn serve(
     if method == axum::http::Method::HEAD {
         return Ok(response);
     }
+    // Firmware names no machine when it fetches a kernel; the download is still a boot step.
+    state.events.record(crate::Event::now(
+        None,
+        "asset",
+        Some(status.as_u16()),
+        path.clone(),
+    ));
     file.seek(SeekFrom::Start(start)).await.map_err(|e| {
         Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,

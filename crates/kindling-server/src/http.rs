@@ -98,6 +98,7 @@ fn profile(catalog: &Catalog, entry: &Entry) -> BootProfile {
         server_url: catalog.server_url(),
         install_disk: m.install_disk(provisioning),
         ignition_url: &ignition_url,
+        extra_args: &provisioning.kernel_args,
     })
 }
 

@@ -20,6 +20,8 @@ pub struct ProfileInputs<'a> {
     pub install_disk: &'a str,
     /// The URL the machine fetches its Ignition config from.
     pub ignition_url: &'a str,
+    /// `provisioning.kernelArgs`, appended.
+    pub extra_args: &'a [String],
 }
 
 /// The file name iPXE gives an image it downloaded: the last path segment of its URL. UEFI
@@ -100,6 +102,7 @@ impl BootProfile {
             .collect();
         profile.args.splice(0..0, names);
         profile.args.extend(console);
+        profile.args.extend(inputs.extra_args.iter().cloned());
         profile
     }
 
@@ -157,6 +160,7 @@ mod tests {
             server_url: "http://192.0.2.2:8080",
             install_disk: "/dev/sda",
             ignition_url: "http://192.0.2.2:8080/ignition?mac=52-54-00-00-00-20&token=abc",
+            extra_args: &[],
         }
     }
 
