@@ -256,3 +256,130 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
     assert!(log.contains("token=REDACTED"), "{log}");
     assert!(!log.contains(&token), "a token reached the log:\n{log}");
 }
+
+/// The whole path a machine takes: Debian's iPXE in QEMU PXE-boots from `kindling serve`,
+/// boots the kernel and initramfs it serves, and the real Ignition inside fetches the machine's
+/// pointer config, then its pool config over TLS with its token. A second VM, whose MAC is not
+/// in the inventory, gets nothing.
+#[test]
+fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
+    use crate::qemu::{self, Landed, Vm};
+    let kernel = qemu::test_kernel();
+    let vm = Vm::numbered(1);
+    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+
+    // Where the guest reports; a static server that only logs.
+    let reports = tempfile::tempdir().unwrap();
+    let report_server = ignition_runner::HttpsServer::start_on(reports.path(), None, 0);
+    let report_url = qemu::guest_url(&format!("{}/report", report_server.url()));
+
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    let host = qemu::HOST;
+    let inventory = std::fs::read_to_string(d.join("inventory.yaml"))
+        .unwrap()
+        .replace(&format!("http://127.0.0.1:{http_port}"), &format!("http://{host}:{http_port}"))
+        .replace(&format!("https://127.0.0.1:{mcs_port}"), &format!("https://{host}:{mcs_port}"))
+        .replace("  os: fcos\n", &format!(
+            "  os: flatcar\n  osImages:\n    kernel: http://{host}:{http_port}/assets/vmlinuz\n    initramfs: http://{host}:{http_port}/assets/initrd.img\n  kernelArgs: [console=ttyS0, quiet, panic=-1, harness.report={report_url}]\n"
+        ))
+        .replace("52:54:00:7e:01:20", &vm.mac);
+    std::fs::write(d.join("inventory.yaml"), inventory).unwrap();
+    // The test initramfs has no useradd (busybox), so no SSH keys: they would create the core user.
+    let install_config = std::fs::read_to_string(d.join("install-config.yaml")).unwrap();
+    let without_keys = install_config.split("sshKey:").next().unwrap().to_string();
+    std::fs::write(d.join("install-config.yaml"), without_keys).unwrap();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    std::fs::create_dir_all(d.join("assets")).unwrap();
+    kernel.link_into(&d.join("assets"));
+    let server = Server::start(d, http_port, mcs_port);
+
+    let boot = qemu::pxe_boot(
+        &vm,
+        &format!("http://{host}:{http_port}/boot.ipxe"),
+        Duration::from_secs(150),
+    );
+    assert_eq!(
+        boot.stage_rc("fetch"),
+        Some(0),
+        "{boot:?}\n--- server ---\n{}",
+        server.log()
+    );
+    assert_eq!(boot.stage_rc("files"), Some(0), "{boot:?}");
+    let landed = boot.landed();
+    assert!(
+        matches!(
+            landed.get("/etc/kubernetes/pki/ca.crt"),
+            Some(Landed::File { mode: 0o644, .. })
+        ),
+        "{landed:?}"
+    );
+    assert!(
+        matches!(
+            landed.get("/etc/kubernetes/bootstrap-kubelet.conf"),
+            Some(Landed::File { mode: 0o600, .. })
+        ),
+        "{landed:?}"
+    );
+    assert!(
+        landed.contains_key("/etc/kubernetes/kubelet.env") && landed.contains_key("/etc/hostname"),
+        "{landed:?}"
+    );
+    assert!(
+        report_server.requests().iter().any(|r| r["path"]
+            .as_str()
+            .unwrap_or("")
+            .contains("event=ignition&rc=0")),
+        "{:?}",
+        report_server.requests()
+    );
+
+    // The machine's timeline, in order, and the downloads between.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(d.join(".kindling/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<String> = events
+        .iter()
+        .map(|e| match e["machine"].as_str() {
+            Some(m) => format!("{m}:{}", e["stage"].as_str().unwrap()),
+            None => format!(
+                "{}:{}",
+                e["stage"].as_str().unwrap(),
+                e["detail"].as_str().unwrap_or("")
+            ),
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "worker0:ipxe",
+            "asset:vmlinuz",
+            "asset:initrd.img",
+            "worker0:ignition",
+            "worker0:mcs"
+        ],
+        "{events:?}"
+    );
+
+    // A machine the inventory does not name gets no boot script, so no config and no secret.
+    let stranger = Vm::numbered(2);
+    let boot = qemu::pxe_boot(
+        &stranger,
+        &format!("http://{host}:{http_port}/boot.ipxe"),
+        Duration::from_secs(60),
+    );
+    assert!(boot.harness().is_empty(), "{boot:?}");
+    let log = server.log();
+    assert!(
+        log.contains(&format!("GET /ipxe?mac={}", stranger.mac_hexhyp())) && log.contains(" 404 "),
+        "{log}"
+    );
+    let after: usize = std::fs::read_to_string(d.join(".kindling/events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"ignition\"") || l.contains("\"mcs\""))
+        .count();
+    assert_eq!(after, 2, "only worker0's ignition and mcs events");
+}
