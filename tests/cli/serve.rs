@@ -383,3 +383,53 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
         .count();
     assert_eq!(after, 2, "only worker0's ignition and mcs events");
 }
+
+/// A client that never finishes its request headers is cut off, and SIGTERM stops the server.
+#[test]
+fn slow_clients_are_cut_off_and_sigterm_stops_the_server() {
+    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    kindling(&["create", "manifests", "--dir", dir.path().to_str().unwrap()]).expect(0);
+    let mut server = Server::start(dir.path(), http_port, mcs_port);
+
+    let mut slow = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    slow.write_all(b"GET /boot.ipxe HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(25),
+        "cut off after {waited:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "kindling serve exited with {status}:\n{}",
+                server.log()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kindling serve did not stop on SIGTERM:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.log().contains("shutting down"), "{}", server.log());
+}

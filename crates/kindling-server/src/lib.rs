@@ -259,55 +259,61 @@ pub async fn serve(
         }
         None => None,
     };
-    let http_listener = tokio::net::TcpListener::bind(options.http)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: options.http,
-            source,
-        })?;
-    let mcs_listener =
-        match tls {
-            Some(_) => Some(std::net::TcpListener::bind(options.mcs).map_err(|source| {
-                ServeError::Listen {
-                    addr: options.mcs,
-                    source,
-                }
-            })?),
-            None => None,
-        };
+    let bind = |addr: SocketAddr| {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        // axum-server drives the socket with tokio, which needs it non-blocking.
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        Ok::<_, ServeError>(listener)
+    };
+    let http_listener = bind(options.http)?;
+    let mcs_listener = match tls {
+        Some(_) => Some(bind(options.mcs)?),
+        None => None,
+    };
     tracing::info!("boot server on http://{}", options.http);
     if mcs_listener.is_some() {
         tracing::info!("machine config server on https://{}", options.mcs);
     }
 
+    // One handle stops both servers: new connections are refused, requests in flight finish.
     let handle = axum_server::Handle::new();
-    let mcs_handle = handle.clone();
+    let stopping = handle.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
-        mcs_handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        stopping.graceful_shutdown(Some(DRAIN));
     });
+    if let Some(dir) = kindling_dir {
+        tokio::spawn(watch(state.clone(), dir, stop_rx));
+    }
     let mcs_app = mcs_router(state.clone());
+    let mcs_handle = handle.clone();
     let mcs = tokio::spawn(async move {
         let (Some(listener), Some(tls)) = (mcs_listener, tls) else {
             return Ok(());
         };
-        axum_server::from_tcp_rustls(listener, tls)
-            .map_err(|e| e.to_string())?
-            .handle(handle)
+        let mut server = axum_server::from_tcp_rustls(listener, tls).map_err(|e| e.to_string())?;
+        limit_connections(server.http_builder());
+        server
+            .handle(mcs_handle)
             .serve(mcs_app.into_make_service())
             .await
             .map_err(|e| e.to_string())
     });
-    if let Some(dir) = kindling_dir {
-        tokio::spawn(watch(state.clone(), dir, stop_rx.clone()));
-    }
-    let mut stop = stop_rx.clone();
-    let http = axum::serve(http_listener, http_router(state)).with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    });
-    if let Err(e) = http.await {
+    let mut http = axum_server::from_tcp(http_listener).map_err(|source| ServeError::Listen {
+        addr: options.http,
+        source,
+    })?;
+    limit_connections(http.http_builder());
+    if let Err(e) = http
+        .handle(handle)
+        .serve(http_router(state).into_make_service())
+        .await
+    {
         tracing::error!("boot server: {e}");
     }
     match mcs.await {
@@ -316,6 +322,21 @@ pub async fn serve(
         Ok(Ok(())) => {}
     }
     Ok(())
+}
+
+/// How long requests in flight may take to finish after a shutdown signal.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a client may take to send a request's headers; also how long an idle keep-alive
+/// connection is kept, since the wait for the next request's headers is the same wait.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn limit_connections(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024);
 }
 
 /// The files whose change means the catalog must be rebuilt.
