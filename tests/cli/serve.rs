@@ -254,6 +254,11 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
 
     let log = server.log();
     assert!(log.contains("token=REDACTED"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("GET /config/worker 200") && l.trim_end().ends_with(" worker0")),
+        "the access log names the machine:\n{log}"
+    );
     assert!(!log.contains(&token), "a token reached the log:\n{log}");
 }
 

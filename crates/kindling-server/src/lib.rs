@@ -190,6 +190,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let machine = claimed_machine(&state, &request);
     let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the request took too long")
@@ -201,11 +202,31 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .observe(&endpoint, response.status().as_u16(), elapsed);
     tracing::info!(
         target: "access",
-        "{method} {shown} {} {:.1}ms",
+        "{method} {shown} {} {:.1}ms {}",
         response.status().as_u16(),
-        elapsed.as_secs_f64() * 1e3
+        elapsed.as_secs_f64() * 1e3,
+        machine.as_deref().unwrap_or("-")
     );
     response
+}
+
+/// The inventory machine a request names by MAC (query or `X-Kindling-Mac`), for the log.
+fn claimed_machine(state: &AppState, request: &Request) -> Option<String> {
+    let from_query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("mac="))
+            .map(String::from)
+    });
+    let from_header = || {
+        request
+            .headers()
+            .get("x-kindling-mac")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let mac: kindling_config::MacAddr = from_query.or_else(from_header)?.parse().ok()?;
+    let catalog = state.catalog().ok()?;
+    catalog.by_mac(mac).map(|e| e.machine.name.clone())
 }
 
 /// Runs both servers until `shutdown` completes, then drains them.
@@ -296,7 +317,9 @@ pub async fn serve(
         let (Some(listener), Some(tls)) = (mcs_listener, tls) else {
             return Ok(());
         };
-        let mut server = axum_server::from_tcp_rustls(listener, tls).map_err(|e| e.to_string())?;
+        let mut server = axum_server::from_tcp_rustls(listener, tls)
+            .map_err(|e| e.to_string())?
+            .map(|tls| tls.acceptor(NoDelayAcceptor));
         limit_connections(server.http_builder());
         server
             .handle(mcs_handle)
@@ -304,10 +327,12 @@ pub async fn serve(
             .await
             .map_err(|e| e.to_string())
     });
-    let mut http = axum_server::from_tcp(http_listener).map_err(|source| ServeError::Listen {
-        addr: options.http,
-        source,
-    })?;
+    let mut http = axum_server::from_tcp(http_listener)
+        .map_err(|source| ServeError::Listen {
+            addr: options.http,
+            source,
+        })?
+        .acceptor(NoDelayAcceptor);
     limit_connections(http.http_builder());
     if let Err(e) = http
         .handle(handle)
@@ -323,6 +348,11 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// Both servers answer with small writes (TLS 1.3 sends its session tickets before the
+/// response): without `TCP_NODELAY`, Nagle's algorithm holds the response back until the client's
+/// delayed ACK, 40 ms later on Linux, on every TLS connection.
+use axum_server::accept::NoDelayAcceptor;
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
