@@ -24,6 +24,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum_server::accept::NoDelayAcceptor;
 
 pub use catalog::{Catalog, CatalogError};
 pub use events::{Event, EventLog};
@@ -319,6 +320,9 @@ pub async fn serve(
         };
         let mut server = axum_server::from_tcp_rustls(listener, tls)
             .map_err(|e| e.to_string())?
+            // TCP_NODELAY on both servers: TLS 1.3 sends its session tickets in a small write
+            // of their own, and Nagle's algorithm then holds the response back until the
+            // client's delayed ACK, 40 ms later on Linux, on every connection.
             .map(|tls| tls.acceptor(NoDelayAcceptor));
         limit_connections(server.http_builder());
         server
@@ -348,11 +352,6 @@ pub async fn serve(
     }
     Ok(())
 }
-
-/// Both servers answer with small writes (TLS 1.3 sends its session tickets before the
-/// response): without `TCP_NODELAY`, Nagle's algorithm holds the response back until the client's
-/// delayed ACK, 40 ms later on Linux, on every TLS connection.
-use axum_server::accept::NoDelayAcceptor;
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
