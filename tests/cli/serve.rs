@@ -359,9 +359,10 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
     assert_eq!(
         steps,
         [
+            "boot.ipxe:",
             "worker0:ipxe",
-            "asset:vmlinuz",
-            "asset:initrd.img",
+            "kernel:vmlinuz",
+            "initrd:initrd.img",
             "worker0:ignition",
             "worker0:mcs"
         ],

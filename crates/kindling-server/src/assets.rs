@@ -130,9 +130,10 @@ pub async fn serve(
         return Ok(response);
     }
     // Firmware names no machine when it fetches a kernel; the download is still a boot step.
+    let stage = state.catalog().map_or("asset", |c| c.asset_stage(&path));
     state.events.record(crate::Event::now(
         None,
-        "asset",
+        stage,
         Some(status.as_u16()),
         path.clone(),
     ));

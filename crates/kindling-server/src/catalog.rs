@@ -232,6 +232,27 @@ impl Catalog {
             .trim_end_matches('/')
     }
 
+    /// What downloading `/assets/<path>` means in a boot: the kernel, the initrd, or some other
+    /// asset. Firmware names no machine when it downloads, so this is the only clue.
+    pub fn asset_stage(&self, path: &str) -> &'static str {
+        let profile = crate::profile::BootProfile::for_machine(&crate::profile::ProfileInputs {
+            os: self.os(),
+            images: &self.description.inventory.provisioning.os_images,
+            server_url: self.server_url(),
+            install_disk: "",
+            ignition_url: "",
+            extra_args: &[],
+        });
+        let served = format!("{}/assets/{path}", self.server_url());
+        if profile.kernel == served {
+            "kernel"
+        } else if profile.initrds.contains(&served) {
+            "initrd"
+        } else {
+            "asset"
+        }
+    }
+
     pub fn os(&self) -> Os {
         self.description.inventory.provisioning.os
     }

@@ -72,6 +72,10 @@ fn text(body: String) -> Response {
 
 /// The first script iPXE fetches: it chains to `/ipxe` with the machine's own identity.
 async fn boot_ipxe(State(state): State<Arc<AppState>>) -> Response {
+    // The firmware does not say who it is until it follows the chain.
+    state
+        .events
+        .record(Event::now(None, "boot.ipxe", Some(200), ""));
     let Ok(catalog) = state.catalog() else {
         // matchbox's own chain script, relative to the server the firmware already reached.
         return text(kindling_matchbox::BOOT_IPXE.to_string());

@@ -526,3 +526,19 @@ async fn a_matchbox_data_directory_is_served_for_machines_outside_the_inventory(
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn kernel_and_initrd_downloads_are_named_in_the_event_log() {
+    let dir = demo(Target::Manifests);
+    let state = state(dir.path(), McsAuth::Token);
+    let catalog = state.catalog().unwrap();
+    assert_eq!(
+        catalog.asset_stage("fcos/fedora-coreos-live-kernel-x86_64"),
+        "kernel"
+    );
+    assert_eq!(
+        catalog.asset_stage("fcos/fedora-coreos-live-initramfs.x86_64.img"),
+        "initrd"
+    );
+    assert_eq!(catalog.asset_stage("fcos/other"), "asset");
+}
