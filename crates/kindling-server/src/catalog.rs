@@ -39,10 +39,17 @@ pub struct Entry {
 /// What is served, built from the asset directory.
 pub struct Catalog {
     pub dir: PathBuf,
+    /// The description, except that its `inventory.machines` is empty: they are moved into
+    /// `machines`, so that each machine is held once (100,000 machines cost ~20 MB each time).
     pub description: ClusterDescription,
+    /// The inventory's machines, in inventory order.
     pub machines: Vec<Entry>,
-    by_mac: HashMap<MacAddr, usize>,
-    by_name: HashMap<String, usize>,
+    by_mac: HashMap<MacAddr, u32>,
+    /// Indexes into `machines`, sorted by name: a binary search finds a name without a second
+    /// copy of every name.
+    by_name: Vec<u32>,
+    /// The pools of the inventory's machines, ready or not.
+    known_pools: Vec<&'static str>,
     /// `ignition/<pool>.ign`, read back; absent until `create ignition-configs` has run.
     pools: HashMap<&'static str, Arc<Config>>,
     /// `ignition/machines/<name>.ign`, read back.
@@ -90,7 +97,7 @@ fn config(path: &Path) -> Result<Option<Arc<Config>>, CatalogError> {
 impl Catalog {
     /// Loads the asset directory `dir`.
     pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
-        let description = match ClusterDescription::load(dir) {
+        let mut description = match ClusterDescription::load(dir) {
             Ok(loaded) => loaded.description,
             Err(LoadError::Invalid(findings)) => {
                 let findings = findings
@@ -116,18 +123,23 @@ impl Catalog {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
 
-        let mut machines = Vec::new();
-        let mut by_mac = HashMap::new();
-        let mut by_name = HashMap::new();
+        let inventory = std::mem::take(&mut description.inventory.machines);
+        let mut machines = Vec::with_capacity(inventory.len());
+        let mut by_mac = HashMap::with_capacity(inventory.iter().map(|m| m.macs.len()).sum());
+        let mut known_pools = Vec::new();
         let mut pools = HashMap::new();
         let mut parts = HashMap::new();
-        for m in &description.inventory.machines {
-            let index = machines.len();
+        for m in inventory {
+            let index = u32::try_from(machines.len()).expect("fewer than 2^32 machines");
             for mac in &m.macs {
                 by_mac.insert(*mac, index);
             }
-            by_name.insert(m.name.clone(), index);
             let pool = pool_of(m.role);
+            if let Some(pool) = pool
+                && !known_pools.contains(&pool)
+            {
+                known_pools.push(pool);
+            }
             if let Some(pool) = pool
                 && !pools.contains_key(pool)
                 && let Some(config) = config(&dir.join(pool_path(pool)))?
@@ -138,11 +150,18 @@ impl Catalog {
                 parts.insert(m.name.clone(), part);
             }
             machines.push(Entry {
-                fqdn: description.fqdn(m),
-                machine: m.clone(),
+                fqdn: description.fqdn(&m),
+                machine: m,
                 pool,
             });
         }
+        let mut by_name: Vec<u32> = (0..machines.len() as u32).collect();
+        by_name.sort_unstable_by(|a, b| {
+            machines[*a as usize]
+                .machine
+                .name
+                .cmp(&machines[*b as usize].machine.name)
+        });
         let mut as_is = HashMap::new();
         if let Some(bytes) = read(&dir.join(BOOTSTRAP_IGN))? {
             as_is.insert(Role::Bootstrap, Arc::new(bytes));
@@ -160,6 +179,7 @@ impl Catalog {
             machines,
             by_mac,
             by_name,
+            known_pools,
             pools,
             parts,
             as_is,
@@ -169,11 +189,15 @@ impl Catalog {
     }
 
     pub fn by_mac(&self, mac: MacAddr) -> Option<&Entry> {
-        self.by_mac.get(&mac).map(|i| &self.machines[*i])
+        self.by_mac.get(&mac).map(|i| &self.machines[*i as usize])
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Entry> {
-        self.by_name.get(name).map(|i| &self.machines[*i])
+        let entry = |i: &u32| &self.machines[*i as usize];
+        self.by_name
+            .binary_search_by(|i| entry(i).machine.name.as_str().cmp(name))
+            .ok()
+            .map(|found| entry(&self.by_name[found]))
     }
 
     /// The token a machine must present.
@@ -195,7 +219,7 @@ impl Catalog {
 
     /// The pools the inventory has, ready or not.
     pub fn knows_pool(&self, pool: &str) -> bool {
-        self.machines.iter().any(|e| e.pool == Some(pool))
+        self.known_pools.contains(&pool)
     }
 
     /// A pool's config alone, for servers that cannot tell machines apart.
