@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
@@ -52,8 +53,38 @@ impl Event {
 
 pub struct EventLog {
     file: Mutex<Option<File>>,
-    last: RwLock<BTreeMap<String, Event>>,
+    last: RwLock<BTreeMap<Box<str>, Last>>,
     stream: broadcast::Sender<Event>,
+}
+
+/// What is kept of a machine's last event, under its name: boxed strings and not the name
+/// again, since there is one per machine (100,000 machines: ~19 MB rather than ~27 MB).
+struct Last {
+    time: Box<str>,
+    stage: Box<str>,
+    status: Option<u16>,
+    detail: Box<str>,
+}
+
+impl Last {
+    fn of(event: &Event) -> Last {
+        Last {
+            time: event.time.as_str().into(),
+            stage: event.stage.as_str().into(),
+            status: event.status,
+            detail: event.detail.as_str().into(),
+        }
+    }
+
+    fn event(&self, machine: &str) -> Event {
+        Event {
+            time: self.time.to_string(),
+            machine: Some(machine.to_string()),
+            stage: self.stage.to_string(),
+            status: self.status,
+            detail: self.detail.to_string(),
+        }
+    }
 }
 
 impl EventLog {
@@ -68,13 +99,20 @@ impl EventLog {
                 if let Ok(event) = serde_json::from_str::<Event>(&line?)
                     && let Some(machine) = &event.machine
                 {
-                    last.insert(machine.clone(), event);
+                    last.insert(machine.as_str().into(), Last::of(&event));
                 }
             }
         }
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-        // After a torn last line, start the next event on a line of its own.
-        let torn = std::fs::read(&path).is_ok_and(|b| b.last().is_some_and(|c| *c != b'\n'));
+        // After a torn last line, start the next event on a line of its own. (Only the last
+        // byte is read: the log grows by every request.)
+        let mut end = [0u8; 1];
+        let length = file.metadata()?.len();
+        let torn = length > 0
+            && File::open(&path)?
+                .read_exact_at(&mut end, length - 1)
+                .is_ok()
+            && end[0] != b'\n';
         if torn {
             writeln!(file)?;
         }
@@ -95,17 +133,26 @@ impl EventLog {
     }
 
     pub fn record(&self, event: Event) {
-        if let Ok(mut file) = self.file.lock()
-            && let Some(file) = file.as_mut()
-            && let Ok(line) = serde_json::to_string(&event)
-            && let Err(e) = writeln!(file, "{line}")
-        {
-            tracing::warn!("appending to the event log: {e}");
+        // One write(2) per event, the newline included (writeln! on a File makes two), and the
+        // JSON made before taking the lock.
+        if let Ok(mut line) = serde_json::to_vec(&event) {
+            line.push(b'\n');
+            if let Ok(mut file) = self.file.lock()
+                && let Some(file) = file.as_mut()
+                && let Err(e) = file.write_all(&line)
+            {
+                tracing::warn!("appending to the event log: {e}");
+            }
         }
         if let Some(machine) = &event.machine
             && let Ok(mut last) = self.last.write()
         {
-            last.insert(machine.clone(), event.clone());
+            match last.get_mut(machine.as_str()) {
+                Some(known) => *known = Last::of(&event),
+                None => {
+                    last.insert(machine.as_str().into(), Last::of(&event));
+                }
+            }
         }
         // Nobody listening is fine.
         let _ = self.stream.send(event);
@@ -113,7 +160,14 @@ impl EventLog {
 
     /// Each machine's last event.
     pub fn machines(&self) -> BTreeMap<String, Event> {
-        self.last.read().map(|l| l.clone()).unwrap_or_default()
+        self.last
+            .read()
+            .map(|last| {
+                last.iter()
+                    .map(|(machine, kept)| (machine.to_string(), kept.event(machine)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
