@@ -54,7 +54,7 @@ impl TokenKey {
 
     /// The token of a machine: 32 hex digits.
     pub fn token(&self, machine: &str, mac: MacAddr) -> String {
-        to_hex(&self.tag(machine, mac)[..16])
+        to_hex(&self.tag(machine, mac).as_ref()[..16])
     }
 
     /// Whether `token` is this machine's, compared in constant time.
@@ -63,17 +63,24 @@ impl TokenKey {
             return false;
         };
         let want = self.tag(machine, mac);
-        aws_lc_rs::constant_time::verify_slices_are_equal(&want[..16], &given).is_ok()
+        aws_lc_rs::constant_time::verify_slices_are_equal(&want.as_ref()[..16], &given).is_ok()
     }
 
-    fn tag(&self, machine: &str, mac: MacAddr) -> Vec<u8> {
+    fn tag(&self, machine: &str, mac: MacAddr) -> hmac::Tag {
         let message = format!("kindling machine token\0{machine}\0{mac}");
-        hmac::sign(&self.0, message.as_bytes()).as_ref().to_vec()
+        hmac::sign(&self.0, message.as_bytes())
     }
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // Not format!("{b:02x}") per byte: a token is made on every /ipxe and /ignition request.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    hex
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
