@@ -235,8 +235,15 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let catalog = match &options.dir {
-        Some(dir) => Some(Catalog::load(dir)?),
+    // Loaded on a runtime worker rather than on this (the main) thread: glibc gives each thread
+    // its own malloc arena, and so the request handlers, which run on the workers, reuse what
+    // the description's parser freed (~40 MB at 100,000 machines) for the events they keep,
+    // instead of growing a second arena (bench/serve.sh: 121 -> 96 MB RSS after load).
+    let catalog = match options.dir.clone() {
+        Some(dir) => match tokio::spawn(async move { Catalog::load(&dir) }).await {
+            Ok(loaded) => Some(loaded?),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        },
         None => None,
     };
     let matchbox = match &options.data_path {
