@@ -95,13 +95,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move {
                 let mut stages: BTreeMap<String, usize> = BTreeMap::new();
-                let last = state.events.machines();
                 if let Ok(catalog) = state.catalog() {
+                    let last = state.events.last_stages();
                     for entry in &catalog.machines {
-                        let stage = last
-                            .get(&entry.machine.name)
-                            .map_or("none", |e| e.stage.as_str());
-                        *stages.entry(stage.to_string()).or_default() += 1;
+                        let stage = last.get(&entry.machine.name).map_or("none", |(s, _)| s);
+                        match stages.get_mut(stage) {
+                            Some(n) => *n += 1,
+                            None => {
+                                stages.insert(stage.to_string(), 1);
+                            }
+                        }
                     }
                 }
                 (
