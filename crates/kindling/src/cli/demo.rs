@@ -26,7 +26,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     let args = AssetArgs::defaults(dir.clone());
     super::create::assets(&args, Target::IgnitionConfigs)?;
     println!("The demo cluster's assets are in {}.", dir.display());
-    println!("Next: kindling serve --dir {}   (network boot and the machine config server)", dir.display());
+    println!(
+        "Next: kindling serve --dir {}   (network boot and the machine config server)",
+        dir.display()
+    );
     Ok(())
 }
 
