@@ -14,14 +14,20 @@ pub const BOOT_IPXE: &str = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&d
 /// The `/ipxe` script for `boot`: `kernel` with the arguments on one line, one `initrd` line per
 /// initramfs, then `boot`.
 pub fn ipxe_script(boot: &Boot) -> String {
+    ipxe(&boot.kernel, &boot.initrd, &boot.args)
+}
+
+/// [`ipxe_script`] from the parts of a boot, for callers that hold them elsewhere (kindling's
+/// own boot profiles), so that both are written the same way.
+pub fn ipxe(kernel: &str, initrds: &[String], args: &[String]) -> String {
     let mut out = String::from("#!ipxe\nkernel ");
-    out.push_str(&boot.kernel);
-    for arg in &boot.args {
+    out.push_str(kernel);
+    for arg in args {
         out.push(' ');
         out.push_str(arg);
     }
     out.push('\n');
-    for initrd in &boot.initrd {
+    for initrd in initrds {
         out.push_str("initrd ");
         out.push_str(initrd);
         out.push('\n');
@@ -33,6 +39,11 @@ pub fn ipxe_script(boot: &Boot) -> String {
 /// The `/grub` config for `boot`: an EFI entry (`linuxefi`/`initrdefi`) and a BIOS entry
 /// (`linux`/`initrd`), with the kernel and each initrd quoted.
 pub fn grub_script(boot: &Boot) -> String {
+    grub(&boot.kernel, &boot.initrd, &boot.args)
+}
+
+/// [`grub_script`] from the parts of a boot.
+pub fn grub(kernel: &str, initrds: &[String], args: &[String]) -> String {
     let mut out = String::from("default=0\nfallback=1\ntimeout=1\n");
     for (title, linux, initrd) in [
         ("CoreOS (EFI)", "linuxefi", "initrdefi"),
@@ -40,14 +51,14 @@ pub fn grub_script(boot: &Boot) -> String {
     ] {
         out.push_str(&format!(
             "menuentry \"{title}\" {{\necho \"Loading kernel\"\n{linux} \"{}\"",
-            boot.kernel
+            kernel
         ));
-        for arg in &boot.args {
+        for arg in args {
             out.push(' ');
             out.push_str(arg);
         }
         out.push_str(&format!("\necho \"Loading initrd\"\n{initrd} "));
-        for path in &boot.initrd {
+        for path in initrds {
             out.push_str(&format!(" \"{path}\""));
         }
         out.push_str("\n}\n");

@@ -108,36 +108,12 @@ impl BootProfile {
 
     /// The iPXE script, as matchbox writes it.
     pub fn ipxe(&self) -> String {
-        let mut script = format!("#!ipxe\nkernel {}", self.kernel);
-        for arg in &self.args {
-            script.push(' ');
-            script.push_str(arg);
-        }
-        script.push('\n');
-        for initrd in &self.initrds {
-            script.push_str(&format!("initrd {initrd}\n"));
-        }
-        script.push_str("boot\n");
-        script
+        kindling_matchbox::ipxe(&self.kernel, &self.initrds, &self.args)
     }
 
-    /// The GRUB script, as matchbox writes it.
+    /// The GRUB config, as matchbox writes it (an EFI and a BIOS entry).
     pub fn grub(&self) -> String {
-        let mut script = String::from("default=0\ntimeout=1\nmenuentry \"kindling\" {\n");
-        script.push_str(&format!(
-            "  echo \"Loading kernel\"\n  linux \"{}\"",
-            self.kernel
-        ));
-        for arg in &self.args {
-            script.push(' ');
-            script.push_str(arg);
-        }
-        script.push_str("\n  echo \"Loading initrd\"\n  initrd");
-        for initrd in &self.initrds {
-            script.push_str(&format!(" \"{initrd}\""));
-        }
-        script.push_str("\n}\n");
-        script
+        kindling_matchbox::grub(&self.kernel, &self.initrds, &self.args)
     }
 }
 
@@ -228,7 +204,11 @@ mod tests {
             "{grub}"
         );
         assert!(
-            grub.contains("initrd \"http://10.0.2.2:9000/initrd.img?x=1\""),
+            grub.contains(" \"http://10.0.2.2:9000/initrd.img?x=1\"\n"),
+            "{grub}"
+        );
+        assert!(
+            grub.contains("linuxefi \"http://10.0.2.2:9000/vmlinuz\""),
             "{grub}"
         );
     }
