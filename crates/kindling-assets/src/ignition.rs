@@ -326,6 +326,29 @@ impl Asset for BootstrapIgnition {
     }
 }
 
+/// A config the machine config server serves (0640: keys inside, read by `kindling serve`):
+/// what `build` puts in, then the user's snippets for `snippets_for` (a pool or a machine).
+fn served_config(
+    asset: &'static str,
+    ctx: &Context<'_>,
+    snippets: &Snippets,
+    snippets_for: &str,
+    path: String,
+    build: impl FnOnce(&mut Files<'_, '_>) -> Result<(), AssetError>,
+) -> Result<Output, AssetError> {
+    let mut config = Config::new();
+    build(&mut Files {
+        ctx,
+        config: &mut config,
+    })?;
+    snippets.merge_into(ctx, &mut config, snippets_for)?;
+    Ok(Output {
+        path,
+        contents: render(asset, ctx, &config)?,
+        mode: Mode::ServerReadable,
+    })
+}
+
 /// `ignition/<pool>.ign`: the full configs the machine config server serves (0640: keys inside,
 /// read by `kindling serve`).
 pub struct PoolIgnition;
@@ -343,28 +366,22 @@ impl Asset for PoolIgnition {
         let mut outputs = Vec::new();
         let snippets = Snippets::list(ctx)?;
         for pool in pools(ctx.description) {
-            let mut config = Config::new();
-            let mut files = Files {
-                ctx,
-                config: &mut config,
-            };
-            common(&mut files)?;
-            // The bootstrap machine's kubelet runs standalone; nodes join with the token.
-            files.copy(
-                pki::KUBELET_BOOTSTRAP_KUBECONFIG,
-                layout::KUBELET_BOOTSTRAP_KUBECONFIG,
-                0o600,
-            )?;
-            if pool == "master" {
-                control_plane_pki(&mut files)?;
-                agent_binary(ctx, &mut config)?;
-            }
-            snippets.merge_into(ctx, &mut config, pool)?;
-            outputs.push(Output {
-                path: pool_path(pool),
-                contents: render(self.id(), ctx, &config)?,
-                mode: Mode::ServerReadable,
-            });
+            let output =
+                served_config(self.id(), ctx, &snippets, pool, pool_path(pool), |files| {
+                    common(files)?;
+                    // The bootstrap machine's kubelet runs standalone; nodes join with the token.
+                    files.copy(
+                        pki::KUBELET_BOOTSTRAP_KUBECONFIG,
+                        layout::KUBELET_BOOTSTRAP_KUBECONFIG,
+                        0o600,
+                    )?;
+                    if pool == "master" {
+                        control_plane_pki(files)?;
+                        agent_binary(ctx, files.config)?;
+                    }
+                    Ok(())
+                })?;
+            outputs.push(output);
         }
         Ok(outputs)
     }
@@ -393,18 +410,16 @@ impl Asset for MachineIgnition {
             .iter()
             .filter(|m| m.role != Role::Bootstrap)
         {
-            let mut config = Config::new();
-            let mut files = Files {
+            let path = machine_path(&m.name);
+            let part = |files: &mut Files<'_, '_>| machine_part(files, m);
+            outputs.push(served_config(
+                self.id(),
                 ctx,
-                config: &mut config,
-            };
-            machine_part(&mut files, m)?;
-            snippets.merge_into(ctx, &mut config, &m.name)?;
-            outputs.push(Output {
-                path: machine_path(&m.name),
-                contents: render(self.id(), ctx, &config)?,
-                mode: Mode::ServerReadable,
-            });
+                &snippets,
+                &m.name,
+                path,
+                part,
+            )?);
         }
         Ok(outputs)
     }

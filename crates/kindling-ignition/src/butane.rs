@@ -245,15 +245,14 @@ impl Snippet {
             );
             return None;
         }
-        if let Some((_, first)) = self.paths.iter().find(|(seen, _)| *seen == text) {
-            r.error(
-                &path,
-                format!("{text} is already declared at {first}"),
-                "keep one entry per path",
-            );
-            return None;
-        }
-        self.paths.push((text.clone(), path));
+        declare_once(
+            &mut self.paths,
+            &text,
+            path,
+            r,
+            &text,
+            "keep one entry per path",
+        )?;
         Some(text)
     }
 
@@ -290,15 +289,9 @@ impl Snippet {
                     );
                     return None;
                 }
-                if let Some((_, first)) = self.units.iter().find(|(seen, _)| *seen == name) {
-                    r.error(
-                        &path,
-                        format!("unit {name} is already declared at {first}"),
-                        "keep one entry per unit; put its drop-ins together",
-                    );
-                    return None;
-                }
-                self.units.push((name.clone(), path));
+                let what = format!("unit {name}");
+                let hint = "keep one entry per unit; put its drop-ins together";
+                declare_once(&mut self.units, &name, path, r, &what, hint)?;
                 Some(name)
             });
         let enabled = fields
@@ -646,6 +639,28 @@ fn is_user_name(name: &str) -> bool {
     first_ok
         && name.len() <= 32
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Records that `name` is declared at `path`; a second declaration is an error that points back
+/// at the first (`what` names it in the message).
+fn declare_once(
+    seen: &mut Vec<(String, FieldPath)>,
+    name: &str,
+    path: FieldPath,
+    r: &mut Report,
+    what: &str,
+    hint: &str,
+) -> Option<()> {
+    if let Some((_, first)) = seen.iter().find(|(s, _)| s == name) {
+        r.error(
+            &path,
+            format!("{what} is already declared at {first}"),
+            hint,
+        );
+        return None;
+    }
+    seen.push((name.to_string(), path));
+    Some(())
 }
 
 #[cfg(test)]
