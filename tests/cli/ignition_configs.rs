@@ -133,7 +133,7 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
     );
     let kubelet = std::fs::read_to_string(root.join("etc/systemd/system/kubelet.service")).unwrap();
     assert!(
-        kubelet.contains("EnvironmentFile=/etc/kubernetes/kubelet.env"),
+        kubelet.contains("EnvironmentFile=-/etc/kubernetes/kubelet.env"),
         "{kubelet}"
     );
     let env = std::fs::read_to_string(root.join("etc/kubernetes/kubelet.env")).unwrap();

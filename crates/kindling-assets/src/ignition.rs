@@ -26,11 +26,11 @@ pub fn pool_of(role: Role) -> Option<&'static str> {
     }
 }
 
-/// The pools the inventory needs, in a fixed order.
-fn pools(d: &ClusterDescription) -> Vec<&'static str> {
-    let mut pools = vec!["master", "worker"];
+/// The pools the inventory needs, in a fixed order, with the role of their machines.
+fn pools(d: &ClusterDescription) -> Vec<(&'static str, Role)> {
+    let mut pools = vec![("master", Role::Master), ("worker", Role::Worker)];
     if d.inventory.with_role(Role::Infra).next().is_some() {
-        pools.push("infra");
+        pools.push(("infra", Role::Infra));
     }
     pools
 }
@@ -143,18 +143,24 @@ fn control_plane_pki(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
     )
 }
 
-/// A machine's own part: hostname, kubelet, and for a master its etcd member and static pods.
-fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError> {
-    files.config.set_hostname(&files.ctx.description.fqdn(m));
+/// The kubelet's configuration and unit for machines of `role`; the same for every machine of a
+/// pool, so it is in the pool's config rather than in each machine's part.
+fn kubelet(files: &mut Files<'_, '_>, role: Role) -> Result<(), AssetError> {
     files.copy(
-        &manifests_asset::kubelet_config(m.role),
+        &manifests_asset::kubelet_config(role),
         layout::KUBELET_CONFIG,
         0o644,
     )?;
-    let unit = files
-        .ctx
-        .read_text(&manifests_asset::kubelet_unit(m.role))?;
+    let unit = files.ctx.read_text(&manifests_asset::kubelet_unit(role))?;
     files.config.add_unit(layout::KUBELET_UNIT, &unit, true);
+    Ok(())
+}
+
+/// A machine's own part: hostname, kubelet arguments, and for a master its etcd member and
+/// static pods. Only what differs between machines of a pool belongs here: the server keeps
+/// every machine's part in memory.
+fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError> {
+    files.config.set_hostname(&files.ctx.description.fqdn(m));
     let env = crate::manifests::kubelet_env(files.ctx.description, m);
     files
         .config
@@ -307,6 +313,7 @@ impl Asset for BootstrapIgnition {
             layout::ADMIN_KUBECONFIG,
             0o600,
         )?;
+        kubelet(&mut files, Role::Bootstrap)?;
         machine_part(&mut files, bootstrap)?;
         files.folder(
             manifests_asset::CLUSTER_DIR,
@@ -365,7 +372,7 @@ impl Asset for PoolIgnition {
     fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
         let mut outputs = Vec::new();
         let snippets = Snippets::list(ctx)?;
-        for pool in pools(ctx.description) {
+        for (pool, role) in pools(ctx.description) {
             let output =
                 served_config(self.id(), ctx, &snippets, pool, pool_path(pool), |files| {
                     common(files)?;
@@ -375,6 +382,7 @@ impl Asset for PoolIgnition {
                         layout::KUBELET_BOOTSTRAP_KUBECONFIG,
                         0o600,
                     )?;
+                    kubelet(files, role)?;
                     if pool == "master" {
                         control_plane_pki(files)?;
                         agent_binary(ctx, files.config)?;
@@ -445,7 +453,7 @@ impl Asset for PointerIgnition {
         let ca = ctx.read_text(&ROOT_CA.cert())?;
         let mcs = ctx.description.mcs_url();
         let mut outputs = Vec::new();
-        for pool in pools(ctx.description) {
+        for (pool, _) in pools(ctx.description) {
             let pointer = PointerConfig {
                 source: format!("{}/config/{pool}", mcs.trim_end_matches('/')),
                 root_ca_pem: ca.clone(),

@@ -11,6 +11,7 @@ use kindling_config::inventory::Os;
 use kindling_config::{ClusterDescription, LoadError, MacAddr, Machine, Role};
 use kindling_ignition::Config;
 
+use crate::part::{self, Identity, Shapes};
 use crate::token::TokenKey;
 
 /// Why the catalog could not be built.
@@ -34,6 +35,9 @@ pub struct Entry {
     pub fqdn: String,
     /// The machine config pool it gets its config from (none for the bootstrap machine).
     pub pool: Option<&'static str>,
+    /// The shape of `ignition/machines/<name>.ign`, shared with the machine's pool mates and
+    /// parsed per request: kept parsed, every part would cost several times its ~0.7 KB of JSON.
+    part: Option<Arc<[u8]>>,
 }
 
 /// What is served, built from the asset directory.
@@ -52,8 +56,6 @@ pub struct Catalog {
     known_pools: Vec<&'static str>,
     /// `ignition/<pool>.ign`, read back; absent until `create ignition-configs` has run.
     pools: HashMap<&'static str, Arc<Config>>,
-    /// `ignition/machines/<name>.ign`, read back.
-    parts: HashMap<String, Arc<Config>>,
     /// Configs served as they are, by role: bootstrap.ign always; in OpenShift companion mode
     /// (no pool configs) also openshift-install's master.ign and worker.ign.
     as_is: HashMap<Role, Arc<Vec<u8>>>,
@@ -82,16 +84,30 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, CatalogError> {
     }
 }
 
+/// What a machine's part is shaped by; `ip` is a buffer for the address as text.
+fn identity<'a>(m: &'a Machine, fqdn: &'a str, ip: &'a mut String) -> Identity<'a> {
+    use std::fmt::Write as _;
+    ip.clear();
+    let _ = write!(ip, "{}", m.ip);
+    Identity {
+        name: &m.name,
+        fqdn,
+        ip,
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Config, CatalogError> {
+    Config::from_json(bytes).map_err(|e| CatalogError::BadConfig {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 fn config(path: &Path) -> Result<Option<Arc<Config>>, CatalogError> {
     let Some(bytes) = read(path)? else {
         return Ok(None);
     };
-    Config::from_json(&bytes)
-        .map(|c| Some(Arc::new(c)))
-        .map_err(|e| CatalogError::BadConfig {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+    parse(path, &bytes).map(|c| Some(Arc::new(c)))
 }
 
 impl Catalog {
@@ -127,8 +143,9 @@ impl Catalog {
         let mut machines = Vec::with_capacity(inventory.len());
         let mut by_mac = HashMap::with_capacity(inventory.iter().map(|m| m.macs.len()).sum());
         let mut known_pools = Vec::new();
+        let mut shapes = Shapes::default();
+        let mut ip = String::new();
         let mut pools = HashMap::new();
-        let mut parts = HashMap::new();
         for m in inventory {
             let index = u32::try_from(machines.len()).expect("fewer than 2^32 machines");
             for mac in &m.macs {
@@ -146,13 +163,20 @@ impl Catalog {
             {
                 pools.insert(pool, config);
             }
-            if let Some(part) = config(&dir.join(machine_path(&m.name)))? {
-                parts.insert(m.name.clone(), part);
-            }
+            let part_path = dir.join(machine_path(&m.name));
+            let fqdn = description.fqdn(&m);
+            let part = match read(&part_path)? {
+                Some(bytes) => {
+                    parse(&part_path, &bytes)?;
+                    Some(shapes.intern(&bytes, &identity(&m, &fqdn, &mut ip)))
+                }
+                None => None,
+            };
             machines.push(Entry {
-                fqdn: description.fqdn(&m),
+                fqdn,
                 machine: m,
                 pool,
+                part,
             });
         }
         let mut by_name: Vec<u32> = (0..machines.len() as u32).collect();
@@ -181,7 +205,6 @@ impl Catalog {
             by_name,
             known_pools,
             pools,
-            parts,
             as_is,
             root_ca_pem,
             tokens,
@@ -230,9 +253,19 @@ impl Catalog {
     /// A machine's full config from the MCS: its pool's config with its own part merged in.
     pub fn machine_config(&self, entry: &Entry) -> Option<Config> {
         let mut config = self.pools.get(entry.pool?)?.as_ref().clone();
-        if let Some(part) = self.parts.get(&entry.machine.name) {
-            config.merge(part.as_ref().clone());
+        // Checked when the catalog was loaded, so it parses.
+        let mut ip = String::new();
+        let part = entry.part.as_deref().map(|shape| {
+            let who = identity(&entry.machine, &entry.fqdn, &mut ip);
+            Config::from_json(&part::expand(shape, &who))
+        });
+        let part = part.transpose();
+        if let Ok(Some(part)) = part {
+            config.merge(part);
         } else {
+            if let Err(e) = part {
+                tracing::error!(machine = %entry.machine.name, "its Ignition part no longer parses: {e}");
+            }
             config.set_hostname(&entry.fqdn);
         }
         Some(config)

@@ -11,6 +11,7 @@ pub mod events;
 mod http;
 mod mcs;
 mod metrics;
+mod part;
 pub mod profile;
 pub mod token;
 

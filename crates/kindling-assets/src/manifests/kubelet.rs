@@ -209,7 +209,9 @@ pub fn kubelet_unit(mode: KubeletMode) -> String {
          \n\
          [Service]\n",
     );
-    unit.push_str(&format!("EnvironmentFile={}\n", layout::KUBELET_ENV));
+    // Optional: a pool's config served without a machine part (`serve --mcs-auth=none`) has no
+    // kubelet.env, and the kubelet then takes the machine's own hostname and address.
+    unit.push_str(&format!("EnvironmentFile=-{}\n", layout::KUBELET_ENV));
     unit.push_str(&format!(
         "ExecStartPre=/usr/bin/mkdir -p {} {}\n",
         layout::STATIC_PODS_DIR,
