@@ -55,15 +55,39 @@ impl Phase {
     }
 }
 
-/// What the user should know about the configs written for `d`, though nothing is wrong.
-pub fn notes(d: &ClusterDescription) -> Vec<String> {
+/// Something the user should know about the configs written, though nothing is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Whether it is worth a warning rather than information.
+    pub warning: bool,
+    pub text: String,
+}
+
+/// What the user should know about the configs written for `d` in `dir`.
+pub fn notes(dir: &Path, d: &ClusterDescription) -> Vec<Note> {
     let lb = &d.inventory.load_balancer;
     let mut notes = Vec::new();
     if lb.api_int_vip == lb.api_vip || lb.api_int_vip == lb.ingress_vip {
-        notes.push(format!(
-            "inventory.yaml loadBalancer.apiIntVIP {} is also the api or ingress VIP: haproxy.cfg binds the machine config server (22623) there but lets only the machine network connect; give api-int an address of its own to keep 22623 off an external address",
-            lb.api_int_vip
-        ));
+        // openshift-install's machine config server gives any client the pool configs, so the
+        // address matters more there than in front of kindling's, which asks for each
+        // machine's token.
+        let (warning, who) = match kindling_assets::companion::config_maker(dir) {
+            ConfigMaker::OpenShiftInstall => (
+                true,
+                "openshift-install's machine config server answers anyone who reaches it",
+            ),
+            ConfigMaker::Kindling => (
+                false,
+                "kindling's machine config server asks for each machine's token, but",
+            ),
+        };
+        notes.push(Note {
+            warning,
+            text: format!(
+                "inventory.yaml loadBalancer.apiIntVIP {} is also the api or ingress VIP, so haproxy.cfg binds the machine config server (22623) there and lets only the machine network connect; {who} an api-int address of its own (loadBalancer.apiIntVIP) keeps 22623 off an address outside clients use",
+                lb.api_int_vip
+            ),
+        });
     }
     notes
 }

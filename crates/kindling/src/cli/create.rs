@@ -79,8 +79,11 @@ pub fn infra(args: &InfraArgs) -> Result<(), Failure> {
     match kindling_infra::create(dir, &description, phase, &settings, &AtomicFiles) {
         Ok(outcomes) => {
             report::outcomes(&outcomes);
-            for note in kindling_infra::notes(&description) {
-                tracing::warn!("{note}");
+            for note in kindling_infra::notes(dir, &description) {
+                match note.warning {
+                    true => tracing::warn!("{}", note.text),
+                    false => tracing::info!("{}", note.text),
+                }
             }
             println!(
                 "The infrastructure configs are in {}; {} says which goes where.",
