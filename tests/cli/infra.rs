@@ -392,3 +392,33 @@ fn the_checkers_catch_a_broken_zone() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stdout).contains("bad dotted quad"));
 }
+
+#[test]
+fn machine_networks_other_than_a_slash_24_pass_every_checker() {
+    // (machine network, where worker2 moves, its reverse zone)
+    for (network, worker2, zone) in [
+        (
+            "192.168.126.0/23",
+            "192.168.127.122",
+            "127.168.192.in-addr.arpa",
+        ),
+        ("192.168.0.0/16", "192.168.7.122", "168.192.in-addr.arpa"),
+    ] {
+        let dir = demo_dir();
+        let d = dir.path().to_str().unwrap();
+        let edit = |file: &str, from: &str, to: &str| {
+            let path = dir.path().join(file);
+            std::fs::write(&path, read(&path).replace(from, to)).unwrap();
+        };
+        edit("install-config.yaml", "192.168.126.0/24", network);
+        edit("inventory.yaml", "192.168.126.122", worker2);
+        kindling(&["create", "infra", "--dir", d]).expect(0);
+        let infra = dir.path().join("infra");
+        check_everything(&infra);
+        let reverse = read(&infra.join("named").join(format!("{zone}.zone")));
+        assert!(
+            reverse.contains("IN PTR  worker2.demo.example.localdomain."),
+            "{reverse}"
+        );
+    }
+}

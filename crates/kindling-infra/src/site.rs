@@ -151,4 +151,17 @@ mod tests {
             InfraError::ServerUrlText { character: '"', .. }
         ));
     }
+
+    #[test]
+    fn an_ipv6_machine_network_is_refused_rather_than_half_written() {
+        let mut d = crate::tests::demo();
+        d.machine_networks.push("fd00:1::/64".parse().unwrap());
+        let problems = check(&d).unwrap_err();
+        assert!(
+            problems[0].to_string().starts_with(
+                "install-config.yaml networking.machineNetwork[1]: fd00:1::/64 is IPv6"
+            ),
+            "{problems:?}"
+        );
+    }
 }
