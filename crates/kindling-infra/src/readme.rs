@@ -43,7 +43,8 @@ pub fn render(d: &ClusterDescription, maker: ConfigMaker) -> Result<String, Infr
 \n\
 Written by `kindling create infra` from install-config.yaml and inventory.yaml. Run it again\n\
 after changing either. kindling keeps your edits to any file here (delete the file to get\n\
-kindling's version back). Every file was checked with the program that reads it.\n\
+kindling's version back). kindling's tests feed each of these formats to the program that\n\
+reads it; the check commands are below.\n\
 \n\
 ## Which file goes where\n\
 \n\
@@ -56,7 +57,7 @@ kindling's version back). Every file was checked with the program that reads it.
 | `kea-dhcp4.json` | the DHCP server (Kea) | `kea-dhcp4 -t kea-dhcp4.json`; TFTP then runs on the provisioning host |\n\
 | `boot.ipxe` | any web server, only if machines should not fetch `/boot.ipxe` from `kindling serve` | it chains to {server}/ipxe |\n\
 \n\
-The provisioning host {provisioning} runs `kindling serve` (HTTP {server}) and a TFTP server\n\
+The provisioning host {provisioning} runs `kindling serve` (at {server}) and a TFTP server\n\
 whose root ({tftp}) holds `{bios}` (BIOS) and `{uefi}` (UEFI), e.g. from Debian's `ipxe`\n\
 package (`/usr/lib/ipxe/`). DHCP hands firmware those boot programs, and iPXE the script\n\
 {server}/boot.ipxe.\n\
