@@ -15,6 +15,12 @@ APT_PACKAGES=(
   qemu-system-x86  # QEMU (TCG) network-boots test machines (tests/cli/qemu.rs); removes qemu-utils 10, unused
   ipxe-qemu        # the real iPXE ROM those machines boot from
   busybox-static   # the userland of the test initramfs (tests/e2e/mkinitramfs.sh)
+  bind9-utils      # named-checkzone, named-checkconf -z: check every zone and the named.conf fragment of create infra
+  bind9            # named, the name server the doctor tests run on loopback
+  haproxy          # haproxy -c: checks infra/haproxy.cfg (and runs on loopback for the doctor tests)
+  dnsmasq-base     # dnsmasq --test: checks infra/dnsmasq.conf (the binary without the service)
+  isc-dhcp-server  # dhcpd -t: checks infra/dhcpd.conf
+  kea-dhcp4-server # kea-dhcp4 -t: checks infra/kea-dhcp4.json
 )
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(

@@ -3,6 +3,7 @@
 mod create;
 mod ignition_configs;
 mod ignition_runner;
+mod infra;
 mod invalid;
 mod qemu;
 mod serve;

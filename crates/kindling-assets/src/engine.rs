@@ -52,6 +52,14 @@ pub trait Asset {
     fn needs_renewal(&self, _ctx: &Context<'_>, _own: &[String]) -> Result<bool, AssetError> {
         Ok(false)
     }
+    /// What the files depend on besides the dependencies' files: a choice made on the command
+    /// line (`create infra --phase`) or a fact found in the directory (OpenShift companion
+    /// mode). The engine folds it into the input digest it records, so that a change
+    /// regenerates the asset although no file it reads changed. Empty (the default) adds
+    /// nothing, so the digests of assets without parameters stay what they were.
+    fn parameters(&self, _ctx: &Context<'_>) -> Result<String, AssetError> {
+        Ok(String::new())
+    }
 }
 
 /// What a generator may look at.
@@ -235,7 +243,8 @@ impl<'a> Engine<'a> {
                 settings,
                 overlay: &overlay,
             };
-            let input_digest = self.input_digest(*asset, &current, &overlay)?;
+            let parameters = asset.parameters(&ctx)?;
+            let input_digest = self.input_digest(*asset, &parameters, &current, &overlay)?;
             let record = state.assets.get(asset.id());
             let on_disk = self.scan(&mut listing, record)?;
             let missing = record.is_some_and(|r| r.files.keys().any(|p| !on_disk.contains_key(p)));
@@ -296,10 +305,15 @@ impl<'a> Engine<'a> {
     fn input_digest(
         &self,
         asset: &dyn Asset,
+        parameters: &str,
         current: &HashMap<&'static str, BTreeMap<String, Digest>>,
         overlay: &BTreeMap<String, Vec<u8>>,
     ) -> Result<Digest, AssetError> {
         let mut parts: Vec<Vec<u8>> = vec![asset.id().as_bytes().to_vec()];
+        if !parameters.is_empty() {
+            parts.push(b"parameters".to_vec());
+            parts.push(parameters.as_bytes().to_vec());
+        }
         let file = |path: &str, parts: &mut Vec<Vec<u8>>| -> Result<(), AssetError> {
             let digest = match overlay.get(path) {
                 Some(bytes) => Digest::of(bytes),

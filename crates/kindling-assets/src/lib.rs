@@ -5,6 +5,7 @@
 //! a [`Target`]. See `engine` for the rules on user edits, deletions and interruptions.
 
 pub mod cluster;
+pub mod companion;
 pub mod engine;
 pub mod ignition;
 pub mod layout;

@@ -587,3 +587,47 @@ fn snippets_are_merged_per_role_and_per_machine_and_bad_ones_name_file_and_line(
         "{shown}"
     );
 }
+
+/// An asset whose output is its parameter, as `create infra --phase` is for haproxy.cfg.
+struct Phased(&'static str);
+
+impl crate::Asset for Phased {
+    fn id(&self) -> &'static str {
+        "phased"
+    }
+    fn depends_on(&self) -> &'static [crate::Dependency] {
+        &[crate::Dependency::Input(INVENTORY_FILE)]
+    }
+    fn parameters(&self, _ctx: &crate::Context<'_>) -> Result<String, crate::AssetError> {
+        Ok(self.0.to_string())
+    }
+    fn generate(&self, _ctx: &crate::Context<'_>) -> Result<Vec<crate::Output>, crate::AssetError> {
+        Ok(vec![crate::Output {
+            path: "phased.txt".into(),
+            contents: self.0.as_bytes().to_vec(),
+            mode: Mode::Public,
+        }])
+    }
+}
+
+#[test]
+fn a_changed_parameter_regenerates_the_asset_though_no_file_changed() {
+    let dir = demo_dir();
+    let loaded = ClusterDescription::load(dir.path()).unwrap();
+    let engine = crate::Engine::new(dir.path(), &AtomicFiles, crate::INPUTS);
+    let run = |phase: &'static str| {
+        engine
+            .run(&loaded.description, &[&Phased(phase)], &settings())
+            .unwrap()[0]
+            .action
+    };
+    assert_eq!(run("install"), Action::Generated);
+    assert_eq!(run("install"), Action::UpToDate);
+    assert_eq!(run("bootstrap-removed"), Action::Regenerated);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("phased.txt")).unwrap(),
+        "bootstrap-removed"
+    );
+    assert_eq!(run("bootstrap-removed"), Action::UpToDate);
+    assert_eq!(run("install"), Action::Regenerated);
+}

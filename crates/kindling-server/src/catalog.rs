@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kindling_assets::companion::{ConfigMaker, config_maker};
 use kindling_assets::ignition::{BOOTSTRAP_IGN, machine_path, pool_of, pool_path};
 use kindling_config::inventory::Os;
 use kindling_config::{ClusterDescription, LoadError, MacAddr, Machine, Role};
@@ -57,7 +58,7 @@ pub struct Catalog {
     /// `ignition/<pool>.ign`, read back; absent until `create ignition-configs` has run.
     pools: HashMap<&'static str, Arc<Config>>,
     /// Configs served as they are, by role: bootstrap.ign always; in OpenShift companion mode
-    /// (no pool configs) also openshift-install's master.ign and worker.ign.
+    /// ([`config_maker`]) also openshift-install's master.ign and worker.ign.
     as_is: HashMap<Role, Arc<Vec<u8>>>,
     pub root_ca_pem: String,
     pub tokens: TokenKey,
@@ -190,7 +191,7 @@ impl Catalog {
         if let Some(bytes) = read(&dir.join(BOOTSTRAP_IGN))? {
             as_is.insert(Role::Bootstrap, Arc::new(bytes));
         }
-        if pools.is_empty() {
+        if config_maker(dir) == ConfigMaker::OpenShiftInstall {
             for (role, file) in [(Role::Master, "master.ign"), (Role::Worker, "worker.ign")] {
                 if let Some(bytes) = read(&dir.join(file))? {
                     as_is.insert(role, Arc::new(bytes));

@@ -35,6 +35,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Create(CreateCommand::IgnitionConfigs(args)) => {
             cli::create::assets(&args, kindling_assets::Target::IgnitionConfigs)
         }
+        Command::Create(CreateCommand::Infra(args)) => cli::create::infra(&args),
         Command::Demo(args) => cli::demo::run(&args),
         Command::Serve(args) => cli::serve::run(&args),
         Command::Completion { shell } => {

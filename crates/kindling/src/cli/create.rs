@@ -1,4 +1,4 @@
-//! `kindling create install-config | manifests`.
+//! `kindling create install-config | manifests | ignition-configs | infra`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use kindling_config::template::{self, Template, TemplateMachine};
 use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source};
 use kindling_pki::Lifetimes;
 
-use crate::cli::{AssetArgs, InstallConfigArgs};
+use crate::cli::{AssetArgs, InfraArgs, InstallConfigArgs};
 use crate::exit::{Code, Failure};
 use crate::report;
 
@@ -61,6 +61,50 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
         }
         Err(e) => Err(anyhow!(e)
             .context(format!("creating the assets in {}", dir.display()))
+            .into()),
+    }
+}
+
+/// `create infra`: validates the description and brings `infra/` up to date for the phase.
+pub fn infra(args: &InfraArgs) -> Result<(), Failure> {
+    let dir = &args.dir.dir;
+    let description = load(dir)?;
+    let settings = Settings {
+        now: time::OffsetDateTime::now_utc(),
+        key_algorithm: Default::default(),
+        lifetimes: Lifetimes::default(),
+        agent_sha512: None,
+    };
+    let phase = args.phase.into();
+    match kindling_infra::create(dir, &description, phase, &settings, &AtomicFiles) {
+        Ok(outcomes) => {
+            report::outcomes(&outcomes);
+            for note in kindling_infra::notes(dir, &description) {
+                match note.warning {
+                    true => tracing::warn!("{}", note.text),
+                    false => tracing::info!("{}", note.text),
+                }
+            }
+            println!(
+                "The infrastructure configs are in {}; {} says which goes where.",
+                dir.join(kindling_infra::INFRA_DIR).display(),
+                dir.join(kindling_infra::readme::README).display()
+            );
+            Ok(())
+        }
+        // Valid, but not something infrastructure can be written for: the user's to fix.
+        Err(kindling_infra::CreateError::Unsuitable(problems)) => {
+            for problem in &problems {
+                tracing::error!("{problem}");
+            }
+            tracing::error!("{} problem(s); nothing was written", problems.len());
+            Err(Failure::invalid_description())
+        }
+        Err(e) => Err(anyhow!(e)
+            .context(format!(
+                "creating the infrastructure configs in {}",
+                dir.display()
+            ))
             .into()),
     }
 }

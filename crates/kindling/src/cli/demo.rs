@@ -6,7 +6,7 @@ use anyhow::Context;
 use kindling_assets::{AtomicFiles, Mode, Storage};
 use kindling_config::{INSTALL_CONFIG_FILE, INVENTORY_FILE};
 
-use crate::cli::{AssetArgs, DemoArgs};
+use crate::cli::{AssetArgs, DemoArgs, DirArgs, InfraArgs, Phase};
 use crate::exit::Failure;
 use kindling_assets::Target;
 
@@ -25,6 +25,11 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     println!("kindling create ignition-configs --dir {}", dir.display());
     let args = AssetArgs::defaults(dir.clone());
     super::create::assets(&args, Target::IgnitionConfigs)?;
+    println!("kindling create infra --dir {}", dir.display());
+    super::create::infra(&InfraArgs {
+        dir: DirArgs { dir: dir.clone() },
+        phase: Phase::Install,
+    })?;
     println!("The demo cluster's assets are in {}.", dir.display());
     println!(
         "Next: kindling serve --dir {}   (network boot and the machine config server)",

@@ -63,6 +63,34 @@ pub enum CreateCommand {
     Manifests(AssetArgs),
     /// Everything `manifests` makes, then the Ignition configs (bootstrap.ign, pointers, pools).
     IgnitionConfigs(AssetArgs),
+    /// DNS zones, the HAProxy config, DHCP configs (dnsmasq, dhcpd, Kea) and boot.ipxe in infra/.
+    Infra(InfraArgs),
+}
+
+/// Options of `create infra`.
+#[derive(Debug, Args)]
+pub struct InfraArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Where the install is: `install` puts the bootstrap machine in the load balancer;
+    /// `bootstrap-removed` (once `wait-for bootstrap-complete` allows it) takes it out.
+    #[arg(long, value_enum, default_value_t = Phase::Install)]
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    Install,
+    BootstrapRemoved,
+}
+
+impl From<Phase> for kindling_infra::Phase {
+    fn from(phase: Phase) -> kindling_infra::Phase {
+        match phase {
+            Phase::Install => kindling_infra::Phase::Install,
+            Phase::BootstrapRemoved => kindling_infra::Phase::BootstrapRemoved,
+        }
+    }
 }
 
 /// Options of the commands that generate assets.

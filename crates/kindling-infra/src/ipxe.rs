@@ -1,0 +1,45 @@
+//! `infra/boot.ipxe`: the first script iPXE runs, for sites that serve it from a web server of
+//! their own. It is `kindling serve`'s `/boot.ipxe` (matchbox's script) with the chain made
+//! absolute, so it works from anywhere.
+
+use kindling_config::ClusterDescription;
+
+use crate::site::{self, InfraError};
+
+/// `infra/boot.ipxe`, relative to the asset directory.
+pub const BOOT_IPXE: &str = "infra/boot.ipxe";
+
+/// The script: `#!ipxe` (iPXE ignores a script that does not start exactly so), then a chain
+/// to `<serverURL>/ipxe?…` with the machine's MAC and UUID.
+pub fn boot_script(d: &ClusterDescription) -> Result<String, InfraError> {
+    let base = site::server_url(d)?;
+    // matchbox's script chains to `ipxe?…` relative to where it was fetched from.
+    Ok(kindling_matchbox::BOOT_IPXE.replacen("chain ipxe?", &format!("chain {base}/ipxe?"), 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_starts_with_the_ipxe_magic_and_chains_to_the_server() {
+        let script = boot_script(&crate::tests::upi()).unwrap();
+        assert!(script.starts_with("#!ipxe\n"), "{script}");
+        assert!(
+            script
+                .contains("\nchain http://172.16.0.101:8080/ipxe?uuid=${uuid}&mac=${mac:hexhyp}&"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_in_the_server_url_makes_no_double_slash() {
+        let mut d = crate::tests::demo();
+        d.inventory.provisioning.server_url = "http://192.168.126.2:8080/".into();
+        let script = boot_script(&d).unwrap();
+        assert!(
+            script.contains("chain http://192.168.126.2:8080/ipxe?"),
+            "{script}"
+        );
+    }
+}
