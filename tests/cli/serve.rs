@@ -19,6 +19,11 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, http_port: u16, mcs_port: u16) -> Server {
+        Server::start_with(dir, http_port, mcs_port, &[])
+    }
+
+    /// `start`, with more `kindling serve` arguments.
+    fn start_with(dir: &Path, http_port: u16, mcs_port: u16, extra: &[&str]) -> Server {
         let log = dir.join("serve.log");
         let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
             .args(["serve", "--dir"])
@@ -29,6 +34,7 @@ impl Server {
                 "--mcs",
                 &format!("127.0.0.1:{mcs_port}"),
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -438,4 +444,171 @@ fn slow_clients_are_cut_off_and_sigterm_stops_the_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(server.log().contains("shutting down"), "{}", server.log());
+}
+
+/// A real HAProxy in the foreground, stopped when dropped.
+struct Haproxy(Child);
+
+impl Haproxy {
+    fn start(config: &Path) -> Haproxy {
+        let check = Command::new("haproxy")
+            .args(["-c", "-f"])
+            .arg(config)
+            .output()
+            .expect("haproxy runs (./test.sh installs the haproxy package)");
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy starts");
+        Haproxy(child)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// curl from the local address `from` to an HTTPS URL trusting `ca`, as Ignition 2.14 asks:
+/// (HTTP status, body); status 0 when no HTTP answer came (e.g. the connection was refused).
+fn curl_from(from: &str, url: &str, ca: &Path) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--interface", from, "--cacert"])
+        .arg(ca)
+        .args([
+            "-H",
+            "Accept: application/vnd.coreos.ignition+json;version=3.3.0, */*;q=0.1",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The demo with every address moved from 192.168.126.0/24 to 127.0.0.0/24, so that this
+/// host can be any of its machines (all of 127/8 is local on Linux) and a real HAProxy can
+/// bind its VIPs: api-int is 127.0.0.10, worker0 127.0.0.120, worker1 127.0.0.121.
+fn demo_on_loopback_network(http_port: u16, mcs_url: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let loopback = |text: &str| text.replace("192.168.126.", "127.0.0.");
+    let ic = include_str!("../../examples/demo/install-config.yaml");
+    let inv = include_str!("../../examples/demo/inventory.yaml");
+    let inv = loopback(inv).replace(
+        "  serverURL: http://127.0.0.2:8080\n",
+        &format!("  serverURL: http://127.0.0.1:{http_port}\n  mcsURL: {mcs_url}\n"),
+    );
+    assert!(inv.contains("mcsURL"));
+    std::fs::write(dir.path().join("install-config.yaml"), loopback(ic)).unwrap();
+    std::fs::write(dir.path().join("inventory.yaml"), inv).unwrap();
+    dir
+}
+
+#[test]
+fn behind_haproxy_with_the_proxy_protocol_machines_are_known_by_their_address() {
+    let port = ignition_runner::free_port;
+    let (http_port, mcs_port, v2_port, v1_port) = (port(), port(), port(), port());
+    let dir = demo_on_loopback_network(http_port, &format!("https://127.0.0.10:{v2_port}"));
+    let d = dir.path();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let server = Server::start_with(
+        d,
+        http_port,
+        mcs_port,
+        &["--mcs-auth", "source-ip", "--proxy-from", "127.0.0.1"],
+    );
+    // HAProxy on the api-int VIP, in front of the machine config server, with each version of
+    // the PROXY protocol; it connects to kindling from 127.0.0.1.
+    let config = d.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend mcs-v2\n  bind 127.0.0.10:{v2_port}\n  default_backend mcs-v2\n\
+             backend mcs-v2\n  server kindling 127.0.0.1:{mcs_port} send-proxy-v2\n\
+             frontend mcs-v1\n  bind 127.0.0.10:{v1_port}\n  default_backend mcs-v1\n\
+             backend mcs-v1\n  server kindling 127.0.0.1:{mcs_port} send-proxy\n"
+        ),
+    )
+    .unwrap();
+    let _haproxy = Haproxy::start(&config);
+    let ca = d.join("tls/root-ca.crt");
+    let url = |port: u16, pool: &str| format!("https://127.0.0.10:{port}/config/{pool}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl_from("127.0.0.120", &url(v2_port, "worker"), &ca).0 == 0 {
+        assert!(Instant::now() < deadline, "haproxy did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let hostname = |name: &str| format!("data:,{name}.demo.example.localdomain%0A");
+    for (from, port, machine) in [
+        ("127.0.0.120", v2_port, "worker0"),
+        ("127.0.0.121", v1_port, "worker1"),
+    ] {
+        let (status, body) = curl_from(from, &url(port, "worker"), &ca);
+        assert_eq!(status, 200, "{from}: {body}\n{}", server.log());
+        assert!(body.contains(&hostname(machine)), "{from}: {body}");
+        assert!(body.contains(r#""version":"3.3.0""#), "{body}");
+    }
+    // A machine asking for another pool, and an address the inventory does not have.
+    let (status, body) = curl_from("127.0.0.120", &url(v2_port, "master"), &ca);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = curl_from("127.0.0.50", &url(v1_port, "worker"), &ca);
+    assert_eq!(
+        (status, body.trim()),
+        (403, "no machine in inventory.yaml has address 127.0.0.50")
+    );
+
+    // Straight to kindling: from a machine's own address (no proxy in between) it is known by
+    // that address; from the trusted proxy's address a header is required.
+    let direct = format!("https://127.0.0.1:{mcs_port}/config/worker");
+    let (status, body) = curl_from("127.0.0.121", &direct, &ca);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&hostname("worker1")));
+    assert_eq!(curl_from("127.0.0.1", &direct, &ca).0, 0);
+    // Nobody else may claim an address with a header of their own: it is not read, and the
+    // TLS handshake fails on it.
+    let forged = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, ssl, sys\n\
+             s = socket.socket(); s.bind(('127.0.0.50', 0)); s.connect(('127.0.0.1', int(sys.argv[1])))\n\
+             s.sendall(b'PROXY TCP4 127.0.0.120 127.0.0.1 5000 22623\\r\\n')\n\
+             ctx = ssl.create_default_context(cafile=sys.argv[2])\n\
+             try:\n    t = ctx.wrap_socket(s, server_hostname='127.0.0.1'); t.sendall(b'GET /config/worker HTTP/1.0\\r\\n\\r\\n'); print(t.recv(100))\n\
+             except (ssl.SSLError, OSError) as e:\n    print('refused', type(e).__name__)\n",
+            &mcs_port.to_string(),
+            ca.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let forged = String::from_utf8_lossy(&forged.stdout);
+    assert!(forged.starts_with("refused"), "{forged}");
+
+    // The machines' last stages: worker1's fetch; worker0's refused request for the master pool.
+    let (_, machines) = server.get("/api/v1/machines");
+    let machines: serde_json::Value = serde_json::from_slice(&machines).unwrap();
+    for (name, stage) in [("worker0", "denied"), ("worker1", "mcs")] {
+        let row = machines["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{machines}"));
+        assert_eq!(row["stage"], stage, "{row}");
+    }
 }

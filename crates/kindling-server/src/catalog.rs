@@ -53,6 +53,8 @@ pub struct Catalog {
     /// Indexes into `machines`, sorted by name: a binary search finds a name without a second
     /// copy of every name.
     by_name: Vec<u32>,
+    /// Indexes into `machines`, sorted by address, for `serve --mcs-auth=source-ip`.
+    by_ip: Vec<u32>,
     /// The pools of the inventory's machines, ready or not.
     known_pools: Vec<&'static str>,
     /// `ignition/<pool>.ign`, read back; absent until `create ignition-configs` has run.
@@ -187,6 +189,8 @@ impl Catalog {
                 .name
                 .cmp(&machines[*b as usize].machine.name)
         });
+        let mut by_ip: Vec<u32> = (0..machines.len() as u32).collect();
+        by_ip.sort_unstable_by_key(|i| machines[*i as usize].machine.ip);
         let mut as_is = HashMap::new();
         if let Some(bytes) = read(&dir.join(BOOTSTRAP_IGN))? {
             as_is.insert(Role::Bootstrap, Arc::new(bytes));
@@ -204,6 +208,7 @@ impl Catalog {
             machines,
             by_mac,
             by_name,
+            by_ip,
             known_pools,
             pools,
             as_is,
@@ -222,6 +227,15 @@ impl Catalog {
             .binary_search_by(|i| entry(i).machine.name.as_str().cmp(name))
             .ok()
             .map(|found| entry(&self.by_name[found]))
+    }
+
+    /// The machine with this address (inventory validation makes addresses unique).
+    pub fn by_ip(&self, ip: std::net::IpAddr) -> Option<&Entry> {
+        let entry = |i: &u32| &self.machines[*i as usize];
+        self.by_ip
+            .binary_search_by(|i| entry(i).machine.ip.cmp(&ip))
+            .ok()
+            .map(|found| entry(&self.by_ip[found]))
     }
 
     /// The token a machine must present.

@@ -7,6 +7,7 @@
 
 mod assets;
 pub mod catalog;
+pub mod client;
 pub mod events;
 mod http;
 mod mcs;
@@ -26,6 +27,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum_server::accept::NoDelayAcceptor;
+use client::ClientAcceptor;
 
 pub use catalog::{Catalog, CatalogError};
 pub use events::{Event, EventLog};
@@ -36,6 +38,10 @@ pub use mcs::version_from_accept;
 pub enum McsAuth {
     /// Each machine presents its token (from its pointer config): the default.
     Token,
+    /// The machine is the inventory machine with the client's address: the TCP peer, or the
+    /// client a trusted load balancer names in a PROXY protocol header (see [`client`]). For
+    /// pointer configs that carry no token. Chosen explicitly only.
+    SourceIp,
     /// Anyone may fetch a pool's config, without a machine part: for pointer files copied to
     /// another web server. Chosen explicitly only.
     None,
@@ -51,6 +57,9 @@ pub struct ServeOptions {
     pub http: SocketAddr,
     pub mcs: SocketAddr,
     pub mcs_auth: McsAuth,
+    /// Load balancers that send a PROXY protocol header (v1 or v2) in front of every machine
+    /// config server connection; only theirs are read, and from them one is required.
+    pub proxy_from: Vec<std::net::IpAddr>,
     /// The kindling binary served at `/assets/kindling`.
     pub binary: PathBuf,
 }
@@ -322,6 +331,7 @@ pub async fn serve(
     }
     let mcs_app = mcs_router(state.clone());
     let mcs_handle = handle.clone();
+    let proxy_from = options.proxy_from.clone();
     let mcs = tokio::spawn(async move {
         let (Some(listener), Some(tls)) = (mcs_listener, tls) else {
             return Ok(());
@@ -331,7 +341,7 @@ pub async fn serve(
             // TCP_NODELAY on both servers: TLS 1.3 sends its session tickets in a small write
             // of their own, and Nagle's algorithm then holds the response back until the
             // client's delayed ACK, 40 ms later on Linux, on every connection.
-            .map(|tls| tls.acceptor(NoDelayAcceptor));
+            .map(|tls| tls.acceptor(ClientAcceptor::new(proxy_from)));
         limit_connections(server.http_builder());
         server
             .handle(mcs_handle)

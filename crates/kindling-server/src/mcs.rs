@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use kindling_config::MacAddr;
 use kindling_ignition::IgnitionVersion;
 
+use crate::client::ClientAddr;
 use crate::events::Event;
 use crate::{AppState, Failure, McsAuth};
 
@@ -63,6 +64,7 @@ async fn config(
     Path(pool): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    client: Option<Extension<ClientAddr>>,
 ) -> Result<Response, Failure> {
     let catalog = state.catalog()?;
     if !catalog.knows_pool(&pool) {
@@ -79,23 +81,40 @@ async fn config(
         McsAuth::None => catalog.pool_config(&pool).ok_or_else(|| {
             Failure::unavailable(&format!("the {pool} pool's config is not generated yet"))
         })?,
-        McsAuth::Token => {
-            let (mac, token) = identity(&headers, &params);
-            let mac: MacAddr = mac.as_deref().and_then(|m| m.parse().ok()).ok_or_else(|| {
-                Failure::new(
-                    StatusCode::FORBIDDEN,
-                    "this config is served only to its machine: the request names no MAC",
-                )
-            })?;
-            let entry = catalog.by_mac(mac).ok_or_else(|| {
-                Failure::new(
-                    StatusCode::FORBIDDEN,
-                    format!("no machine in inventory.yaml has MAC {mac}"),
-                )
-            })?;
-            if !catalog.verify(entry, token.as_deref().unwrap_or_default()) {
-                return Err(state.deny(entry, "mcs", "wrong or missing machine token"));
-            }
+        McsAuth::Token | McsAuth::SourceIp => {
+            let entry = if state.mcs_auth == McsAuth::Token {
+                let (mac, token) = identity(&headers, &params);
+                let mac: MacAddr =
+                    mac.as_deref().and_then(|m| m.parse().ok()).ok_or_else(|| {
+                        Failure::new(
+                            StatusCode::FORBIDDEN,
+                            "this config is served only to its machine: the request names no MAC",
+                        )
+                    })?;
+                let entry = catalog.by_mac(mac).ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::FORBIDDEN,
+                        format!("no machine in inventory.yaml has MAC {mac}"),
+                    )
+                })?;
+                if !catalog.verify(entry, token.as_deref().unwrap_or_default()) {
+                    return Err(state.deny(entry, "mcs", "wrong or missing machine token"));
+                }
+                entry
+            } else {
+                let client = client.map(|Extension(ClientAddr(ip))| ip).ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the client's address is unknown",
+                    )
+                })?;
+                catalog.by_ip(client).ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::FORBIDDEN,
+                        format!("no machine in inventory.yaml has address {client}"),
+                    )
+                })?
+            };
             if entry.pool != Some(pool.as_str()) {
                 return Err(state.deny(
                     entry,

@@ -130,14 +130,29 @@ pub struct ServeArgs {
     /// Address of the machine config server (TLS): /config/<pool>.
     #[arg(long, default_value = "0.0.0.0:22623", value_name = "ADDR")]
     pub mcs: std::net::SocketAddr,
-    /// How the machine config server tells machines apart: by each machine's token, or not at
-    /// all (every machine of a pool gets the pool's config; for pointer files copied elsewhere).
-    #[arg(long, value_parser = ["token", "none"], default_value = "token")]
-    pub mcs_auth: String,
+    /// How the machine config server tells machines apart: by each machine's token; by the
+    /// client's address (source-ip: the inventory IP, read from the PROXY protocol header of
+    /// the load balancers given with --proxy-from); or not at all (none: every machine of a
+    /// pool gets the pool's config, for pointer files copied elsewhere).
+    #[arg(long, value_enum, default_value_t = McsAuthArg::Token)]
+    pub mcs_auth: McsAuthArg,
+    /// A load balancer (e.g. HAProxy with send-proxy-v2) that puts a PROXY protocol v1 or v2
+    /// header in front of its machine config server connections. Repeat for several. Its
+    /// header is then required; nobody else's is read.
+    #[arg(long, value_name = "IP")]
+    pub proxy_from: Vec<std::net::IpAddr>,
     /// Also serve an unchanged matchbox data directory (profiles/, groups/, ignition/,
     /// generic/, assets/), for machines the inventory does not name.
     #[arg(long, value_name = "MATCHBOX_DIR")]
     pub data_path: Option<PathBuf>,
+}
+
+/// `serve --mcs-auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum McsAuthArg {
+    Token,
+    SourceIp,
+    None,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use kindling_server::{McsAuth, ServeOptions};
 
-use crate::cli::ServeArgs;
+use crate::cli::{McsAuthArg, ServeArgs};
 use crate::exit::Failure;
 
 pub fn run(args: &ServeArgs) -> Result<(), Failure> {
@@ -14,11 +14,12 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         data_path: args.data_path.clone(),
         http: args.http,
         mcs: args.mcs,
-        mcs_auth: if args.mcs_auth == "none" {
-            McsAuth::None
-        } else {
-            McsAuth::Token
+        mcs_auth: match args.mcs_auth {
+            McsAuthArg::Token => McsAuth::Token,
+            McsAuthArg::SourceIp => McsAuth::SourceIp,
+            McsAuthArg::None => McsAuth::None,
         },
+        proxy_from: args.proxy_from.clone(),
         binary: std::env::current_exe()
             .context("finding the kindling binary to serve at /assets/kindling")?,
     };
