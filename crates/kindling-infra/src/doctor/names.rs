@@ -52,6 +52,12 @@ fn check_resolver(req: &Request, server: SocketAddr) -> Vec<Finding> {
     let mut out = Vec::new();
     // One question first: if the server does not answer at all, say that once instead of once
     // per name.
+    let base_domain = req
+        .description
+        .install_config
+        .base_domain
+        .to_ascii_lowercase();
+    let mut zone_failed = false;
     let forward_zone = match ask(req, server, &domain, RecordType::Soa) {
         Err(e) => {
             return vec![
@@ -67,13 +73,41 @@ fn check_resolver(req: &Request, server: SocketAddr) -> Vec<Finding> {
         }
         Ok(r) if matches!(r.rcode, Rcode::ServFail | Rcode::Refused) => {
             out.push(zone_not_served(req, server, &domain, r.rcode, "forward"));
+            zone_failed = true;
             None
         }
-        Ok(r) => r.zone_soa(),
+        // Only a zone between the cluster domain and the base domain is the cluster's: an
+        // answer from the root or a TLD means the server has no zone for the cluster at all.
+        Ok(r) => match r.zone_soa() {
+            Some((zone, mname))
+                if zone == domain
+                    || (domain.ends_with(&format!(".{zone}"))
+                        && (zone == base_domain || zone.ends_with(&format!(".{base_domain}")))) =>
+            {
+                Some((zone, mname))
+            }
+            other => {
+                out.push(
+                    finding(
+                        Severity::Error,
+                        "dns.zone",
+                        &domain,
+                        format!(
+                            "{server} has no zone for {domain} or {base_domain} ({}{})",
+                            r.rcode,
+                            other.map(|(z, _)| format!(", answered from the zone '{z}'")).unwrap_or_default()
+                        ),
+                    )
+                    .why("api, api-int, *.apps and every machine name live in this zone")
+                    .fix(format!("add a zone for {domain} (or {base_domain}) to the DNS server; 'kindling create infra' writes one")),
+                );
+                None
+            }
+        },
     };
 
     let names = forward_names(req);
-    if forward_zone.is_some() {
+    if !zone_failed {
         let answers = parallel_map(&names, PARALLEL, |(name, ip, _)| {
             ask(req, server, name, address_type(*ip))
         });
@@ -109,19 +143,19 @@ fn forward_names(req: &Request) -> Vec<(String, IpAddr, String)> {
         (
             d.api_host(),
             lb.api_vip,
-            "the API VIP (loadBalancer.apiVIP)".to_string(),
+            "the API VIP, loadBalancer.apiVIP".to_string(),
         ),
         (
             d.api_int_host(),
             lb.api_int_vip,
-            "the api-int VIP (loadBalancer.apiIntVIP)".to_string(),
+            "the api-int VIP, loadBalancer.apiIntVIP".to_string(),
         ),
     ];
     for m in &d.inventory.machines {
         names.push((
             d.fqdn(m),
             m.ip,
-            format!("{}'s address (machines[].ip)", m.name),
+            format!("{}'s address, machines[].ip", m.name),
         ));
     }
     names
