@@ -319,6 +319,7 @@ pub fn lint(req: &Request, zones: &[ZoneFile], base: &Path) -> Vec<Finding> {
                                 r,
                                 format!("{} points at {got}{role}, not {ip} ({what})", r.owner),
                             )
+                            .why("machines and clients would reach the wrong service at this name")
                             .fix(format!(
                                 "change it to '{}. IN {} {ip}', raise the serial and reload",
                                 r.owner, r.rtype
