@@ -494,11 +494,17 @@ fn http_stub(body: &'static str) -> u16 {
 #[test]
 fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
     let lab = Lab::new();
+    // The machine config server by name, as machines reach it: api-int resolves (through the
+    // lab's named) to the api-int VIP, where kindling serve's MCS listens.
+    let named = Named::start(&lab);
     let (http, mcs) = (free_port(), free_port());
+    let mcs_addr = format!("{}:{mcs}", lab.ip(9));
     let inventory = lab.path().join("inventory.yaml");
     let edited = std::fs::read_to_string(&inventory).unwrap().replace(
         &format!("  serverURL: http://{}:8080\n", lab.ip(2)),
-        &format!("  serverURL: http://127.0.0.1:{http}\n  mcsURL: https://127.0.0.1:{mcs}\n"),
+        &format!(
+            "  serverURL: http://127.0.0.1:{http}\n  mcsURL: https://api-int.lab.example.test:{mcs}\n"
+        ),
     );
     std::fs::write(&inventory, edited).unwrap();
     kindling(&[
@@ -513,12 +519,7 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
     let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
         .args(["serve", "--dir"])
         .arg(lab.path())
-        .args([
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--mcs",
-            &format!("127.0.0.1:{mcs}"),
-        ])
+        .args(["--http", &format!("127.0.0.1:{http}"), "--mcs", &mcs_addr])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -526,8 +527,7 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
         .unwrap();
     let serve = Daemon { child, log };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", mcs)).is_err()
-        || TcpStream::connect(("127.0.0.1", http)).is_err()
+    while TcpStream::connect(&mcs_addr).is_err() || TcpStream::connect(("127.0.0.1", http)).is_err()
     {
         assert!(
             Instant::now() < deadline,
@@ -537,7 +537,13 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let (code, findings, out) = lab.doctor(&["--area", "provisioning,certificates"]);
+    let resolver = named.resolver();
+    let (code, findings, out) = lab.doctor(&[
+        "--resolver",
+        &resolver,
+        "--area",
+        "provisioning,certificates",
+    ]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         with(&findings, "ok", Some("provisioning.boot-script")).len(),
@@ -573,12 +579,12 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
         lab.path().join("tls/root-ca.crt"),
     )
     .unwrap();
-    let (code, findings, _) = lab.doctor(&["--area", "provisioning"]);
+    let (code, findings, _) = lab.doctor(&["--resolver", &resolver, "--area", "provisioning"]);
     assert_eq!(code, 4);
     let f = error(
         &findings,
         "provisioning.mcs-tls",
-        &format!("https://127.0.0.1:{mcs}"),
+        &format!("https://api-int.lab.example.test:{mcs}"),
     );
     assert!(
         text(f, "what").contains("the machines will reject"),
