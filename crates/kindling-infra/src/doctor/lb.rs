@@ -114,22 +114,44 @@ pub fn check(req: &Request) -> Vec<Finding> {
                 ));
             }
             Err(e) => {
-                let config_says = config
+                let (config_says, fix) = match config
                     .as_ref()
-                    .map(|c| c.explain(f.vip, f.port))
-                    .unwrap_or_default();
+                    .map(|c| (c, c.explain(f.vip, f.port)))
+                {
+                    Some((c, (clause, Some(frontend)))) => (
+                        clause,
+                        format!(
+                            "start or reload haproxy with {} (its frontend '{frontend}' binds {subject}), and configure {} on the load balancer's host",
+                            c.path, f.vip
+                        ),
+                    ),
+                    Some((_, (clause, None))) => (
+                        clause,
+                        format!(
+                            "add a frontend binding {subject} (mode tcp) for {}, or run 'kindling create infra' to write one",
+                            f.what
+                        ),
+                    ),
+                    None => (
+                        String::new(),
+                        format!(
+                            "add a TCP frontend binding {subject} (mode tcp) to the load balancer, with the backends for {}, and make sure the VIP is configured on its host",
+                            f.what
+                        ),
+                    ),
+                };
                 out.push(
                     finding(
                         Severity::Error,
                         "lb.frontend",
                         subject.clone(),
-                        format!("no frontend for {} answers at {subject}: {e}{config_says}", f.what),
+                        format!(
+                            "no frontend for {} answers at {subject}: {e}{config_says}",
+                            f.what
+                        ),
                     )
                     .why(f.why)
-                    .fix(format!(
-                        "add a TCP frontend binding {subject} (mode tcp) to the load balancer, with the backends for {}, and make sure the VIP is configured on its host",
-                        f.what
-                    )),
+                    .fix(fix),
                 );
             }
         }
@@ -265,18 +287,25 @@ impl HaproxyConfig {
         })
     }
 
-    /// What the config says about `vip:port`, as a clause to append to a finding.
-    fn explain(&self, vip: IpAddr, port: u16) -> String {
+    /// What the config says about `vip:port`: a clause to append to a finding, and the name of
+    /// the frontend that binds it, if one does.
+    fn explain(&self, vip: IpAddr, port: u16) -> (String, Option<String>) {
         match self
             .binds
             .iter()
             .find(|(_, ip, p)| *p == port && ip.is_none_or(|ip| ip == vip))
         {
-            Some((name, _, _)) => format!(
-                " ({} has frontend '{name}' for it: is haproxy running with this file, and is {vip} configured on its host?)",
-                self.path
+            Some((name, _, _)) => (
+                format!(
+                    " ({} has frontend '{name}' for it: is haproxy running with this file, and is {vip} configured on its host?)",
+                    self.path
+                ),
+                Some(name.clone()),
             ),
-            None => format!(" ({} has no frontend binding {vip}:{port})", self.path),
+            None => (
+                format!(" ({} has no frontend binding {vip}:{port})", self.path),
+                None,
+            ),
         }
     }
 }

@@ -222,9 +222,12 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ZoneFile>, String> {
     files.sort();
     let mut texts = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        texts.push((path, text));
+        let bytes = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        // named keeps its own binary files (journals, managed keys) next to the zones when
+        // this is its `directory`: they are not ours to lint.
+        if let Ok(text) = String::from_utf8(bytes) {
+            texts.push((path, text));
+        }
     }
     let mut origins = BTreeMap::new();
     for (_, text) in &texts {
