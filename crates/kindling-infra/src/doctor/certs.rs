@@ -190,3 +190,113 @@ fn read(path: &Path, rel: String) -> Result<Cert, String> {
         not_after: cert.validity().not_after.to_datetime(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use kindling_config::{ClusterDescription, Source};
+    use kindling_pki::{Ca, KeyAlgorithm, LeafSpec};
+
+    use super::*;
+    use crate::doctor::{Request, Timeouts};
+
+    fn request(dir: &Path, now: OffsetDateTime) -> Request {
+        let fixture = |name: &str| {
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../tests/fixtures/doctor")
+                    .join(name),
+            )
+            .unwrap()
+            .replace("@NET@", "127.0.9")
+        };
+        let (ic, inv) = (fixture("install-config.yaml"), fixture("inventory.yaml"));
+        let description = ClusterDescription::parse(
+            Source {
+                name: "install-config.yaml",
+                text: &ic,
+            },
+            Source {
+                name: "inventory.yaml",
+                text: &inv,
+            },
+        )
+        .unwrap()
+        .description;
+        Request {
+            dir: dir.to_path_buf(),
+            description,
+            resolvers: Vec::new(),
+            areas: Vec::new(),
+            now,
+            bootstrap_window: Duration::hours(24),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn write(dir: &Path, rel: &str, pem: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, pem).unwrap();
+    }
+
+    #[test]
+    fn ca_lifetimes_and_the_bootstrap_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let alg = KeyAlgorithm::EcdsaP256;
+        let long = Ca::generate("long", alg, now, Duration::days(3650)).unwrap();
+        let short = Ca::generate("short", alg, now, Duration::days(100)).unwrap();
+        write(dir.path(), "tls/root-ca.crt", &long.cert_pem);
+        write(dir.path(), "tls/etcd-ca.crt", &short.cert_pem);
+        let spec = LeafSpec::client("x", &[]);
+        let leaf = |hours| {
+            long.issue(&spec, alg, now, Duration::hours(hours))
+                .unwrap()
+                .cert_pem
+        };
+        write(dir.path(), "tls/bootstrap/admin.crt", &leaf(48));
+        write(dir.path(), "tls/etcd/bootstrap-peer.crt", &leaf(12));
+        write(dir.path(), "tls/apiserver.crt", &leaf(24 * 365));
+        write(dir.path(), "tls/broken.crt", "not a certificate");
+
+        let found = check(&request(dir.path(), now));
+        let about = |path: &str| -> Vec<(Severity, &'static str)> {
+            found
+                .iter()
+                .filter(|f| f.subject == path)
+                .map(|f| (f.severity, f.check))
+                .collect()
+        };
+        assert_eq!(about("tls/etcd-ca.crt"), [(Severity::Warning, "certs.ca")]);
+        assert_eq!(
+            about("tls/etcd/bootstrap-peer.crt"),
+            [(Severity::Error, "certs.bootstrap")]
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.subject == "tls/etcd/bootstrap-peer.crt"
+                    && f.what.starts_with("the bootstrap certificate expires"))
+        );
+        assert_eq!(about("tls/broken.crt"), [(Severity::Error, "certs.read")]);
+        assert!(about("tls/bootstrap/admin.crt").is_empty(), "{found:#?}");
+        let ok: Vec<_> = found
+            .iter()
+            .filter(|f| f.severity == Severity::Ok)
+            .collect();
+        assert!(
+            ok.iter()
+                .any(|f| f.what.starts_with("2 certificates are valid")),
+            "{ok:#?}"
+        );
+        assert!(ok.iter().any(|f| f.what.starts_with("1 CAs")), "{ok:#?}");
+
+        // A day later the 48 h bootstrap certificate no longer covers the window.
+        let later = check(&request(dir.path(), now + Duration::hours(25)));
+        assert!(
+            later
+                .iter()
+                .any(|f| f.subject == "tls/bootstrap/admin.crt" && f.severity == Severity::Error)
+        );
+    }
+}

@@ -244,6 +244,9 @@ pub const CHECKS: &[Check] = &[
 pub struct Report {
     /// Grouped by area, worst first within an area.
     pub findings: Vec<Finding>,
+    /// How many findings are errors (doctor exits non-zero when there is one).
+    pub errors: usize,
+    pub warnings: usize,
 }
 
 impl Report {
@@ -297,7 +300,13 @@ pub fn run(request: &Request) -> Report {
     findings.extend(results.into_iter().flatten());
     // Stable: within an area, worst first, in the order the checks found them.
     findings.sort_by_key(|f| (f.area, f.severity));
-    Report { findings }
+    let count = |s| findings.iter().filter(|f| f.severity == s).count();
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+    Report {
+        findings,
+        errors,
+        warnings,
+    }
 }
 
 /// Runs `f` over `items` on up to `max_threads` threads, keeping the order of `items`.

@@ -516,7 +516,12 @@ fn check_zone_servers(
     reverse_parents: &[String],
 ) -> Vec<Finding> {
     let Some((fzone, fmname)) = forward_zone else {
-        return Vec::new();
+        return vec![finding(
+            Severity::Info,
+            "dns.zone",
+            &req.description.cluster_domain(),
+            "skipped: the reverse zones' SOA and NS cannot be compared with a forward zone that is not served".into(),
+        )];
     };
     let mut out = Vec::new();
     let forward_ns: BTreeSet<String> = match ask(req, server, fzone, RecordType::Ns) {
