@@ -661,6 +661,13 @@ fn human_output_groups_by_area_and_an_invalid_description_exits_3() {
     assert!(out.contains("Certificates\n  info"), "{out}");
     assert!(out.contains("[certs.skipped]"), "{out}");
 
+    let help = kindling(&["--help"]);
+    assert!(
+        help.stdout().contains("4  doctor found errors"),
+        "{}",
+        help.stdout()
+    );
+
     std::fs::write(lab.path().join("inventory.yaml"), "apiVersion: nope\n").unwrap();
     kindling(&["doctor", "--dir", lab.path().to_str().unwrap()]).expect(3);
 }

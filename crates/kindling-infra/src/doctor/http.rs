@@ -235,7 +235,24 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever a server sends back, reading it never panics.
+        #[test]
+        fn any_answer_is_read_without_panicking(
+            head in "HTTP/1\\.[01] [0-9]{1,4} [ -~]{0,10}\r\n(Transfer-Encoding: chunked\r\n)?\r\n",
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut raw = head.into_bytes();
+            raw.extend_from_slice(&body);
+            let _ = parse(&raw);
+            let _ = dechunk(&body);
+            let _ = parse(&body);
+        }
+    }
 
     #[test]
     fn plain_and_chunked_bodies() {
