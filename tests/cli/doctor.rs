@@ -1,6 +1,7 @@
-//! `kindling doctor` against real daemons: BIND's `named` serving the cluster's zones on a
-//! loopback port, `haproxy` on loopback VIPs, and `kindling serve`. Each test breaks the setup
-//! the way the runbooks did and checks that doctor names that exact fault.
+//! `kindling doctor` against real daemons: BIND's `named` serving the zones `kindling create
+//! infra` writes, on a loopback port; `haproxy` with the `haproxy.cfg` it writes, on loopback
+//! VIPs; and `kindling serve`. Each test breaks the setup the way the runbooks did and checks
+//! that doctor names that exact fault.
 //!
 //! Every address is in 127/8 (all of it is local on Linux): each test picks its own 127.x.y.0/24,
 //! so tests running in parallel do not share VIPs.
@@ -33,10 +34,10 @@ fn fixture(name: &str, net: &str) -> String {
     std::fs::read_to_string(fixtures().join("doctor").join(name))
         .unwrap()
         .replace("@NET@", net)
-        .replace("@REV@", &reverse_zone(net))
 }
 
-/// An asset directory with the doctor cluster's description and zone files in `infra/named/`.
+/// An asset directory with the doctor cluster's description and what `kindling create infra`
+/// makes of it.
 struct Lab {
     dir: tempfile::TempDir,
     net: String,
@@ -50,16 +51,12 @@ impl Lab {
             std::fs::write(dir.path().join(f), fixture(f, &net)).unwrap();
         }
         let lab = Lab { dir, net };
-        std::fs::create_dir_all(lab.named_dir()).unwrap();
-        lab.write_zone(
-            "db.lab.example.test",
-            &fixture("db.lab.example.test", &lab.net),
-        );
-        lab.write_zone(
-            &format!("db.{}", reverse_zone(&lab.net)),
-            &fixture("db.reverse", &lab.net),
-        );
+        lab.create_infra();
         lab
+    }
+
+    fn create_infra(&self) {
+        kindling(&["create", "infra", "--dir", self.path().to_str().unwrap()]).expect(0);
     }
 
     fn path(&self) -> &Path {
@@ -75,26 +72,15 @@ impl Lab {
     }
 
     fn forward_zone_file(&self) -> PathBuf {
-        self.named_dir().join("db.lab.example.test")
+        self.named_dir().join("lab.example.test.zone")
     }
 
     fn reverse_zone_file(&self) -> PathBuf {
         self.named_dir()
-            .join(format!("db.{}", reverse_zone(&self.net)))
+            .join(format!("{}.zone", reverse_zone(&self.net)))
     }
 
-    fn write_zone(&self, name: &str, text: &str) {
-        std::fs::write(self.named_dir().join(name), text).unwrap();
-    }
-
-    /// Replaces `from` by `to` in a zone file; the text must be there.
-    fn edit(&self, file: &Path, from: &str, to: &str) {
-        let text = std::fs::read_to_string(file).unwrap();
-        assert!(text.contains(from), "{} has no '{from}'", file.display());
-        std::fs::write(file, text.replacen(from, to, 1)).unwrap();
-    }
-
-    /// Runs `kindling doctor --json` with extra arguments: (exit code, findings).
+    /// Runs `kindling doctor --json` with extra arguments: (exit code, findings, stdout).
     fn doctor(&self, args: &[&str]) -> (i32, Vec<Value>, String) {
         let mut all = vec!["doctor", "--json", "--dir", self.path().to_str().unwrap()];
         all.extend_from_slice(args);
@@ -110,6 +96,54 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout(), run.stderr()));
         let findings = report["findings"].as_array().unwrap().clone();
         (run.code(), findings, run.stdout())
+    }
+}
+
+/// A zone file as text, edited by record owner (its first word), as a user would by hand.
+struct ZoneEdit {
+    path: PathBuf,
+    original: String,
+}
+
+impl ZoneEdit {
+    fn open(path: PathBuf) -> ZoneEdit {
+        let original = std::fs::read_to_string(&path).unwrap();
+        ZoneEdit { path, original }
+    }
+
+    /// The 1-based line of the first record owned by `owner`.
+    fn line_of(&self, owner: &str) -> usize {
+        self.original
+            .lines()
+            .position(|l| l.split_whitespace().next() == Some(owner))
+            .unwrap_or_else(|| panic!("{} has no record for {owner}", self.path.display()))
+            + 1
+    }
+
+    /// Writes the zone with the records of `owner` changed by `f` (`None` deletes them).
+    fn write_with(&self, owner: &str, f: impl Fn(&str) -> Option<String>) {
+        let _ = self.line_of(owner);
+        let mut out = String::new();
+        for line in self.original.lines() {
+            let edited = if line.split_whitespace().next() == Some(owner) {
+                f(line)
+            } else {
+                Some(line.to_string())
+            };
+            if let Some(l) = edited {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+        std::fs::write(&self.path, out).unwrap();
+    }
+
+    fn write_text(&self, text: String) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+
+    fn restore(&self) {
+        std::fs::write(&self.path, &self.original).unwrap();
     }
 }
 
@@ -157,7 +191,8 @@ impl Drop for Daemon {
     }
 }
 
-/// A real `named` serving the lab's zone files on 127.0.0.1:`port`, as the test user, with
+/// A real `named` serving the lab's `infra/named/` on 127.0.0.1:`port`, as a name server
+/// would (its `named.conf` included, the zone files in its directory), as the test user, with
 /// everything it writes in a temp directory.
 struct Named {
     _daemon: Daemon,
@@ -170,19 +205,11 @@ impl Named {
         let port = free_port();
         let run = tempfile::tempdir().unwrap();
         let r = run.path().display();
-        let zones = [
-            ("lab.example.test".to_string(), lab.forward_zone_file()),
-            (reverse_zone(&lab.net), lab.reverse_zone_file()),
-        ];
-        let mut conf = format!(
-            "options {{\n  directory \"{r}\";\n  pid-file \"{r}/named.pid\";\n  session-keyfile \"{r}/session.key\";\n  managed-keys-directory \"{r}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\n"
+        let zones = lab.named_dir();
+        let conf = format!(
+            "options {{\n  directory \"{zones}\";\n  pid-file \"{r}/named.pid\";\n  session-keyfile \"{r}/session.key\";\n  managed-keys-directory \"{r}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\ninclude \"{zones}/named.conf\";\n",
+            zones = zones.display()
         );
-        for (zone, file) in &zones {
-            conf.push_str(&format!(
-                "zone \"{zone}\" {{ type primary; file \"{}\"; }};\n",
-                file.display()
-            ));
-        }
         let conf_path = run.path().join("named.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = run.path().join("named.log");
@@ -225,6 +252,15 @@ fn dns_as_the_runbook_left_it_broken_one_fault_at_a_time() {
         let named = Named::start(lab);
         lab.doctor(&["--resolver", &named.resolver(), "--area", "dns"])
     };
+    let forward = ZoneEdit::open(lab.forward_zone_file());
+    let reverse = ZoneEdit::open(lab.reverse_zone_file());
+    let at = |zone: &ZoneEdit, owner: &str| {
+        format!(
+            "infra/named/{}:{}",
+            zone.path.file_name().unwrap().to_string_lossy(),
+            zone.line_of(owner)
+        )
+    };
 
     // named keeps binary files next to the zones when infra/named is its directory; the lint
     // skips them.
@@ -234,22 +270,19 @@ fn dns_as_the_runbook_left_it_broken_one_fault_at_a_time() {
     )
     .unwrap();
 
-    // The zones as they should be: no error, no warning.
+    // The zones `kindling create infra` wrote: no error, no warning.
     let (code, findings, out) = dns(&lab);
     assert_eq!(code, 0, "{out}");
     assert!(with(&findings, "warning", None).is_empty(), "{out}");
     assert_eq!(with(&findings, "ok", Some("dns.forward")).len(), 1, "{out}");
     assert_eq!(with(&findings, "ok", Some("dns.apps-wildcard")).len(), 1);
     assert_eq!(with(&findings, "ok", Some("dns.reverse")).len(), 1);
+    assert_eq!(with(&findings, "ok", Some("dns.zone-file")).len(), 1);
     let zone_ok = with(&findings, "ok", Some("dns.zone"));
     assert_eq!(zone_ok[0]["subject"], reverse_zone(&lab.net));
 
     // api on the ingress VIP.
-    lab.edit(
-        &lab.forward_zone_file(),
-        &format!("api         IN A {}", lab.ip(10)),
-        &format!("api         IN A {}", lab.ip(11)),
-    );
+    forward.write_with("api", |l| Some(l.replace(&lab.ip(10), &lab.ip(11))));
     let (code, findings, _) = dns(&lab);
     assert_eq!(code, 4);
     let f = error(&findings, "dns.forward", "api.lab.example.test");
@@ -257,37 +290,21 @@ fn dns_as_the_runbook_left_it_broken_one_fault_at_a_time() {
         text(f, "what").contains(&format!("{} (the ingress VIP)", lab.ip(11))),
         "{f:#}"
     );
-    let f = error(
-        &findings,
-        "dns.zone-file",
-        "infra/named/db.lab.example.test:12",
-    );
+    let f = error(&findings, "dns.zone-file", &at(&forward, "api"));
     assert!(text(f, "what").contains("the ingress VIP"), "{f:#}");
-    lab.edit(
-        &lab.forward_zone_file(),
-        &format!("api         IN A {}", lab.ip(11)),
-        &format!("api         IN A {}", lab.ip(10)),
-    );
+    forward.restore();
 
     // *.app instead of *.apps.
-    lab.edit(&lab.forward_zone_file(), "*.apps ", "*.app  ");
+    forward.write_with("*.apps", |l| Some(l.replacen("*.apps", "*.app", 1)));
     let (code, findings, _) = dns(&lab);
     assert_eq!(code, 4);
     let f = error(&findings, "dns.apps-wildcard", "*.apps.lab.example.test");
     assert!(text(f, "what").contains("'*.app', not '*.apps'"), "{f:#}");
-    error(
-        &findings,
-        "dns.zone-file",
-        "infra/named/db.lab.example.test:14",
-    );
-    lab.edit(&lab.forward_zone_file(), "*.app  ", "*.apps ");
+    error(&findings, "dns.zone-file", &at(&forward, "*.apps"));
+    forward.restore();
 
     // worker0's PTR missing.
-    lab.edit(
-        &lab.reverse_zone_file(),
-        "120 IN PTR worker0.lab.example.test.\n",
-        "",
-    );
+    reverse.write_with("120", |_| None);
     let (code, findings, _) = dns(&lab);
     assert_eq!(code, 4);
     let f = error(
@@ -298,19 +315,14 @@ fn dns_as_the_runbook_left_it_broken_one_fault_at_a_time() {
     assert!(text(f, "what").contains("no PTR record"), "{f:#}");
     assert!(text(f, "what").contains("localhost"), "{f:#}");
     assert_eq!(with(&findings, "error", None).len(), 1, "{findings:#?}");
-    lab.edit(
-        &lab.reverse_zone_file(),
-        "112 IN PTR master2.lab.example.test.\n",
-        "112 IN PTR master2.lab.example.test.\n120 IN PTR worker0.lab.example.test.\n",
-    );
+    reverse.restore();
 
     // The reverse zone copied from another domain: its SOA and NS name another server.
-    let reverse = std::fs::read_to_string(lab.reverse_zone_file()).unwrap();
-    std::fs::write(
-        lab.reverse_zone_file(),
-        reverse.replace("ns1.lab.example.test.", "ns1.example.com."),
-    )
-    .unwrap();
+    reverse.write_text(
+        reverse
+            .original
+            .replace("ns1.lab.example.test.", "ns1.example.com."),
+    );
     let (code, findings, _) = dns(&lab);
     assert_eq!(code, 4);
     let f = error(&findings, "dns.zone", &reverse_zone(&lab.net));
@@ -319,22 +331,24 @@ fn dns_as_the_runbook_left_it_broken_one_fault_at_a_time() {
     assert!(what.contains("NS ns1.example.com"), "{what}");
     assert!(what.contains("served by ns1.lab.example.test"), "{what}");
     assert!(what.contains("do not resolve: ns1.example.com"), "{what}");
-    std::fs::write(lab.reverse_zone_file(), &reverse).unwrap();
+    reverse.restore();
 
     // The name server's A record missing: BIND refuses the whole forward zone.
-    lab.edit(
-        &lab.forward_zone_file(),
-        &format!("ns1         IN A {}\n", lab.ip(2)),
-        "",
-    );
+    forward.write_with("ns1", |_| None);
     let (code, findings, out) = dns(&lab);
     assert_eq!(code, 4);
     let f = error(&findings, "dns.zone", "lab.example.test");
     assert!(text(f, "what").contains("no loaded zone"), "{f:#}");
+    let ns_line = forward
+        .original
+        .lines()
+        .position(|l| l.contains(" NS "))
+        .unwrap()
+        + 1;
     let f = error(
         &findings,
         "dns.zone-file",
-        "infra/named/db.lab.example.test:10",
+        &format!("infra/named/lab.example.test.zone:{ns_line}"),
     );
     assert!(
         text(f, "what").contains(
@@ -347,6 +361,7 @@ fn dns_as_the_runbook_left_it_broken_one_fault_at_a_time() {
         with(&findings, "error", Some("dns.forward")).is_empty(),
         "{out}"
     );
+    forward.restore();
 }
 
 #[test]
@@ -367,18 +382,7 @@ fn a_dns_server_that_does_not_answer_is_one_finding_and_doctor_ends_quickly() {
     assert_eq!(with(&findings, "error", Some("dns.resolver")).len(), 1);
 }
 
-/// A TCP listener that accepts and drops connections: the load balancer's backends.
-fn stub_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            drop(stream);
-        }
-    });
-    addr
-}
-
+/// `haproxy` with `config` as `infra/haproxy.cfg`, where doctor reads it too.
 fn start_haproxy(lab: &Lab, config: &str) -> Daemon {
     let path = lab.path().join("infra/haproxy.cfg");
     std::fs::write(&path, config).unwrap();
@@ -406,11 +410,43 @@ fn start_haproxy(lab: &Lab, config: &str) -> Daemon {
     daemon
 }
 
+/// The lab's generated haproxy.cfg, made runnable beside other tests: its statistics page on
+/// a free port, and a connection limit that fits a container's file limit.
+fn generated_haproxy_cfg(lab: &Lab) -> String {
+    let cfg = std::fs::read_to_string(lab.path().join("infra/haproxy.cfg")).unwrap();
+    let stats = cfg
+        .lines()
+        .find(|l| l.trim_start().starts_with("bind 127.0.0.1:"))
+        .expect("a statistics listener on 127.0.0.1")
+        .trim()
+        .to_string();
+    let maxconn = cfg
+        .lines()
+        .find(|l| l.trim_start().starts_with("maxconn "))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
+    let mut cfg = cfg.replacen(&stats, &format!("bind 127.0.0.1:{}", free_port()), 1);
+    if !maxconn.is_empty() {
+        cfg = cfg.replacen(&maxconn, "maxconn 256", 1);
+    }
+    cfg
+}
+
+/// `cfg` without the section that starts with `header` (up to the next blank line).
+fn without_section(cfg: &str, header: &str) -> String {
+    let start = cfg
+        .find(header)
+        .unwrap_or_else(|| panic!("no '{header}' in:\n{cfg}"));
+    let end = cfg[start..]
+        .find("\n\n")
+        .map_or(cfg.len(), |i| start + i + 2);
+    format!("{}{}", &cfg[..start], &cfg[end..])
+}
+
 #[test]
 fn the_load_balancer_frontends_and_the_machine_config_server_exposure() {
     let lab = Lab::new();
-    let backend = stub_backend().to_string();
-    let config = fixture("haproxy.cfg", &lab.net).replace("@BACKEND@", &backend);
+    let config = generated_haproxy_cfg(&lab);
 
     {
         let _haproxy = start_haproxy(&lab, &config);
@@ -426,8 +462,8 @@ fn the_load_balancer_frontends_and_the_machine_config_server_exposure() {
         let readyz = with(&findings, "info", Some("lb.readyz"));
         assert!(text(readyz[0], "what").contains("skipped"), "{out}");
 
-        // With the cluster's CA, a 6443 frontend whose backends drop the connection is an API
-        // that is not up yet: a note before the install, not an error.
+        // With the cluster's CA, a 6443 frontend whose backends (the masters) are not up is an
+        // API that is not up yet: a note before the install, not an error.
         kindling(&["create", "manifests", "--dir", lab.path().to_str().unwrap()]).expect(0);
         let (code, findings, out) = lab.doctor(&["--area", "load-balancer"]);
         assert_eq!(code, 0, "{out}");
@@ -439,14 +475,7 @@ fn the_load_balancer_frontends_and_the_machine_config_server_exposure() {
     }
 
     // The machine config server's frontend missing.
-    let without_mcs = config.replace(
-        &format!(
-            "frontend machine-config-server\n    bind {}:22623\n    default_backend masters-mcs\n",
-            lab.ip(9)
-        ),
-        "",
-    );
-    assert_ne!(without_mcs, config);
+    let without_mcs = without_section(&config, "frontend machine-config\n");
     {
         let _haproxy = start_haproxy(&lab, &without_mcs);
         let (code, findings, _) = lab.doctor(&["--area", "load-balancer"]);
@@ -459,13 +488,11 @@ fn the_load_balancer_frontends_and_the_machine_config_server_exposure() {
     }
 
     // 22623 also bound on the external API VIP.
+    let mcs_bind = format!("    bind {}:22623\n", lab.ip(9));
+    assert!(config.contains(&mcs_bind), "{config}");
     let exposed = config.replace(
-        &format!("    bind {}:22623\n", lab.ip(9)),
-        &format!(
-            "    bind {}:22623\n    bind {}:22623\n",
-            lab.ip(9),
-            lab.ip(10)
-        ),
+        &mcs_bind,
+        &format!("{mcs_bind}    bind {}:22623\n", lab.ip(10)),
     );
     {
         let _haproxy = start_haproxy(&lab, &exposed);
