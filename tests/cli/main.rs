@@ -1,6 +1,7 @@
 //! Tests that run the real `kindling` binary, as a user would.
 
 mod create;
+mod doctor;
 mod ignition_configs;
 mod ignition_runner;
 mod infra;

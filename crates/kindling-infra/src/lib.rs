@@ -10,6 +10,9 @@
 //! - `boot.ipxe`: the first iPXE script, for sites that serve it from elsewhere ([`ipxe`]);
 //! - `README.md`: which file goes on which host, and the ports to open ([`readme`]).
 //!
+//! [`doctor`] checks the running environment (DNS, load balancer, provisioning server,
+//! certificates) against the description.
+//!
 //! Every renderer is a pure function of the description (and the [`Phase`], and the previous
 //! zone serial). [`asset`] makes them assets of kindling's asset engine, so user edits are kept
 //! and writes are atomic; [`create`] runs them.
@@ -17,6 +20,7 @@
 pub mod asset;
 pub mod dhcp;
 pub mod dns;
+pub mod doctor;
 pub mod haproxy;
 pub mod ipxe;
 pub mod readme;

@@ -10,6 +10,8 @@ pub enum Code {
     Usage = 2,
     /// The cluster description is invalid; nothing was written.
     InvalidDescription = 3,
+    /// `doctor` found at least one error in the environment.
+    DoctorFoundErrors = 4,
 }
 
 /// A command that failed: the exit code, and the error to print if it was not printed already.

@@ -38,6 +38,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Create(CreateCommand::Infra(args)) => cli::create::infra(&args),
         Command::Demo(args) => cli::demo::run(&args),
         Command::Serve(args) => cli::serve::run(&args),
+        Command::Doctor(args) => cli::doctor::run(&args),
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

@@ -3,6 +3,7 @@
 
 pub mod create;
 pub mod demo;
+pub mod doctor;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ Exit codes:
   1  internal error (a file could not be read or written, or a bug)
   2  usage error (unknown command or flag)
   3  the cluster description is invalid (as openshift-install); nothing was written
-  4  infrastructure check failed (reserved)
+  4  doctor found errors in the environment (DNS, load balancer, provisioning, certificates)
   5  bootstrap failed (reserved)
   6  install failed (reserved)";
 
@@ -48,6 +49,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve network boot (matchbox's HTTP API) and the machine config server (TLS).
     Serve(ServeArgs),
+    /// Check DNS, the load balancer, the provisioning server and the certificates against the
+    /// description, before anything boots.
+    Doctor(DoctorArgs),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -153,6 +157,26 @@ pub enum McsAuthArg {
     Token,
     SourceIp,
     None,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// DNS server to ask, as IP or IP:PORT (repeat for several). Default: the inventory's
+    /// network.dnsServers on port 53, which is what the machines will ask.
+    #[arg(long = "resolver", value_name = "IP:PORT")]
+    pub resolvers: Vec<String>,
+    /// Check only these areas (repeat, or separate with commas). Default: all.
+    #[arg(long = "area", value_name = "AREA", value_delimiter = ',',
+          value_parser = ["dns", "load-balancer", "provisioning", "certificates"])]
+    pub areas: Vec<String>,
+    /// Print the findings as JSON on stdout, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// Bootstrap certificates must be valid at least this many hours from now.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub bootstrap_window_hours: u32,
 }
 
 #[derive(Debug, Args)]

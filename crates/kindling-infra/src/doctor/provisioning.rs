@@ -1,0 +1,293 @@
+//! The provisioning server as a booting machine meets it: `<serverURL>/boot.ipxe` is an iPXE
+//! script, and the machine config server presents a certificate that chains to the cluster's
+//! root CA and names the host in mcsURL.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::dns::{self, RecordType};
+use super::http::{self, HttpError, Target};
+use super::{Area, Finding, Request, Severity};
+
+fn finding(severity: Severity, check: &'static str, subject: &str, what: String) -> Finding {
+    Finding::new(severity, Area::Provisioning, check, subject, what)
+}
+
+/// Runs the provisioning checks.
+pub fn check(req: &Request) -> Vec<Finding> {
+    let (boot, mcs) = std::thread::scope(|s| {
+        let boot = s.spawn(|| boot_script(req));
+        let mcs = mcs(req);
+        (boot.join(), mcs)
+    });
+    let mut out = vec![boot.unwrap_or_else(|_| {
+        finding(
+            Severity::Error,
+            "doctor.bug",
+            "boot.ipxe",
+            "this check crashed (a kindling bug)".into(),
+        )
+    })];
+    out.push(mcs);
+    out
+}
+
+/// An http(s) URL taken apart.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Url {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    /// The path, without a trailing slash, possibly empty.
+    pub path: String,
+}
+
+/// Parses an absolute http(s) URL (validation already accepted it).
+pub fn parse_url(url: &str) -> Option<Url> {
+    let (scheme, rest) = url.split_once("://")?;
+    let https = match scheme.to_ascii_lowercase().as_str() {
+        "http" => false,
+        "https" => true,
+        _ => return None,
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None if https => 443,
+        None => 80,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    Some(Url {
+        https,
+        host: host.to_ascii_lowercase(),
+        port,
+        path: path.trim_end_matches('/').to_string(),
+    })
+}
+
+/// The address of a URL's host: an IP literal as it is, a name through the first resolver (the
+/// machines' DNS), so doctor connects where a machine would.
+fn resolve(req: &Request, host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let Some(server) = req.resolvers.first() else {
+        return Err(format!(
+            "{host} is a name and there is no DNS server to resolve it"
+        ));
+    };
+    let mut why = Vec::new();
+    for t in [RecordType::A, RecordType::Aaaa] {
+        match dns::query(*server, host, t, req.timeouts.dns) {
+            Ok(r) => {
+                let ip = r.answers.iter().find_map(|rec| match rec.data {
+                    dns::RData::A(a) => Some(IpAddr::V4(a)),
+                    dns::RData::Aaaa(a) => Some(IpAddr::V6(a)),
+                    _ => None,
+                });
+                match ip {
+                    Some(ip) => return Ok(SocketAddr::new(ip, port)),
+                    None => why.push(format!("{t}: {}", r.rcode)),
+                }
+            }
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    Err(format!(
+        "{host} does not resolve at {server} ({})",
+        why.join("; ")
+    ))
+}
+
+fn boot_script(req: &Request) -> Finding {
+    let server_url = &req.description.inventory.provisioning.server_url;
+    let subject = format!("{}/boot.ipxe", server_url.trim_end_matches('/'));
+    let why = "PXE firmware chains to boot.ipxe first; if it is not an iPXE script the machine stops at the iPXE prompt";
+    let Some(url) = parse_url(server_url) else {
+        return finding(
+            Severity::Error,
+            "provisioning.boot-script",
+            &subject,
+            format!("{server_url} is not an http(s) URL"),
+        );
+    };
+    let addr = match resolve(req, &url.host, url.port) {
+        Ok(a) => a,
+        Err(e) => {
+            return finding(Severity::Error, "provisioning.boot-script", &subject, e)
+                .why(why)
+                .fix("add the provisioning host's name to DNS, or use its address in provisioning.serverURL");
+        }
+    };
+    let tls = if url.https {
+        match http::client_config(&req.dir.join("tls/root-ca.crt")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return finding(Severity::Warning, "provisioning.boot-script", &subject, format!("serverURL is https and {e}"))
+                    .fix("run 'kindling create manifests' so tls/root-ca.crt exists, or serve boot files over http (PXE firmware rarely has the CA anyway)");
+            }
+        }
+    } else {
+        None
+    };
+    let target = Target {
+        addr,
+        host: &url.host,
+        tls,
+    };
+    let path = format!("{}/boot.ipxe", url.path);
+    match http::get(&target, &path, req.timeouts.connect, req.timeouts.exchange) {
+        Err(e) => finding(Severity::Error, "provisioning.boot-script", &subject, format!("no answer: {e}"))
+            .why(why)
+            .fix("start 'kindling serve --dir <dir>' on the provisioning host and open its port towards the machine network"),
+        Ok(r) if r.status != 200 => finding(
+            Severity::Error,
+            "provisioning.boot-script",
+            &subject,
+            format!("answers HTTP {} instead of 200", r.status),
+        )
+        .why(why)
+        .fix("check that provisioning.serverURL points at 'kindling serve' (or at the directory that holds boot.ipxe)"),
+        Ok(r) if r.body.starts_with(b"#!ipxe") => finding(
+            Severity::Ok,
+            "provisioning.boot-script",
+            &subject,
+            "answers 200 with an iPXE script".into(),
+        ),
+        Ok(r) => {
+            let head = String::from_utf8_lossy(&r.body[..r.body.len().min(24)])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let spaced = r.body.starts_with(b"# !ipxe") || r.body.starts_with(b"#! ipxe");
+            finding(
+                Severity::Error,
+                "provisioning.boot-script",
+                &subject,
+                if spaced {
+                    format!("the script starts with '{head}' instead of '#!ipxe': the space makes iPXE refuse it as an iPXE script")
+                } else {
+                    format!("answers 200, but the body starts with '{head}', not '#!ipxe'")
+                },
+            )
+            .why(why)
+            .fix(if spaced {
+                "make the first line exactly '#!ipxe' (no space); 'kindling serve' writes it so"
+            } else {
+                "serve an iPXE script at this path; 'kindling serve' does"
+            })
+        }
+    }
+}
+
+fn mcs(req: &Request) -> Finding {
+    let mcs_url = req.description.mcs_url();
+    let subject = mcs_url.clone();
+    let check = "provisioning.mcs-tls";
+    let why = "masters and workers fetch their config from the machine config server and trust only the cluster's root CA (it is in their pointer config); a certificate that does not chain to it, or does not name this host, fails every first boot";
+    let Some(url) = parse_url(&mcs_url) else {
+        return finding(
+            Severity::Error,
+            check,
+            &subject,
+            format!("{mcs_url} is not an http(s) URL"),
+        );
+    };
+    let ca = req.dir.join("tls/root-ca.crt");
+    if !ca.exists() {
+        return finding(
+            Severity::Info,
+            check,
+            &subject,
+            format!("skipped: {} does not exist yet, so there is no CA to check the certificate against", ca.display()),
+        )
+        .fix("run 'kindling create ignition-configs', then doctor again");
+    }
+    let config: Arc<rustls::ClientConfig> = match http::client_config(&ca) {
+        Ok(c) => c,
+        Err(e) => {
+            return finding(Severity::Error, check, &subject, e.to_string()).fix(
+                "restore tls/root-ca.crt from a backup; the pointer configs carry the same CA",
+            );
+        }
+    };
+    let addr = match resolve(req, &url.host, url.port) {
+        Ok(a) => a,
+        Err(e) => {
+            return finding(Severity::Error, check, &subject, e)
+                .why(why)
+                .fix("add the mcsURL host name (by default api-int) to DNS");
+        }
+    };
+    let target = Target {
+        addr,
+        host: &url.host,
+        tls: Some(config),
+    };
+    match http::handshake(&target, req.timeouts.connect, req.timeouts.exchange) {
+        Ok(()) => finding(
+            Severity::Ok,
+            check,
+            &subject,
+            format!("{addr} presents a certificate for {} that chains to the cluster's root CA", url.host),
+        ),
+        Err(e @ HttpError::Tls { .. }) | Err(e @ HttpError::Io { .. }) if e.is_certificate_error() => {
+            finding(
+                Severity::Error,
+                check,
+                &subject,
+                format!("{addr} presents a certificate the machines will reject: {e}"),
+            )
+            .why(why)
+            .fix("serve tls/mcs.crt from this asset directory ('kindling serve --dir <dir>'), and point the load balancer's 22623 backend at it; 'kindling create ignition-configs' re-signs tls/mcs.crt when mcsURL changes")
+        }
+        Err(e) => finding(Severity::Error, check, &subject, format!("no TLS answer: {e}"))
+            .why(why)
+            .fix("start 'kindling serve' and make sure the load balancer's 22623 frontend on the api-int VIP forwards to it"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("http://172.16.0.101:8080").unwrap(),
+            Url {
+                https: false,
+                host: "172.16.0.101".into(),
+                port: 8080,
+                path: String::new()
+            }
+        );
+        assert_eq!(
+            parse_url("https://API-INT.x.example/boot/?a=b").unwrap(),
+            Url {
+                https: true,
+                host: "api-int.x.example".into(),
+                port: 443,
+                path: "/boot".into()
+            }
+        );
+        assert_eq!(parse_url("http://[fd00::1]:81/").unwrap().host, "fd00::1");
+        assert!(parse_url("ftp://x").is_none());
+        assert!(parse_url("http://x:notaport").is_none());
+    }
+}
