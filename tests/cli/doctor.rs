@@ -411,7 +411,7 @@ fn start_haproxy(lab: &Lab, config: &str) -> Daemon {
 }
 
 /// The lab's generated haproxy.cfg, made runnable beside other tests: its statistics page on
-/// a free port, and a connection limit that fits a container's file limit.
+/// a free port.
 fn generated_haproxy_cfg(lab: &Lab) -> String {
     let cfg = std::fs::read_to_string(lab.path().join("infra/haproxy.cfg")).unwrap();
     let stats = cfg
@@ -420,16 +420,7 @@ fn generated_haproxy_cfg(lab: &Lab) -> String {
         .expect("a statistics listener on 127.0.0.1")
         .trim()
         .to_string();
-    let maxconn = cfg
-        .lines()
-        .find(|l| l.trim_start().starts_with("maxconn "))
-        .map(|l| l.trim().to_string())
-        .unwrap_or_default();
-    let mut cfg = cfg.replacen(&stats, &format!("bind 127.0.0.1:{}", free_port()), 1);
-    if !maxconn.is_empty() {
-        cfg = cfg.replacen(&maxconn, "maxconn 256", 1);
-    }
-    cfg
+    cfg.replacen(&stats, &format!("bind 127.0.0.1:{}", free_port()), 1)
 }
 
 /// `cfg` without the section that starts with `header` (up to the next blank line).

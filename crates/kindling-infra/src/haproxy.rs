@@ -173,7 +173,9 @@ pub fn render(
     }
     let _ = writeln!(
         out,
-        "\nglobal\n    log /dev/log local0\n    maxconn 20000\n\n\
+        "\nglobal\n    log /dev/log local0\n\
+         \x20   # No maxconn: HAProxy then sizes it to the file descriptors the host allows; a\n\
+         \x20   # fixed one larger than the host's limit keeps HAProxy from starting.\n\n\
          defaults\n    mode tcp\n    log global\n    option tcplog\n    option dontlognull\n    retries 3\n\
          \x20   timeout connect 10s\n    timeout client 1m\n    timeout server 1m\n\
          \x20   # API watches and log streams stay open for long without traffic.\n\
