@@ -1,0 +1,207 @@
+//! Connecting to the cluster: a kube client from a kubeconfig file, and the few generic calls
+//! every command and the node agent make (is the API up; server-side apply of any object).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use serde_json::Value;
+
+/// A failure talking to the cluster. Messages read after "failed to …".
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("reading the kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("making a client from the kubeconfig {}: {source}", path.display())]
+    Client { path: PathBuf, source: kube::Error },
+    /// A request the API refused or did not answer; `action` says which.
+    #[error("{action}: {source}")]
+    Api { action: String, source: kube::Error },
+    /// An object that cannot be applied (no apiVersion, kind or name).
+    #[error("applying an object: {0}")]
+    Object(String),
+    #[error("{action} took longer than {}s", timeout.as_secs())]
+    Timeout { action: String, timeout: Duration },
+}
+
+impl ClusterError {
+    /// Wraps a kube error with what was being done.
+    pub fn api(action: impl Into<String>, source: kube::Error) -> ClusterError {
+        ClusterError::Api {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// The API's HTTP status, when it answered with one.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            ClusterError::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => Some(status.code),
+            _ => None,
+        }
+    }
+}
+
+/// How long to wait for the apiserver to accept a TCP connection: a dead API should fail a poll
+/// quickly, and the next poll tries again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client from a kubeconfig file (its current context), e.g. `<dir>/auth/kubeconfig`.
+pub async fn connect(kubeconfig: &Path) -> Result<kube::Client, ClusterError> {
+    let file = Kubeconfig::read_from(kubeconfig).map_err(|source| ClusterError::Kubeconfig {
+        path: kubeconfig.to_path_buf(),
+        source,
+    })?;
+    let mut config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| ClusterError::Kubeconfig {
+            path: kubeconfig.to_path_buf(),
+            source,
+        })?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    kube::Client::try_from(config).map_err(|source| ClusterError::Client {
+        path: kubeconfig.to_path_buf(),
+        source,
+    })
+}
+
+/// The apiserver's version (`GET /version`): the API answers.
+pub async fn server_version(client: &kube::Client) -> Result<String, ClusterError> {
+    client
+        .apiserver_version()
+        .await
+        .map(|info| info.git_version)
+        .map_err(|e| ClusterError::api("asking the API for /version", e))
+}
+
+/// Server-side apply of one object of any kind the API serves, as `kubectl apply
+/// --server-side --force-conflicts --field-manager <field_manager>`: the object is created, or
+/// the fields it sets are taken over. The resource and its scope come from API discovery, so a
+/// kind the API does not serve (a CRD not yet established) fails with the API's answer.
+/// Returns the object as stored.
+pub async fn apply(
+    client: &kube::Client,
+    object: &Value,
+    field_manager: &str,
+) -> Result<Value, ClusterError> {
+    let field = |path: &str| {
+        object
+            .pointer(path)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let missing = |what: &str| ClusterError::Object(format!("the object has no {what}"));
+    let api_version = field("/apiVersion").ok_or_else(|| missing("apiVersion"))?;
+    let kind = field("/kind").ok_or_else(|| missing("kind"))?;
+    let name = field("/metadata/name").ok_or_else(|| missing("metadata.name"))?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let what = match field("/metadata/namespace") {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    };
+    let (resource, capabilities) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(|e| ClusterError::api(format!("finding {api_version} {kind} in the API"), e))?;
+    let api: Api<DynamicObject> = match capabilities.scope {
+        Scope::Namespaced => Api::namespaced_with(
+            client.clone(),
+            field("/metadata/namespace").unwrap_or("default"),
+            &resource,
+        ),
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+    };
+    let stored = api
+        .patch(
+            name,
+            &PatchParams::apply(field_manager).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(|e| ClusterError::api(format!("applying {what}"), e))?;
+    serde_json::to_value(stored).map_err(|e| ClusterError::Object(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeApiServer;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn apply_creates_then_updates_objects_of_any_scope() {
+        let fake = FakeApiServer::new();
+        let client = fake.client();
+        let role = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "kindling:node-bootstrapper"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-bootstrapper"},
+        });
+        apply(&client, &role, "kindling-agent").await.unwrap();
+        let ds = json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+            "spec": {"template": {"spec": {"hostNetwork": true}}},
+        });
+        apply(&client, &ds, "kindling-agent").await.unwrap();
+        let mut changed = ds.clone();
+        changed["spec"]["template"]["spec"]["priorityClassName"] = json!("system-node-critical");
+        let stored = apply(&client, &changed, "kindling-agent").await.unwrap();
+        assert_eq!(stored["spec"]["template"]["spec"]["hostNetwork"], true);
+        assert_eq!(
+            fake.get("apps/v1", "DaemonSet", Some("kube-system"), "kube-proxy")
+                .unwrap()["spec"]["template"]["spec"]["priorityClassName"],
+            "system-node-critical"
+        );
+        assert!(
+            fake.get(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                None,
+                "kindling:node-bootstrapper"
+            )
+            .is_some()
+        );
+        let unknown =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        let err = apply(&client, &unknown, "kindling-agent")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("finding example.com/v1 Widget"),
+            "{err}"
+        );
+        let nameless = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}});
+        assert!(
+            apply(&client, &nameless, "m")
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("metadata.name")
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_reads_a_kubeconfig_for_a_plain_http_server() {
+        let fake = FakeApiServer::new();
+        let addr = fake.listen().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, FakeApiServer::kubeconfig(addr)).unwrap();
+        let client = connect(&path).await.unwrap();
+        assert_eq!(server_version(&client).await.unwrap(), "v1.33.0-fake");
+        let Err(err) = connect(&dir.path().join("missing")).await else {
+            panic!("a missing kubeconfig is an error")
+        };
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}
