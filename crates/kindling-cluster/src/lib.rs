@@ -7,8 +7,27 @@
 
 pub mod bootstrap;
 pub mod client;
+pub mod csr;
 
 #[cfg(feature = "fake-apiserver")]
 pub mod fake;
 
 pub use client::{ClusterError, apply, connect, server_version};
+
+/// The demo cluster (`examples/demo`), for unit tests.
+#[cfg(test)]
+pub(crate) fn demo() -> kindling_config::ClusterDescription {
+    use kindling_config::{ClusterDescription, Source};
+    ClusterDescription::parse(
+        Source {
+            name: "install-config.yaml",
+            text: include_str!("../../../examples/demo/install-config.yaml"),
+        },
+        Source {
+            name: "inventory.yaml",
+            text: include_str!("../../../examples/demo/inventory.yaml"),
+        },
+    )
+    .expect("the demo description is valid")
+    .description
+}
