@@ -294,6 +294,42 @@ impl FakeApiServer {
         self.store().remove(&self.inner.changes, &key).is_some()
     }
 
+    /// A Node with condition Ready = `ready`, as a kubelet registers it.
+    pub fn put_node(&self, name: &str, ready: bool) -> Value {
+        self.put(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }, "reason": "KubeletReady"}
+            ]},
+        }))
+    }
+
+    /// A running Pod with condition Ready = `ready` (e.g. a static pod's mirror pod).
+    pub fn put_pod(&self, namespace: &str, name: &str, ready: bool) -> Value {
+        self.put(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "main", "image": "fake"}]},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }}
+            ]},
+        }))
+    }
+
+    /// A Deployment with `available` of its replicas available.
+    pub fn put_deployment(&self, namespace: &str, name: &str, available: i32) -> Value {
+        self.put(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "main", "image": "fake"}]}}},
+            "status": {"replicas": 2, "availableReplicas": available, "conditions": [
+                {"type": "Available", "status": if available > 0 { "True" } else { "False" }}
+            ]},
+        }))
+    }
+
     /// The write requests (method and path) answered so far.
     pub fn writes(&self) -> Vec<(String, String)> {
         self.store().requests.clone()

@@ -8,6 +8,8 @@
 pub mod bootstrap;
 pub mod client;
 pub mod csr;
+pub mod progress;
+pub mod wait;
 
 #[cfg(feature = "fake-apiserver")]
 pub mod fake;

@@ -279,6 +279,13 @@ fn node_subject(request: &Request) -> Result<&str, String> {
     Ok(name)
 }
 
+/// The node a certificate request's subject names (`CN=system:node:<name>, O=system:nodes`),
+/// if it parses as one.
+pub fn subject_node(request: &[u8]) -> Option<String> {
+    let request = parse_request(request).ok()?;
+    node_subject(&request).ok().map(String::from)
+}
+
 fn check_usages(usages: &[String], required: &str) -> Result<(), String> {
     let allowed = ["digital signature", "key encipherment", required];
     if !usages.iter().any(|u| u == required) {
@@ -457,9 +464,7 @@ async fn handle(
     known_nodes: Option<&BTreeSet<String>>,
 ) -> Result<Outcome, ClusterError> {
     let view = Csr::from_api(&csr);
-    let subject_node = parse_request(&view.request)
-        .ok()
-        .and_then(|r| node_subject(&r).ok().map(String::from));
+    let subject_node = subject_node(&view.request);
     let exists = match (known_nodes, &subject_node) {
         (Some(known), Some(name)) => known.contains(name),
         (None, Some(name)) => nodes
