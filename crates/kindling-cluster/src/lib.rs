@@ -8,6 +8,7 @@
 pub mod bootstrap;
 pub mod client;
 pub mod csr;
+pub mod gather;
 pub mod progress;
 pub mod wait;
 
