@@ -12,6 +12,10 @@ pub enum Code {
     InvalidDescription = 3,
     /// `doctor` found at least one error in the environment.
     DoctorFoundErrors = 4,
+    /// `wait-for bootstrap-complete`: bootstrap timed out or failed.
+    BootstrapFailed = 5,
+    /// `wait-for install-complete`: the install timed out.
+    InstallFailed = 6,
 }
 
 /// A command that failed: the exit code, and the error to print if it was not printed already.

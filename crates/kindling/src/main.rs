@@ -39,6 +39,9 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Demo(args) => cli::demo::run(&args),
         Command::Serve(args) => cli::serve::run(&args),
         Command::Doctor(args) => cli::doctor::run(&args),
+        Command::WaitFor(args) => cli::wait_for::run(&args),
+        Command::ApproveCsrs(args) => cli::approve_csrs::run(&args),
+        Command::Gather(args) => cli::gather::run(&args),
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

@@ -1,10 +1,13 @@
 //! Command-line arguments. Everything clap knows about lives here; each command turns its
 //! arguments into a request to a library crate.
 
+pub mod approve_csrs;
 pub mod create;
 pub mod demo;
 pub mod doctor;
+pub mod gather;
 pub mod serve;
+pub mod wait_for;
 
 use std::path::PathBuf;
 
@@ -17,8 +20,8 @@ Exit codes:
   2  usage error (unknown command or flag)
   3  the cluster description is invalid (as openshift-install); nothing was written
   4  doctor found errors in the environment (DNS, load balancer, provisioning, certificates)
-  5  bootstrap failed (reserved)
-  6  install failed (reserved)";
+  5  bootstrap failed (wait-for bootstrap-complete: timed out, or the agent failed)
+  6  install failed (wait-for install-complete timed out)";
 
 /// Installs Kubernetes on bare metal: from a cluster description to a running cluster.
 #[derive(Debug, Parser)]
@@ -52,6 +55,12 @@ pub enum Command {
     /// Check DNS, the load balancer, the provisioning server and the certificates against the
     /// description, before anything boots.
     Doctor(DoctorArgs),
+    /// Wait until the bootstrap or the whole install is complete, showing each machine's progress.
+    WaitFor(WaitForArgs),
+    /// Approve the kubelet certificate requests of inventory machines, and nothing else.
+    ApproveCsrs(ApproveCsrsArgs),
+    /// Write a tarball of events, agent stages, versions and the cluster's state (no secrets).
+    Gather(GatherArgs),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -149,6 +158,92 @@ pub struct ServeArgs {
     /// generic/, assets/), for machines the inventory does not name.
     #[arg(long, value_name = "MATCHBOX_DIR")]
     pub data_path: Option<PathBuf>,
+    /// Also approve the kubelet CSRs of inventory machines as they come (as `kindling
+    /// approve-csrs --watch`), with the admin kubeconfig; until the API is up it retries quietly.
+    #[arg(long)]
+    pub approve_csrs: bool,
+    /// The kubeconfig --approve-csrs uses (default: <dir>/auth/kubeconfig).
+    #[arg(long, value_name = "FILE", requires = "approve_csrs")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Options shared by the commands that talk to the cluster.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// The kubeconfig to connect with (default: <dir>/auth/kubeconfig, the admin kubeconfig).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.kubeconfig
+            .clone()
+            .unwrap_or_else(|| self.dir.dir.join(kindling_assets::pki::ADMIN_KUBECONFIG))
+    }
+}
+
+/// `wait-for bootstrap-complete | install-complete`.
+#[derive(Debug, Args)]
+pub struct WaitForArgs {
+    /// What to wait for.
+    #[arg(value_enum)]
+    pub goal: WaitGoal,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// kindling serve, for each machine's last stage (default: provisioning.serverURL).
+    #[arg(long, value_name = "URL")]
+    pub server_url: Option<String>,
+    /// How long the API may take to answer (e.g. 20m, 90s, 1h30m).
+    #[arg(long, default_value = "20m", value_parser = duration, value_name = "DURATION")]
+    pub api_timeout: std::time::Duration,
+    /// How long bootstrap may take once the API answers; stretched while it makes progress.
+    #[arg(long, default_value = "60m", value_parser = duration, value_name = "DURATION")]
+    pub bootstrap_timeout: std::time::Duration,
+    /// How long the install may take once the API answers; stretched while it makes progress.
+    #[arg(long, default_value = "60m", value_parser = duration, value_name = "DURATION")]
+    pub install_timeout: std::time::Duration,
+    /// A phase making progress may stretch to this many times its timeout.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub timeout_cap: u32,
+    /// How often to look.
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    pub poll_interval: std::time::Duration,
+    /// Print events as JSON, one object per line, for automation.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitGoal {
+    BootstrapComplete,
+    InstallComplete,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    kindling_cluster::wait::parse_duration(text)
+}
+
+/// `approve-csrs`.
+#[derive(Debug, Args)]
+pub struct ApproveCsrsArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Keep watching for new requests until interrupted (default: one pass).
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `gather`.
+#[derive(Debug, Args)]
+pub struct GatherArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Where to write the tarball (default: <dir>/gather-<time>.tar.gz).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `serve --mcs-auth`.

@@ -27,9 +27,33 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime
-        .block_on(kindling_server::serve(options, shutdown_signal()))
-        .with_context(|| format!("serving {}", args.dir.dir.display()))?;
+    // The approver runs beside the server rather than inside it: kindling-server stays free of
+    // the Kubernetes client, and both crates stay below the binary.
+    let approver = if args.approve_csrs {
+        let dir = &args.dir.dir;
+        let description = crate::cli::create::load(dir)?;
+        let policy =
+            kindling_cluster::csr::Policy::load(dir, &description).map_err(anyhow::Error::from)?;
+        let kubeconfig = args
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(|| dir.join(kindling_assets::pki::ADMIN_KUBECONFIG));
+        Some(runtime.spawn(async move {
+            kindling_cluster::csr::approve_until_stopped(
+                &kubeconfig,
+                policy,
+                std::future::pending(),
+            )
+            .await;
+        }))
+    } else {
+        None
+    };
+    let served = runtime.block_on(kindling_server::serve(options, shutdown_signal()));
+    if let Some(approver) = approver {
+        approver.abort();
+    }
+    served.with_context(|| format!("serving {}", args.dir.dir.display()))?;
     Ok(())
 }
 

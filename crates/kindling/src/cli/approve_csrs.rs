@@ -1,0 +1,43 @@
+//! `kindling approve-csrs`: one pass over the pending CSRs, or a watch until interrupted. The
+//! rules and the per-CSR log lines are kindling-cluster's (`csr`).
+
+use anyhow::Context as _;
+use kindling_cluster::csr::{self, Decision, Policy};
+
+use crate::cli::ApproveCsrsArgs;
+use crate::cli::create::load;
+use crate::exit::Failure;
+
+pub fn run(args: &ApproveCsrsArgs) -> Result<(), Failure> {
+    let dir = &args.cluster.dir.dir;
+    let description = load(dir)?;
+    let policy = Policy::load(dir, &description).map_err(anyhow::Error::from)?;
+    let kubeconfig = args.cluster.kubeconfig();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = kindling_cluster::connect(&kubeconfig)
+            .await
+            .context("run kindling create manifests first, or give --kubeconfig")?;
+        if args.watch {
+            tracing::info!("watching CertificateSigningRequests; Ctrl-C stops");
+            csr::watch(&client, &policy, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            return Ok(());
+        }
+        let outcomes = csr::approve_pending(&client, &policy).await?;
+        let count = |f: fn(&Decision) -> bool| outcomes.iter().filter(|o| f(&o.decision)).count();
+        println!(
+            "{} approved, {} left pending, {} already decided",
+            count(|d| matches!(d, Decision::Approve(_))),
+            count(|d| matches!(d, Decision::Refuse(_))),
+            count(|d| matches!(d, Decision::AlreadyDecided(_))),
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(())
+}
