@@ -145,6 +145,10 @@ fn bootstrap_complete_passes_once_the_agent_says_so_and_says_the_bootstrap_machi
     let out = run.stdout();
     assert!(out.contains("api: the API answers (v1.33.0-fake)"), "{out}");
     assert!(
+        out.contains("for the API (http://127.0.0.1:"),
+        "the API named is not the kubeconfig's: {out}"
+    );
+    assert!(
         out.contains("bootstrap: agent stage \"wait-masters\" (progressing): at wait-masters"),
         "{out}"
     );
@@ -568,4 +572,73 @@ fn gather_without_an_api_still_writes_the_events_and_says_what_it_left_out() {
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("not collected: no cluster state:"), "{text}");
+}
+
+#[test]
+fn serve_approves_csrs_beside_serving_once_the_api_is_up() {
+    let lab = Lab::new(closed_port());
+    let dir = lab.path().to_str().unwrap().to_string();
+    std::fs::remove_file(lab.path().join("auth/bootstrap-token")).unwrap();
+    kindling(&["create", "manifests", "--dir", &dir]).expect(0);
+    let token = std::fs::read_to_string(lab.path().join("auth/bootstrap-token")).unwrap();
+    let token_id = token.split('.').next().unwrap().to_string();
+    let log = lab.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(["serve", "--dir", &dir, "--approve-csrs", "--kubeconfig"])
+        .arg(&lab.kubeconfig)
+        .args(["--http", &format!("127.0.0.1:{}", closed_port())])
+        .args(["--mcs", &format!("127.0.0.1:{}", closed_port())])
+        .env_remove("KINDLING_LOG_LEVEL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    lab.fake.put(csr(
+        "new-worker0",
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        &format!("system:bootstrap:{token_id}"),
+        &pem("system:node:worker0", &[]),
+    ));
+    lab.fake.put(csr(
+        "intruder",
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        &format!("system:bootstrap:{token_id}"),
+        &pem("system:node:intruder", &[]),
+    ));
+    let approved = || {
+        lab.fake
+            .get(
+                "certificates.k8s.io/v1",
+                "CertificateSigningRequest",
+                None,
+                "new-worker0",
+            )
+            .unwrap()["status"]["conditions"][0]["reason"]
+            == "KindlingInventoryMatch"
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let serving = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("boot server on")
+    };
+    while !(approved() && serving()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        approved(),
+        "kindling serve did not approve the CSR:\n{text}"
+    );
+    assert!(status.success(), "{text}");
+    assert!(text.contains("left CSR intruder pending"), "{text}");
+    assert!(
+        !text.contains(token.trim()),
+        "the bootstrap token was logged:\n{text}"
+    );
 }

@@ -74,6 +74,27 @@ pub async fn connect(kubeconfig: &Path) -> Result<kube::Client, ClusterError> {
     })
 }
 
+/// The server URL of a kubeconfig's current context, to show where kindling connects.
+pub fn kubeconfig_server(kubeconfig: &Path) -> Option<String> {
+    let file = Kubeconfig::read_from(kubeconfig).ok()?;
+    let context = file.current_context.as_deref()?;
+    let cluster = file
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    file.clusters
+        .iter()
+        .find(|c| c.name == cluster)?
+        .cluster
+        .as_ref()?
+        .server
+        .clone()
+}
+
 /// The apiserver's version (`GET /version`): the API answers.
 pub async fn server_version(client: &kube::Client) -> Result<String, ClusterError> {
     client

@@ -210,6 +210,8 @@ impl Deadline {
 pub struct Wait<'a> {
     pub client: kube::Client,
     pub description: &'a ClusterDescription,
+    /// The API's URL, as shown to the user (the kubeconfig's server).
+    pub api_url: String,
     /// kindling serve, for machine stages; `None` to skip them.
     pub server: Option<ServerProgress>,
     pub timing: Timing,
@@ -355,10 +357,7 @@ impl Wait<'_> {
             timeout_secs: self.timeout(phase).as_secs(),
             cap_secs: deadline.cap().as_secs(),
             waiting_for: match phase {
-                Phase::Api => format!(
-                    "the API ({}) to answer /version",
-                    self.description.api_url()
-                ),
+                Phase::Api => format!("the API ({}) to answer /version", self.api_url),
                 Phase::Bootstrap => format!(
                     "ConfigMap {}/{} to say status complete, the bootstrap etcd member removed",
                     bootstrap::NAMESPACE,

@@ -74,6 +74,7 @@ async fn bootstrap_completes_when_the_record_says_so_and_times_out_naming_the_st
     let wait = Wait {
         client: fake.client(),
         description: &description,
+        api_url: "fake".into(),
         server: None,
         timing: fast(Duration::from_millis(300)),
     };
@@ -134,6 +135,7 @@ async fn install_completes_only_with_every_node_pod_coredns_and_csr_in_place() {
     let wait = Wait {
         client: fake.client(),
         description: &description,
+        api_url: "fake".into(),
         server: None,
         timing: fast(Duration::from_millis(200)),
     };

@@ -22,6 +22,8 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
         WaitGoal::InstallComplete => Goal::InstallComplete,
     };
     let kubeconfig = args.cluster.kubeconfig();
+    let api_url = kindling_cluster::client::kubeconfig_server(&kubeconfig)
+        .unwrap_or_else(|| description.api_url());
     let server_url = args
         .server_url
         .clone()
@@ -46,10 +48,9 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
     };
     if !args.json {
         println!(
-            "kindling wait-for {}: {} (API {}, kindling serve {server_url})",
+            "kindling wait-for {}: {} (API {api_url}, kindling serve {server_url})",
             goal_name(goal),
             dir.display(),
-            description.api_url()
         );
     }
     let result = runtime.block_on(async {
@@ -59,6 +60,7 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
         let wait = Wait {
             client,
             description: &description,
+            api_url,
             server: Some(ServerProgress::new(&server_url)),
             timing,
         };
