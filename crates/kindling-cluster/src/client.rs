@@ -20,9 +20,10 @@ pub enum ClusterError {
     },
     #[error("making a client from the kubeconfig {}: {source}", path.display())]
     Client { path: PathBuf, source: kube::Error },
-    /// A request the API refused or did not answer; `action` says which.
-    #[error("{action}: {source}")]
-    Api { action: String, source: kube::Error },
+    /// A request the API refused or did not answer; `action` says which. The kube error's
+    /// causes are in the message (down to "Connection refused"), so it is not also a source.
+    #[error("{action}: {}", causes(error))]
+    Api { action: String, error: kube::Error },
     /// An object that cannot be applied (no apiVersion, kind or name).
     #[error("applying an object: {0}")]
     Object(String),
@@ -35,7 +36,7 @@ impl ClusterError {
     pub fn api(action: impl Into<String>, source: kube::Error) -> ClusterError {
         ClusterError::Api {
             action: action.into(),
-            source,
+            error: source,
         }
     }
 
@@ -43,12 +44,28 @@ impl ClusterError {
     pub fn status_code(&self) -> Option<u16> {
         match self {
             ClusterError::Api {
-                source: kube::Error::Api(status),
+                error: kube::Error::Api(status),
                 ..
             } => Some(status.code),
             _ => None,
         }
     }
+}
+
+/// An error and its causes on one line, without repeats (hyper's and kube's wrappers often
+/// repeat their cause's text).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// How long to wait for the apiserver to accept a TCP connection: a dead API should fail a poll
