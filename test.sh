@@ -21,6 +21,7 @@ APT_PACKAGES=(
   dnsmasq-base     # dnsmasq --test: checks infra/dnsmasq.conf (the binary without the service)
   isc-dhcp-server  # dhcpd -t: checks infra/dhcpd.conf
   kea-dhcp4-server # kea-dhcp4 -t: checks infra/kea-dhcp4.json
+  tar              # tar -tzf / -xzOf: reads the tarball of kindling gather (essential, listed for clarity)
 )
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(
