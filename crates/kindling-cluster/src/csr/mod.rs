@@ -455,15 +455,22 @@ async fn approve(
     Ok(())
 }
 
-/// Judges `csr` and approves it if a rule allows; the outcome is logged.
+/// Refusals already logged, by CSR name, with the resourceVersion they were logged at: a watch
+/// that lists again does not repeat them until the CSR changes.
+type Logged = BTreeMap<String, String>;
+
+/// Judges `csr` and approves it if a rule allows; the outcome is logged (a refusal once per
+/// version of the CSR).
 async fn handle(
     csrs: &Api<CertificateSigningRequest>,
     nodes: &Api<Node>,
     policy: &Policy,
     csr: CertificateSigningRequest,
     known_nodes: Option<&BTreeSet<String>>,
+    logged: &mut Logged,
 ) -> Result<Outcome, ClusterError> {
     let view = Csr::from_api(&csr);
+    let version = csr.metadata.resource_version.clone().unwrap_or_default();
     let subject_node = subject_node(&view.request);
     let exists = match (known_nodes, &subject_node) {
         (Some(known), Some(name)) => known.contains(name),
@@ -483,7 +490,14 @@ async fn handle(
         requestor: view.requestor,
         decision,
     };
-    outcome.log();
+    let repeat = matches!(outcome.decision, Decision::Refuse(_))
+        && logged.get(&outcome.csr) == Some(&version);
+    if !repeat {
+        outcome.log();
+    }
+    if matches!(outcome.decision, Decision::Refuse(_)) {
+        logged.insert(outcome.csr.clone(), version);
+    }
     Ok(outcome)
 }
 
@@ -493,6 +507,15 @@ pub async fn approve_pending(
     client: &kube::Client,
     policy: &Policy,
 ) -> Result<Vec<Outcome>, ClusterError> {
+    Ok(pass(client, policy, &mut Logged::new()).await?.0)
+}
+
+/// [`approve_pending`], also returning the list's resourceVersion (where a watch starts).
+async fn pass(
+    client: &kube::Client,
+    policy: &Policy,
+    logged: &mut Logged,
+) -> Result<(Vec<Outcome>, String), ClusterError> {
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
     let node_names: BTreeSet<String> = nodes
@@ -507,16 +530,17 @@ pub async fn approve_pending(
         .list(&ListParams::default())
         .await
         .map_err(|e| ClusterError::api("listing CertificateSigningRequests", e))?;
+    let version = list.metadata.resource_version.clone().unwrap_or_default();
     let mut outcomes = Vec::new();
     for csr in list.items {
-        outcomes.push(handle(&csrs, &nodes, policy, csr, Some(&node_names)).await?);
+        outcomes.push(handle(&csrs, &nodes, policy, csr, Some(&node_names), logged).await?);
     }
-    Ok(outcomes)
+    Ok((outcomes, version))
 }
 
-/// List, then watch: every CSR that appears or changes is judged as it comes, until `stop`
-/// completes. A broken watch is resumed with a new list. A CSR refused once is not logged
-/// again until it changes.
+/// List, then watch from the list's resourceVersion: every CSR that appears or changes is
+/// judged as it comes, until `stop` completes. A broken or expired watch is resumed with a new
+/// list. A refusal is logged once per version of the CSR.
 pub async fn watch(
     client: &kube::Client,
     policy: &Policy,
@@ -524,10 +548,11 @@ pub async fn watch(
 ) -> Result<(), ClusterError> {
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
+    let mut logged = Logged::new();
     tokio::pin!(stop);
     loop {
-        let outcomes = tokio::select! {
-            outcomes = approve_pending(client, policy) => outcomes?,
+        let (outcomes, version) = tokio::select! {
+            passed = pass(client, policy, &mut logged) => passed?,
             () = &mut stop => return Ok(()),
         };
         let pending = outcomes
@@ -535,13 +560,6 @@ pub async fn watch(
             .filter(|o| matches!(o.decision, Decision::Refuse(_)))
             .count();
         tracing::debug!("{} CSRs, {pending} left pending; watching", outcomes.len());
-        let version = csrs
-            .list_metadata(&ListParams::default())
-            .await
-            .map_err(|e| ClusterError::api("listing CertificateSigningRequests", e))?
-            .metadata
-            .resource_version
-            .unwrap_or_default();
         let stream = csrs
             .watch(&WatchParams::default().timeout(290), &version)
             .await
@@ -555,8 +573,11 @@ pub async fn watch(
             match event {
                 Some(Ok(WatchEvent::Added(csr) | WatchEvent::Modified(csr))) => {
                     if Csr::from_api(&csr).decided.is_none() {
-                        handle(&csrs, &nodes, policy, csr, None).await?;
+                        handle(&csrs, &nodes, policy, csr, None, &mut logged).await?;
                     }
+                }
+                Some(Ok(WatchEvent::Deleted(csr))) => {
+                    logged.remove(&csr.metadata.name.unwrap_or_default());
                 }
                 Some(Ok(_)) => {}
                 // Expired resourceVersion, a timeout or a dropped connection: list again.
