@@ -467,3 +467,34 @@ async fn the_watcher_approves_a_csr_that_arrives_later_and_stops_when_told() {
         .unwrap()
         .unwrap();
 }
+
+proptest::proptest! {
+    /// `spec.request` comes from whoever created the CSR: any bytes, PEM-wrapped or not, are
+    /// judged without panicking, and never approved.
+    #[test]
+    fn any_request_bytes_are_refused_without_panicking(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        wrap in proptest::bool::ANY,
+    ) {
+        use base64::Engine as _;
+        let request = if wrap {
+            format!(
+                "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+                base64::engine::general_purpose::STANDARD.encode(&bytes)
+            )
+            .into_bytes()
+        } else {
+            bytes
+        };
+        let csr = Csr {
+            name: "fuzz".into(),
+            signer: CLIENT_SIGNER.into(),
+            requestor: bootstrap(),
+            usages: CLIENT.iter().map(|u| u.to_string()).collect(),
+            request,
+            decided: None,
+        };
+        let decision = decide(&csr, &policy(), |_| false);
+        proptest::prop_assert!(matches!(decision, Decision::Refuse(_)), "{:?}", decision);
+    }
+}
