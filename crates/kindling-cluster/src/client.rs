@@ -27,6 +27,9 @@ pub enum ClusterError {
     /// An object that cannot be applied (no apiVersion, kind or name).
     #[error("applying an object: {0}")]
     Object(String),
+    /// A manifest that is not YAML (or JSON) objects.
+    #[error("reading manifest {name}: {message}")]
+    Manifest { name: String, message: String },
     #[error("{action} took longer than {}s", timeout.as_secs())]
     Timeout { action: String, timeout: Duration },
 }
@@ -169,6 +172,45 @@ pub async fn apply(
     serde_json::to_value(stored).map_err(|e| ClusterError::Object(e.to_string()))
 }
 
+/// The objects of a manifest file: one or more YAML (or JSON) documents; empty documents are
+/// skipped. `name` is the file's name, for messages.
+pub fn parse_manifests(name: &str, text: &str) -> Result<Vec<Value>, ClusterError> {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| ClusterError::Manifest {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+    documents
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .enumerate()
+        .map(|(i, d)| {
+            if d.is_object() {
+                Ok(d)
+            } else {
+                Err(ClusterError::Manifest {
+                    name: name.to_string(),
+                    message: format!("document {} is not an object", i + 1),
+                })
+            }
+        })
+        .collect()
+}
+
+/// Applies every object of a manifest file, in order (see [`apply`]); returns them as stored.
+pub async fn apply_manifests(
+    client: &kube::Client,
+    name: &str,
+    text: &str,
+    field_manager: &str,
+) -> Result<Vec<Value>, ClusterError> {
+    let mut stored = Vec::new();
+    for object in parse_manifests(name, text)? {
+        stored.push(apply(client, &object, field_manager).await?);
+    }
+    Ok(stored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +267,31 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("metadata.name")
+        );
+    }
+
+    #[tokio::test]
+    async fn manifest_files_with_several_documents_are_applied_in_order() {
+        let fake = FakeApiServer::new();
+        let text = "# flannel\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-flannel\n  labels:\n    pod-security.kubernetes.io/enforce: privileged\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube-flannel-cfg\n  namespace: kube-flannel\ndata:\n  mode: \"0600\"\n";
+        let stored = apply_manifests(&fake.client(), "00-flannel.yaml", text, "kindling-agent")
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2);
+        let cm = fake
+            .get("v1", "ConfigMap", Some("kube-flannel"), "kube-flannel-cfg")
+            .unwrap();
+        assert_eq!(cm["data"]["mode"], "0600");
+        let err = parse_manifests("bad.yaml", "- 1\n- 2\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reading manifest bad.yaml: document 1 is not an object"
+        );
+        assert!(
+            parse_manifests("bad.yaml", "a: [\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("reading manifest bad.yaml: ")
         );
     }
 

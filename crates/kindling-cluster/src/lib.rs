@@ -9,13 +9,14 @@ pub mod bootstrap;
 pub mod client;
 pub mod csr;
 pub mod gather;
+pub mod health;
 pub mod progress;
 pub mod wait;
 
 #[cfg(feature = "fake-apiserver")]
 pub mod fake;
 
-pub use client::{ClusterError, apply, connect, server_version};
+pub use client::{ClusterError, apply, apply_manifests, connect, parse_manifests, server_version};
 
 /// The demo cluster (`examples/demo`), for unit tests.
 #[cfg(test)]

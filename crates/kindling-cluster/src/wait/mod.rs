@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::{Node, Pod};
 use kindling_config::{ClusterDescription, Role};
 use kube::api::{Api, ListParams};
 use serde::Serialize;
@@ -272,49 +271,7 @@ impl InstallState {
     }
 }
 
-/// The control-plane static pods on every master; their mirror pods are `<component>-<node>`.
-pub const CONTROL_PLANE: &[&str] = &[
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-];
-
-fn ready(conditions: Option<&Vec<impl ConditionLike>>, kind: &str) -> bool {
-    conditions.is_some_and(|cs| cs.iter().any(|c| c.kind() == kind && c.status() == "True"))
-}
-
-trait ConditionLike {
-    fn kind(&self) -> &str;
-    fn status(&self) -> &str;
-}
-
-impl ConditionLike for k8s_openapi::api::core::v1::NodeCondition {
-    fn kind(&self) -> &str {
-        &self.type_
-    }
-    fn status(&self) -> &str {
-        &self.status
-    }
-}
-
-impl ConditionLike for k8s_openapi::api::core::v1::PodCondition {
-    fn kind(&self) -> &str {
-        &self.type_
-    }
-    fn status(&self) -> &str {
-        &self.status
-    }
-}
-
-impl ConditionLike for k8s_openapi::api::apps::v1::DeploymentCondition {
-    fn kind(&self) -> &str {
-        &self.type_
-    }
-    fn status(&self) -> &str {
-        &self.status
-    }
-}
+pub use crate::health::CONTROL_PLANE;
 
 /// What one poll of a phase found.
 enum Poll {
@@ -511,25 +468,9 @@ impl Wait<'_> {
     }
 
     async fn install_state(&self) -> Result<InstallState, ClusterError> {
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), "kube-system");
         let csrs: Api<CertificateSigningRequest> = Api::all(self.client.clone());
-        let node_list = nodes
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| ClusterError::api("listing Nodes", e))?;
-        let node_ready: BTreeMap<String, bool> = node_list
-            .items
-            .iter()
-            .map(|n| {
-                let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
-                (
-                    n.metadata.name.clone().unwrap_or_default(),
-                    ready(conditions, "Ready"),
-                )
-            })
-            .collect();
+        let node_ready = crate::health::node_readiness(&self.client).await?;
         let mut state = InstallState::default();
         for m in self
             .description
@@ -549,27 +490,15 @@ impl Wait<'_> {
                     .push((m.name.clone(), "is not a Node yet".into())),
             }
         }
-        let pod_list = pods
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| ClusterError::api("listing kube-system pods", e))?;
-        let pod_ready: BTreeMap<String, bool> = pod_list
-            .items
-            .iter()
-            .map(|p| {
-                let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
-                (
-                    p.metadata.name.clone().unwrap_or_default(),
-                    ready(conditions, "Ready"),
-                )
-            })
+        let masters: Vec<&str> = self
+            .description
+            .inventory
+            .with_role(Role::Master)
+            .map(|m| m.name.as_str())
             .collect();
-        for master in self.description.inventory.with_role(Role::Master) {
-            for component in CONTROL_PLANE {
-                let pod = format!("{component}-{}", master.name);
-                if pod_ready.get(&pod) != Some(&true) {
-                    state.pods.push((master.name.clone(), pod));
-                }
+        for pod in crate::health::control_plane_pods(&self.client, &masters).await? {
+            if !pod.ready {
+                state.pods.push((pod.node, pod.pod));
             }
         }
         state.coredns = match deployments
@@ -580,8 +509,10 @@ impl Wait<'_> {
             None => Some("is not deployed yet (Deployment kube-system/coredns)".into()),
             Some(d) => {
                 let status = d.status.unwrap_or_default();
-                let available = ready(status.conditions.as_ref(), "Available")
-                    || status.available_replicas.unwrap_or(0) > 0;
+                let available = status.conditions.as_ref().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Available" && c.status == "True")
+                }) || status.available_replicas.unwrap_or(0) > 0;
                 (!available).then(|| "has no available replica yet".to_string())
             }
         };
