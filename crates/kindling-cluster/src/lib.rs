@@ -1,9 +1,14 @@
 //! Talks to the cluster's Kubernetes API (kube-rs): connecting with a kubeconfig, server-side
 //! apply, the bootstrap record, CSR approval, `wait-for` and `gather`.
 //!
-//! The node agent uses [`client`] (connect, apply) and [`bootstrap`] (the record that
-//! `wait-for bootstrap-complete` reads). The CLI's commands use the rest. No clap here: each
+//! The node agent uses [`client`] ([`connect`], [`server_version`], [`apply`],
+//! [`parse_manifests`], [`apply_manifests`]), [`health`] (Ready nodes, control-plane mirror
+//! pods) and [`bootstrap`] (the record that `wait-for bootstrap-complete` reads; its module doc
+//! is the contract). The CLI's commands use [`csr`], [`wait`] and [`gather`]. No clap here: each
 //! command builds a request value and calls in.
+//!
+//! Tests, here and in other crates, use [`fake`] (feature `fake-apiserver`): a fake API server,
+//! in-process or on a loopback port.
 
 pub mod bootstrap;
 pub mod client;
