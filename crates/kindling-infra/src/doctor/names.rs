@@ -232,13 +232,7 @@ fn check_address(
         )
         .map(|x| x.fix(format!("remove the extra {rtype} records of {name}"))),
         Rcode::NoError if !got.is_empty() => {
-            let described: Vec<String> = got
-                .iter()
-                .map(|ip| match req.describe_ip(*ip) {
-                    Some(role) => format!("{ip} ({role})"),
-                    None => ip.to_string(),
-                })
-                .collect();
+            let described = describe_all(req, &got);
             f(
                 Severity::Error,
                 format!(
@@ -311,13 +305,7 @@ fn check_apps(req: &Request, server: SocketAddr) -> Vec<Finding> {
         ];
     }
     if answer.rcode == Rcode::NoError && !got.is_empty() {
-        let described: Vec<String> = got
-            .iter()
-            .map(|ip| match req.describe_ip(*ip) {
-                Some(role) => format!("{ip} ({role})"),
-                None => ip.to_string(),
-            })
-            .collect();
+        let described = describe_all(req, &got);
         return vec![
             base(
                 Severity::Error,
@@ -645,4 +633,15 @@ fn name_resolves(req: &Request, server: SocketAddr, name: &str) -> Result<(), St
     }
     reasons.dedup();
     Err(reasons.join(", "))
+}
+
+/// Each address with what the description says it is, e.g. `192.168.126.11 (the ingress VIP)`.
+fn describe_all(req: &Request, addresses: &[IpAddr]) -> Vec<String> {
+    addresses
+        .iter()
+        .map(|ip| match req.describe_ip(*ip) {
+            Some(role) => format!("{ip} ({role})"),
+            None => ip.to_string(),
+        })
+        .collect()
 }
