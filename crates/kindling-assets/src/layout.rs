@@ -62,5 +62,10 @@ pub const ETCD_MEMBER_POD: &str = "/opt/kindling/etcd-member.yaml";
 /// Stage markers and stage records of the agent.
 pub const AGENT_STATE_DIR: &str = "/opt/kindling";
 pub const AGENT_LOG_DIR: &str = "/var/log/kindling";
+/// The machine's MAC and token for `kindling serve` (`mac=`, `token=`), root only: the agent
+/// sends its stage records as events with them.
+pub const AGENT_IDENTITY: &str = "/etc/kindling/identity";
+/// The join-master unit on masters.
+pub const JOIN_MASTER_UNIT: &str = "kindling-join-master.service";
 /// The agent's systemd unit on the bootstrap machine.
 pub const BOOTSTRAP_AGENT_UNIT: &str = "kindling-bootstrap.service";

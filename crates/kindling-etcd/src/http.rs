@@ -292,7 +292,8 @@ mod tests {
         let r = parse(raw).unwrap();
         assert_eq!(r.status, 500);
         assert_eq!(r.body, b"{\"error\":\"no leader\"}");
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"health\":\"true\"}").unwrap();
+        let r =
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"health\":\"true\"}").unwrap();
         assert_eq!(r.body, b"{\"health\":\"true\"}");
     }
 

@@ -202,7 +202,9 @@ impl ClientTls {
             .map_err(|e| EtcdError::TlsConfig(e.to_string()))?
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key_der)
-            .map_err(|e| EtcdError::TlsConfig(format!("{} with {}: {e}", cert.display(), key.display())))?;
+            .map_err(|e| {
+                EtcdError::TlsConfig(format!("{} with {}: {e}", cert.display(), key.display()))
+            })?;
         Ok(ClientTls(Arc::new(config)))
     }
 }
@@ -271,8 +273,11 @@ impl Client {
     /// reconfiguration) while another added member has not started yet: retry then.
     pub fn member_add(&self, peer_urls: &[String]) -> Result<(Member, Membership), EtcdError> {
         let body = serde_json::json!({ "peerURLs": peer_urls }).to_string();
-        let (endpoint, answer): (_, AddAnswer) =
-            self.post("/v3/cluster/member/add", body.as_bytes(), "a member add answer")?;
+        let (endpoint, answer): (_, AddAnswer) = self.post(
+            "/v3/cluster/member/add",
+            body.as_bytes(),
+            "a member add answer",
+        )?;
         let added = answer
             .member
             .ok_or_else(|| json_error(&endpoint, "a member add answer", "no member".into()))?
@@ -331,7 +336,10 @@ impl Client {
         let id = |s: &Option<String>, what| parse_id(&endpoint.url, s.as_deref(), what);
         Ok(Status {
             version: answer.version.unwrap_or_default(),
-            member: id(&answer.header.unwrap_or_default().member_id, "header.member_id")?,
+            member: id(
+                &answer.header.unwrap_or_default().member_id,
+                "header.member_id",
+            )?,
             leader: match answer.leader.as_deref() {
                 None | Some("0") => None,
                 leader => Some(parse_id(&endpoint.url, leader, "leader")?),

@@ -1,6 +1,7 @@
 //! Command-line arguments. Everything clap knows about lives here; each command turns its
 //! arguments into a request to a library crate.
 
+pub mod agent;
 pub mod approve_csrs;
 pub mod create;
 pub mod demo;
@@ -61,6 +62,9 @@ pub enum Command {
     ApproveCsrs(ApproveCsrsArgs),
     /// Write a tarball of events, agent stages, versions and the cluster's state (no secrets).
     Gather(GatherArgs),
+    /// The node agent, run by systemd on the bootstrap machine and the masters.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]

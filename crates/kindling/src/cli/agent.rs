@@ -1,0 +1,234 @@
+//! `kindling agent bootstrap` and `kindling agent join-master`: the node agent, run by systemd on
+//! the bootstrap machine and on each master. The work is in kindling-agent.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use kindling_agent::bootstrap::Pause;
+use kindling_agent::kube::{FileStandIn, Kubernetes};
+use kindling_agent::report::{MachineIdentity, Reporter};
+use kindling_agent::{
+    BootstrapAgent, BootstrapRequest, EtcdAccess, JoinOutcome, JoinRequest, Journal, Stage,
+};
+use kindling_assets::layout;
+
+use crate::exit::Failure;
+
+/// Test hook: sleep (until killed) after this stage's marker is written.
+const PAUSE_AFTER: &str = "KINDLING_AGENT_PAUSE_AFTER";
+/// Test hook: sleep after this stage's work, before its marker is written.
+const PAUSE_BEFORE_MARKER: &str = "KINDLING_AGENT_PAUSE_BEFORE_MARKER";
+/// Test stand-in for the Kubernetes API (a directory; see kindling_agent::kube::FileStandIn),
+/// until kindling-cluster's client is wired in.
+const KUBE_STAND_IN: &str = "KINDLING_AGENT_KUBE_STAND_IN";
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// On the bootstrap machine: apply the cluster manifests, wait for the masters, remove the
+    /// bootstrap etcd member, mark the bootstrap complete, stop the temporary control plane.
+    Bootstrap(BootstrapArgs),
+    /// On a master, before its etcd starts: add its etcd member to the cluster and activate its
+    /// etcd pod with the membership etcd reports.
+    JoinMaster(JoinMasterArgs),
+}
+
+/// Options both agents share.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Stage markers (`<stage>.done`).
+    #[arg(long, default_value = layout::AGENT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Stage records (`<agent>.jsonl`).
+    #[arg(long, default_value = layout::AGENT_LOG_DIR, value_name = "DIR")]
+    pub log_dir: PathBuf,
+    /// The kubelet's static pods directory.
+    #[arg(long, default_value = layout::STATIC_PODS_DIR, value_name = "DIR")]
+    pub static_pods_dir: PathBuf,
+    /// etcd client URLs to ask, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "https://127.0.0.1:2379",
+        value_name = "URL,..."
+    )]
+    pub etcd_endpoints: Vec<String>,
+    /// The etcd CA certificate.
+    #[arg(long, default_value = layout::ETCD_CA_CERT, value_name = "FILE")]
+    pub etcd_ca: PathBuf,
+    /// The etcd client certificate.
+    #[arg(long, default_value = layout::APISERVER_ETCD_CLIENT_CERT, value_name = "FILE")]
+    pub etcd_cert: PathBuf,
+    /// The etcd client key.
+    #[arg(long, default_value = layout::APISERVER_ETCD_CLIENT_KEY, value_name = "FILE")]
+    pub etcd_key: PathBuf,
+    /// `kindling serve`'s boot server, where stage records are sent as events.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// This machine's MAC and token for `kindling serve` (`mac=` and `token=` lines; root only).
+    #[arg(long, default_value = layout::AGENT_IDENTITY, value_name = "FILE")]
+    pub identity_file: PathBuf,
+    /// Seconds between checks.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub poll_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The cluster manifests, applied in file-name order (namespaces and CRDs first).
+    #[arg(long, default_value = layout::AGENT_MANIFESTS_DIR, value_name = "DIR")]
+    pub manifests: PathBuf,
+    /// Admin kubeconfig of the local apiserver.
+    #[arg(long, default_value = layout::ADMIN_KUBECONFIG, value_name = "FILE")]
+    pub kubeconfig: PathBuf,
+    /// The masters' etcd member names, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "NAME,...")]
+    pub masters: Vec<String>,
+    /// The bootstrap machine's etcd member name. Without it this is the first master of a
+    /// cluster with no bootstrap machine: nothing is removed or stopped.
+    #[arg(long, value_name = "NAME")]
+    pub bootstrap_member: Option<String>,
+    /// Each stage gives up after this many seconds (systemd starts the agent again).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub stage_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinMasterArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// This master's etcd member pod, activated into the static pods directory.
+    #[arg(long, default_value = layout::ETCD_MEMBER_POD, value_name = "FILE")]
+    pub member_pod: PathBuf,
+    /// Give up after this many seconds (systemd starts the agent again).
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+pub fn run(command: &AgentCommand) -> Result<(), Failure> {
+    match command {
+        AgentCommand::Bootstrap(args) => bootstrap(args),
+        AgentCommand::JoinMaster(args) => join_master(args),
+    }
+}
+
+fn etcd(common: &CommonArgs) -> EtcdAccess {
+    EtcdAccess {
+        endpoints: common.etcd_endpoints.clone(),
+        ca: common.etcd_ca.clone(),
+        cert: common.etcd_cert.clone(),
+        key: common.etcd_key.clone(),
+    }
+}
+
+fn journal(agent: &'static str, common: &CommonArgs) -> anyhow::Result<Journal> {
+    let reporter = match &common.server {
+        None => None,
+        Some(url) => match MachineIdentity::read(&common.identity_file)? {
+            None => {
+                tracing::info!(
+                    "no machine identity at {}: stage records stay local",
+                    common.identity_file.display()
+                );
+                None
+            }
+            Some(identity) => {
+                let reporter = Reporter::new(url, identity);
+                if reporter.is_none() {
+                    tracing::warn!("--server {url} is not http://host:port; records stay local");
+                }
+                reporter
+            }
+        },
+    };
+    if let Some(r) = &reporter {
+        r.send_event("agent-version", env!("CARGO_PKG_VERSION"), "");
+    }
+    Ok(Journal::new(agent, &common.log_dir, reporter)?)
+}
+
+fn pause() -> anyhow::Result<Option<Pause>> {
+    let stage = |var: &str| -> anyhow::Result<Option<Stage>> {
+        match std::env::var(var) {
+            Ok(name) => Stage::parse(&name)
+                .map(Some)
+                .with_context(|| format!("{var}={name} names no stage")),
+            Err(_) => Ok(None),
+        }
+    };
+    Ok(match (stage(PAUSE_AFTER)?, stage(PAUSE_BEFORE_MARKER)?) {
+        (Some(s), _) => Some(Pause::After(s)),
+        (None, Some(s)) => Some(Pause::Before(s)),
+        (None, None) => None,
+    })
+}
+
+/// The Kubernetes API of `kubeconfig`. The kindling-cluster client is not wired in yet; only
+/// the test stand-in is.
+fn kubernetes(kubeconfig: &Path) -> anyhow::Result<Box<dyn Kubernetes>> {
+    if let Some(dir) = std::env::var_os(KUBE_STAND_IN) {
+        return Ok(Box::new(FileStandIn { dir: dir.into() }));
+    }
+    bail!(
+        "talking to the Kubernetes API of {} needs kindling-cluster's client, which this build \
+         does not have yet",
+        kubeconfig.display()
+    )
+}
+
+fn bootstrap(args: &BootstrapArgs) -> Result<(), Failure> {
+    let journal = journal("bootstrap", &args.common)?;
+    let request = BootstrapRequest {
+        state_dir: args.common.state_dir.clone(),
+        manifests_dir: args.manifests.clone(),
+        static_pods_dir: args.common.static_pods_dir.clone(),
+        etcd: etcd(&args.common),
+        masters: args.masters.clone(),
+        bootstrap_member: args.bootstrap_member.clone(),
+        stage_timeout: Duration::from_secs(args.stage_timeout),
+        poll: Duration::from_secs(args.common.poll_interval.max(1)),
+        pause: pause()?,
+    };
+    let api = kubernetes(&args.kubeconfig)?;
+    let agent = BootstrapAgent {
+        request: &request,
+        local: api.as_ref(),
+        cluster: api.as_ref(),
+        journal: &journal,
+    };
+    agent
+        .run()
+        .with_context(|| format!("bootstrap (records in {})", journal.path().display()))?;
+    println!("bootstrap complete: the masters run the control plane");
+    Ok(())
+}
+
+fn join_master(args: &JoinMasterArgs) -> Result<(), Failure> {
+    let journal = journal("join-master", &args.common)?;
+    let request = JoinRequest {
+        member_pod: args.member_pod.clone(),
+        static_pods_dir: args.common.static_pods_dir.clone(),
+        state_dir: args.common.state_dir.clone(),
+        etcd: etcd(&args.common),
+        timeout: Duration::from_secs(args.timeout),
+        poll: Duration::from_secs(args.common.poll_interval.max(1)),
+    };
+    let outcome = kindling_agent::join_master(&request, &journal)
+        .with_context(|| format!("join-master (records in {})", journal.path().display()))?;
+    match outcome {
+        JoinOutcome::AlreadyActive => println!("already joined: the etcd pod is in place"),
+        JoinOutcome::Added { initial_cluster } => {
+            println!("added this etcd member; initial cluster {initial_cluster}")
+        }
+        JoinOutcome::AlreadyMember { initial_cluster } => {
+            println!("already an etcd member; initial cluster {initial_cluster}")
+        }
+        JoinOutcome::Founded { initial_cluster } => {
+            println!("first member of a new etcd cluster: {initial_cluster}")
+        }
+    }
+    Ok(())
+}
