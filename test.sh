@@ -22,6 +22,8 @@ APT_PACKAGES=(
   isc-dhcp-server  # dhcpd -t: checks infra/dhcpd.conf
   kea-dhcp4-server # kea-dhcp4 -t: checks infra/kea-dhcp4.json
   tar              # tar -tzf / -xzOf: reads the tarball of kindling gather (essential, listed for clarity)
+  etcd-server      # etcd 3.4: the agent's join-master and bootstrap hand-over run against real members on loopback (tests/cli/agent.rs)
+  etcd-client      # etcdctl: the test's independent check of the membership and of each member's health
 )
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(
@@ -38,6 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # etcd-server enables a system etcd on 127.0.0.1:2379; the tests run their own members.
+  if command -v systemctl >/dev/null && systemctl is-enabled --quiet etcd 2>/dev/null; then
+    "${sudo_cmd[@]}" systemctl disable --now etcd || true
+  fi
 fi
 
 venv=.venv

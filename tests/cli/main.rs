@@ -1,5 +1,6 @@
 //! Tests that run the real `kindling` binary, as a user would.
 
+mod agent;
 mod cluster;
 mod create;
 mod doctor;

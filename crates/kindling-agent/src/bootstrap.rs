@@ -442,13 +442,16 @@ impl BootstrapAgent<'_> {
     }
 }
 
+/// The started members' names, sorted (etcd lists members by ID).
 fn names(members: &Membership) -> Vec<String> {
-    members
+    let mut names: Vec<String> = members
         .members
         .iter()
         .filter(|m| m.started())
         .map(|m| m.name.clone())
-        .collect()
+        .collect();
+    names.sort();
+    names
 }
 
 fn master_client_urls(members: &Membership, masters: &BTreeSet<&str>) -> Vec<String> {

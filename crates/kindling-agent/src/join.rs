@@ -6,7 +6,7 @@
 //!    member list. A member with this peer URL, started or not, is this master from an earlier
 //!    run: it is not added twice. Otherwise `member add` it. etcd refuses an add while another
 //!    added member has not started (strict reconfiguration); that, and no member answering, is
-//!    retried until the deadline.
+//!    retried until the deadline. A member that already started keeps the pod it runs with.
 //! 3. Write the pod into the static pods directory as `etcd.yaml`, with `--initial-cluster` =
 //!    every member's `name=peerURL` (itself included) and `--initial-cluster-state=existing`,
 //!    then the `join-master.done` marker.
@@ -104,8 +104,15 @@ fn join(
     let outcome = loop {
         match client.member_list() {
             Ok(members) => {
-                if members.by_peer_url(&peer_url).is_some() {
+                if let Some(member) = members.by_peer_url(&peer_url) {
                     tracing::info!("{name} ({peer_url}) is already an etcd member");
+                    // A member that has started has a data directory, where etcd ignores
+                    // --initial-cluster; rewriting its pod would only restart it.
+                    if member.started() && active.exists() {
+                        let initial_cluster = pod_initial_cluster(active)?;
+                        write_marker(marker, &initial_cluster)?;
+                        return Ok(JoinOutcome::AlreadyMember { initial_cluster });
+                    }
                     break JoinOutcome::AlreadyMember {
                         initial_cluster: members.initial_cluster(&name, &peer_url),
                     };
@@ -150,6 +157,12 @@ fn join(
     write_pod(&pod.with_membership(&initial_cluster, "existing"), active)?;
     write_marker(marker, &initial_cluster)?;
     Ok(outcome)
+}
+
+/// The `--initial-cluster` of the pod already activated.
+fn pod_initial_cluster(active: &std::path::Path) -> Result<String, AgentError> {
+    let pod = EtcdPod::read(active)?;
+    Ok(pod.flag("initial-cluster").unwrap_or_default().to_string())
 }
 
 fn same_url(a: &str, b: &str) -> bool {

@@ -1,0 +1,689 @@
+//! `kindling agent join-master` and `kindling agent bootstrap` against real etcd (Debian's
+//! etcd-server 3.4): a bootstrap member and three masters on loopback addresses, with the
+//! certificates `kindling create manifests` made. Each etcd runs with the command of the static
+//! pod kindling wrote (the bootstrap pod, or the pod join-master activated), so the test proves
+//! the pods are right; only what differs between a node and this one host is translated (see
+//! [`etcd_args`]).
+//!
+//! The Kubernetes steps run against the agent's file stand-in (`KINDLING_AGENT_KUBE_STAND_IN`)
+//! until kindling-cluster's fake API server is wired into the agent.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kindling_config::yaml;
+
+use crate::kindling;
+
+const DEMO_IC: &str = include_str!("../../examples/demo/install-config.yaml");
+const DEMO_INV: &str = include_str!("../../examples/demo/inventory.yaml");
+const MASTERS: [&str; 3] = ["master0", "master1", "master2"];
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// An etcd process, killed when dropped.
+struct Etcd {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed when dropped (the agent under test).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The demo cluster moved to a free loopback /24, its assets made, and a directory per machine
+/// standing in for that machine's disk.
+struct Lab {
+    assets: tempfile::TempDir,
+    nodes: tempfile::TempDir,
+    /// `127.a.b.`: the machines are `<prefix>100` (bootstrap), `<prefix>110`..`112`.
+    prefix: String,
+    etcds: Vec<(String, Etcd)>,
+}
+
+impl Lab {
+    /// A lab on a /24 of 127/8 whose etcd ports are free; `seed` keeps parallel tests apart.
+    fn new(seed: u8) -> Lab {
+        let pid = std::process::id();
+        let prefix = (0..50u32)
+            .map(|i| format!("127.{}.{}.", 100 + seed, (pid + i * 7) % 250 + 1))
+            .find(|p| {
+                [100, 110, 111, 112].iter().all(|host| {
+                    [2379, 2380].iter().all(|port| {
+                        TcpListener::bind((format!("{p}{host}").as_str(), *port)).is_ok()
+                    })
+                })
+            })
+            .expect("a loopback /24 with free etcd ports");
+        let assets = tempfile::tempdir().unwrap();
+        let moved = |text: &str| text.replace("192.168.126.", &prefix);
+        std::fs::write(assets.path().join("install-config.yaml"), moved(DEMO_IC)).unwrap();
+        std::fs::write(assets.path().join("inventory.yaml"), moved(DEMO_INV)).unwrap();
+        kindling(&[
+            "create",
+            "manifests",
+            "--dir",
+            &assets.path().to_string_lossy(),
+        ])
+        .expect(0);
+        Lab {
+            assets,
+            nodes: tempfile::tempdir().unwrap(),
+            prefix,
+            etcds: Vec::new(),
+        }
+    }
+
+    fn ip(&self, machine: &str) -> String {
+        let host = match machine {
+            "bootstrap" => 100,
+            "master0" => 110,
+            "master1" => 111,
+            "master2" => 112,
+            other => panic!("no machine {other}"),
+        };
+        format!("{}{host}", self.prefix)
+    }
+
+    fn client_url(&self, machine: &str) -> String {
+        format!("https://{}:2379", self.ip(machine))
+    }
+
+    fn asset(&self, path: &str) -> PathBuf {
+        self.assets.path().join(path)
+    }
+
+    /// `<node>/<what>` on `machine`'s stand-in disk.
+    fn node(&self, machine: &str, what: &str) -> PathBuf {
+        self.nodes.path().join(machine).join(what)
+    }
+
+    /// Every client URL the agents are told about, as Ignition tells them.
+    fn endpoints(&self) -> String {
+        ["bootstrap", "master0", "master1", "master2"]
+            .map(|m| self.client_url(m))
+            .join(",")
+    }
+
+    /// The agent's etcd options: the CA and the apiserver's etcd client certificate.
+    fn etcd_flags(&self) -> Vec<String> {
+        vec![
+            format!("--etcd-endpoints={}", self.endpoints()),
+            format!("--etcd-ca={}", self.asset("tls/etcd-ca.crt").display()),
+            format!(
+                "--etcd-cert={}",
+                self.asset("tls/apiserver-etcd-client.crt").display()
+            ),
+            format!(
+                "--etcd-key={}",
+                self.asset("tls/apiserver-etcd-client.key").display()
+            ),
+            "--poll-interval=1".into(),
+        ]
+    }
+
+    /// Starts `machine`'s etcd with the command of the pod at `pod`, and waits until it is healthy.
+    fn start_etcd(&mut self, machine: &str, pod: &Path) {
+        let args = etcd_args(&pod_command(pod), self, machine);
+        let log = self.node(machine, "etcd.log");
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("etcd")
+            .args(&args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("etcd starts");
+        self.etcds.push((
+            machine.to_string(),
+            Etcd {
+                child,
+                log: log.clone(),
+            },
+        ));
+        let url = self.client_url(machine);
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let health = self.etcdctl(&url, &["endpoint", "health"]);
+            if health.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{machine}'s etcd did not become healthy with {args:?}:\n{}\n{}",
+                String::from_utf8_lossy(&health.stderr),
+                tail(&log)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Runs the real etcdctl (v3 API) against `endpoints` with the client certificate.
+    fn etcdctl(&self, endpoints: &str, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .arg(format!(
+                "--cacert={}",
+                self.asset("tls/etcd-ca.crt").display()
+            ))
+            .arg(format!(
+                "--cert={}",
+                self.asset("tls/apiserver-etcd-client.crt").display()
+            ))
+            .arg(format!(
+                "--key={}",
+                self.asset("tls/apiserver-etcd-client.key").display()
+            ))
+            .arg("--dial-timeout=2s")
+            .arg("--command-timeout=5s")
+            .args(args)
+            .output()
+            .expect("etcdctl runs")
+    }
+
+    /// `etcdctl member list`: (name, peer URL) of every member, sorted.
+    fn members(&self) -> Vec<(String, String)> {
+        let endpoints = MASTERS.map(|m| self.client_url(m)).join(",");
+        let out = self.etcdctl(&endpoints, &["member", "list", "--write-out=simple"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut members: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let fields: Vec<&str> = l.split(", ").collect();
+                (fields[2].to_string(), fields[3].to_string())
+            })
+            .collect();
+        members.sort();
+        members
+    }
+
+    /// The bootstrap machine: its static pods as Ignition installs them, its etcd started from
+    /// its pod, and the API stand-in answering.
+    fn boot_bootstrap(&mut self) {
+        let pods = self.node("bootstrap", "etc/kubernetes/manifests");
+        std::fs::create_dir_all(&pods).unwrap();
+        for entry in std::fs::read_dir(self.asset("manifests/bootstrap")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, pods.join(path.file_name().unwrap())).unwrap();
+        }
+        let kube = self.node("bootstrap", "kube");
+        std::fs::create_dir_all(&kube).unwrap();
+        std::fs::write(kube.join("version"), "v1.34.1\n").unwrap();
+        self.start_etcd("bootstrap", &pods.join("etcd.yaml"));
+    }
+
+    /// A master: its member pod where Ignition puts it, join-master, then its etcd from the pod
+    /// join-master activated.
+    fn join_master(&mut self, machine: &str) {
+        let member_pod = self.node(machine, "opt/kindling/etcd-member.yaml");
+        std::fs::create_dir_all(member_pod.parent().unwrap()).unwrap();
+        std::fs::copy(
+            self.asset(&format!("manifests/masters/{machine}/etcd-member.yaml")),
+            &member_pod,
+        )
+        .unwrap();
+        let run = self.join_master_run(machine);
+        run.expect(0);
+        let active = self.node(machine, "etc/kubernetes/manifests/etcd.yaml");
+        self.start_etcd(machine, &active);
+    }
+
+    fn join_master_run(&self, machine: &str) -> crate::Run {
+        let mut args = vec![
+            "agent".to_string(),
+            "join-master".into(),
+            format!(
+                "--member-pod={}",
+                self.node(machine, "opt/kindling/etcd-member.yaml")
+                    .display()
+            ),
+            format!(
+                "--static-pods-dir={}",
+                self.node(machine, "etc/kubernetes/manifests").display()
+            ),
+            format!(
+                "--state-dir={}",
+                self.node(machine, "opt/kindling").display()
+            ),
+            format!(
+                "--log-dir={}",
+                self.node(machine, "var/log/kindling").display()
+            ),
+            "--timeout=60".into(),
+        ];
+        args.extend(self.etcd_flags());
+        kindling(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `kindling agent bootstrap` as the bootstrap machine's unit runs it, with a test hook.
+    fn bootstrap_agent(&self, hook: Option<(&str, &str)>) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
+        command
+            .args(["agent", "bootstrap"])
+            .arg(format!(
+                "--manifests={}",
+                self.asset("manifests/cluster").display()
+            ))
+            .arg("--kubeconfig=/nonexistent/admin.conf")
+            .arg(format!(
+                "--state-dir={}",
+                self.node("bootstrap", "opt/kindling").display()
+            ))
+            .arg(format!(
+                "--log-dir={}",
+                self.node("bootstrap", "var/log/kindling").display()
+            ))
+            .arg(format!(
+                "--static-pods-dir={}",
+                self.node("bootstrap", "etc/kubernetes/manifests").display()
+            ))
+            .arg("--masters=master0,master1,master2")
+            .arg("--bootstrap-member=bootstrap")
+            .arg("--stage-timeout=90")
+            .args(self.etcd_flags())
+            .env(
+                "KINDLING_AGENT_KUBE_STAND_IN",
+                self.node("bootstrap", "kube"),
+            )
+            .env_remove("KINDLING_AGENT_PAUSE_AFTER")
+            .env_remove("KINDLING_AGENT_PAUSE_BEFORE_MARKER")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some((var, stage)) = hook {
+            command.env(var, stage);
+        }
+        command
+    }
+
+    fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.node("bootstrap", "var/log/kindling/bootstrap.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each record is JSON"))
+            .collect()
+    }
+
+    fn count(&self, stage: &str, phase: &str, result: &str) -> usize {
+        self.records()
+            .iter()
+            .filter(|r| r["stage"] == stage && r["phase"] == phase && r["result"] == result)
+            .count()
+    }
+
+    fn set_ready_apiservers(&self, nodes: &[&str]) {
+        std::fs::write(
+            self.node("bootstrap", "kube/ready-apiservers"),
+            nodes.join("\n"),
+        )
+        .unwrap();
+    }
+
+    /// The end state of a hand-over: exactly the masters, each healthy; the record says
+    /// complete; the temporary control plane's pods are out of the static pods directory.
+    fn assert_handed_over(&self) {
+        let members = self.members();
+        assert_eq!(
+            members,
+            MASTERS
+                .map(|m| (m.to_string(), format!("https://{}:2380", self.ip(m))))
+                .to_vec()
+        );
+        for m in MASTERS {
+            let health = self.etcdctl(&self.client_url(m), &["endpoint", "health"]);
+            assert!(
+                health.status.success(),
+                "{m}: {}",
+                String::from_utf8_lossy(&health.stderr)
+            );
+        }
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.node("bootstrap", "kube/bootstrap-configmap.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["metadata"]["name"], "bootstrap");
+        assert_eq!(record["metadata"]["namespace"], "kube-system");
+        assert_eq!(record["data"]["status"], "complete");
+        assert_eq!(record["data"]["bootstrapMemberRemoved"], "true");
+        assert_eq!(record["data"]["etcdMembers"], "master0,master1,master2");
+        let left: Vec<_> = std::fs::read_dir(self.node("bootstrap", "etc/kubernetes/manifests"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let stopped = self.node("bootstrap", "opt/kindling/stopped-static-pods");
+        for pod in ["etcd.yaml", "kube-apiserver.yaml"] {
+            assert!(stopped.join(pod).exists(), "{pod} was not moved");
+        }
+        for stage in [
+            "wait-apiserver",
+            "apply-manifests",
+            "wait-masters",
+            "remove-bootstrap-member",
+            "bootstrap-complete",
+            "stop-temporary-control-plane",
+        ] {
+            assert!(
+                self.node("bootstrap", &format!("opt/kindling/{stage}.done"))
+                    .exists(),
+                "{stage}.done"
+            );
+        }
+        let applied = std::fs::read_dir(self.node("bootstrap", "kube/applied"))
+            .unwrap()
+            .count();
+        assert!(applied > 5, "only {applied} objects applied");
+    }
+}
+
+/// `spec.containers[0].command` of a static pod, read with kindling's YAML reader (not the
+/// agent's pod code).
+fn pod_command(pod: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(pod).unwrap_or_else(|e| panic!("{}: {e}", pod.display()));
+    let node = yaml::parse(&text).unwrap();
+    let container = match &node
+        .get("spec")
+        .and_then(|s| s.get("containers"))
+        .unwrap()
+        .value
+    {
+        yaml::Value::Seq(items) => items[0].clone(),
+        other => panic!("containers is {other:?}"),
+    };
+    match &container.get("command").unwrap().value {
+        yaml::Value::Seq(items) => items
+            .iter()
+            .map(|i| match &i.value {
+                yaml::Value::Scalar { text, .. } => text.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("command is {other:?}"),
+    }
+}
+
+/// The pod's etcd command as this host runs it. Node paths become the asset directory's files
+/// (the same files Ignition installs there) and a data directory of the node's own. All members
+/// share this host's loopback, so the `127.0.0.1` client and metrics listeners every node has
+/// to itself are dropped. The pods target etcd 3.6; Debian's 3.4 spells two flags differently.
+/// Everything else (name, URLs, initial cluster and state, TLS settings) is the pod's.
+fn etcd_args(command: &[String], lab: &Lab, machine: &str) -> Vec<String> {
+    assert_eq!(command[0], "etcd");
+    let asset = |p: &str| lab.asset(p).display().to_string();
+    let file = |path: &str| -> String {
+        match path {
+            "/etc/kubernetes/pki/etcd/ca.crt" => asset("tls/etcd-ca.crt"),
+            "/etc/kubernetes/pki/etcd/server.crt" => {
+                asset(&format!("tls/etcd/{machine}-server.crt"))
+            }
+            "/etc/kubernetes/pki/etcd/server.key" => {
+                asset(&format!("tls/etcd/{machine}-server.key"))
+            }
+            "/etc/kubernetes/pki/etcd/peer.crt" => asset(&format!("tls/etcd/{machine}-peer.crt")),
+            "/etc/kubernetes/pki/etcd/peer.key" => asset(&format!("tls/etcd/{machine}-peer.key")),
+            "/var/lib/etcd" => lab.node(machine, "var/lib/etcd").display().to_string(),
+            other => panic!("the etcd pod names {other}, which this test does not map"),
+        }
+    };
+    let mut args = Vec::new();
+    for arg in &command[1..] {
+        let (flag, value) = arg.split_once('=').unwrap_or((arg, ""));
+        let value = match flag {
+            "--listen-metrics-urls" => continue,
+            "--feature-gates" => {
+                assert_eq!(value, "InitialCorruptCheck=true");
+                args.push("--experimental-initial-corrupt-check=true".to_string());
+                continue;
+            }
+            "--watch-progress-notify-interval" => {
+                args.push(format!(
+                    "--experimental-watch-progress-notify-interval={value}"
+                ));
+                continue;
+            }
+            "--listen-client-urls" => value
+                .split(',')
+                .filter(|u| !u.starts_with("https://127.0.0.1:"))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ if value.starts_with('/') => file(value),
+            _ => value.to_string(),
+        };
+        args.push(format!("{flag}={value}"));
+    }
+    args
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn skip_without_etcd() -> bool {
+    if have("etcd") && have("etcdctl") {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "etcd and etcdctl are missing (test.sh installs etcd-server and etcd-client)"
+    );
+    eprintln!("skipping: etcd or etcdctl is not installed");
+    true
+}
+
+/// Waits for `child` to exit within `limit`; kills it otherwise.
+fn wait_exit(child: &mut Killed, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not finish in {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn output(child: Killed) -> String {
+    let mut child = child;
+    let mut text = String::new();
+    use std::io::Read;
+    if let Some(mut err) = child.0.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    text
+}
+
+#[test]
+fn masters_join_and_the_bootstrap_member_is_removed_by_the_hand_over_rule() {
+    if skip_without_etcd() {
+        return;
+    }
+    let mut lab = Lab::new(1);
+    lab.boot_bootstrap();
+    for m in MASTERS {
+        lab.join_master(m);
+        let pod = pod_command(&lab.node(m, "etc/kubernetes/manifests/etcd.yaml"));
+        assert!(pod.contains(&"--initial-cluster-state=existing".to_string()));
+    }
+    // The last master's pod lists the bootstrap member and every master.
+    let pod = pod_command(&lab.node("master2", "etc/kubernetes/manifests/etcd.yaml"));
+    let initial = pod
+        .iter()
+        .find_map(|a| a.strip_prefix("--initial-cluster="))
+        .unwrap();
+    let mut entries: Vec<&str> = initial.split(',').collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        ["bootstrap", "master0", "master1", "master2"]
+            .map(|m| format!("{m}=https://{}:2380", lab.ip(m)))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(lab.members().len(), 4);
+
+    // join-master again: the member is not added twice, and the pod stays as it is.
+    let before =
+        std::fs::read_to_string(lab.node("master1", "etc/kubernetes/manifests/etcd.yaml")).unwrap();
+    assert!(
+        lab.join_master_run("master1")
+            .expect(0)
+            .stdout()
+            .contains("already joined")
+    );
+    std::fs::remove_file(lab.node("master1", "opt/kindling/join-master.done")).unwrap();
+    let again = lab.join_master_run("master1");
+    assert!(
+        again.expect(0).stdout().contains("already an etcd member"),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.node("master1", "etc/kubernetes/manifests/etcd.yaml")).unwrap(),
+        before
+    );
+    assert_eq!(lab.members().len(), 4);
+
+    // One master apiserver Ready is not enough: the bootstrap member stays.
+    lab.set_ready_apiservers(&["master0"]);
+    let mut agent = Killed(lab.bootstrap_agent(None).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.count("remove-bootstrap-member", "start", "") == 0 {
+        assert!(Instant::now() < deadline, "stage 4 never started");
+        assert!(agent.0.try_wait().unwrap().is_none(), "{}", output(agent));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(agent.0.try_wait().unwrap().is_none());
+    assert!(lab.members().iter().any(|(name, _)| name == "bootstrap"));
+    assert!(
+        !lab.node("bootstrap", "opt/kindling/remove-bootstrap-member.done")
+            .exists()
+    );
+
+    lab.set_ready_apiservers(&["master0", "master1"]);
+    let status = wait_exit(&mut agent, Duration::from_secs(90));
+    assert!(status.success(), "{}", output(agent));
+    lab.assert_handed_over();
+
+    // Every stage's start and end is a record; a second run skips them all.
+    let records = lab.records();
+    assert!(
+        records
+            .iter()
+            .all(|r| r["timestamp"].is_string() && r["errorMessage"].is_string())
+    );
+    assert_eq!(lab.count("remove-bootstrap-member", "end", "done"), 1);
+    let mut again = Killed(lab.bootstrap_agent(None).spawn().unwrap());
+    assert!(wait_exit(&mut again, Duration::from_secs(30)).success());
+    assert_eq!(lab.count("wait-apiserver", "end", "skipped"), 1);
+    lab.assert_handed_over();
+    // The removed bootstrap member shut itself down.
+    let bootstrap = lab
+        .etcds
+        .iter_mut()
+        .find(|(m, _)| m == "bootstrap")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bootstrap.1.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{}", tail(&bootstrap.1.log));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// kill -9 at every stage, at both crash points (after a stage's work but before its marker, and
+/// after its marker): each run resumes, and the end state is the same as without crashes.
+#[test]
+fn the_bootstrap_agent_killed_at_every_stage_resumes_to_the_same_end() {
+    if skip_without_etcd() {
+        return;
+    }
+    let mut lab = Lab::new(2);
+    lab.boot_bootstrap();
+    for m in MASTERS {
+        lab.join_master(m);
+    }
+    lab.set_ready_apiservers(&["master0", "master1", "master2"]);
+    let stages = [
+        "wait-apiserver",
+        "apply-manifests",
+        "wait-masters",
+        "remove-bootstrap-member",
+        "bootstrap-complete",
+        "stop-temporary-control-plane",
+    ];
+    for (i, stage) in stages.iter().enumerate() {
+        for var in [
+            "KINDLING_AGENT_PAUSE_BEFORE_MARKER",
+            "KINDLING_AGENT_PAUSE_AFTER",
+        ] {
+            let done_before = lab.count(stage, "end", "done");
+            let marker = lab.node("bootstrap", &format!("opt/kindling/{stage}.done"));
+            let mut agent = Killed(lab.bootstrap_agent(Some((var, stage))).spawn().unwrap());
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let reached = || match var {
+                "KINDLING_AGENT_PAUSE_AFTER" => marker.exists(),
+                _ => lab.count(stage, "end", "done") > done_before,
+            };
+            while !reached() {
+                if let Some(status) = agent.0.try_wait().unwrap() {
+                    panic!(
+                        "stage {i} {stage}: the agent exited ({status}) before the hook: {}",
+                        output(agent)
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "stage {stage} with {var}: never reached"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // Give a paused agent a moment to be sure it is asleep, then kill -9.
+            std::thread::sleep(Duration::from_millis(300));
+            agent.0.kill().unwrap();
+            agent.0.wait().unwrap();
+            if var == "KINDLING_AGENT_PAUSE_BEFORE_MARKER" {
+                assert!(!marker.exists(), "{stage}: marker written before the hook");
+            }
+        }
+    }
+    // Each stage ran twice (its first run was killed before the marker), then was skipped.
+    for stage in stages {
+        assert_eq!(lab.count(stage, "end", "done"), 2, "{stage}");
+    }
+    let mut last = Killed(lab.bootstrap_agent(None).spawn().unwrap());
+    let status = wait_exit(&mut last, Duration::from_secs(60));
+    assert!(status.success(), "{}", output(last));
+    lab.assert_handed_over();
+}
