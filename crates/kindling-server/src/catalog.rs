@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use kindling_assets::companion::{ConfigMaker, config_maker};
 use kindling_assets::ignition::{BOOTSTRAP_IGN, machine_path, pool_of, pool_path};
+use kindling_assets::layout;
 use kindling_config::inventory::Os;
 use kindling_config::{ClusterDescription, LoadError, MacAddr, Machine, Role};
 use kindling_ignition::Config;
@@ -62,6 +63,9 @@ pub struct Catalog {
     /// Configs served as they are, by role: bootstrap.ign always; in OpenShift companion mode
     /// ([`config_maker`]) also openshift-install's master.ign and worker.ign.
     as_is: HashMap<Role, Arc<Vec<u8>>>,
+    /// The configs are kindling's (not openshift-install's): its agents run on the bootstrap
+    /// machine and the masters, and get their machine's identity file.
+    pub kindling_configs: bool,
     pub root_ca_pem: String,
     pub tokens: TokenKey,
 }
@@ -195,7 +199,8 @@ impl Catalog {
         if let Some(bytes) = read(&dir.join(BOOTSTRAP_IGN))? {
             as_is.insert(Role::Bootstrap, Arc::new(bytes));
         }
-        if config_maker(dir) == ConfigMaker::OpenShiftInstall {
+        let kindling_configs = config_maker(dir) == ConfigMaker::Kindling;
+        if !kindling_configs {
             for (role, file) in [(Role::Master, "master.ign"), (Role::Worker, "worker.ign")] {
                 if let Some(bytes) = read(&dir.join(file))? {
                     as_is.insert(role, Arc::new(bytes));
@@ -212,6 +217,7 @@ impl Catalog {
             known_pools,
             pools,
             as_is,
+            kindling_configs,
             root_ca_pem,
             tokens,
         })
@@ -242,6 +248,21 @@ impl Catalog {
     pub fn token(&self, entry: &Entry) -> String {
         self.tokens
             .token(&entry.machine.name, entry.machine.macs[0])
+    }
+
+    /// Adds the machine's identity file for `kindling agent` (`mac=`, `token=`; root only), so
+    /// the agent can report its stages as events. Only kindling's configs for the machines that
+    /// run an agent (the bootstrap machine and the masters) get it.
+    pub fn add_agent_identity(&self, entry: &Entry, config: &mut Config) {
+        if !self.kindling_configs || !matches!(entry.machine.role, Role::Bootstrap | Role::Master) {
+            return;
+        }
+        let identity = format!(
+            "mac={}\ntoken={}\n",
+            entry.machine.macs[0],
+            self.token(entry)
+        );
+        config.add_file(layout::AGENT_IDENTITY, identity.as_bytes(), 0o600);
     }
 
     /// Whether `token` is the machine's, for any of its MACs.

@@ -317,7 +317,24 @@ async fn ignition(
                 "bootstrap.ign does not exist yet; run kindling create ignition-configs",
             )
         })?;
-        return Ok(json(config.as_ref().clone()));
+        if !catalog.kindling_configs {
+            return Ok(json(config.as_ref().clone()));
+        }
+        // kindling's bootstrap.ign gets the machine's identity file for its agent; the file on
+        // disk has no token, which only the server's key makes.
+        let version = catalog.description.inventory.provisioning.ignition_version;
+        let bytes = kindling_ignition::Config::from_json(&config)
+            .and_then(|mut c| {
+                catalog.add_agent_identity(entry, &mut c);
+                c.render(version)
+            })
+            .map_err(|e| {
+                Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("adding the agent's identity to bootstrap.ign: {e}"),
+                )
+            })?;
+        return Ok(json(bytes));
     }
     if let Some(config) = catalog.as_is(m.role) {
         // OpenShift companion mode: openshift-install's own pointer configs, served as they are.

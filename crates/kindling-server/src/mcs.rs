@@ -133,9 +133,11 @@ async fn config(
                 Some(200),
                 format!("pool {pool}, spec {version}"),
             ));
-            catalog
+            let mut config = catalog
                 .machine_config(entry)
-                .ok_or_else(|| Failure::unavailable("no config yet"))?
+                .ok_or_else(|| Failure::unavailable("no config yet"))?;
+            catalog.add_agent_identity(entry, &mut config);
+            config
         }
     };
     let bytes = config.render(version).map_err(|e| {

@@ -244,10 +244,44 @@ async fn bootstrap_ign_needs_the_bootstrap_machines_token() {
     )
     .await;
     assert_eq!(served.status, StatusCode::OK);
+    // bootstrap.ign as written, plus the agent's identity file, which only the server can make.
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("bootstrap.ign")).unwrap()).unwrap();
+    let mut served = served.json();
     assert_eq!(
-        served.body,
-        std::fs::read(dir.path().join("bootstrap.ign")).unwrap()
+        agent_identity(&served).as_deref(),
+        Some(format!("mac=52:54:00:7e:01:00\ntoken={token}\n").as_str())
     );
+    let files = served["storage"]["files"].as_array_mut().unwrap();
+    files.retain(|f| f["path"] != kindling_assets::layout::AGENT_IDENTITY);
+    assert_eq!(served, on_disk);
+}
+
+/// The agent's identity file in a served config (mode 0600), if there is one.
+fn agent_identity(config: &serde_json::Value) -> Option<String> {
+    let file = config["storage"]["files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["path"] == kindling_assets::layout::AGENT_IDENTITY)?;
+    assert_eq!(file["mode"], 0o600);
+    let bytes = kindling_ignition::data_url::decode(file["contents"]["source"].as_str()?)?;
+    String::from_utf8(bytes).ok()
+}
+
+#[tokio::test]
+async fn masters_get_their_agent_identity_and_workers_none() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "master1");
+    let served = mcs(&state, "master", Some(("52-54-00-7e-01-11", &token))).await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.text());
+    assert_eq!(
+        agent_identity(&served.json()).as_deref(),
+        Some(format!("mac=52:54:00:7e:01:11\ntoken={token}\n").as_str())
+    );
+    let token = token_of(&state, "worker0");
+    let served = mcs(&state, "worker", Some(("52-54-00-7e-01-20", &token))).await;
+    assert_eq!(agent_identity(&served.json()), None);
 }
 
 #[tokio::test]
