@@ -83,7 +83,7 @@ impl Lab {
         std::fs::write(assets.path().join("inventory.yaml"), moved(DEMO_INV)).unwrap();
         kindling(&[
             "create",
-            "manifests",
+            "ignition-configs",
             "--dir",
             &assets.path().to_string_lossy(),
         ])
@@ -120,27 +120,14 @@ impl Lab {
         self.nodes.path().join(machine).join(what)
     }
 
-    /// Every client URL the agents are told about, as Ignition tells them.
-    fn endpoints(&self) -> String {
-        ["bootstrap", "master0", "master1", "master2"]
-            .map(|m| self.client_url(m))
-            .join(",")
-    }
-
-    /// The agent's etcd options: the CA and the apiserver's etcd client certificate.
-    fn etcd_flags(&self) -> Vec<String> {
+    /// The agent's etcd TLS files: the CA and the apiserver's etcd client certificate, which
+    /// Ignition installs at the defaults; and a short poll interval.
+    fn etcd_tls(&self) -> Vec<(&'static str, PathBuf)> {
         vec![
-            format!("--etcd-endpoints={}", self.endpoints()),
-            format!("--etcd-ca={}", self.asset("tls/etcd-ca.crt").display()),
-            format!(
-                "--etcd-cert={}",
-                self.asset("tls/apiserver-etcd-client.crt").display()
-            ),
-            format!(
-                "--etcd-key={}",
-                self.asset("tls/apiserver-etcd-client.key").display()
-            ),
-            "--poll-interval=1".into(),
+            ("--etcd-ca", self.asset("tls/etcd-ca.crt")),
+            ("--etcd-cert", self.asset("tls/apiserver-etcd-client.crt")),
+            ("--etcd-key", self.asset("tls/apiserver-etcd-client.key")),
+            ("--poll-interval", "1".into()),
         ]
     }
 
@@ -255,59 +242,60 @@ impl Lab {
         self.start_etcd(machine, &active);
     }
 
+    /// `kindling agent join-master` with the arguments of the master pool's unit, node paths
+    /// moved to `machine`'s stand-in disk.
     fn join_master_run(&self, machine: &str) -> crate::Run {
-        let mut args = vec![
-            "agent".to_string(),
-            "join-master".into(),
-            format!(
-                "--member-pod={}",
-                self.node(machine, "opt/kindling/etcd-member.yaml")
-                    .display()
-            ),
-            format!(
-                "--static-pods-dir={}",
-                self.node(machine, "etc/kubernetes/manifests").display()
-            ),
-            format!(
-                "--state-dir={}",
-                self.node(machine, "opt/kindling").display()
-            ),
-            format!(
-                "--log-dir={}",
-                self.node(machine, "var/log/kindling").display()
-            ),
-            "--timeout=60".into(),
-        ];
-        args.extend(self.etcd_flags());
+        let args = unit_args(
+            &self.asset("ignition/master.ign"),
+            "kindling-join-master.service",
+            &[
+                (
+                    "--member-pod",
+                    self.node(machine, "opt/kindling/etcd-member.yaml"),
+                ),
+                (
+                    "--static-pods-dir",
+                    self.node(machine, "etc/kubernetes/manifests"),
+                ),
+                ("--state-dir", self.node(machine, "opt/kindling")),
+                ("--log-dir", self.node(machine, "var/log/kindling")),
+                (
+                    "--identity-file",
+                    self.node(machine, "etc/kindling/identity"),
+                ),
+                ("--timeout", "60".into()),
+            ],
+            &self.etcd_tls(),
+        );
         kindling(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    /// `kindling agent bootstrap` as the bootstrap machine's unit runs it, with a test hook.
+    /// `kindling agent bootstrap` with the arguments of bootstrap.ign's unit, node paths moved
+    /// to the bootstrap machine's stand-in disk, and a test hook.
     fn bootstrap_agent(&self, hook: Option<(&str, &str)>) -> Command {
+        let args = unit_args(
+            &self.asset("bootstrap.ign"),
+            "kindling-bootstrap.service",
+            &[
+                ("--manifests", self.asset("manifests/cluster")),
+                ("--kubeconfig", "/nonexistent/admin.conf".into()),
+                ("--state-dir", self.node("bootstrap", "opt/kindling")),
+                ("--log-dir", self.node("bootstrap", "var/log/kindling")),
+                (
+                    "--static-pods-dir",
+                    self.node("bootstrap", "etc/kubernetes/manifests"),
+                ),
+                (
+                    "--identity-file",
+                    self.node("bootstrap", "etc/kindling/identity"),
+                ),
+                ("--stage-timeout", "90".into()),
+            ],
+            &self.etcd_tls(),
+        );
         let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
         command
-            .args(["agent", "bootstrap"])
-            .arg(format!(
-                "--manifests={}",
-                self.asset("manifests/cluster").display()
-            ))
-            .arg("--kubeconfig=/nonexistent/admin.conf")
-            .arg(format!(
-                "--state-dir={}",
-                self.node("bootstrap", "opt/kindling").display()
-            ))
-            .arg(format!(
-                "--log-dir={}",
-                self.node("bootstrap", "var/log/kindling").display()
-            ))
-            .arg(format!(
-                "--static-pods-dir={}",
-                self.node("bootstrap", "etc/kubernetes/manifests").display()
-            ))
-            .arg("--masters=master0,master1,master2")
-            .arg("--bootstrap-member=bootstrap")
-            .arg("--stage-timeout=90")
-            .args(self.etcd_flags())
+            .args(&args)
             .env(
                 "KINDLING_AGENT_KUBE_STAND_IN",
                 self.node("bootstrap", "kube"),
@@ -400,6 +388,39 @@ impl Lab {
             .count();
         assert!(applied > 5, "only {applied} objects applied");
     }
+}
+
+/// The arguments of `unit`'s ExecStart in the Ignition config `ign` (the binary left out),
+/// with the values of `overrides` put in (replacing the unit's, or added).
+fn unit_args(
+    ign: &Path,
+    unit: &str,
+    overrides: &[(&str, PathBuf)],
+    more: &[(&str, PathBuf)],
+) -> Vec<String> {
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(ign).unwrap()).unwrap();
+    let contents = config["systemd"]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == unit)
+        .unwrap_or_else(|| panic!("{} has no {unit}", ign.display()))["contents"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exec = contents
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let mut args: Vec<String> = exec.split_whitespace().skip(1).map(String::from).collect();
+    for (flag, value) in overrides.iter().chain(more) {
+        let value = value.display().to_string();
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args[i + 1] = value,
+            None => args.extend([flag.to_string(), value]),
+        }
+    }
+    args
 }
 
 /// `spec.containers[0].command` of a static pod, read with kindling's YAML reader (not the

@@ -144,7 +144,8 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/kindling-bootstrap.service"))
         .unwrap();
     assert!(
-        unit.contains("ExecStart=/usr/local/bin/kindling agent bootstrap"),
+        unit.contains("ExecStart=/usr/local/bin/kindling agent bootstrap")
+            && unit.contains(" --masters master0,master1,master2 --bootstrap-member bootstrap "),
         "{unit}"
     );
     let presets =

@@ -251,20 +251,95 @@ fn agent_binary(ctx: &Context<'_>, config: &mut Config) -> Result<(), AssetError
     Ok(())
 }
 
-const AGENT_UNIT: &str = "[Unit]
+/// etcd client URLs of these machines.
+fn etcd_client_urls<'m>(machines: impl Iterator<Item = &'m Machine>) -> Vec<String> {
+    machines
+        .map(|m| {
+            format!(
+                "https://{}",
+                std::net::SocketAddr::new(m.ip, crate::manifests::ETCD_CLIENT_PORT)
+            )
+        })
+        .collect()
+}
+
+/// The masters' etcd member names, comma-separated.
+fn master_names(d: &ClusterDescription) -> String {
+    d.inventory
+        .with_role(Role::Master)
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The bootstrap agent's unit: after the kubelet, which starts the temporary control plane.
+/// It finds etcd at its own member (127.0.0.1) and, once that is removed, at the masters'.
+pub fn bootstrap_agent_unit(d: &ClusterDescription, bootstrap: &Machine) -> String {
+    let mut endpoints = vec![format!(
+        "https://127.0.0.1:{}",
+        crate::manifests::ETCD_CLIENT_PORT
+    )];
+    endpoints.extend(etcd_client_urls(d.inventory.with_role(Role::Master)));
+    format!(
+        "[Unit]
 Description=kindling bootstrap agent: applies the cluster manifests and hands the control plane over to the masters
 Wants=network-online.target
-After=network-online.target kubelet.service
+After=network-online.target {kubelet}
 
 [Service]
 Type=simple
-ExecStart=/usr/local/bin/kindling agent bootstrap --manifests /opt/kindling/manifests --kubeconfig /etc/kubernetes/admin.conf
+ExecStart={bin} agent bootstrap --manifests {manifests} --kubeconfig {kubeconfig} --masters {masters} --bootstrap-member {member} --etcd-endpoints {endpoints} --server {server}
 Restart=on-failure
 RestartSec=10
 
 [Install]
 WantedBy=multi-user.target
-";
+",
+        kubelet = layout::KUBELET_UNIT,
+        bin = layout::KINDLING_BIN,
+        manifests = layout::AGENT_MANIFESTS_DIR,
+        kubeconfig = layout::ADMIN_KUBECONFIG,
+        masters = master_names(d),
+        member = bootstrap.name,
+        endpoints = endpoints.join(","),
+        server = d.inventory.provisioning.server_url.trim_end_matches('/'),
+    )
+}
+
+/// The join-master unit of the master pool: before the kubelet, so that the kubelet starts the
+/// etcd pod only once join-master has added the member and activated the pod. A oneshot that
+/// waits as long as it takes (the bootstrap member may come up later), run again on failure; on
+/// a machine that has joined it ends at once (its marker).
+pub fn join_master_unit(d: &ClusterDescription) -> String {
+    let endpoints = etcd_client_urls(
+        d.inventory
+            .with_role(Role::Bootstrap)
+            .chain(d.inventory.with_role(Role::Master)),
+    );
+    format!(
+        "[Unit]
+Description=kindling join-master: adds this master's etcd member to the cluster and activates its etcd pod
+Wants=network-online.target
+After=network-online.target
+Before={kubelet}
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={bin} agent join-master --etcd-endpoints {endpoints} --server {server}
+Restart=on-failure
+RestartSec=10
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+",
+        kubelet = layout::KUBELET_UNIT,
+        bin = layout::KINDLING_BIN,
+        endpoints = endpoints.join(","),
+        server = d.inventory.provisioning.server_url.trim_end_matches('/'),
+    )
+}
 
 const IGNITION_DEPS: &[Dependency] = &[
     Dependency::Asset("cluster-summary"),
@@ -321,7 +396,11 @@ impl Asset for BootstrapIgnition {
             0o600,
         )?;
         agent_binary(ctx, &mut config)?;
-        config.add_unit(layout::BOOTSTRAP_AGENT_UNIT, AGENT_UNIT, true);
+        config.add_unit(
+            layout::BOOTSTRAP_AGENT_UNIT,
+            &bootstrap_agent_unit(ctx.description, bootstrap),
+            true,
+        );
         let snippets = Snippets::list(ctx)?;
         snippets.merge_into(ctx, &mut config, "bootstrap")?;
         snippets.merge_into(ctx, &mut config, &bootstrap.name)?;
@@ -386,6 +465,11 @@ impl Asset for PoolIgnition {
                     if pool == "master" {
                         control_plane_pki(files)?;
                         agent_binary(ctx, files.config)?;
+                        files.config.add_unit(
+                            layout::JOIN_MASTER_UNIT,
+                            &join_master_unit(ctx.description),
+                            true,
+                        );
                     }
                     Ok(())
                 })?;
@@ -480,4 +564,68 @@ pub fn assets() -> Vec<&'static dyn Asset> {
         &MachineIgnition,
         &PointerIgnition,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::testing::demo;
+
+    fn exec_start(unit: &str) -> Vec<&str> {
+        unit.lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap()
+            .split_whitespace()
+            .collect()
+    }
+
+    fn flag<'u>(args: &[&'u str], name: &str) -> Option<&'u str> {
+        args.iter()
+            .position(|a| *a == name)
+            .and_then(|i| args.get(i + 1).copied())
+    }
+
+    #[test]
+    fn the_bootstrap_agent_knows_the_masters_and_where_etcd_is() {
+        let d = demo();
+        let bootstrap = d.inventory.with_role(Role::Bootstrap).next().unwrap();
+        let unit = bootstrap_agent_unit(&d, bootstrap);
+        let args = exec_start(&unit);
+        assert_eq!(&args[..3], [layout::KINDLING_BIN, "agent", "bootstrap"]);
+        assert_eq!(flag(&args, "--masters"), Some("master0,master1,master2"));
+        assert_eq!(flag(&args, "--bootstrap-member"), Some("bootstrap"));
+        assert_eq!(
+            flag(&args, "--etcd-endpoints"),
+            Some(
+                "https://127.0.0.1:2379,https://192.168.126.110:2379,\
+                 https://192.168.126.111:2379,https://192.168.126.112:2379"
+            )
+        );
+        assert_eq!(flag(&args, "--server"), Some("http://192.168.126.2:8080"));
+        assert!(unit.contains("After=network-online.target kubelet.service"));
+    }
+
+    #[test]
+    fn join_master_runs_before_the_kubelet_and_asks_every_member() {
+        let d = demo();
+        let unit = join_master_unit(&d);
+        let args = exec_start(&unit);
+        assert_eq!(&args[..3], [layout::KINDLING_BIN, "agent", "join-master"]);
+        assert_eq!(
+            flag(&args, "--etcd-endpoints"),
+            Some(
+                "https://192.168.126.100:2379,https://192.168.126.110:2379,\
+                 https://192.168.126.111:2379,https://192.168.126.112:2379"
+            )
+        );
+        for line in [
+            "Before=kubelet.service",
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "Restart=on-failure",
+            "TimeoutStartSec=infinity",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line} in\n{unit}");
+        }
+    }
 }
