@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use kindling_config::yaml;
 
-use crate::kindling;
+use crate::serve::Server;
+use crate::{ignition_runner, kindling};
 
 const DEMO_IC: &str = include_str!("../../examples/demo/install-config.yaml");
 const DEMO_INV: &str = include_str!("../../examples/demo/inventory.yaml");
@@ -273,6 +274,19 @@ impl Lab {
     /// `kindling agent bootstrap` with the arguments of bootstrap.ign's unit, node paths moved
     /// to the bootstrap machine's stand-in disk, and a test hook.
     fn bootstrap_agent(&self, hook: Option<(&str, &str)>) -> Command {
+        self.bootstrap_agent_reporting(hook, None)
+    }
+
+    /// `bootstrap_agent`, reporting to this `kindling serve` instead of the unit's.
+    fn bootstrap_agent_reporting(
+        &self,
+        hook: Option<(&str, &str)>,
+        server: Option<&str>,
+    ) -> Command {
+        let mut tls = self.etcd_tls();
+        if let Some(server) = server {
+            tls.push(("--server", server.into()));
+        }
         let args = unit_args(
             &self.asset("bootstrap.ign"),
             "kindling-bootstrap.service",
@@ -291,7 +305,7 @@ impl Lab {
                 ),
                 ("--stage-timeout", "90".into()),
             ],
-            &self.etcd_tls(),
+            &tls,
         );
         let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
         command
@@ -308,6 +322,41 @@ impl Lab {
             command.env(var, stage);
         }
         command
+    }
+
+    /// What a machine gets from `kindling serve`: its pointer URL with its token (iPXE), then
+    /// its config; the identity file in it goes to the node's disk. Returns the token.
+    fn fetch_identity(&self, server: &Server, machine: &str, mac: &str) -> String {
+        let (status, script) = server.get(&format!("/ipxe?mac={mac}"));
+        assert_eq!(status, 200, "{}", server.log());
+        let script = String::from_utf8(script).unwrap();
+        let token = script
+            .split("token=")
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_hexdigit()).next())
+            .unwrap()
+            .to_string();
+        let (status, config) = server.get(&format!("/ignition?mac={mac}&token={token}"));
+        assert_eq!(status, 200, "{}", server.log());
+        let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        let file = config["storage"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == "/etc/kindling/identity")
+            .expect("the config has the agent's identity file");
+        assert_eq!(file["mode"], 0o600);
+        let identity =
+            kindling_ignition::data_url::decode(file["contents"]["source"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&identity),
+            format!("mac={}\ntoken={token}\n", mac.replace('-', ":"))
+        );
+        let path = self.node(machine, "etc/kindling/identity");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, identity).unwrap();
+        token
     }
 
     fn records(&self) -> Vec<serde_json::Value> {
@@ -596,9 +645,20 @@ fn masters_join_and_the_bootstrap_member_is_removed_by_the_hand_over_rule() {
     );
     assert_eq!(lab.members().len(), 4);
 
+    // kindling serve hands the bootstrap machine its identity inside bootstrap.ign; the agent
+    // reports its stages with it.
+    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let server = Server::start(lab.assets.path(), http_port, mcs_port);
+    let token = lab.fetch_identity(&server, "bootstrap", "52-54-00-7e-01-00");
+    let server_url = format!("http://127.0.0.1:{http_port}");
+
     // One master apiserver Ready is not enough: the bootstrap member stays.
     lab.set_ready_apiservers(&["master0"]);
-    let mut agent = Killed(lab.bootstrap_agent(None).spawn().unwrap());
+    let mut agent = Killed(
+        lab.bootstrap_agent_reporting(None, Some(&server_url))
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while lab.count("remove-bootstrap-member", "start", "") == 0 {
         assert!(Instant::now() < deadline, "stage 4 never started");
@@ -615,8 +675,38 @@ fn masters_join_and_the_bootstrap_member_is_removed_by_the_hand_over_rule() {
 
     lab.set_ready_apiservers(&["master0", "master1"]);
     let status = wait_exit(&mut agent, Duration::from_secs(90));
-    assert!(status.success(), "{}", output(agent));
+    let stderr = output(agent);
+    assert!(status.success(), "{stderr}");
     lab.assert_handed_over();
+
+    // The server has every record as an event of the bootstrap machine; no log has the token.
+    let (status, machines) = server.get("/api/v1/machines");
+    assert_eq!(status, 200);
+    let machines: serde_json::Value = serde_json::from_slice(&machines).unwrap();
+    let bootstrap = machines["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "bootstrap")
+        .unwrap();
+    assert_eq!(
+        bootstrap["stage"],
+        "agent bootstrap: stop-temporary-control-plane end",
+        "{}",
+        server.log()
+    );
+    let events = std::fs::read_to_string(lab.asset(".kindling/events.jsonl")).unwrap();
+    assert!(events.contains("agent-version"), "{events}");
+    assert!(events.contains("remove-bootstrap-member end"), "{events}");
+    let records =
+        std::fs::read_to_string(lab.node("bootstrap", "var/log/kindling/bootstrap.jsonl")).unwrap();
+    for (what, text) in [
+        ("records", &records),
+        ("stderr", &stderr),
+        ("events", &events),
+    ] {
+        assert!(!text.contains(&token), "the token is in the {what}");
+    }
 
     // Every stage's start and end is a record; a second run skips them all.
     let records = lab.records();

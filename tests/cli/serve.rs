@@ -11,14 +11,14 @@ use crate::ignition_configs::demo_on_loopback;
 use crate::{ignition_runner, kindling};
 
 /// A running `kindling serve`, stopped with SIGTERM when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     http_port: u16,
     log: std::path::PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Path, http_port: u16, mcs_port: u16) -> Server {
+    pub(crate) fn start(dir: &Path, http_port: u16, mcs_port: u16) -> Server {
         Server::start_with(dir, http_port, mcs_port, &[])
     }
 
@@ -58,7 +58,7 @@ impl Server {
     }
 
     /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Vec<u8>) {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.http_port)) else {
             return (0, Vec::new());
         };
@@ -80,7 +80,7 @@ impl Server {
         (status, raw[split..].to_vec())
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
