@@ -67,6 +67,11 @@ struct Lab {
 impl Lab {
     /// A lab on a /24 of 127/8 whose etcd ports are free; `seed` keeps parallel tests apart.
     fn new(seed: u8) -> Lab {
+        Lab::with_inventory(seed, str::to_string)
+    }
+
+    /// `new`, with `edit` applied to the demo's inventory.yaml.
+    fn with_inventory(seed: u8, edit: impl Fn(&str) -> String) -> Lab {
         let pid = std::process::id();
         let prefix = (0..50u32)
             .map(|i| format!("127.{}.{}.", 100 + seed, (pid + i * 7) % 250 + 1))
@@ -81,7 +86,7 @@ impl Lab {
         let assets = tempfile::tempdir().unwrap();
         let moved = |text: &str| text.replace("192.168.126.", &prefix);
         std::fs::write(assets.path().join("install-config.yaml"), moved(DEMO_IC)).unwrap();
-        std::fs::write(assets.path().join("inventory.yaml"), moved(DEMO_INV)).unwrap();
+        std::fs::write(assets.path().join("inventory.yaml"), moved(&edit(DEMO_INV))).unwrap();
         kindling(&[
             "create",
             "ignition-configs",
@@ -797,4 +802,102 @@ fn the_bootstrap_agent_killed_at_every_stage_resumes_to_the_same_end() {
     let status = wait_exit(&mut last, Duration::from_secs(60));
     assert!(status.success(), "{}", output(last));
     lab.assert_handed_over();
+}
+
+/// Without a bootstrap machine, the first master founds the etcd cluster (join-master finds no
+/// member and it is first in its pod's initial cluster), the others join it, and the bootstrap
+/// stages run on it: nothing is removed, and its control plane stays.
+#[test]
+fn without_a_bootstrap_machine_the_first_master_founds_etcd_and_runs_the_stages() {
+    if skip_without_etcd() {
+        return;
+    }
+    let mut lab = Lab::with_inventory(3, |inv| {
+        let without = inv.replace(
+            "  - name: bootstrap\n    role: bootstrap\n    mac: \"52:54:00:7e:01:00\"\n    ip: 192.168.126.100\n",
+            "",
+        );
+        assert_ne!(without, inv);
+        without
+    });
+    assert!(!lab.asset("bootstrap.ign").exists());
+    lab.join_master("master0");
+    let pod = pod_command(&lab.node("master0", "etc/kubernetes/manifests/etcd.yaml"));
+    assert!(
+        pod.contains(&"--initial-cluster-state=new".to_string()),
+        "{pod:?}"
+    );
+    assert!(
+        pod.contains(&format!(
+            "--initial-cluster=master0=https://{}:2380",
+            lab.ip("master0")
+        )),
+        "{pod:?}"
+    );
+    lab.join_master("master1");
+    lab.join_master("master2");
+
+    let kube = lab.node("master0", "kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    std::fs::write(kube.join("version"), "v1.34.1\n").unwrap();
+    std::fs::write(kube.join("ready-apiservers"), "master0\nmaster1\n").unwrap();
+    let args = [
+        ("--manifests", lab.asset("manifests/cluster")),
+        ("--state-dir", lab.node("master0", "opt/kindling")),
+        ("--log-dir", lab.node("master0", "var/log/kindling")),
+        (
+            "--static-pods-dir",
+            lab.node("master0", "etc/kubernetes/manifests"),
+        ),
+        (
+            "--identity-file",
+            lab.node("master0", "etc/kindling/identity"),
+        ),
+        ("--masters", "master0,master1,master2".into()),
+        (
+            "--etcd-endpoints",
+            MASTERS.map(|m| lab.client_url(m)).join(",").into(),
+        ),
+        ("--stage-timeout", "60".into()),
+    ];
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
+    command.args(["agent", "bootstrap"]);
+    for (flag, value) in args.iter().chain(&lab.etcd_tls()) {
+        command.arg(flag).arg(value);
+    }
+    let out = command
+        .env("KINDLING_AGENT_KUBE_STAND_IN", &kube)
+        .env_remove("KINDLING_AGENT_PAUSE_AFTER")
+        .env_remove("KINDLING_AGENT_PAUSE_BEFORE_MARKER")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let members = lab.members();
+    assert_eq!(
+        members,
+        MASTERS
+            .map(|m| (m.to_string(), format!("https://{}:2380", lab.ip(m))))
+            .to_vec()
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(kube.join("bootstrap-configmap.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["data"]["status"], "complete");
+    assert_eq!(record["data"]["bootstrapMemberRemoved"], "true");
+    // Its etcd is the real one: still in the static pods directory.
+    assert!(
+        lab.node("master0", "etc/kubernetes/manifests/etcd.yaml")
+            .exists()
+    );
+    let marker = std::fs::read_to_string(
+        lab.node("master0", "opt/kindling/stop-temporary-control-plane.done"),
+    )
+    .unwrap();
+    assert!(marker.contains("the real one"), "{marker}");
 }
