@@ -126,6 +126,7 @@ impl Membership {
     /// in it, started or not. A member that has not started has no name yet; it gets a
     /// placeholder (`unstarted-<id>`) so that two of them are not read as one member with two
     /// URLs. The joining member is listed under `name` whether or not the list has it yet.
+    /// Entries are sorted by name.
     pub fn initial_cluster(&self, name: &str, peer_url: &str) -> String {
         let mut entries: Vec<(String, String)> = Vec::new();
         for m in &self.members {
@@ -144,6 +145,8 @@ impl Membership {
         if self.by_peer_url(peer_url).is_none() {
             entries.push((name.to_string(), peer_url.trim_end_matches('/').to_string()));
         }
+        // etcd lists members by ID; by name, the same membership always reads the same.
+        entries.sort();
         entries
             .iter()
             .map(|(n, u)| format!("{n}={u}"))

@@ -1,0 +1,210 @@
+//! The client against a real etcd (Debian's etcd-server 3.4) with TLS and client certificates
+//! on a loopback port: the gateway paths and JSON, etcd's refusals, TLS refusals, and bounded
+//! waits when the cluster has no quorum.
+
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kindling_etcd::{Client, ClientTls, EtcdError};
+use kindling_pki::{Ca, KeyAlgorithm, LeafSpec, Usage};
+
+struct Etcd(Child);
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA, a member certificate for 127.0.0.1, and a client certificate; and a second CA
+    /// etcd does not trust.
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        for (prefix, cn) in [("", "test-etcd-ca"), ("other-", "someone-else")] {
+            let ca = Ca::generate(cn, KeyAlgorithm::default(), now, day).unwrap();
+            write(&format!("{prefix}ca.crt"), &ca.cert_pem);
+            let member = LeafSpec {
+                common_name: "member".into(),
+                organizations: vec![],
+                dns_names: vec!["localhost".into()],
+                ips: vec![IpAddr::from([127, 0, 0, 1])],
+                usage: Usage::ServerAndClient,
+            };
+            let leaf = ca
+                .issue(&member, KeyAlgorithm::default(), now, day)
+                .unwrap();
+            write(&format!("{prefix}member.crt"), &leaf.cert_pem);
+            write(&format!("{prefix}member.key"), &leaf.key_pem);
+            let client = LeafSpec::client("kube-apiserver-etcd-client", &[]);
+            let leaf = ca
+                .issue(&client, KeyAlgorithm::default(), now, day)
+                .unwrap();
+            write(&format!("{prefix}client.crt"), &leaf.cert_pem);
+            write(&format!("{prefix}client.key"), &leaf.key_pem);
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn tls(&self, prefix: &str) -> ClientTls {
+        ClientTls::from_files(
+            &self.path(&format!("{prefix}ca.crt")),
+            &self.path(&format!("{prefix}client.crt")),
+            &self.path(&format!("{prefix}client.key")),
+        )
+        .unwrap()
+    }
+}
+
+fn have_etcd() -> bool {
+    let found = Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "etcd is missing (test.sh installs etcd-server)"
+        );
+        eprintln!("skipping: etcd is not installed");
+    }
+    found
+}
+
+fn start(pki: &Pki, data: &Path, client_port: u16, peer_port: u16) -> Etcd {
+    let client = format!("https://127.0.0.1:{client_port}");
+    let peer = format!("https://127.0.0.1:{peer_port}");
+    let p = |name: &str| pki.path(name).display().to_string();
+    let child = Command::new("etcd")
+        .arg("--name=one")
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=one={peer}"))
+        .arg(format!("--trusted-ca-file={}", p("ca.crt")))
+        .arg(format!("--cert-file={}", p("member.crt")))
+        .arg(format!("--key-file={}", p("member.key")))
+        .arg("--client-cert-auth=true")
+        .arg(format!("--peer-trusted-ca-file={}", p("ca.crt")))
+        .arg(format!("--peer-cert-file={}", p("member.crt")))
+        .arg(format!("--peer-key-file={}", p("member.key")))
+        .arg("--peer-client-cert-auth=true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts");
+    Etcd(child)
+}
+
+#[test]
+fn membership_health_and_refusals_against_real_etcd() {
+    if !have_etcd() {
+        return;
+    }
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let _etcd = start(&pki, &data.path().join("one"), client_port, peer_port);
+    let url = format!("https://127.0.0.1:{client_port}");
+    // A dead endpoint first: the client goes on to the next.
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let client = Client::new(&[dead, url.clone()], &pki.tls("")).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.health(&url).is_err() {
+        assert!(Instant::now() < deadline, "etcd did not become healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let members = client.member_list().unwrap();
+    assert_eq!(members.members.len(), 1);
+    let one = members.by_name("one").unwrap();
+    assert!(one.started() && client.is_healthy(one));
+    assert_eq!(one.client_urls, std::slice::from_ref(&url));
+    let status = client.status(&url).unwrap();
+    assert!(status.version.starts_with("3."), "{status:?}");
+    assert_eq!((status.member, status.leader), (one.id, Some(one.id)));
+
+    let peer = format!("https://127.0.0.2:{}", free_port());
+    let (added, after) = client.member_add(std::slice::from_ref(&peer)).unwrap();
+    assert!(!added.started());
+    assert_eq!(after.members.len(), 2);
+    assert_eq!(
+        after.initial_cluster("two", &peer),
+        format!("one=https://127.0.0.1:{peer_port},two={peer}")
+    );
+    // Strict reconfiguration: no second add while the first added member has not started.
+    let third = format!("https://127.0.0.3:{}", free_port());
+    match client.member_add(&[third]) {
+        Err(EtcdError::AllFailed(message)) => {
+            assert!(message.contains("not enough started members"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Without quorum (one of two members never starts), a removal is not committed; the
+    // client gives up within its timeouts instead of waiting for ever.
+    let impatient = client
+        .clone()
+        .with_timeouts(Duration::from_secs(1), Duration::from_secs(2));
+    let started = Instant::now();
+    assert!(impatient.member_remove(added.id).is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // TLS: a client that does not trust etcd's CA, and one etcd does not trust.
+    let strangers = Client::new(std::slice::from_ref(&url), &pki.tls("other-")).unwrap();
+    match strangers.member_list() {
+        Err(EtcdError::Tls { endpoint, .. }) => assert_eq!(endpoint, url),
+        other => panic!("{other:?}"),
+    }
+    let untrusted = ClientTls::from_files(
+        &pki.path("ca.crt"),
+        &pki.path("other-client.crt"),
+        &pki.path("other-client.key"),
+    )
+    .unwrap();
+    assert!(
+        Client::new(std::slice::from_ref(&url), &untrusted)
+            .unwrap()
+            .member_list()
+            .is_err()
+    );
+}
+
+#[test]
+fn unreadable_files_are_named() {
+    let missing = Path::new("/nonexistent/ca.crt");
+    let error = ClientTls::from_files(missing, missing, missing)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("/nonexistent/ca.crt"), "{error}");
+}
