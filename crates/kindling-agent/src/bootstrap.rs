@@ -462,3 +462,111 @@ fn master_client_urls(members: &Membership, masters: &BTreeSet<&str>) -> Vec<Str
         .flat_map(|m| m.client_urls.iter().cloned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::kube::KubeError;
+
+    /// An API that records what is applied, and serves kind Widget only once its CRD is applied.
+    #[derive(Default)]
+    struct Recorder {
+        applied: RefCell<Vec<String>>,
+        refusals: RefCell<usize>,
+    }
+
+    impl Kubernetes for Recorder {
+        fn server_version(&self) -> Result<String, KubeError> {
+            Ok("v1.34.1".into())
+        }
+        fn apply(&self, object: &Value) -> Result<(), KubeError> {
+            let kind = object["kind"].as_str().unwrap_or_default().to_string();
+            let crd_applied = self
+                .applied
+                .borrow()
+                .iter()
+                .any(|k| k == "CustomResourceDefinition");
+            if kind == "Widget" && !crd_applied {
+                *self.refusals.borrow_mut() += 1;
+                return Err("the server could not find the requested resource".into());
+            }
+            self.applied.borrow_mut().push(kind);
+            Ok(())
+        }
+        fn ready_apiservers(&self) -> Result<Vec<String>, KubeError> {
+            Ok(Vec::new())
+        }
+        fn write_record(&self, _: &BootstrapRecord) -> Result<(), KubeError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn namespaces_then_crds_then_the_rest_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        std::fs::write(
+            manifests.join("10-a.yaml"),
+            "kind: ConfigMap\nmetadata: {name: a, namespace: x}\n---\nkind: Widget\nmetadata: {name: w}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            manifests.join("20-b.yaml"),
+            "kind: Namespace\nmetadata: {name: x}\n---\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n",
+        )
+        .unwrap();
+        std::fs::write(manifests.join("README"), "not a manifest").unwrap();
+        let request = BootstrapRequest {
+            state_dir: dir.path().join("state"),
+            manifests_dir: manifests,
+            static_pods_dir: dir.path().join("pods"),
+            etcd: EtcdAccess {
+                endpoints: vec![],
+                ca: PathBuf::new(),
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+            },
+            masters: vec!["master0".into()],
+            bootstrap_member: Some("bootstrap".into()),
+            stage_timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(10),
+            pause: None,
+        };
+        let api = Recorder::default();
+        let journal = Journal::new("bootstrap", &dir.path().join("log"), None).unwrap();
+        let agent = BootstrapAgent {
+            request: &request,
+            local: &api,
+            cluster: &api,
+            journal: &journal,
+        };
+        let note = agent.apply_manifests().unwrap();
+        assert_eq!(note, "4 objects from 2 files");
+        assert_eq!(
+            *api.applied.borrow(),
+            [
+                "Namespace",
+                "CustomResourceDefinition",
+                "ConfigMap",
+                "Widget"
+            ]
+        );
+        assert_eq!(*api.refusals.borrow(), 0);
+    }
+
+    #[test]
+    fn stage_names_are_unique_and_parse_back() {
+        let names: BTreeSet<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), Stage::ALL.len());
+        for stage in Stage::ALL {
+            assert_eq!(Stage::parse(stage.name()), Some(stage));
+        }
+        assert_eq!(Stage::parse("nope"), None);
+        assert!(Stage::ALL.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -59,6 +59,8 @@ pub enum AgentError {
     Manifest { path: PathBuf, reason: String },
     #[error("{}: {reason}", path.display())]
     Pod { path: PathBuf, reason: String },
+    #[error("{}: {reason}", path.display())]
+    Identity { path: PathBuf, reason: String },
     #[error("{what} did not happen within {}s; last: {last}", within.as_secs())]
     Timeout {
         what: String,

@@ -47,7 +47,7 @@ impl MachineIdentity {
         };
         match (get("mac"), get("token")) {
             (Some(mac), Some(token)) => Ok(Some(MachineIdentity { mac, token })),
-            _ => Err(AgentError::Pod {
+            _ => Err(AgentError::Identity {
                 path: path.to_path_buf(),
                 reason: "needs a mac= and a token= line".into(),
             }),
@@ -127,5 +127,108 @@ impl Reporter {
         } else {
             Err(std::io::Error::other(format!("HTTP {status}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn identity() -> MachineIdentity {
+        MachineIdentity {
+            mac: "52:54:00:7e:01:00".into(),
+            token: "0123456789abcdef0123456789abcdef".into(),
+        }
+    }
+
+    #[test]
+    fn the_identity_file_is_read_and_its_token_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity");
+        assert!(MachineIdentity::read(&path).unwrap().is_none());
+        std::fs::write(&path, "mac=52:54:00:7e:01:00\ntoken=abc\n").unwrap();
+        let read = MachineIdentity::read(&path).unwrap().unwrap();
+        assert_eq!(
+            (read.mac.as_str(), read.token.as_str()),
+            ("52:54:00:7e:01:00", "abc")
+        );
+        assert!(!format!("{read:?}").contains("abc"));
+        std::fs::write(&path, "mac=52:54:00:7e:01:00\n").unwrap();
+        let error = MachineIdentity::read(&path).unwrap_err().to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+    }
+
+    /// What `kindling serve`'s `POST /api/v1/events` reads: mac, token, stage, result,
+    /// errorMessage, and nothing else (it refuses unknown fields).
+    #[test]
+    fn a_record_is_posted_as_the_servers_event_report() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .unwrap();
+            (head, body)
+        });
+        let reporter = Reporter::new(&format!("http://127.0.0.1:{port}/"), identity()).unwrap();
+        reporter.send(&StageRecord {
+            timestamp: "t".into(),
+            agent: "bootstrap".into(),
+            phase: "end".into(),
+            stage: "wait-masters".into(),
+            result: "failed".into(),
+            error_message: "etcd: no".into(),
+        });
+        let (head, body) = server.join().unwrap();
+        assert!(
+            head.starts_with("POST /api/v1/events HTTP/1.1\r\n"),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "mac": "52:54:00:7e:01:00",
+                "token": "0123456789abcdef0123456789abcdef",
+                "stage": "agent bootstrap: wait-masters end",
+                "result": "failed",
+                "errorMessage": "etcd: no",
+            })
+        );
+    }
+
+    /// A server that accepts and never answers holds a report up for the timeout, no longer.
+    #[test]
+    fn a_silent_server_costs_at_most_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reporter = Reporter::new(&format!("http://127.0.0.1:{port}"), identity()).unwrap();
+        let started = std::time::Instant::now();
+        reporter.send_event("agent-version", "0.1.0", "");
+        assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
+        drop(listener);
+        assert!(Reporter::new("https://x:8080", identity()).is_none());
+        assert!(Reporter::new("http://x:8080/api", identity()).is_none());
     }
 }
