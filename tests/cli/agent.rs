@@ -5,14 +5,16 @@
 //! the pods are right; only what differs between a node and this one host is translated (see
 //! [`etcd_args`]).
 //!
-//! The Kubernetes steps run against the agent's file stand-in (`KINDLING_AGENT_KUBE_STAND_IN`)
-//! until kindling-cluster's fake API server is wired into the agent.
+//! The Kubernetes steps run against kindling-cluster's fake API server on a loopback port (no
+//! real kube-apiserver here): the agent applies the cluster manifests to it, reads the masters'
+//! kube-apiserver mirror pods from it, and writes the bootstrap record to it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kindling_cluster::fake::FakeApiServer;
 use kindling_config::yaml;
 
 use crate::serve::Server;
@@ -62,6 +64,9 @@ struct Lab {
     /// `127.a.b.`: the machines are `<prefix>100` (bootstrap), `<prefix>110`..`112`.
     prefix: String,
     etcds: Vec<(String, Etcd)>,
+    /// The Kubernetes API the agents talk to.
+    api: FakeApiServer,
+    api_url: String,
 }
 
 impl Lab {
@@ -83,6 +88,8 @@ impl Lab {
                 })
             })
             .expect("a loopback /24 with free etcd ports");
+        let api = FakeApiServer::new();
+        let api_addr = api.start_in_thread();
         let assets = tempfile::tempdir().unwrap();
         let moved = |text: &str| text.replace("192.168.126.", &prefix);
         std::fs::write(assets.path().join("install-config.yaml"), moved(DEMO_IC)).unwrap();
@@ -99,6 +106,8 @@ impl Lab {
             nodes: tempfile::tempdir().unwrap(),
             prefix,
             etcds: Vec::new(),
+            api,
+            api_url: format!("http://{api_addr}"),
         }
     }
 
@@ -218,7 +227,7 @@ impl Lab {
     }
 
     /// The bootstrap machine: its static pods as Ignition installs them, its etcd started from
-    /// its pod, and the API stand-in answering.
+    /// its pod, and its admin.conf naming the fake API server.
     fn boot_bootstrap(&mut self) {
         let pods = self.node("bootstrap", "etc/kubernetes/manifests");
         std::fs::create_dir_all(&pods).unwrap();
@@ -226,9 +235,7 @@ impl Lab {
             let path = entry.unwrap().path();
             std::fs::copy(&path, pods.join(path.file_name().unwrap())).unwrap();
         }
-        let kube = self.node("bootstrap", "kube");
-        std::fs::create_dir_all(&kube).unwrap();
-        std::fs::write(kube.join("version"), "v1.34.1\n").unwrap();
+        self.write_kubeconfig("bootstrap");
         self.start_etcd("bootstrap", &pods.join("etcd.yaml"));
     }
 
@@ -297,7 +304,12 @@ impl Lab {
             "kindling-bootstrap.service",
             &[
                 ("--manifests", self.asset("manifests/cluster")),
-                ("--kubeconfig", "/nonexistent/admin.conf".into()),
+                (
+                    "--kubeconfig",
+                    self.node("bootstrap", "etc/kubernetes/admin.conf"),
+                ),
+                // api-int is the same fake here.
+                ("--api-server", self.api_url.clone().into()),
                 ("--state-dir", self.node("bootstrap", "opt/kindling")),
                 ("--log-dir", self.node("bootstrap", "var/log/kindling")),
                 (
@@ -315,10 +327,6 @@ impl Lab {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
         command
             .args(&args)
-            .env(
-                "KINDLING_AGENT_KUBE_STAND_IN",
-                self.node("bootstrap", "kube"),
-            )
             .env_remove("KINDLING_AGENT_PAUSE_AFTER")
             .env_remove("KINDLING_AGENT_PAUSE_BEFORE_MARKER")
             .stdout(Stdio::piped())
@@ -379,12 +387,36 @@ impl Lab {
             .count()
     }
 
+    /// `machine`'s admin.conf: the fake API server, without credentials.
+    fn write_kubeconfig(&self, machine: &str) {
+        let path = self.node(machine, "etc/kubernetes/admin.conf");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let addr = self
+            .api_url
+            .strip_prefix("http://")
+            .unwrap()
+            .parse()
+            .unwrap();
+        std::fs::write(path, FakeApiServer::kubeconfig(addr)).unwrap();
+    }
+
+    /// The masters' kube-apiserver mirror pods, as their kubelets publish them: Ready on
+    /// `nodes`, not Ready on the others.
     fn set_ready_apiservers(&self, nodes: &[&str]) {
-        std::fs::write(
-            self.node("bootstrap", "kube/ready-apiservers"),
-            nodes.join("\n"),
-        )
-        .unwrap();
+        for m in MASTERS {
+            self.api.put_pod(
+                "kube-system",
+                &format!("kube-apiserver-{m}"),
+                nodes.contains(&m),
+            );
+        }
+    }
+
+    /// The bootstrap record the agent wrote.
+    fn bootstrap_record(&self) -> serde_json::Value {
+        self.api
+            .get("v1", "ConfigMap", Some("kube-system"), "bootstrap")
+            .expect("ConfigMap kube-system/bootstrap")
     }
 
     /// The end state of a hand-over: exactly the masters, each healthy; the record says
@@ -405,11 +437,7 @@ impl Lab {
                 String::from_utf8_lossy(&health.stderr)
             );
         }
-        let record: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.node("bootstrap", "kube/bootstrap-configmap.json"))
-                .unwrap(),
-        )
-        .unwrap();
+        let record = self.bootstrap_record();
         assert_eq!(record["metadata"]["name"], "bootstrap");
         assert_eq!(record["metadata"]["namespace"], "kube-system");
         assert_eq!(record["data"]["status"], "complete");
@@ -437,10 +465,33 @@ impl Lab {
                 "{stage}.done"
             );
         }
-        let applied = std::fs::read_dir(self.node("bootstrap", "kube/applied"))
-            .unwrap()
-            .count();
-        assert!(applied > 5, "only {applied} objects applied");
+        // The cluster manifests are applied (server-side apply), the namespace first.
+        for (api_version, kind, namespace, name) in [
+            ("v1", "Namespace", None, "kube-flannel"),
+            (
+                "apps/v1",
+                "DaemonSet",
+                Some("kube-flannel"),
+                "kube-flannel-ds",
+            ),
+            ("apps/v1", "DaemonSet", Some("kube-system"), "kube-proxy"),
+            ("apps/v1", "Deployment", Some("kube-system"), "coredns"),
+        ] {
+            assert!(
+                self.api.get(api_version, kind, namespace, name).is_some(),
+                "{kind} {name} was not applied"
+            );
+        }
+        let applies: Vec<(String, String)> = self
+            .api
+            .writes()
+            .into_iter()
+            .filter(|(method, path)| method == "PATCH" && !path.contains("/configmaps/bootstrap"))
+            .collect();
+        assert!(
+            applies[0].1.contains("/namespaces/kube-flannel"),
+            "{applies:?}"
+        );
     }
 }
 
@@ -837,11 +888,13 @@ fn without_a_bootstrap_machine_the_first_master_founds_etcd_and_runs_the_stages(
     lab.join_master("master1");
     lab.join_master("master2");
 
-    let kube = lab.node("master0", "kube");
-    std::fs::create_dir_all(&kube).unwrap();
-    std::fs::write(kube.join("version"), "v1.34.1\n").unwrap();
-    std::fs::write(kube.join("ready-apiservers"), "master0\nmaster1\n").unwrap();
+    lab.write_kubeconfig("master0");
+    lab.set_ready_apiservers(&["master0", "master1"]);
     let args = [
+        (
+            "--kubeconfig",
+            lab.node("master0", "etc/kubernetes/admin.conf"),
+        ),
         ("--manifests", lab.asset("manifests/cluster")),
         ("--state-dir", lab.node("master0", "opt/kindling")),
         ("--log-dir", lab.node("master0", "var/log/kindling")),
@@ -866,7 +919,6 @@ fn without_a_bootstrap_machine_the_first_master_founds_etcd_and_runs_the_stages(
         command.arg(flag).arg(value);
     }
     let out = command
-        .env("KINDLING_AGENT_KUBE_STAND_IN", &kube)
         .env_remove("KINDLING_AGENT_PAUSE_AFTER")
         .env_remove("KINDLING_AGENT_PAUSE_BEFORE_MARKER")
         .output()
@@ -884,10 +936,7 @@ fn without_a_bootstrap_machine_the_first_master_founds_etcd_and_runs_the_stages(
             .map(|m| (m.to_string(), format!("https://{}:2380", lab.ip(m))))
             .to_vec()
     );
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(kube.join("bootstrap-configmap.json")).unwrap(),
-    )
-    .unwrap();
+    let record = lab.bootstrap_record();
     assert_eq!(record["data"]["status"], "complete");
     assert_eq!(record["data"]["bootstrapMemberRemoved"], "true");
     // Its etcd is the real one: still in the static pods directory.

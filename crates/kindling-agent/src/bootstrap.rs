@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use kindling_etcd::Membership;
 
-use crate::kube::{BootstrapRecord, Kubernetes};
+use crate::kube::{BootstrapRecord, BootstrapStatus, Kubernetes};
 use crate::record::Journal;
 use crate::{AgentError, EtcdAccess, io_error};
 
@@ -129,6 +129,15 @@ impl BootstrapAgent<'_> {
             let result = self.run_stage(stage);
             self.journal
                 .end(stage.name(), result.as_ref().map(|_| ()))?;
+            if let Err(e) = &result {
+                // wait-for ends on `failed`; a restarted agent says `progressing` again.
+                let api = if stage <= Stage::RemoveBootstrapMember {
+                    self.local
+                } else {
+                    self.cluster
+                };
+                self.progress(api, stage, BootstrapStatus::Failed, &e.to_string());
+            }
             let note = result?;
             self.pause_if(Pause::Before(stage));
             let text = serde_json::json!({ "time": crate::now_rfc3339(), "note": note });
@@ -150,7 +159,7 @@ impl BootstrapAgent<'_> {
     /// Runs one stage; Ok carries a note for its marker.
     fn run_stage(&self, stage: Stage) -> Result<String, AgentError> {
         if stage <= Stage::RemoveBootstrapMember {
-            self.progress(self.local, stage, "running");
+            self.progress(self.local, stage, BootstrapStatus::Progressing, "running");
         }
         match stage {
             Stage::WaitApiserver => {
@@ -182,12 +191,13 @@ impl BootstrapAgent<'_> {
                     self.members(&endpoints).map(Some)
                 })?;
                 let record = BootstrapRecord {
-                    status: "complete".into(),
+                    status: BootstrapStatus::Complete,
                     stage: stage.name().into(),
                     message: "the masters run the control plane; the bootstrap machine can go"
                         .into(),
                     etcd_members: names(&members),
                     bootstrap_member_removed: true,
+                    updated: String::new(),
                 };
                 self.wait("ConfigMap kube-system/bootstrap to be written", || {
                     self.cluster.write_record(&record).map(Some)
@@ -198,14 +208,15 @@ impl BootstrapAgent<'_> {
         }
     }
 
-    /// Best effort: the record says which stage runs.
-    fn progress(&self, api: &dyn Kubernetes, stage: Stage, message: &str) {
+    /// Best effort: the record says which stage runs, or why it failed.
+    fn progress(&self, api: &dyn Kubernetes, stage: Stage, status: BootstrapStatus, message: &str) {
         let record = BootstrapRecord {
-            status: "progressing".into(),
+            status,
             stage: stage.name().into(),
             message: message.into(),
             etcd_members: Vec::new(),
             bootstrap_member_removed: false,
+            updated: String::new(),
         };
         if let Err(e) = api.write_record(&record) {
             tracing::debug!("writing the bootstrap record: {e}");
@@ -269,15 +280,17 @@ impl BootstrapAgent<'_> {
         let mut objects = Vec::new();
         for path in &files {
             let text = std::fs::read_to_string(path).map_err(io_error("reading", path))?;
-            let docs =
-                crate::manifest::documents(&text).map_err(|reason| AgentError::Manifest {
+            let name = path.display().to_string();
+            let docs = kindling_cluster::parse_manifests(&name, &text).map_err(|e| {
+                AgentError::Manifest {
                     path: path.clone(),
-                    reason,
-                })?;
+                    reason: e.to_string(),
+                }
+            })?;
             objects.extend(docs.into_iter().map(|d| (path.clone(), d)));
         }
         // A stable sort: within a rank, file-name and document order.
-        objects.sort_by_key(|(_, o)| crate::manifest::apply_rank(o));
+        objects.sort_by_key(|(_, o)| apply_rank(o));
         for (path, object) in &objects {
             let what = format!(
                 "{} {} from {}",
@@ -367,11 +380,16 @@ impl BootstrapAgent<'_> {
                 unhealthy.join(", ")
             ));
         }
-        let ready = self.local.ready_apiservers().or_else(|local| {
-            self.cluster
-                .ready_apiservers()
-                .map_err(|cluster| format!("ready apiservers: {local}; through api-int: {cluster}"))
-        })?;
+        let ready = self
+            .local
+            .ready_apiservers(&self.request.masters)
+            .or_else(|local| {
+                self.cluster
+                    .ready_apiservers(&self.request.masters)
+                    .map_err(|cluster| {
+                        format!("ready apiservers: {local}; through api-int: {cluster}")
+                    })
+            })?;
         let ready: BTreeSet<&str> = ready
             .iter()
             .map(String::as_str)
@@ -442,6 +460,17 @@ impl BootstrapAgent<'_> {
     }
 }
 
+/// The order objects are applied in: namespaces, then CRDs, then the rest (a stable sort keeps
+/// file and document order within each). A namespaced object needs its namespace, and a custom
+/// resource its definition.
+fn apply_rank(object: &serde_json::Value) -> u8 {
+    match object.get("kind").and_then(serde_json::Value::as_str) {
+        Some("Namespace") => 0,
+        Some("CustomResourceDefinition") => 1,
+        _ => 2,
+    }
+}
+
 /// The started members' names, sorted (etcd lists members by ID).
 fn names(members: &Membership) -> Vec<String> {
     let mut names: Vec<String> = members
@@ -497,7 +526,7 @@ mod tests {
             self.applied.borrow_mut().push(kind);
             Ok(())
         }
-        fn ready_apiservers(&self) -> Result<Vec<String>, KubeError> {
+        fn ready_apiservers(&self, _: &[String]) -> Result<Vec<String>, KubeError> {
             Ok(Vec::new())
         }
         fn write_record(&self, _: &BootstrapRecord) -> Result<(), KubeError> {

@@ -1,58 +1,18 @@
-//! The Kubernetes API steps of the bootstrap agent, behind a trait: the stage runner and its
-//! tests do not depend on how the API is reached.
-//!
-//! The implementation over the real API is kindling-cluster's client (`connect`,
-//! `server_version`, `apply`, `bootstrap::write`). Until that is wired in, the binary can run
-//! against [`FileStandIn`], a test stand-in that keeps objects as files.
+//! The Kubernetes API steps of the bootstrap agent, behind a trait: the stage runner and its unit
+//! tests do not depend on how the API is reached. [`Cluster`] is the implementation over the
+//! real API, through kindling-cluster.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::Duration;
 
+use kindling_cluster::bootstrap;
+pub use kindling_cluster::bootstrap::{BootstrapRecord, BootstrapStatus};
 use serde_json::Value;
 
-/// ConfigMap `kube-system/bootstrap`: the contract between the bootstrap agent (writer) and
-/// `kindling wait-for bootstrap-complete` (reader). Same keys as kindling-cluster's
-/// `bootstrap` module, which owns the contract.
-pub mod record_keys {
-    pub const NAMESPACE: &str = "kube-system";
-    pub const NAME: &str = "bootstrap";
-    pub const STATUS: &str = "status";
-    pub const STAGE: &str = "stage";
-    pub const MESSAGE: &str = "message";
-    pub const ETCD_MEMBERS: &str = "etcdMembers";
-    pub const BOOTSTRAP_MEMBER_REMOVED: &str = "bootstrapMemberRemoved";
-    pub const UPDATED: &str = "updated";
-}
+use crate::AgentError;
 
-/// What the agent says about the bootstrap, written to ConfigMap `kube-system/bootstrap`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BootstrapRecord {
-    /// `progressing` or `complete`.
-    pub status: String,
-    pub stage: String,
-    pub message: String,
-    /// etcd member names at the last check.
-    pub etcd_members: Vec<String>,
-    pub bootstrap_member_removed: bool,
-}
-
-impl BootstrapRecord {
-    /// The ConfigMap's data.
-    pub fn to_data(&self) -> BTreeMap<String, String> {
-        use record_keys::*;
-        BTreeMap::from([
-            (STATUS.into(), self.status.clone()),
-            (STAGE.into(), self.stage.clone()),
-            (MESSAGE.into(), self.message.clone()),
-            (ETCD_MEMBERS.into(), self.etcd_members.join(",")),
-            (
-                BOOTSTRAP_MEMBER_REMOVED.into(),
-                self.bootstrap_member_removed.to_string(),
-            ),
-            (UPDATED.into(), crate::now_rfc3339()),
-        ])
-    }
-}
+/// The field manager of the agent's server-side applies.
+pub const FIELD_MANAGER: &str = bootstrap::FIELD_MANAGER;
 
 /// An API failure, as the implementation words it.
 pub type KubeError = String;
@@ -61,82 +21,96 @@ pub type KubeError = String;
 pub trait Kubernetes {
     /// The apiserver's version: Ok once it answers.
     fn server_version(&self) -> Result<String, KubeError>;
-    /// Server-side apply of one object (field manager `kindling-agent`, forcing conflicts):
+    /// Server-side apply of one object (field manager [`FIELD_MANAGER`], forcing conflicts):
     /// creating it or taking over the fields it sets, so applying twice is harmless.
     fn apply(&self, object: &Value) -> Result<(), KubeError>;
-    /// The names of the nodes whose kube-apiserver pod is Ready.
-    fn ready_apiservers(&self) -> Result<Vec<String>, KubeError>;
-    /// Writes ConfigMap `kube-system/bootstrap`.
+    /// Which of `masters` (node names) run a Ready kube-apiserver (its mirror pod).
+    fn ready_apiservers(&self, masters: &[String]) -> Result<Vec<String>, KubeError>;
+    /// Writes ConfigMap `kube-system/bootstrap` (kindling-cluster's `bootstrap` module owns the
+    /// contract with `wait-for`).
     fn write_record(&self, record: &BootstrapRecord) -> Result<(), KubeError>;
 }
 
-/// A stand-in for the API, for tests of the real binary until kindling-cluster's fake API server
-/// is wired in: `version` (a file whose presence means the API answers), applied objects under
-/// `applied/<kind>.<namespace>.<name>.json`, `ready-apiservers` (node names, one per line), and
-/// the record as `bootstrap-configmap.json`. Not an apiserver; named a stand-in on purpose.
-#[derive(Debug, Clone)]
-pub struct FileStandIn {
-    pub dir: PathBuf,
+/// How long to wait for the apiserver to accept a connection: a poll should fail fast.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one API call may take before the stage's next poll.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The real API, through kindling-cluster, driven from the agent's synchronous stages.
+pub struct Cluster {
+    client: kube::Client,
+    runtime: tokio::runtime::Runtime,
 }
 
-impl FileStandIn {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+impl Cluster {
+    /// A client from `kubeconfig`'s current context; with `server`, that context's credentials
+    /// against another apiserver URL (api-int, once the local apiserver has lost its etcd).
+    pub fn connect(kubeconfig: &Path, server: Option<&str>) -> Result<Cluster, AgentError> {
+        let bad = |reason: String| AgentError::Kubeconfig {
+            path: kubeconfig.to_path_buf(),
+            reason,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| bad(format!("starting the async runtime: {e}")))?;
+        let client = runtime.block_on(async {
+            let file =
+                kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
+            let mut config = kube::Config::from_custom_kubeconfig(
+                file,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+            if let Some(server) = server {
+                config.cluster_url = server
+                    .parse()
+                    .map_err(|e| bad(format!("--api-server {server}: {e}")))?;
+            }
+            config.connect_timeout = Some(CONNECT_TIMEOUT);
+            config.read_timeout = Some(CALL_TIMEOUT);
+            // The client's request buffer is a task: it must be made inside the runtime.
+            kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
+        })?;
+        Ok(Cluster { client, runtime })
     }
 
-    fn read(path: &Path) -> Result<String, KubeError> {
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    fn write(path: &Path, text: &str) -> Result<(), KubeError> {
-        crate::write_atomic(path, text.as_bytes(), 0o644).map_err(|e| e.to_string())
+    fn call<T>(
+        &self,
+        future: impl Future<Output = Result<T, kindling_cluster::ClusterError>>,
+    ) -> Result<T, KubeError> {
+        self.runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
+            .map_err(|_| format!("no answer within {}s", CALL_TIMEOUT.as_secs()))?
+            .map_err(|e| e.to_string())
     }
 }
 
-impl Kubernetes for FileStandIn {
+impl Kubernetes for Cluster {
     fn server_version(&self) -> Result<String, KubeError> {
-        Self::read(&self.path("version")).map(|v| v.trim().to_string())
+        self.call(kindling_cluster::server_version(&self.client))
     }
 
     fn apply(&self, object: &Value) -> Result<(), KubeError> {
-        let field = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
-        let name = field("/metadata/name");
-        if field("/kind").is_empty() || name.is_empty() {
-            return Err("the object has no kind or metadata.name".into());
-        }
-        let file = format!(
-            "applied/{}.{}.{}.json",
-            field("/kind"),
-            field("/metadata/namespace"),
-            name
-        );
-        Self::write(&self.path(&file), &object.to_string())
+        self.call(kindling_cluster::apply(&self.client, object, FIELD_MANAGER))
+            .map(|_| ())
     }
 
-    fn ready_apiservers(&self) -> Result<Vec<String>, KubeError> {
-        let path = self.path("ready-apiservers");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
+    fn ready_apiservers(&self, masters: &[String]) -> Result<Vec<String>, KubeError> {
+        let masters: Vec<&str> = masters.iter().map(String::as_str).collect();
+        let pods = self.call(kindling_cluster::health::control_plane_pods(
+            &self.client,
+            &masters,
+        ))?;
+        Ok(pods
+            .into_iter()
+            .filter(|p| p.component == "kube-apiserver" && p.ready)
+            .map(|p| p.node)
+            .collect())
     }
 
     fn write_record(&self, record: &BootstrapRecord) -> Result<(), KubeError> {
-        let object = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": { "namespace": record_keys::NAMESPACE, "name": record_keys::NAME },
-            "data": record.to_data(),
-        });
-        Self::write(
-            &self.path("bootstrap-configmap.json"),
-            &serde_json::to_string_pretty(&object).unwrap_or_default(),
-        )
+        self.call(bootstrap::write(&self.client, record, FIELD_MANAGER))
     }
 }

@@ -7,12 +7,12 @@
 //!   activates its etcd pod with the membership etcd reported.
 //! - [`record`]: every stage's start and end as a JSON record in the log directory, also sent to
 //!   `kindling serve` as an event (best effort).
-//! - [`kube`]: the Kubernetes API steps, behind a trait.
+//! - [`kube`]: the Kubernetes API steps, behind a trait; over the real API through
+//!   kindling-cluster.
 
 pub mod bootstrap;
 pub mod join;
 pub mod kube;
-pub mod manifest;
 pub mod pod;
 pub mod record;
 pub mod report;
@@ -53,8 +53,8 @@ pub enum AgentError {
     },
     #[error("etcd: {0}")]
     Etcd(#[from] kindling_etcd::EtcdError),
-    #[error("Kubernetes API: {0}")]
-    Kube(String),
+    #[error("reading the kubeconfig {}: {reason}", path.display())]
+    Kubeconfig { path: PathBuf, reason: String },
     #[error("{}: {reason}", path.display())]
     Manifest { path: PathBuf, reason: String },
     #[error("{}: {reason}", path.display())]

@@ -24,14 +24,10 @@ impl EtcdPod {
             path: path.to_path_buf(),
             reason,
         };
-        let mut docs = crate::manifest::documents(&text).map_err(bad)?;
-        if docs.len() != 1 {
-            return Err(bad(format!(
-                "expected one Pod, found {} documents",
-                docs.len()
-            )));
+        let pod: Value = serde_saphyr::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if !pod.is_object() {
+            return Err(bad("not a Pod object".into()));
         }
-        let pod = docs.remove(0);
         let header: String = text
             .lines()
             .take_while(|l| l.starts_with('#'))

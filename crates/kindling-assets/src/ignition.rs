@@ -273,13 +273,19 @@ fn master_names(d: &ClusterDescription) -> String {
 }
 
 /// The bootstrap agent's unit: after the kubelet, which starts the temporary control plane.
-/// It finds etcd at its own member (127.0.0.1) and, once that is removed, at the masters'.
+/// It finds etcd at its own member (127.0.0.1) and, once that is removed, at the masters'; and
+/// the API at its own apiserver (admin.conf) and then, with the same credentials, at api-int.
 pub fn bootstrap_agent_unit(d: &ClusterDescription, bootstrap: &Machine) -> String {
     let mut endpoints = vec![format!(
         "https://127.0.0.1:{}",
         crate::manifests::ETCD_CLIENT_PORT
     )];
     endpoints.extend(etcd_client_urls(d.inventory.with_role(Role::Master)));
+    let api_int = format!(
+        "https://{}:{}",
+        d.api_int_host(),
+        crate::manifests::API_PORT
+    );
     format!(
         "[Unit]
 Description=kindling bootstrap agent: applies the cluster manifests and hands the control plane over to the masters
@@ -288,7 +294,7 @@ After=network-online.target {kubelet}
 
 [Service]
 Type=simple
-ExecStart={bin} agent bootstrap --manifests {manifests} --kubeconfig {kubeconfig} --masters {masters} --bootstrap-member {member} --etcd-endpoints {endpoints} --server {server}
+ExecStart={bin} agent bootstrap --manifests {manifests} --kubeconfig {kubeconfig} --api-server {api_int} --masters {masters} --bootstrap-member {member} --etcd-endpoints {endpoints} --server {server}
 Restart=on-failure
 RestartSec=10
 
@@ -299,6 +305,7 @@ WantedBy=multi-user.target
         bin = layout::KINDLING_BIN,
         manifests = layout::AGENT_MANIFESTS_DIR,
         kubeconfig = layout::ADMIN_KUBECONFIG,
+        api_int = api_int,
         masters = master_names(d),
         member = bootstrap.name,
         endpoints = endpoints.join(","),
@@ -602,6 +609,10 @@ mod tests {
             )
         );
         assert_eq!(flag(&args, "--server"), Some("http://192.168.126.2:8080"));
+        assert_eq!(
+            flag(&args, "--api-server"),
+            Some("https://api-int.demo.example.localdomain:6443")
+        );
         assert!(unit.contains("After=network-online.target kubelet.service"));
     }
 

@@ -1,13 +1,13 @@
 //! `kindling agent bootstrap` and `kindling agent join-master`: the node agent, run by systemd on
 //! the bootstrap machine and on each master. The work is in kindling-agent.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use kindling_agent::bootstrap::Pause;
-use kindling_agent::kube::{FileStandIn, Kubernetes};
+use kindling_agent::kube::Cluster;
 use kindling_agent::report::{MachineIdentity, Reporter};
 use kindling_agent::{
     BootstrapAgent, BootstrapRequest, EtcdAccess, JoinOutcome, JoinRequest, Journal, Stage,
@@ -20,9 +20,6 @@ use crate::exit::Failure;
 const PAUSE_AFTER: &str = "KINDLING_AGENT_PAUSE_AFTER";
 /// Test hook: sleep after this stage's work, before its marker is written.
 const PAUSE_BEFORE_MARKER: &str = "KINDLING_AGENT_PAUSE_BEFORE_MARKER";
-/// Test stand-in for the Kubernetes API (a directory; see kindling_agent::kube::FileStandIn),
-/// until kindling-cluster's client is wired in.
-const KUBE_STAND_IN: &str = "KINDLING_AGENT_KUBE_STAND_IN";
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
@@ -84,6 +81,10 @@ pub struct BootstrapArgs {
     /// Admin kubeconfig of the local apiserver.
     #[arg(long, default_value = layout::ADMIN_KUBECONFIG, value_name = "FILE")]
     pub kubeconfig: PathBuf,
+    /// The masters' apiservers (api-int), reached with the kubeconfig's credentials once the
+    /// bootstrap etcd member is gone and the local apiserver with it. Default: the kubeconfig's.
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
     /// The masters' etcd member names, comma-separated.
     #[arg(long, value_delimiter = ',', required = true, value_name = "NAME,...")]
     pub masters: Vec<String>,
@@ -166,19 +167,6 @@ fn pause() -> anyhow::Result<Option<Pause>> {
     })
 }
 
-/// The Kubernetes API of `kubeconfig`. The kindling-cluster client is not wired in yet; only
-/// the test stand-in is.
-fn kubernetes(kubeconfig: &Path) -> anyhow::Result<Box<dyn Kubernetes>> {
-    if let Some(dir) = std::env::var_os(KUBE_STAND_IN) {
-        return Ok(Box::new(FileStandIn { dir: dir.into() }));
-    }
-    bail!(
-        "talking to the Kubernetes API of {} needs kindling-cluster's client, which this build \
-         does not have yet",
-        kubeconfig.display()
-    )
-}
-
 fn bootstrap(args: &BootstrapArgs) -> Result<(), Failure> {
     let journal = journal("bootstrap", &args.common)?;
     let request = BootstrapRequest {
@@ -192,11 +180,13 @@ fn bootstrap(args: &BootstrapArgs) -> Result<(), Failure> {
         poll: Duration::from_secs(args.common.poll_interval.max(1)),
         pause: pause()?,
     };
-    let api = kubernetes(&args.kubeconfig)?;
+    let local = Cluster::connect(&args.kubeconfig, None).context("connecting to the local API")?;
+    let cluster = Cluster::connect(&args.kubeconfig, args.api_server.as_deref())
+        .context("connecting to the masters' API")?;
     let agent = BootstrapAgent {
         request: &request,
-        local: api.as_ref(),
-        cluster: api.as_ref(),
+        local: &local,
+        cluster: &cluster,
         journal: &journal,
     };
     agent
