@@ -495,6 +495,17 @@ impl Lab {
     }
 }
 
+/// The contents of `unit` in the Ignition config `ign`, if it has that unit.
+fn unit_contents(ign: &Path, unit: &str) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(ign).unwrap()).unwrap();
+    config["systemd"]["units"]
+        .as_array()?
+        .iter()
+        .find(|u| u["name"] == unit)?["contents"]
+        .as_str()
+        .map(String::from)
+}
+
 /// The arguments of `unit`'s ExecStart in the Ignition config `ign` (the binary left out),
 /// with the values of `overrides` put in (replacing the unit's, or added).
 fn unit_args(
@@ -503,16 +514,8 @@ fn unit_args(
     overrides: &[(&str, PathBuf)],
     more: &[(&str, PathBuf)],
 ) -> Vec<String> {
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(ign).unwrap()).unwrap();
-    let contents = config["systemd"]["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == unit)
-        .unwrap_or_else(|| panic!("{} has no {unit}", ign.display()))["contents"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let contents =
+        unit_contents(ign, unit).unwrap_or_else(|| panic!("{} has no {unit}", ign.display()));
     let exec = contents
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
@@ -890,34 +893,41 @@ fn without_a_bootstrap_machine_the_first_master_founds_etcd_and_runs_the_stages(
 
     lab.write_kubeconfig("master0");
     lab.set_ready_apiservers(&["master0", "master1"]);
-    let args = [
-        (
-            "--kubeconfig",
-            lab.node("master0", "etc/kubernetes/admin.conf"),
-        ),
-        ("--manifests", lab.asset("manifests/cluster")),
-        ("--state-dir", lab.node("master0", "opt/kindling")),
-        ("--log-dir", lab.node("master0", "var/log/kindling")),
-        (
-            "--static-pods-dir",
-            lab.node("master0", "etc/kubernetes/manifests"),
-        ),
-        (
-            "--identity-file",
-            lab.node("master0", "etc/kindling/identity"),
-        ),
-        ("--masters", "master0,master1,master2".into()),
-        (
-            "--etcd-endpoints",
-            MASTERS.map(|m| lab.client_url(m)).join(",").into(),
-        ),
-        ("--stage-timeout", "60".into()),
-    ];
+    // The unit is in master0's own part of its config: only the first master has it.
+    assert!(
+        unit_contents(
+            &lab.asset("ignition/machines/master1.ign"),
+            "kindling-bootstrap.service"
+        )
+        .is_none()
+    );
+    let args = unit_args(
+        &lab.asset("ignition/machines/master0.ign"),
+        "kindling-bootstrap.service",
+        &[
+            (
+                "--kubeconfig",
+                lab.node("master0", "etc/kubernetes/admin.conf"),
+            ),
+            ("--api-server", lab.api_url.clone().into()),
+            ("--manifests", lab.asset("manifests/cluster")),
+            ("--state-dir", lab.node("master0", "opt/kindling")),
+            ("--log-dir", lab.node("master0", "var/log/kindling")),
+            (
+                "--static-pods-dir",
+                lab.node("master0", "etc/kubernetes/manifests"),
+            ),
+            (
+                "--identity-file",
+                lab.node("master0", "etc/kindling/identity"),
+            ),
+            ("--stage-timeout", "60".into()),
+        ],
+        &lab.etcd_tls(),
+    );
+    assert!(!args.iter().any(|a| a == "--bootstrap-member"), "{args:?}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
-    command.args(["agent", "bootstrap"]);
-    for (flag, value) in args.iter().chain(&lab.etcd_tls()) {
-        command.arg(flag).arg(value);
-    }
+    command.args(&args);
     let out = command
         .env_remove("KINDLING_AGENT_PAUSE_AFTER")
         .env_remove("KINDLING_AGENT_PAUSE_BEFORE_MARKER")

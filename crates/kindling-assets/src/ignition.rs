@@ -187,6 +187,23 @@ fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError
                 };
                 files.copy(&path, &to, 0o600)?;
             }
+            if first_master_bootstraps(files.ctx.description, m) {
+                // No bootstrap machine: this master runs the bootstrap stages itself.
+                files.folder(
+                    manifests_asset::CLUSTER_DIR,
+                    layout::AGENT_MANIFESTS_DIR,
+                    0o600,
+                )?;
+                files.copy(
+                    pki::BOOTSTRAP_ADMIN_KUBECONFIG,
+                    layout::ADMIN_KUBECONFIG,
+                    0o600,
+                )?;
+                let unit = bootstrap_agent_unit(files.ctx.description, None);
+                files
+                    .config
+                    .add_unit(layout::BOOTSTRAP_AGENT_UNIT, &unit, true);
+            }
         }
         Role::Bootstrap => {
             files.pair(
@@ -272,10 +289,23 @@ fn master_names(d: &ClusterDescription) -> String {
         .join(",")
 }
 
+/// Whether `m` is the master that runs the bootstrap stages: the first master, when the
+/// inventory has no bootstrap machine.
+pub fn first_master_bootstraps(d: &ClusterDescription, m: &Machine) -> bool {
+    d.inventory.with_role(Role::Bootstrap).next().is_none()
+        && d.inventory
+            .with_role(Role::Master)
+            .next()
+            .is_some_and(|first| first.name == m.name)
+}
+
 /// The bootstrap agent's unit: after the kubelet, which starts the temporary control plane.
 /// It finds etcd at its own member (127.0.0.1) and, once that is removed, at the masters'; and
 /// the API at its own apiserver (admin.conf) and then, with the same credentials, at api-int.
-pub fn bootstrap_agent_unit(d: &ClusterDescription, bootstrap: &Machine) -> String {
+///
+/// With `bootstrap` None, the unit of the first master of a cluster without a bootstrap
+/// machine: no member to remove, and it runs after join-master, which founds etcd there.
+pub fn bootstrap_agent_unit(d: &ClusterDescription, bootstrap: Option<&Machine>) -> String {
     let mut endpoints = vec![format!(
         "https://127.0.0.1:{}",
         crate::manifests::ETCD_CLIENT_PORT
@@ -290,11 +320,11 @@ pub fn bootstrap_agent_unit(d: &ClusterDescription, bootstrap: &Machine) -> Stri
         "[Unit]
 Description=kindling bootstrap agent: applies the cluster manifests and hands the control plane over to the masters
 Wants=network-online.target
-After=network-online.target {kubelet}
+After=network-online.target {kubelet}{after_join}
 
 [Service]
 Type=simple
-ExecStart={bin} agent bootstrap --manifests {manifests} --kubeconfig {kubeconfig} --api-server {api_int} --masters {masters} --bootstrap-member {member} --etcd-endpoints {endpoints} --server {server}
+ExecStart={bin} agent bootstrap --manifests {manifests} --kubeconfig {kubeconfig} --api-server {api_int} --masters {masters}{member} --etcd-endpoints {endpoints} --server {server}
 Restart=on-failure
 RestartSec=10
 
@@ -307,7 +337,14 @@ WantedBy=multi-user.target
         kubeconfig = layout::ADMIN_KUBECONFIG,
         api_int = api_int,
         masters = master_names(d),
-        member = bootstrap.name,
+        member = bootstrap
+            .map(|b| format!(" --bootstrap-member {}", b.name))
+            .unwrap_or_default(),
+        after_join = if bootstrap.is_none() {
+            format!(" {}", layout::JOIN_MASTER_UNIT)
+        } else {
+            String::new()
+        },
         endpoints = endpoints.join(","),
         server = d.inventory.provisioning.server_url.trim_end_matches('/'),
     )
@@ -405,7 +442,7 @@ impl Asset for BootstrapIgnition {
         agent_binary(ctx, &mut config)?;
         config.add_unit(
             layout::BOOTSTRAP_AGENT_UNIT,
-            &bootstrap_agent_unit(ctx.description, bootstrap),
+            &bootstrap_agent_unit(ctx.description, Some(bootstrap)),
             true,
         );
         let snippets = Snippets::list(ctx)?;
@@ -596,7 +633,7 @@ mod tests {
     fn the_bootstrap_agent_knows_the_masters_and_where_etcd_is() {
         let d = demo();
         let bootstrap = d.inventory.with_role(Role::Bootstrap).next().unwrap();
-        let unit = bootstrap_agent_unit(&d, bootstrap);
+        let unit = bootstrap_agent_unit(&d, Some(bootstrap));
         let args = exec_start(&unit);
         assert_eq!(&args[..3], [layout::KINDLING_BIN, "agent", "bootstrap"]);
         assert_eq!(flag(&args, "--masters"), Some("master0,master1,master2"));
@@ -614,6 +651,26 @@ mod tests {
             Some("https://api-int.demo.example.localdomain:6443")
         );
         assert!(unit.contains("After=network-online.target kubelet.service"));
+    }
+
+    #[test]
+    fn without_a_bootstrap_machine_the_first_masters_agent_removes_nothing() {
+        let mut d = demo();
+        d.inventory.machines.retain(|m| m.role != Role::Bootstrap);
+        let masters: Vec<&Machine> = d.inventory.with_role(Role::Master).collect();
+        assert!(first_master_bootstraps(&d, masters[0]));
+        assert!(!first_master_bootstraps(&d, masters[1]));
+        let unit = bootstrap_agent_unit(&d, None);
+        let args = exec_start(&unit);
+        assert_eq!(flag(&args, "--bootstrap-member"), None);
+        assert_eq!(flag(&args, "--masters"), Some("master0,master1,master2"));
+        assert!(
+            unit.contains(
+                "After=network-online.target kubelet.service kindling-join-master.service"
+            ),
+            "{unit}"
+        );
+        assert!(!first_master_bootstraps(&demo(), masters[0]));
     }
 
     #[test]
