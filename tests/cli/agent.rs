@@ -242,6 +242,15 @@ impl Lab {
     /// A master: its member pod where Ignition puts it, join-master, then its etcd from the pod
     /// join-master activated.
     fn join_master(&mut self, machine: &str) {
+        self.install_member_pod(machine);
+        let run = self.join_master_run(machine);
+        run.expect(0);
+        let active = self.node(machine, "etc/kubernetes/manifests/etcd.yaml");
+        self.start_etcd(machine, &active);
+    }
+
+    /// The member pod where Ignition puts it.
+    fn install_member_pod(&self, machine: &str) {
         let member_pod = self.node(machine, "opt/kindling/etcd-member.yaml");
         std::fs::create_dir_all(member_pod.parent().unwrap()).unwrap();
         std::fs::copy(
@@ -249,16 +258,74 @@ impl Lab {
             &member_pod,
         )
         .unwrap();
-        let run = self.join_master_run(machine);
-        run.expect(0);
-        let active = self.node(machine, "etc/kubernetes/manifests/etcd.yaml");
-        self.start_etcd(machine, &active);
+    }
+
+    /// The masters boot together: every join-master runs at once, and each master's etcd starts
+    /// as soon as its pod is activated (as its kubelet would start it). etcd accepts one
+    /// unstarted member at a time, so the agents wait for each other's members to start.
+    fn join_masters_at_once(&mut self) {
+        let agents: Vec<(&str, Killed)> = MASTERS
+            .iter()
+            .map(|m| {
+                self.install_member_pod(m);
+                let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
+                    .args(self.join_master_args(m))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (*m, Killed(child))
+            })
+            .collect();
+        let mut started: Vec<&str> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while started.len() < MASTERS.len() {
+            for m in MASTERS {
+                let pod = self.node(m, "etc/kubernetes/manifests/etcd.yaml");
+                if !started.contains(&m) && pod.exists() {
+                    self.start_etcd(m, &pod);
+                    started.push(m);
+                }
+            }
+            assert!(Instant::now() < deadline, "started only {started:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut refused = 0;
+        for (m, agent) in agents {
+            let mut agent = agent;
+            let status = wait_exit(&mut agent, Duration::from_secs(60));
+            let stderr = output(agent);
+            assert!(status.success(), "{m}: {status}: {stderr}");
+            refused += usize::from(stderr.contains("not enough started members"));
+        }
+        // They started together: etcd refused at least one add until a member started.
+        assert!(refused > 0, "no join-master had to wait");
+        let waited = MASTERS
+            .iter()
+            .map(|m| {
+                std::fs::read_to_string(self.node(m, "var/log/kindling/join-master.jsonl")).unwrap()
+            })
+            .collect::<Vec<_>>();
+        assert!(
+            waited.iter().all(|log| log.contains("\"result\":\"done\"")),
+            "{waited:?}"
+        );
     }
 
     /// `kindling agent join-master` with the arguments of the master pool's unit, node paths
     /// moved to `machine`'s stand-in disk.
     fn join_master_run(&self, machine: &str) -> crate::Run {
-        let args = unit_args(
+        kindling(
+            &self
+                .join_master_args(machine)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn join_master_args(&self, machine: &str) -> Vec<String> {
+        unit_args(
             &self.asset("ignition/master.ign"),
             "kindling-join-master.service",
             &[
@@ -276,11 +343,10 @@ impl Lab {
                     "--identity-file",
                     self.node(machine, "etc/kindling/identity"),
                 ),
-                ("--timeout", "60".into()),
+                ("--timeout", "90".into()),
             ],
             &self.etcd_tls(),
-        );
-        kindling(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        )
     }
 
     /// `kindling agent bootstrap` with the arguments of bootstrap.ign's unit, node paths moved
@@ -801,9 +867,8 @@ fn the_bootstrap_agent_killed_at_every_stage_resumes_to_the_same_end() {
     }
     let mut lab = Lab::new(2);
     lab.boot_bootstrap();
-    for m in MASTERS {
-        lab.join_master(m);
-    }
+    lab.join_masters_at_once();
+    assert_eq!(lab.members().len(), 4);
     lab.set_ready_apiservers(&["master0", "master1", "master2"]);
     let stages = [
         "wait-apiserver",
