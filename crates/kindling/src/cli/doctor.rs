@@ -92,12 +92,16 @@ fn print_human(out: &mut impl Write, request: &Request, report: &Report) -> std:
         }
     )?;
     let mut area = None;
+    // A reason is given once for a run of findings that share it (e.g. one per machine).
+    let mut last_why = "";
     for f in &report.findings {
         if area != Some(f.area) {
             area = Some(f.area);
+            last_why = "";
             writeln!(out, "\n{}", f.area.title())?;
         }
-        print_finding(out, f)?;
+        print_finding(out, f, f.why == last_why)?;
+        last_why = &f.why;
     }
     let (errors, warnings) = (
         report.count(Severity::Error),
@@ -116,7 +120,7 @@ fn print_human(out: &mut impl Write, request: &Request, report: &Report) -> std:
     )
 }
 
-fn print_finding(out: &mut impl Write, f: &Finding) -> std::io::Result<()> {
+fn print_finding(out: &mut impl Write, f: &Finding, why_given: bool) -> std::io::Result<()> {
     writeln!(
         out,
         "  {:<8}{}: {}  [{}]",
@@ -125,7 +129,7 @@ fn print_finding(out: &mut impl Write, f: &Finding) -> std::io::Result<()> {
         f.what,
         f.check
     )?;
-    if !f.why.is_empty() && f.severity != Severity::Ok {
+    if !f.why.is_empty() && f.severity != Severity::Ok && !why_given {
         writeln!(out, "          why: {}", f.why)?;
     }
     if !f.fix.is_empty() {
