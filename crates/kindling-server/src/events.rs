@@ -1,12 +1,16 @@
 //! The event log: every request from a known machine, and every stage its agent reports, in
 //! order. It is appended to `.kindling/events.jsonl`, so it survives a restart, and each
 //! machine's last event is kept in memory for `/api/v1/machines`.
+//!
+//! An event's id is the log's length in bytes once it is written: ids grow, and the events
+//! after an id are read back from the file, so a stream that reconnects (or falls behind)
+//! misses nothing.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
@@ -52,10 +56,22 @@ impl Event {
 }
 
 pub struct EventLog {
-    file: Mutex<Option<File>>,
+    writer: Mutex<Writer>,
+    /// The file, for reading events back; none for a log kept in memory.
+    path: Option<PathBuf>,
     last: RwLock<BTreeMap<Box<str>, Last>>,
-    stream: broadcast::Sender<Event>,
+    stream: broadcast::Sender<(u64, Event)>,
 }
+
+/// The appending end of the log.
+struct Writer {
+    file: Option<File>,
+    /// The log's length in bytes: the id of the last event written.
+    end: u64,
+}
+
+/// The most bytes of the file read back at once.
+const READ_BACK_CHUNK: u64 = 1 << 20;
 
 /// What is kept of a machine's last event, under its name: boxed strings and not the name
 /// again, since there is one per machine (100,000 machines: ~19 MB rather than ~27 MB).
@@ -128,8 +144,13 @@ impl EventLog {
         if torn {
             writeln!(file)?;
         }
+        let end = file.metadata()?.len();
         Ok(EventLog {
-            file: Mutex::new(Some(file)),
+            writer: Mutex::new(Writer {
+                file: Some(file),
+                end,
+            }),
+            path: Some(path),
             last: RwLock::new(last),
             stream: broadcast::channel(1024).0,
         })
@@ -138,24 +159,14 @@ impl EventLog {
     /// A log kept in memory only, for tests.
     pub fn in_memory() -> EventLog {
         EventLog {
-            file: Mutex::new(None),
+            writer: Mutex::new(Writer { file: None, end: 0 }),
+            path: None,
             last: RwLock::new(BTreeMap::new()),
             stream: broadcast::channel(1024).0,
         }
     }
 
     pub fn record(&self, event: Event) {
-        // One write(2) per event, the newline included (writeln! on a File makes two), and the
-        // JSON made before taking the lock.
-        if let Ok(mut line) = serde_json::to_vec(&event) {
-            line.push(b'\n');
-            if let Ok(mut file) = self.file.lock()
-                && let Some(file) = file.as_mut()
-                && let Err(e) = file.write_all(&line)
-            {
-                tracing::warn!("appending to the event log: {e}");
-            }
-        }
         if let Some(machine) = &event.machine
             && let Ok(mut last) = self.last.write()
         {
@@ -166,8 +177,69 @@ impl EventLog {
                 }
             }
         }
-        // Nobody listening is fine.
-        let _ = self.stream.send(event);
+        // One write(2) per event, the newline included (writeln! on a File makes two), and the
+        // JSON made before taking the lock.
+        let Ok(mut line) = serde_json::to_vec(&event) else {
+            return;
+        };
+        line.push(b'\n');
+        let mut writer = match self.writer.lock() {
+            Ok(writer) => writer,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(file) = writer.file.as_mut()
+            && let Err(e) = file.write_all(&line)
+        {
+            tracing::warn!("appending to the event log: {e}");
+            return;
+        }
+        writer.end += line.len() as u64;
+        // Sent under the lock, so that streams see the events in the order of their ids. Nobody
+        // listening is fine.
+        let _ = self.stream.send((writer.end, event));
+    }
+
+    /// New events, with their ids, from now on; and the id of the last event before them.
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<(u64, Event)>) {
+        let writer = match self.writer.lock() {
+            Ok(writer) => writer,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        (writer.end, self.stream.subscribe())
+    }
+
+    /// The events after id `from` up to id `to` at the most, read back from the file, and the id
+    /// they reach: up to about a megabyte of them, so call again from there until it is `to`.
+    /// A log kept in memory has none to give.
+    pub fn read_back(&self, from: u64, to: u64) -> std::io::Result<(Vec<(u64, Event)>, u64)> {
+        let Some(path) = &self.path else {
+            return Ok((Vec::new(), to));
+        };
+        if from >= to {
+            return Ok((Vec::new(), from));
+        }
+        let mut bytes = vec![0u8; (to - from).min(READ_BACK_CHUNK) as usize];
+        File::open(path)?.read_exact_at(&mut bytes, from)?;
+        let mut events = Vec::new();
+        let mut reached = from;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            let length = line.len() as u64;
+            if !line.ends_with(b"\n") && reached + length < to {
+                // Cut by the chunk's end: read whole next time; unless the line is longer than
+                // a chunk, which no event is: skip it.
+                if reached == from {
+                    reached += length;
+                }
+                break;
+            }
+            reached += length;
+            // A torn line from a crash, or a start inside a line (an id from another log), is
+            // skipped.
+            if let Ok(event) = serde_json::from_slice::<Event>(line) {
+                events.push((reached, event));
+            }
+        }
+        Ok((events, reached))
     }
 
     /// Each machine's last event.
@@ -188,15 +260,66 @@ impl EventLog {
     pub fn last_stages(&self) -> LastStages<'_> {
         LastStages(self.last.read().ok())
     }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.stream.subscribe()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_read_back_by_id_in_chunks_past_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        log.record(Event::now(Some("worker0"), "ipxe", Some(200), ""));
+        drop(log);
+        // A crash tore the next line; the log goes on after it.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(EVENTS_FILE))
+            .unwrap();
+        write!(file, "{{\"time\":\"2026").unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        // Enough events for more than one chunk.
+        let detail = "x".repeat(500);
+        let count = (READ_BACK_CHUNK as usize / 500) * 3 / 2;
+        for i in 0..count {
+            log.record(Event::now(
+                Some(&format!("worker{i}")),
+                "ipxe",
+                Some(200),
+                detail.clone(),
+            ));
+        }
+        let (end, _) = log.subscribe();
+        assert_eq!(
+            end,
+            std::fs::metadata(dir.path().join(EVENTS_FILE))
+                .unwrap()
+                .len()
+        );
+
+        let mut read = Vec::new();
+        let (mut from, mut calls) = (0, 0);
+        while from < end {
+            let (events, reached) = log.read_back(from, end).unwrap();
+            assert!(reached > from, "no progress from {from}");
+            read.extend(events);
+            from = reached;
+            calls += 1;
+        }
+        assert!(calls >= 2, "{calls} read(s)");
+        assert_eq!(
+            read.len(),
+            count + 1,
+            "every whole event, the torn line skipped"
+        );
+        assert_eq!(read[0].1.machine.as_deref(), Some("worker0"));
+        assert_eq!(read.last().unwrap().0, end);
+        assert!(read.windows(2).all(|w| w[0].0 < w[1].0), "ids grow");
+        // From an event's id, the events after it.
+        let (after, _) = log.read_back(read[5].0, end).unwrap();
+        assert_eq!(after[0], read[6]);
+    }
 
     #[test]
     fn events_survive_a_restart_and_a_torn_line() {

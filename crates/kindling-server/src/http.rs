@@ -442,28 +442,101 @@ async fn machines(State(state): State<Arc<AppState>>) -> Result<Response, Failur
     Ok(response)
 }
 
-/// `GET /api/v1/events`: every new event, as server-sent events.
+/// `GET /api/v1/events`: events as server-sent events, each with its id. With `Last-Event-ID`
+/// (which EventSource sends when it reconnects) or `?since=<id>` (0: the whole log), the events
+/// after that id come first, read back from the log; a stream that falls behind catches up the
+/// same way. So a watcher misses nothing.
 async fn event_stream(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
 ) -> axum::response::sse::Sse<
     impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
 > {
-    use axum::response::sse::{Event as Sse, KeepAlive};
-    use tokio::sync::broadcast::error::RecvError;
-    let stream = futures_util::stream::unfold(state.events.subscribe(), |mut rx| async move {
+    use axum::response::sse::KeepAlive;
+    let since = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(params.get("since").map(String::as_str))
+        .and_then(|id| id.trim().parse::<u64>().ok());
+    let (end, live) = state.events.subscribe();
+    let from = match since {
+        Some(id) if id <= end => id,
+        // An id beyond the end is from a log that has since been replaced: all of this one.
+        Some(_) => 0,
+        None => end,
+    };
+    let stream = EventStream {
+        state,
+        live,
+        read_to: from,
+        catch_up_to: end,
+        pending: std::collections::VecDeque::new(),
+    };
+    let stream = futures_util::stream::unfold(stream, |mut stream| async move {
+        let (id, event) = stream.next().await?;
+        let data = serde_json::to_string(&event).unwrap_or_default();
+        let sse = axum::response::sse::Event::default()
+            .id(id.to_string())
+            .event("event")
+            .data(data);
+        Some((Ok(sse), stream))
+    });
+    axum::response::sse::Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// One watcher's place in the event log: events read back from the file up to `catch_up_to`,
+/// then live ones.
+struct EventStream {
+    state: Arc<AppState>,
+    live: tokio::sync::broadcast::Receiver<(u64, Event)>,
+    /// How far the file has been read back.
+    read_to: u64,
+    /// Live events up to this id are read back from the file instead.
+    catch_up_to: u64,
+    pending: std::collections::VecDeque<(u64, Event)>,
+}
+
+impl EventStream {
+    async fn next(&mut self) -> Option<(u64, Event)> {
+        use tokio::sync::broadcast::error::RecvError;
         loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    let data = serde_json::to_string(&event).unwrap_or_default();
-                    return Some((Ok(Sse::default().event("event").data(data)), rx));
+            if let Some(next) = self.pending.pop_front() {
+                return Some(next);
+            }
+            if self.read_to < self.catch_up_to {
+                let (state, from, to) = (self.state.clone(), self.read_to, self.catch_up_to);
+                let read = tokio::task::spawn_blocking(move || state.events.read_back(from, to));
+                match read.await {
+                    Ok(Ok((events, reached))) => {
+                        self.pending.extend(events);
+                        self.read_to = reached;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!("reading back the event log: {e}");
+                        self.read_to = self.catch_up_to;
+                    }
+                    Err(_) => return None,
                 }
-                // A slow reader misses events rather than holding the server up.
-                Err(RecvError::Lagged(_)) => continue,
+                continue;
+            }
+            match self.live.recv().await {
+                Ok((id, _)) if id <= self.catch_up_to => continue,
+                Ok(next) => {
+                    self.catch_up_to = next.0;
+                    self.read_to = next.0;
+                    return Some(next);
+                }
+                // Fallen behind: the log has what was missed.
+                Err(RecvError::Lagged(_)) => {
+                    let (end, live) = self.state.events.subscribe();
+                    self.live = live;
+                    self.catch_up_to = end;
+                }
                 Err(RecvError::Closed) => return None,
             }
         }
-    });
-    axum::response::sse::Sse::new(stream).keep_alive(KeepAlive::default())
+    }
 }
 
 /// What a machine's agent reports to `POST /api/v1/events`.

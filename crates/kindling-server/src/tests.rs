@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -10,7 +11,7 @@ use kindling_assets::{AtomicFiles, Settings, Target};
 use kindling_config::ClusterDescription;
 use tower::ServiceExt;
 
-use crate::{AppState, Catalog, EventLog, McsAuth};
+use crate::{AppState, Catalog, Event, EventLog, McsAuth};
 
 const DEMO_IC: &str = include_str!("../../../examples/demo/install-config.yaml");
 const DEMO_INV: &str = include_str!("../../../examples/demo/inventory.yaml");
@@ -425,6 +426,93 @@ async fn agents_report_stages_with_their_token_and_watchers_see_them_live() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
     assert_eq!(state.events.machines()["master0"].stage, "denied");
+}
+
+/// A watcher that reconnects with the id of the last event it saw gets the events after it, and
+/// then the new ones: nothing is lost in between.
+#[tokio::test]
+async fn the_event_stream_resumes_after_the_last_event_id() {
+    let dir = demo(Target::Manifests);
+    let binary = dir.path().join("fake-kindling");
+    std::fs::write(&binary, b"0123456789abcdef").unwrap();
+    let state = AppState::new(
+        Some(Catalog::load(dir.path()).unwrap()),
+        None,
+        EventLog::open(dir.path()).unwrap(),
+        McsAuth::Token,
+        binary,
+    );
+    for stage in ["boot.ipxe", "ipxe", "kernel"] {
+        state
+            .events
+            .record(Event::now(Some("worker0"), stage, Some(200), ""));
+    }
+    let frames = |request: Request<Body>, count: usize| {
+        let state = state.clone();
+        async move {
+            let response = crate::http_router(state).oneshot(request).await.unwrap();
+            let mut body = response.into_body();
+            let mut text = String::new();
+            while text.matches("event: event").count() < count {
+                let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                    .await
+                    .expect("the next event in time")
+                    .unwrap()
+                    .unwrap();
+                if let Ok(data) = frame.into_data() {
+                    text.push_str(&String::from_utf8_lossy(&data));
+                }
+            }
+            text
+        }
+    };
+    let stages = |text: &str| -> Vec<(u64, String)> {
+        text.split("\n\n")
+            .filter(|f| f.contains("event: event"))
+            .map(|f| {
+                let field = |name: &str| {
+                    f.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .unwrap()
+                        .trim()
+                        .to_string()
+                };
+                let event: Event = serde_json::from_str(&field("data:")).unwrap();
+                (field("id:").parse().unwrap(), event.stage)
+            })
+            .collect()
+    };
+    let all = stages(
+        &frames(
+            Request::get("/api/v1/events?since=0")
+                .body(Body::empty())
+                .unwrap(),
+            3,
+        )
+        .await,
+    );
+    let names: Vec<&str> = all.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(names, ["boot.ipxe", "ipxe", "kernel"]);
+
+    // Reconnecting after "boot.ipxe": the two after it, then one recorded while connected.
+    let resumed = frames(
+        Request::get("/api/v1/events")
+            .header("last-event-id", all[0].0.to_string())
+            .body(Body::empty())
+            .unwrap(),
+        3,
+    );
+    let record_later = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        state
+            .events
+            .record(Event::now(Some("worker0"), "initrd", Some(200), ""));
+    };
+    let (resumed, ()) = tokio::join!(resumed, record_later);
+    let resumed = stages(&resumed);
+    let names: Vec<&str> = resumed.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(names, ["ipxe", "kernel", "initrd"]);
+    assert_eq!(resumed[..2], all[1..]);
 }
 
 /// A directory made by openshift-install: its configs are served as they are, by role; the
