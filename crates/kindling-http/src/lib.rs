@@ -255,7 +255,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(tls: Tls, timeouts: Timeouts) -> Result<Client, TlsSetupError> {
-        let tls = match tls {
+        let config = match tls {
             Tls::None => None,
             Tls::Roots {
                 ca_pem,
@@ -263,11 +263,19 @@ impl Client {
             } => Some(client_config(&ca_pem, client_identity.as_ref())?),
         };
         Ok(Client {
-            tls,
+            tls: config,
+            ..Client::plain(timeouts)
+        })
+    }
+
+    /// A client over plain TCP ([`Tls::None`]).
+    pub fn plain(timeouts: Timeouts) -> Client {
+        Client {
+            tls: None,
             timeouts,
             limit: DEFAULT_LIMIT,
             user_agent: HeaderValue::from_static("kindling"),
-        })
+        }
     }
 
     pub fn with_user_agent(mut self, user_agent: &'static str) -> Client {

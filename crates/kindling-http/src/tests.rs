@@ -20,7 +20,7 @@ const QUICK: Timeouts = Timeouts {
 };
 
 fn plain() -> Client {
-    Client::new(Tls::None, QUICK).unwrap()
+    Client::plain(QUICK)
 }
 
 /// What a server read: the request head and body.

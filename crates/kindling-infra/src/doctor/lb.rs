@@ -5,7 +5,6 @@
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 
-use super::http::{self, Target};
 use super::{Area, Finding, Request, Severity, parallel_map};
 
 pub const API_PORT: u16 = 6443;
@@ -191,8 +190,8 @@ fn readyz(req: &Request, reachable: bool) -> Finding {
         return info("API not up yet: nothing to ask before the API VIP answers on 6443".into());
     }
     let ca = req.dir.join("tls/root-ca.crt");
-    let (config, verified) = match ca.exists() {
-        true => match http::client_config(&ca) {
+    let (client, verified) = match ca.exists() {
+        true => match req.http_client(Some(&ca)) {
             Ok(c) => (c, true),
             Err(e) => {
                 return finding(Severity::Warning, "lb.readyz", subject, e.to_string())
@@ -206,12 +205,8 @@ fn readyz(req: &Request, reachable: bool) -> Finding {
             );
         }
     };
-    let target = Target {
-        addr: SocketAddr::new(lb.api_vip, API_PORT),
-        host: &host,
-        tls: Some(config),
-    };
-    match http::get(&target, "/readyz", req.timeouts.connect, req.timeouts.exchange) {
+    let target = kindling_http::Target::at(SocketAddr::new(lb.api_vip, API_PORT), &host);
+    match client.get(&target, "/readyz") {
         Ok(r) if r.status == 200 => finding(
             Severity::Ok,
             "lb.readyz",

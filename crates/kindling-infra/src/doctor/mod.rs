@@ -8,14 +8,13 @@
 
 pub mod certs;
 pub mod dns;
-pub mod http;
 pub mod lb;
 pub mod names;
 pub mod provisioning;
 pub mod zonefile;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kindling_config::ClusterDescription;
@@ -165,7 +164,40 @@ impl Default for Timeouts {
     }
 }
 
+/// The CA bundle an https check trusts cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the CA bundle {}: {reason}", path.display())]
+pub struct CaBundleError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
 impl Request {
+    /// An HTTP client with doctor's timeouts; with `ca`, TLS trusting only the CAs in that PEM
+    /// file.
+    fn http_client(&self, ca: Option<&Path>) -> Result<kindling_http::Client, CaBundleError> {
+        let timeouts = kindling_http::Timeouts {
+            connect: self.timeouts.connect,
+            exchange: self.timeouts.exchange,
+        };
+        let client = match ca {
+            None => kindling_http::Client::plain(timeouts),
+            Some(path) => {
+                let bad = |reason: String| CaBundleError {
+                    path: path.to_path_buf(),
+                    reason,
+                };
+                let ca_pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+                let tls = kindling_http::Tls::Roots {
+                    ca_pem,
+                    client_identity: None,
+                };
+                kindling_http::Client::new(tls, timeouts).map_err(|e| bad(e.to_string()))?
+            }
+        };
+        Ok(client.with_user_agent("kindling-doctor"))
+    }
+
     /// The resolvers the machines will use: the inventory's DNS servers on port 53.
     pub fn default_resolvers(description: &ClusterDescription) -> Vec<SocketAddr> {
         description

@@ -3,10 +3,8 @@
 //! root CA and names the host in mcsURL.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use super::dns::{self, RecordType};
-use super::http::{self, HttpError, Target};
 use super::{Area, Finding, Request, Severity};
 
 fn finding(severity: Severity, check: &'static str, subject: &str, what: String) -> Finding {
@@ -133,24 +131,17 @@ fn boot_script(req: &Request) -> Finding {
                 .fix("add the provisioning host's name to DNS, or use its address in provisioning.serverURL");
         }
     };
-    let tls = if url.https {
-        match http::client_config(&req.dir.join("tls/root-ca.crt")) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                return finding(Severity::Warning, "provisioning.boot-script", &subject, format!("serverURL is https and {e}"))
-                    .fix("run 'kindling create manifests' so tls/root-ca.crt exists, or serve boot files over http (PXE firmware rarely has the CA anyway)");
-            }
+    let ca = url.https.then(|| req.dir.join("tls/root-ca.crt"));
+    let client = match req.http_client(ca.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            return finding(Severity::Warning, "provisioning.boot-script", &subject, format!("serverURL is https and {e}"))
+                .fix("run 'kindling create manifests' so tls/root-ca.crt exists, or serve boot files over http (PXE firmware rarely has the CA anyway)");
         }
-    } else {
-        None
     };
-    let target = Target {
-        addr,
-        host: &url.host,
-        tls,
-    };
+    let target = kindling_http::Target::at(addr, &url.host);
     let path = format!("{}/boot.ipxe", url.path);
-    match http::get(&target, &path, req.timeouts.connect, req.timeouts.exchange) {
+    match client.get(&target, &path) {
         Err(e) => finding(Severity::Error, "provisioning.boot-script", &subject, format!("no answer: {e}"))
             .why(why)
             .fix("start 'kindling serve --dir <dir>' on the provisioning host and open its port towards the machine network"),
@@ -218,7 +209,7 @@ fn mcs(req: &Request) -> Finding {
         )
         .fix("run 'kindling create ignition-configs', then doctor again");
     }
-    let config: Arc<rustls::ClientConfig> = match http::client_config(&ca) {
+    let client = match req.http_client(Some(&ca)) {
         Ok(c) => c,
         Err(e) => {
             return finding(Severity::Error, check, &subject, e.to_string()).fix(
@@ -234,19 +225,14 @@ fn mcs(req: &Request) -> Finding {
                 .fix("add the mcsURL host name (by default api-int) to DNS");
         }
     };
-    let target = Target {
-        addr,
-        host: &url.host,
-        tls: Some(config),
-    };
-    match http::handshake(&target, req.timeouts.connect, req.timeouts.exchange) {
+    match client.handshake(&kindling_http::Target::at(addr, &url.host)) {
         Ok(()) => finding(
             Severity::Ok,
             check,
             &subject,
             format!("{addr} presents a certificate for {} that chains to the cluster's root CA", url.host),
         ),
-        Err(e @ HttpError::Tls { .. }) | Err(e @ HttpError::Io { .. }) if e.is_certificate_error() => {
+        Err(e) if e.is_certificate_error() => {
             finding(
                 Severity::Error,
                 check,
