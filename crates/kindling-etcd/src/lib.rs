@@ -6,22 +6,20 @@
 //! grpc-gateway: `POST /v3/cluster/member/list`, `/v3/cluster/member/add`,
 //! `/v3/cluster/member/remove`, `/v3/maintenance/status`; and `GET /health`. 64-bit numbers
 //! (member IDs) travel as JSON strings. Each request is one TLS connection with the client
-//! certificate, tried on each endpoint in turn until one answers.
+//! certificate (kindling-http), tried on each endpoint in turn until one answers.
 //!
 //! Everything etcd sends is input: a malformed answer is an error, never a panic.
 
-mod http;
+mod endpoint;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use kindling_http::{HttpError, TlsSetupError};
 use serde::Deserialize;
 
-pub use http::Endpoint;
+pub use endpoint::Endpoint;
 
 /// Why an etcd request failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +38,7 @@ pub enum EtcdError {
     #[error("no etcd endpoint was given")]
     NoEndpoint,
     #[error("reaching {endpoint}: {source}")]
-    Unreachable {
-        endpoint: String,
-        source: std::io::Error,
-    },
+    Unreachable { endpoint: String, source: HttpError },
     #[error("TLS with {endpoint}: {reason}")]
     Tls { endpoint: String, reason: String },
     #[error("{endpoint} answered something that is not HTTP/1.x")]
@@ -165,7 +160,7 @@ pub struct Status {
 }
 
 /// The TLS identity of a client: the etcd CA it trusts and its client certificate.
-pub struct ClientTls(Arc<rustls::ClientConfig>);
+pub struct ClientTls(kindling_http::Client);
 
 impl ClientTls {
     /// Reads the etcd CA certificate, and the client certificate and key, from PEM files.
@@ -176,39 +171,28 @@ impl ClientTls {
                 source,
             })
         };
+        let tls = kindling_http::Tls::Roots {
+            ca_pem: read(ca)?,
+            client_identity: Some(kindling_http::Identity {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+            }),
+        };
         let pem_error = |path: &Path, reason: String| EtcdError::Pem {
             path: path.to_path_buf(),
             reason,
         };
-        let certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, EtcdError> {
-            let pem = read(path)?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| pem_error(path, e.to_string()))?;
-            if certs.is_empty() {
-                return Err(pem_error(path, "no certificate in it".into()));
-            }
-            Ok(certs)
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for c in certs(ca)? {
-            roots
-                .add(c)
-                .map_err(|e| pem_error(ca, format!("not a usable CA certificate: {e}")))?;
-        }
-        let chain = certs(cert)?;
-        let key_der = PrivateKeyDer::from_pem_slice(&read(key)?)
-            .map_err(|e| pem_error(key, format!("no private key: {e}")))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| EtcdError::TlsConfig(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key_der)
-            .map_err(|e| {
-                EtcdError::TlsConfig(format!("{} with {}: {e}", cert.display(), key.display()))
-            })?;
-        Ok(ClientTls(Arc::new(config)))
+        let client = kindling_http::Client::new(tls, TIMEOUTS).map_err(|e| match e {
+            TlsSetupError::Roots(reason) => pem_error(ca, reason),
+            TlsSetupError::Certificate(reason) => pem_error(cert, reason),
+            TlsSetupError::Key(reason) => pem_error(key, reason),
+            TlsSetupError::Config(reason) => EtcdError::TlsConfig(format!(
+                "{} with {}: {reason}",
+                cert.display(),
+                key.display()
+            )),
+        })?;
+        Ok(ClientTls(client))
     }
 }
 
@@ -216,7 +200,10 @@ impl ClientTls {
 #[derive(Clone)]
 pub struct Client {
     endpoints: Vec<Endpoint>,
-    transport: http::Transport,
+    /// For `https://` endpoints.
+    https: kindling_http::Client,
+    /// For `http://` endpoints.
+    http: kindling_http::Client,
 }
 
 impl fmt::Debug for Client {
@@ -232,6 +219,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// etcd holds the request until its own timeout (about 7 s), and a caller retries.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+const TIMEOUTS: kindling_http::Timeouts = kindling_http::Timeouts {
+    connect: CONNECT_TIMEOUT,
+    exchange: REQUEST_TIMEOUT,
+};
+
 impl Client {
     /// A client that asks `endpoints` (client URLs such as `https://10.0.0.1:2379`) in order.
     pub fn new(endpoints: &[String], tls: &ClientTls) -> Result<Client, EtcdError> {
@@ -244,19 +236,22 @@ impl Client {
         }
         Ok(Client {
             endpoints,
-            transport: http::Transport {
-                tls: tls.0.clone(),
-                connect_timeout: CONNECT_TIMEOUT,
-                timeout: REQUEST_TIMEOUT,
-            },
+            https: tls.0.clone(),
+            http: kindling_http::Client::plain(TIMEOUTS),
         })
     }
 
     /// The same client with other timeouts.
-    pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Client {
-        self.transport.connect_timeout = connect;
-        self.transport.timeout = request;
-        self
+    pub fn with_timeouts(self, connect: Duration, request: Duration) -> Client {
+        let timeouts = kindling_http::Timeouts {
+            connect,
+            exchange: request,
+        };
+        Client {
+            https: self.https.with_timeouts(timeouts),
+            http: self.http.with_timeouts(timeouts),
+            ..self
+        }
     }
 
     /// The client URLs this client asks.
@@ -307,7 +302,7 @@ impl Client {
     /// etcd does only with a leader and no alarm.
     pub fn health(&self, client_url: &str) -> Result<(), EtcdError> {
         let endpoint = Endpoint::parse(client_url)?;
-        let response = self.transport.request(&endpoint, "GET", "/health", None)?;
+        let response = self.send(&endpoint, "/health", None)?;
         #[derive(Deserialize)]
         struct Health {
             health: String,
@@ -394,7 +389,7 @@ impl Client {
         body: &[u8],
         what: &'static str,
     ) -> Result<T, EtcdError> {
-        let response = self.transport.request(endpoint, "POST", path, Some(body))?;
+        let response = self.send(endpoint, path, Some(body))?;
         if response.status != 200 {
             #[derive(Deserialize)]
             struct GatewayError {
@@ -419,6 +414,41 @@ impl Client {
         }
         serde_json::from_slice(&response.body)
             .map_err(|e| json_error(&endpoint.url, what, e.to_string()))
+    }
+
+    /// `POST path` with a JSON body, or `GET path` without one, on a new connection.
+    fn send(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<kindling_http::Response, EtcdError> {
+        let client = if endpoint.tls {
+            &self.https
+        } else {
+            &self.http
+        };
+        let target = endpoint.target();
+        let answer = match body {
+            Some(body) => client.post_json(&target, path, body),
+            None => client.get(&target, path),
+        };
+        let url = || endpoint.url.clone();
+        answer.map_err(|e| match e {
+            HttpError::Tls { source, .. } => EtcdError::Tls {
+                endpoint: url(),
+                reason: source.to_string(),
+            },
+            HttpError::ServerName(_) => EtcdError::Url {
+                url: url(),
+                reason: "the host cannot be a TLS server name".into(),
+            },
+            HttpError::Malformed { .. } => EtcdError::NotHttp { endpoint: url() },
+            source => EtcdError::Unreachable {
+                endpoint: url(),
+                source,
+            },
+        })
     }
 }
 
