@@ -2,16 +2,16 @@
 //! token): best effort, with short timeouts, so a server that is down or slow never holds a
 //! stage up. The token is never logged.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
 use crate::record::StageRecord;
 use crate::{AgentError, io_error};
 
-/// At most this long to connect, and this long for each read or write.
+/// At most this long to connect, and this long for the exchange.
 const TIMEOUT: Duration = Duration::from_secs(3);
+/// The most read of an answer: the server's is empty, or a one-line reason.
+const ANSWER_LIMIT: usize = 4096;
 
 /// The machine's identity towards `kindling serve`.
 #[derive(Clone)]
@@ -58,8 +58,10 @@ impl MachineIdentity {
 /// Sends records to one server.
 #[derive(Debug, Clone)]
 pub struct Reporter {
-    /// `host:port` of the server's plain-HTTP listener.
+    /// `host:port` of the server's plain-HTTP listener, for the log.
     authority: String,
+    target: kindling_http::Target,
+    client: kindling_http::Client,
     identity: MachineIdentity,
 }
 
@@ -70,11 +72,18 @@ impl Reporter {
             .strip_prefix("http://")?
             .trim_end_matches('/')
             .to_string();
-        if authority.is_empty() || authority.contains('/') {
-            return None;
-        }
+        let target = kindling_http::Target::from_authority(&authority, 80)?;
+        let timeouts = kindling_http::Timeouts {
+            connect: TIMEOUT,
+            exchange: TIMEOUT,
+        };
+        let client = kindling_http::Client::plain(timeouts)
+            .with_user_agent("kindling-agent")
+            .with_limit(ANSWER_LIMIT);
         Some(Reporter {
             authority,
+            target,
+            client,
             identity,
         })
     }
@@ -95,44 +104,24 @@ impl Reporter {
             "errorMessage": error,
         })
         .to_string();
-        if let Err(e) = self.post(&body) {
-            tracing::debug!("reporting '{stage}' to http://{}: {e}", self.authority);
-        }
-    }
-
-    fn post(&self, body: &str) -> std::io::Result<()> {
-        let addr: SocketAddr = self
-            .authority
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::other("no address"))?;
-        let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-        tcp.set_read_timeout(Some(TIMEOUT))?;
-        tcp.set_write_timeout(Some(TIMEOUT))?;
-        let request = format!(
-            "POST /api/v1/events HTTP/1.1\r\nHost: {}\r\nUser-Agent: kindling-agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.authority,
-            body.len()
+        let answer = self
+            .client
+            .post_json(&self.target, "/api/v1/events", body.as_bytes());
+        let problem = match answer {
+            Ok(response) if response.is_success() => return,
+            Ok(response) => format!("HTTP {}", response.status),
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(
+            "reporting '{stage}' to http://{}: {problem}",
+            self.authority
         );
-        tcp.write_all(request.as_bytes())?;
-        let mut answer = Vec::new();
-        tcp.take(4096).read_to_end(&mut answer)?;
-        let status = answer
-            .split(|b| *b == b' ')
-            .nth(1)
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .unwrap_or("?");
-        if status.starts_with('2') {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!("HTTP {status}")))
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
 
     use super::*;
