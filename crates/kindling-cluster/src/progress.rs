@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// One row of `/api/v1/machines`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +35,7 @@ pub struct ServerProgress {
 /// How long one read of the list may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest list read (100,000 machines are ~15 MB).
-const LIMIT: u64 = 64 << 20;
+const LIMIT: usize = 64 << 20;
 
 impl ServerProgress {
     pub fn new(server_url: &str) -> ServerProgress {
@@ -52,8 +51,8 @@ impl ServerProgress {
             .unwrap_or_else(|_| Err(format!("no answer within {}s", TIMEOUT.as_secs())))
     }
 
-    /// A plain HTTP/1.0 GET: kindling serve's boot server is plain HTTP (as PXE needs), and
-    /// HTTP/1.0 gets the body unchunked, so no HTTP client library is needed.
+    /// `GET <serverURL>/api/v1/machines` over plain HTTP (kindling serve's boot server is plain
+    /// HTTP, as PXE needs).
     async fn fetch(&self) -> Result<Vec<MachineStage>, String> {
         let rest = self.url.strip_prefix("http://").ok_or_else(|| {
             format!(
@@ -66,42 +65,24 @@ impl ServerProgress {
             None => (rest, String::new()),
         };
         let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-        let address = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            && !authority.ends_with(']')
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+        let target = kindling_http::Target::from_authority(authority, 80)
+            .ok_or_else(|| format!("{} has no usable host and port", self.url))?;
+        let timeouts = kindling_http::Timeouts {
+            connect: TIMEOUT,
+            exchange: TIMEOUT,
         };
-        let mut stream = tokio::net::TcpStream::connect(&address)
+        let response = kindling_http::Client::plain(timeouts)
+            .with_limit(LIMIT)
+            .get_async(&target, &format!("{base}/api/v1/machines"))
             .await
-            .map_err(|e| format!("connecting to {address}: {e}"))?;
-        let request = format!(
-            "GET {base}/api/v1/machines HTTP/1.0\r\nHost: {authority}\r\nAccept: application/json\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("sending the request: {e}"))?;
-        let mut raw = Vec::new();
-        stream
-            .take(LIMIT)
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("the answer is not HTTP")?;
-        let head = String::from_utf8_lossy(&raw[..split]);
-        let status = head.split(' ').nth(1).unwrap_or_default();
-        if status != "200" {
-            let line = head.lines().next().unwrap_or_default();
-            return Err(format!("/api/v1/machines answered {line:?}"));
+            .map_err(|e| e.to_string())?;
+        if response.status != 200 {
+            return Err(format!(
+                "/api/v1/machines answered HTTP {}",
+                response.status
+            ));
         }
-        serde_json::from_slice::<MachineList>(&raw[split + 4..])
+        serde_json::from_slice::<MachineList>(&response.body)
             .map(|list| list.machines)
             .map_err(|e| format!("/api/v1/machines is not kindling serve's machine list: {e}"))
     }

@@ -11,7 +11,7 @@
 //! headers, `Content-Length`, chunked bodies and trailers are read by a real HTTP
 //! implementation, not by hand. Each call runs on its own current-thread tokio runtime, so the
 //! API is blocking, like its callers (it may also be called from inside a runtime: the call then
-//! runs on a thread of its own).
+//! runs on a thread of its own). [`Client::get_async`] is the same `GET` for async callers.
 //!
 //! Bounds: resolving the name and connecting take at most [`Timeouts::connect`]; the TLS
 //! handshake, the request and the whole answer at most [`Timeouts::exchange`]; a body larger
@@ -300,11 +300,16 @@ impl Client {
 
     /// `GET path`.
     pub fn get(&self, target: &Target, path: &str) -> Result<Response, HttpError> {
+        block_on(self.get_async(target, path))?
+    }
+
+    /// `GET path`, in the caller's tokio runtime.
+    pub async fn get_async(&self, target: &Target, path: &str) -> Result<Response, HttpError> {
         let request = self.request(target, hyper::Method::GET, path, "*/*")?;
         let request = request
             .body(Full::default())
             .map_err(|_| HttpError::Path(path.to_string()))?;
-        block_on(self.exchange(target, request))?
+        self.exchange(target, request).await
     }
 
     /// `POST path` with a JSON body.

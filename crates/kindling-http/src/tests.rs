@@ -403,6 +403,9 @@ fn a_call_from_inside_a_runtime() {
         .unwrap();
     let status = runtime.block_on(async { plain().get(&target, "/").unwrap().status });
     assert_eq!(status, 200);
+    let (target, _server) = serve_once("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n[]");
+    let response = runtime.block_on(plain().get_async(&target, "/api/v1/machines"));
+    assert_eq!(response.unwrap().body, b"[]");
 }
 
 #[test]
