@@ -421,44 +421,54 @@ impl Client {
         request: Request<Full<Bytes>>,
     ) -> Result<Response, HttpError>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let hyper_error = |e| hyper_error(addr, e);
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(hyper_error)?;
-        // Errors of the connection reach the request and its body; the task only drives it.
-        tokio::spawn(connection);
-        let (parts, mut body) = sender
-            .send_request(request)
-            .await
-            .map_err(hyper_error)?
-            .into_parts();
-        let too_large = HttpError::TooLarge {
-            addr,
-            limit: self.limit,
-        };
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limit as u64) {
-            return Err(too_large);
-        }
-        let mut data = Vec::new();
-        while let Some(frame) = body.frame().await {
-            if let Ok(chunk) = frame.map_err(hyper_error)?.into_data() {
-                if data.len() + chunk.len() > self.limit {
-                    return Err(too_large);
-                }
-                data.extend_from_slice(&chunk);
+        let exchange = async {
+            let (parts, mut body) = sender
+                .send_request(request)
+                .await
+                .map_err(hyper_error)?
+                .into_parts();
+            let too_large = HttpError::TooLarge {
+                addr,
+                limit: self.limit,
+            };
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > self.limit as u64) {
+                return Err(too_large);
             }
+            let mut data = Vec::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(chunk) = frame.map_err(hyper_error)?.into_data() {
+                    if data.len() + chunk.len() > self.limit {
+                        return Err(too_large);
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+            }
+            Ok(Response {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: data,
+            })
+        };
+        // The connection is driven here rather than spawned, so that no task outlives the call
+        // in a caller's runtime. It ends once the whole answer has been handed over.
+        let mut exchange = std::pin::pin!(exchange);
+        tokio::select! {
+            answer = &mut exchange => answer,
+            ended = connection => match ended {
+                Ok(()) => exchange.await,
+                Err(e) => Err(hyper_error(e)),
+            },
         }
-        Ok(Response {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: data,
-        })
     }
 }
 
