@@ -255,26 +255,44 @@ impl Config {
         units.into_iter().flatten().map(|u| u.name.as_str())
     }
 
-    /// A config read back from its JSON, of any spec from 3.0.0 to 3.3.0 (for example a pool
+    /// A config read back from its JSON, of any spec from 3.0.0 to 3.4.0 (for example a pool
     /// config kindling rendered earlier), to merge into or render again for another spec. The
-    /// JSON must be valid for the spec it declares.
+    /// JSON must be valid for the spec it declares; a 3.4.0 config must not use what 3.4.0
+    /// added (kindling's own configs do not).
     pub fn from_json(json: &[u8]) -> Result<Config, IgnitionError> {
         let (parsed, _warnings) = ignition_config::Config::parse_slice(json)
             .map_err(|e| IgnitionError::Invalid(format!("not an Ignition config: {e}")))?;
         use ignition_config::Config as Any;
-        if !matches!(
-            parsed,
-            Any::V3_0(_) | Any::V3_1(_) | Any::V3_2(_) | Any::V3_3(_)
-        ) {
-            return Err(IgnitionError::Invalid(
-                "only Ignition specs 3.0.0 to 3.3.0 can be read back".into(),
-            ));
-        }
+        let as_3_4 = match parsed {
+            Any::V3_0(_) | Any::V3_1(_) | Any::V3_2(_) | Any::V3_3(_) => None,
+            Any::V3_4(config) => Some(config),
+            _ => {
+                return Err(IgnitionError::Invalid(
+                    "only Ignition specs 3.0.0 to 3.4.0 can be read back".into(),
+                ));
+            }
+        };
         // 3.1–3.3 only add fields to 3.0, so every such config is a valid 3.3 config once its
-        // version says so.
+        // version says so. So is a 3.4 config that uses none of 3.4's additions.
         let mut value: serde_json::Value = serde_json::from_slice(json)?;
         value["ignition"]["version"] = serde_json::Value::from("3.3.0");
         let inner: v3_3::Config = serde_json::from_value(value)?;
+        if let Some(config) = as_3_4 {
+            // What 3.3's types cannot hold is dropped when read as 3.3: compare to find it.
+            let mut read = serde_json::to_value(&inner)?;
+            read["ignition"]["version"] = serde_json::Value::from("3.4.0");
+            let mut whole = serde_json::to_value(&config)?;
+            render::strip_nulls(&mut read);
+            render::strip_nulls(&mut whole);
+            if read != whole {
+                return Err(IgnitionError::Invalid(
+                    "this 3.4.0 config uses fields that spec 3.4.0 added (e.g. LUKS discard or \
+                     open options, Clevis for Tang with an advertisement), which kindling cannot \
+                     carry over; write it as 3.3.0 or leave those out"
+                        .into(),
+                ));
+            }
+        }
         Ok(Config { inner })
     }
 
@@ -382,6 +400,30 @@ mod tests {
 
     fn keys(n: &[&str]) -> Vec<String> {
         n.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn a_rendered_config_reads_back_the_same_from_every_spec() {
+        let mut config = Config::new();
+        config.set_hostname("m0.example.com");
+        config.add_file("/etc/kubernetes/kubelet.env", b"ARGS=1\n", 0o644);
+        config.add_unit("kubelet.service", "[Service]\nExecStart=/bin/true\n", true);
+        for version in IgnitionVersion::ALL {
+            let json = config.render(version).unwrap();
+            let back = Config::from_json(&json).unwrap_or_else(|e| panic!("{version:?}: {e}"));
+            assert_eq!(back.render(version).unwrap(), json, "{version:?}");
+        }
+    }
+
+    #[test]
+    fn what_a_read_back_would_lose_is_refused() {
+        // LUKS discard is new in 3.4.0; 3.3's types cannot hold it.
+        let luks = br#"{"ignition":{"version":"3.4.0"},"storage":{"luks":[{"name":"root","device":"/dev/sda4","discard":true}]}}"#;
+        let e = Config::from_json(luks).unwrap_err().to_string();
+        assert!(e.contains("fields that spec 3.4.0 added"), "{e}");
+        let newer = br#"{"ignition":{"version":"3.5.0"}}"#;
+        let e = Config::from_json(newer).unwrap_err().to_string();
+        assert!(e.contains("3.0.0 to 3.4.0"), "{e}");
     }
 
     #[test]

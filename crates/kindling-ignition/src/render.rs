@@ -56,7 +56,7 @@ pub(crate) fn render(
     Ok(json)
 }
 
-fn strip_nulls(value: &mut Value) {
+pub(crate) fn strip_nulls(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.retain(|_, v| !v.is_null());
