@@ -20,7 +20,13 @@ pub fn ipxe_script(boot: &Boot) -> String {
 /// [`ipxe_script`] from the parts of a boot, for callers that hold them elsewhere (kindling's
 /// own boot profiles), so that both are written the same way.
 pub fn ipxe(kernel: &str, initrds: &[String], args: &[String]) -> String {
-    let mut out = String::from("#!ipxe\nkernel ");
+    // Sized up front: this is written for every machine's every boot.
+    let length = 32
+        + kernel.len()
+        + args.iter().map(|a| a.len() + 1).sum::<usize>()
+        + initrds.iter().map(|i| i.len() + 8).sum::<usize>();
+    let mut out = String::with_capacity(length);
+    out.push_str("#!ipxe\nkernel ");
     out.push_str(kernel);
     for arg in args {
         out.push(' ');

@@ -387,7 +387,11 @@ async fn metadata(
     let m = &entry.machine;
     let mut out = format!(
         "NAME={}\nFQDN={}\nROLE={}\nIP={}\nMAC={}\n",
-        m.name, entry.fqdn, m.role, m.ip, m.macs[0]
+        m.name,
+        catalog.fqdn(entry),
+        m.role,
+        m.ip,
+        m.macs[0]
     );
     for (key, value) in &params {
         if key != "token" {
