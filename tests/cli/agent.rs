@@ -615,7 +615,7 @@ fn pod_command(pod: &Path) -> Vec<String> {
         yaml::Value::Seq(items) => items
             .iter()
             .map(|i| match &i.value {
-                yaml::Value::Scalar { text, .. } => text.clone(),
+                yaml::Value::Scalar { text, .. } => text.to_string(),
                 other => panic!("{other:?}"),
             })
             .collect(),

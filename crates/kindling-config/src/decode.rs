@@ -62,7 +62,7 @@ impl<'n> MapReader<'n> {
 
     /// The value under `key`, if present and not null, with its path.
     pub fn take(&mut self, key: &str) -> Option<(&'n Node, FieldPath)> {
-        let i = self.entries.iter().position(|(k, _)| k.name == key)?;
+        let i = self.entries.iter().position(|(k, _)| &*k.name == key)?;
         self.taken[i] = true;
         let node = &self.entries[i].1;
         (!node.is_null()).then(|| (node, self.path.key(key)))
@@ -70,7 +70,7 @@ impl<'n> MapReader<'n> {
 
     /// Whether `key` is present, even with a null value; marks it taken.
     pub fn has(&mut self, key: &str) -> bool {
-        let found = self.entries.iter().position(|(k, _)| k.name == key);
+        let found = self.entries.iter().position(|(k, _)| &*k.name == key);
         if let Some(i) = found {
             self.taken[i] = true;
         }
@@ -101,7 +101,7 @@ impl<'n> MapReader<'n> {
                 continue;
             }
             let path = self.path.key(&key.name);
-            let name = key.name.as_str();
+            let name = &*key.name;
             match policy {
                 UnknownKeys::Reject => {
                     let hint = typo_hint(name, known, "known fields here");
@@ -175,7 +175,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The text of a scalar. Numbers and booleans are taken as written.
 pub fn string(node: &Node, path: &FieldPath, r: &mut Report) -> Option<String> {
     match &node.value {
-        Value::Scalar { text, .. } => Some(text.clone()),
+        Value::Scalar { text, .. } => Some(text.to_string()),
         _ => {
             r.error(
                 path,
@@ -223,8 +223,8 @@ pub fn count(node: &Node, path: &FieldPath, r: &mut Report) -> Option<u32> {
 /// A plain `true` or `false`.
 pub fn boolean(node: &Node, path: &FieldPath, r: &mut Report) -> Option<bool> {
     match &node.value {
-        Value::Scalar { text, plain: true } if text == "true" || text == "false" => {
-            Some(text == "true")
+        Value::Scalar { text, plain: true } if matches!(&**text, "true" | "false") => {
+            Some(&**text == "true")
         }
         _ => {
             r.error(

@@ -58,9 +58,10 @@ impl FieldPath {
         let mut node = root;
         for segment in &self.0 {
             let next = match (segment, &node.value) {
-                (Segment::Key(key), Value::Map(entries)) => {
-                    entries.iter().find(|(k, _)| &k.name == key).map(|(_, v)| v)
-                }
+                (Segment::Key(key), Value::Map(entries)) => entries
+                    .iter()
+                    .find(|(k, _)| &*k.name == key)
+                    .map(|(_, v)| v),
                 (Segment::Index(i), Value::Seq(items)) => items.get(*i),
                 _ => None,
             };

@@ -834,7 +834,7 @@ fn decode_labels(node: &Node, path: FieldPath, r: &mut Report) -> Option<BTreeMa
             .and_then(|()| check_label_value(value.as_deref().unwrap_or_default()));
         match (checked, value) {
             (Ok(()), Some(value)) => {
-                labels.insert(key.name.clone(), value);
+                labels.insert(key.name.to_string(), value);
             }
             (Err(why), _) => {
                 r.error(

@@ -40,7 +40,7 @@ pub enum Value {
     /// A scalar with its text after escape processing. `plain` is false for quoted and block
     /// scalars, which are always strings.
     Scalar {
-        text: String,
+        text: Box<str>,
         plain: bool,
     },
     Seq(Vec<Node>),
@@ -50,7 +50,7 @@ pub enum Value {
 /// A mapping key and where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Key {
-    pub name: String,
+    pub name: Box<str>,
     pub pos: Pos,
 }
 
@@ -64,7 +64,7 @@ pub struct SyntaxError {
 impl Node {
     /// True for an absent value: `~`, `null`, or nothing at all after the key.
     pub fn is_null(&self) -> bool {
-        matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+        matches!(&self.value, Value::Scalar { text, plain: true } if matches!(&**text, "" | "~" | "null" | "Null" | "NULL"))
     }
 
     /// Short name of the node's kind, for "expected X, found Y" messages.
@@ -80,7 +80,10 @@ impl Node {
     /// The value under `key`, if this node is a mapping that has it.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| &*k.name == key)
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -106,7 +109,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
     Ok(builder.root.unwrap_or(Node {
         value: Value::Scalar {
-            text: String::new(),
+            text: Box::default(),
             plain: true,
         },
         pos: Pos { line: 1, col: 1 },
@@ -159,7 +162,7 @@ impl Builder {
             Event::Scalar(text, style, anchor, _tag) => {
                 let node = Node {
                     value: Value::Scalar {
-                        text: text.into_owned(),
+                        text: text.into(),
                         plain: style == ScalarStyle::Plain,
                     },
                     pos,

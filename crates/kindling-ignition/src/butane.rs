@@ -550,7 +550,7 @@ fn parse_mode(node: &Node, path: &FieldPath, r: &mut Report) -> Option<u32> {
     let (digits, radix) = match text.strip_prefix("0o") {
         Some(octal) => (octal, 8),
         None if text.len() > 1 && text.starts_with('0') => (&text[1..], 8),
-        None => (text.as_str(), 10),
+        None => (&**text, 10),
     };
     let Ok(value) = u32::from_str_radix(digits, radix) else {
         r.error(path, format!("'{text}' is not a permission mode"), hint);

@@ -206,12 +206,12 @@ pub(crate) mod testing {
 
     fn to_json(node: &Node) -> Value {
         match &node.value {
-            yaml::Value::Scalar { text, plain: false } => Value::String(text.clone()),
+            yaml::Value::Scalar { text, plain: false } => Value::String(text.to_string()),
             yaml::Value::Scalar { text, plain: true } => resolve(text),
             yaml::Value::Seq(items) => items.iter().map(to_json).collect(),
             yaml::Value::Map(entries) => entries
                 .iter()
-                .map(|(k, v)| (k.name.clone(), to_json(v)))
+                .map(|(k, v)| (k.name.to_string(), to_json(v)))
                 .collect::<Map<_, _>>()
                 .into(),
         }
@@ -524,7 +524,7 @@ mod tests {
             let node = yaml::parse(&text).unwrap_or_else(|e| panic!("{s:?}: {e:?}\n{text}"));
             match &node.get("k").unwrap().value {
                 yaml::Value::Scalar { text: read, plain } => {
-                    assert_eq!(read, s, "{text}");
+                    assert_eq!(&**read, s, "{text}");
                     assert!(!plain, "{s:?} is written plain:\n{text}");
                 }
                 other => panic!("{s:?} came back as {other:?}"),
