@@ -612,3 +612,41 @@ fn behind_haproxy_with_the_proxy_protocol_machines_are_known_by_their_address() 
         assert_eq!(row["stage"], stage, "{row}");
     }
 }
+
+#[test]
+fn mcs_auth_none_is_refused_for_a_cluster_without_a_bootstrap_machine() {
+    // Without a bootstrap machine the first master's own part starts the bootstrap agent; bare
+    // pool configs (--mcs-auth=none) would leave the cluster without one.
+    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let inventory = dir.path().join("inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let without = text.replace(
+        "  - name: bootstrap\n    role: bootstrap\n    mac: \"52:54:00:7e:01:00\"\n    ip: 192.168.126.100\n",
+        "",
+    );
+    assert_ne!(without, text);
+    std::fs::write(&inventory, without).unwrap();
+    let d = dir.path().to_str().unwrap();
+    kindling(&["create", "ignition-configs", "--dir", d]).expect(0);
+    let http = format!("127.0.0.1:{http_port}");
+    let mcs = format!("127.0.0.1:{mcs_port}");
+    let run = kindling(&[
+        "serve",
+        "--dir",
+        d,
+        "--http",
+        &http,
+        "--mcs",
+        &mcs,
+        "--mcs-auth",
+        "none",
+    ]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("--mcs-auth=none cannot serve this cluster"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -74,6 +74,10 @@ pub enum ServeError {
         "nothing to serve: give an asset directory (--dir) or a matchbox data directory (--data-path)"
     )]
     Nothing,
+    #[error(
+        "--mcs-auth=none cannot serve this cluster: it has no bootstrap machine, so the first master's own config part starts the bootstrap agent, and without machine identities only pool configs are served; use --mcs-auth=token (the default) or --mcs-auth=source-ip"
+    )]
+    NoneWithoutBootstrap,
     #[error("opening the event log in {dir}: {source}")]
     Events {
         dir: PathBuf,
@@ -274,6 +278,16 @@ pub async fn serve(
         dir: state_dir.clone(),
         source,
     })?;
+    if options.mcs_auth == McsAuth::None
+        && let Some(catalog) = &catalog
+        && catalog.kindling_configs
+        && !catalog
+            .machines
+            .iter()
+            .any(|e| e.machine.role == kindling_config::Role::Bootstrap)
+    {
+        return Err(ServeError::NoneWithoutBootstrap);
+    }
     let kindling_dir = options.dir.clone();
     let companion = catalog
         .as_ref()
