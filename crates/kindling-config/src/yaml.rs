@@ -4,8 +4,9 @@
 //! decoding can report every problem at once, each with its line and column, and so that fields
 //! kindling does not use can be named instead of silently dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 
@@ -50,7 +51,9 @@ pub enum Value {
 /// A mapping key and where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Key {
-    pub name: Box<str>,
+    /// Shared between equal keys: an inventory repeats `name`, `role`, `mac` and `ip` for every
+    /// machine, and 100,000 machines would otherwise hold 400,000 copies while loading.
+    pub name: Arc<str>,
     pub pos: Pos,
 }
 
@@ -138,6 +141,8 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
+    /// Every distinct key name seen, to share.
+    keys: HashSet<Arc<str>>,
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
     documents: usize,
@@ -271,7 +276,7 @@ impl Builder {
                         }
                     };
                     if let Value::Map(entries) = &map.value
-                        && let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name)
+                        && let Some((first, _)) = entries.iter().find(|(k, _)| *k.name == *name)
                     {
                         return Err(SyntaxError {
                             pos: node.pos,
@@ -281,6 +286,14 @@ impl Builder {
                             ),
                         });
                     }
+                    let name = match self.keys.get(&*name) {
+                        Some(shared) => shared.clone(),
+                        None => {
+                            let shared: Arc<str> = name.into();
+                            self.keys.insert(shared.clone());
+                            shared
+                        }
+                    };
                     *pending_key = Some(Key {
                         name,
                         pos: node.pos,
