@@ -650,3 +650,113 @@ fn mcs_auth_none_is_refused_for_a_cluster_without_a_bootstrap_machine() {
         run.stderr()
     );
 }
+
+#[test]
+fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address() {
+    // create infra --mcs-proxy-protocol in front of serve --mcs-auth=source-ip: the generated
+    // haproxy.cfg, as it is but for its statistics port, on VIPs of 127.0.77.0/24.
+    let http_port = ignition_runner::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let net = |text: &str| text.replace("192.168.126.", "127.0.77.");
+    let ic = include_str!("../../examples/demo/install-config.yaml");
+    let inv = net(include_str!("../../examples/demo/inventory.yaml"))
+        .replace(
+            "  serverURL: http://127.0.77.2:8080\n",
+            &format!("  serverURL: http://127.0.77.2:{http_port}\n"),
+        )
+        .replace("apiIntVIP: 127.0.77.10", "apiIntVIP: 127.0.77.9");
+    assert!(inv.contains("apiIntVIP: 127.0.77.9") && inv.contains(&http_port.to_string()));
+    std::fs::write(d.join("install-config.yaml"), net(ic)).unwrap();
+    std::fs::write(d.join("inventory.yaml"), inv).unwrap();
+    let ds = d.to_str().unwrap();
+    kindling(&["create", "ignition-configs", "--dir", ds]).expect(0);
+    kindling(&["create", "infra", "--dir", ds, "--mcs-proxy-protocol"]).expect(0);
+    let generated = std::fs::read_to_string(d.join("infra/haproxy.cfg")).unwrap();
+    assert!(
+        generated.contains("server provisioning 127.0.77.2:22623 send-proxy-v2 check-send-proxy"),
+        "{generated}"
+    );
+    let stats_port = ignition_runner::free_port();
+    let config = d.join("haproxy-test.cfg");
+    std::fs::write(
+        &config,
+        generated.replace(
+            "bind 127.0.0.1:1936",
+            &format!("bind 127.0.0.1:{stats_port}"),
+        ),
+    )
+    .unwrap();
+
+    // kindling serve on the provisioning host's address; HAProxy reaches it from 127.0.0.1.
+    let log = d.join("serve.log");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(["serve", "--dir", ds, "--http"])
+        .arg(format!("127.0.77.2:{http_port}"))
+        .args(["--mcs", "127.0.77.2:22623", "--mcs-auth", "source-ip"])
+        .args(["--proxy-from", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Stop<'a>(&'a mut Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Stop(&mut serve);
+    let _haproxy = Haproxy::start(&config);
+
+    // HAProxy's health check of the machine config server passes: its checks carry a header
+    // too, which kindling requires from the load balancer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{stats_port}/;csv")])
+            .output()
+            .unwrap();
+        let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+        if stats
+            .lines()
+            .any(|l| l.starts_with("machine-config,provisioning,") && l.contains(",UP,"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the machine config server never came UP in HAProxy:\n{stats}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    let ca = d.join("tls/root-ca.crt");
+    let fetch = |from: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--interface", from, "--cacert"])
+            .arg(&ca)
+            .args([
+                "--resolve",
+                "api-int.demo.example.localdomain:22623:127.0.77.9",
+                "-w",
+                "\n%{http_code}",
+                "https://api-int.demo.example.localdomain:22623/config/worker",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (status.trim().parse::<u16>().unwrap_or(0), body.to_string())
+    };
+    let (status, body) = fetch("127.0.77.120");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("data:,worker0.demo.example.localdomain%0A"),
+        "{body}"
+    );
+    let (status, body) = fetch("127.0.77.50");
+    assert_eq!(status, 403, "{body}");
+}

@@ -11,18 +11,18 @@ use kindling_assets::{Asset, AssetError, Context, Dependency, Mode, Output};
 use kindling_config::{INSTALL_CONFIG_FILE, INVENTORY_FILE};
 
 use crate::site::InfraError;
-use crate::{ConfigMaker, Phase, dhcp, dns, haproxy, ipxe, readme};
+use crate::{Choices, ConfigMaker, dhcp, dns, haproxy, ipxe, readme};
 
 const INPUTS: &[Dependency] = &[
     Dependency::Input(INSTALL_CONFIG_FILE),
     Dependency::Input(INVENTORY_FILE),
 ];
 
-/// The infra assets for `phase`, in the order the engine runs them.
-pub fn assets(phase: Phase) -> Vec<Box<dyn Asset>> {
+/// The infra assets for `choices`, in the order the engine runs them.
+pub fn assets(choices: Choices) -> Vec<Box<dyn Asset>> {
     vec![
         Box::new(Zones),
-        Box::new(LoadBalancer { phase }),
+        Box::new(LoadBalancer { choices }),
         Box::new(Dhcp),
         Box::new(BootScript),
         Box::new(Readme),
@@ -85,7 +85,7 @@ impl Asset for Zones {
 
 /// `infra/haproxy.cfg` for a phase.
 pub struct LoadBalancer {
-    pub phase: Phase,
+    pub choices: Choices,
 }
 
 impl Asset for LoadBalancer {
@@ -98,17 +98,22 @@ impl Asset for LoadBalancer {
     }
 
     fn parameters(&self, ctx: &Context<'_>) -> Result<String, AssetError> {
-        Ok(format!(
+        let mut parameters = format!(
             "phase={} configs={}",
-            self.phase.as_str(),
+            self.choices.phase.as_str(),
             maker_name(config_maker(ctx.dir))
-        ))
+        );
+        if self.choices.mcs_proxy_protocol {
+            parameters.push_str(" mcs-proxy-protocol");
+        }
+        Ok(parameters)
     }
 
     fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
         let maker = config_maker(ctx.dir);
-        let plan = haproxy::plan(ctx.description, self.phase, maker).map_err(failed(self.id()))?;
-        let text = haproxy::render(ctx.description, &plan, self.phase, maker);
+        let plan =
+            haproxy::plan(ctx.description, self.choices, maker).map_err(failed(self.id()))?;
+        let text = haproxy::render(ctx.description, &plan, self.choices.phase, maker);
         Ok(vec![public(haproxy::HAPROXY_CFG, text)])
     }
 }

@@ -23,7 +23,7 @@ use ipnet::Ipv4Net;
 use kindling_config::{ClusterDescription, Role};
 
 use crate::site::{self, InfraError};
-use crate::{ConfigMaker, Phase};
+use crate::{Choices, ConfigMaker, Phase};
 
 /// `infra/haproxy.cfg`, relative to the asset directory.
 pub const HAPROXY_CFG: &str = "infra/haproxy.cfg";
@@ -58,6 +58,8 @@ pub struct LoadBalancer {
     /// 22623: the provisioning host (kindling), or the bootstrap machine and masters
     /// (OpenShift companion mode).
     pub machine_config: Vec<Server>,
+    /// 22623's connections (health checks too) start with a PROXY protocol v2 header.
+    pub mcs_proxy_protocol: bool,
     /// 80 and 443: infra machines if any, else workers, else masters.
     pub ingress: Vec<Server>,
     /// The role of the ingress backends.
@@ -75,12 +77,16 @@ fn servers<'a>(d: &'a ClusterDescription, roles: &'a [Role]) -> impl Iterator<It
         })
 }
 
-/// Decides binds and backends for `phase`.
+/// Decides binds and backends for `choices`.
 pub fn plan(
     d: &ClusterDescription,
-    phase: Phase,
+    choices: Choices,
     maker: ConfigMaker,
 ) -> Result<LoadBalancer, InfraError> {
+    let phase = choices.phase;
+    if choices.mcs_proxy_protocol && maker == ConfigMaker::OpenShiftInstall {
+        return Err(InfraError::ProxyProtocolInCompanionMode);
+    }
     let lb = &d.inventory.load_balancer;
     let control_plane: &[Role] = match phase {
         Phase::Install => &[Role::Bootstrap, Role::Master],
@@ -109,6 +115,7 @@ pub fn plan(
         ingress_bind: lb.ingress_vip,
         api: servers(d, control_plane).collect(),
         machine_config,
+        mcs_proxy_protocol: choices.mcs_proxy_protocol,
         ingress: servers(d, &[ingress_role]).collect(),
         ingress_role,
     })
@@ -130,11 +137,11 @@ fn bind(out: &mut String, address: IpAddr, port: u16) {
     };
 }
 
-fn server_lines(out: &mut String, servers: &[Server], port: u16) {
+fn server_lines(out: &mut String, servers: &[Server], port: u16, options: &str) {
     for s in servers {
         let _ = match s.address {
-            IpAddr::V4(ip) => writeln!(out, "    server {} {ip}:{port}", s.name),
-            IpAddr::V6(ip) => writeln!(out, "    server {} [{ip}]:{port}", s.name),
+            IpAddr::V4(ip) => writeln!(out, "    server {} {ip}:{port}{options}", s.name),
+            IpAddr::V6(ip) => writeln!(out, "    server {} [{ip}]:{port}{options}", s.name),
         };
     }
 }
@@ -195,7 +202,7 @@ pub fn render(
         "backend api\n    balance roundrobin\n    option httpchk GET /readyz HTTP/1.0\n    http-check expect status 200\n\
          \x20   default-server check check-ssl verify none inter 5s fall 3 rise 2"
     );
-    server_lines(&mut out, &plan.api, API_PORT);
+    server_lines(&mut out, &plan.api, API_PORT, "");
 
     let who = match maker {
         ConfigMaker::Kindling => {
@@ -233,7 +240,17 @@ pub fn render(
         "backend machine-config\n    balance roundrobin\n    option httpchk GET /healthz HTTP/1.0\n    http-check expect status 200\n\
          \x20   default-server check check-ssl verify none inter 5s fall 3 rise 2"
     );
-    server_lines(&mut out, &plan.machine_config, MCS_PORT);
+    let options = if plan.mcs_proxy_protocol {
+        let _ = writeln!(
+            out,
+            "    # The client's address goes to kindling serve in a PROXY protocol v2 header, health\n\
+             \x20   # checks too: run it with --mcs-auth=source-ip --proxy-from <this host's address>."
+        );
+        " send-proxy-v2 check-send-proxy"
+    } else {
+        ""
+    };
+    server_lines(&mut out, &plan.machine_config, MCS_PORT, options);
 
     let role = role_name(plan.ingress_role);
     let why = match plan.ingress_role {
@@ -252,7 +269,7 @@ pub fn render(
             "backend {name}\n    # The same client stays on the same {role} (sessions).\n    balance source\n\
              \x20   default-server check inter 5s fall 3 rise 2"
         );
-        server_lines(&mut out, &plan.ingress, port);
+        server_lines(&mut out, &plan.ingress, port, "");
     }
     out
 }
@@ -285,7 +302,35 @@ mod tests {
     use crate::tests::{demo, demo_with, upi};
 
     fn cfg(d: &ClusterDescription, phase: Phase, maker: ConfigMaker) -> String {
-        render(d, &plan(d, phase, maker).unwrap(), phase, maker)
+        let choices = Choices {
+            phase,
+            ..Choices::default()
+        };
+        render(d, &plan(d, choices, maker).unwrap(), phase, maker)
+    }
+
+    #[test]
+    fn the_proxy_protocol_goes_only_to_kindlings_machine_config_server() {
+        let d = demo();
+        let choices = Choices {
+            mcs_proxy_protocol: true,
+            ..Choices::default()
+        };
+        let plan = plan(&d, choices, ConfigMaker::Kindling).unwrap();
+        let text = render(&d, &plan, Phase::Install, ConfigMaker::Kindling);
+        let with_header: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("send-proxy-v2 check-send-proxy"))
+            .collect();
+        assert_eq!(
+            with_header,
+            ["    server provisioning 192.168.126.2:22623 send-proxy-v2 check-send-proxy"]
+        );
+        // openshift-install's machine config server reads no PROXY header.
+        assert_eq!(
+            super::plan(&d, choices, ConfigMaker::OpenShiftInstall),
+            Err(InfraError::ProxyProtocolInCompanionMode)
+        );
     }
 
     #[test]

@@ -59,6 +59,16 @@ impl Phase {
     }
 }
 
+/// What `create infra` is asked for besides the description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Choices {
+    pub phase: Phase,
+    /// The load balancer puts a PROXY protocol v2 header in front of each machine config server
+    /// connection, so that `kindling serve --mcs-auth=source-ip --proxy-from <LB>` knows the
+    /// machine by its address.
+    pub mcs_proxy_protocol: bool,
+}
+
 /// Something the user should know about the configs written, though nothing is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -107,16 +117,16 @@ pub enum CreateError {
     Asset(#[from] AssetError),
 }
 
-/// Brings `infra/` up to date in `dir` for `phase`.
+/// Brings `infra/` up to date in `dir` for `choices`.
 pub fn create(
     dir: &Path,
     description: &ClusterDescription,
-    phase: Phase,
+    choices: Choices,
     settings: &Settings,
     storage: &dyn Storage,
 ) -> Result<Vec<AssetOutcome>, CreateError> {
     check(description).map_err(CreateError::Unsuitable)?;
-    let assets = asset::assets(phase);
+    let assets = asset::assets(choices);
     let refs: Vec<&dyn kindling_assets::Asset> = assets.iter().map(|a| a.as_ref()).collect();
     Ok(Engine::new(dir, storage, INPUTS).run(description, &refs, settings)?)
 }

@@ -33,6 +33,10 @@ pub enum InfraError {
         name: String,
         what: String,
     },
+    #[error(
+        "create infra --mcs-proxy-protocol: this directory was made by openshift-install, whose machine config server reads no PROXY protocol header; leave the flag out"
+    )]
+    ProxyProtocolInCompanionMode,
 }
 
 /// Every reason the description cannot be made into infrastructure configs; empty means it can.

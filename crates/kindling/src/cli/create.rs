@@ -75,8 +75,11 @@ pub fn infra(args: &InfraArgs) -> Result<(), Failure> {
         lifetimes: Lifetimes::default(),
         agent_sha512: None,
     };
-    let phase = args.phase.into();
-    match kindling_infra::create(dir, &description, phase, &settings, &AtomicFiles) {
+    let choices = kindling_infra::Choices {
+        phase: args.phase.into(),
+        mcs_proxy_protocol: args.mcs_proxy_protocol,
+    };
+    match kindling_infra::create(dir, &description, choices, &settings, &AtomicFiles) {
         Ok(outcomes) => {
             report::outcomes(&outcomes);
             for note in kindling_infra::notes(dir, &description) {

@@ -29,6 +29,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     super::create::infra(&InfraArgs {
         dir: DirArgs { dir: dir.clone() },
         phase: Phase::Install,
+        mcs_proxy_protocol: false,
     })?;
     println!("The demo cluster's assets are in {}.", dir.display());
     println!(

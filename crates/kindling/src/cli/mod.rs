@@ -93,6 +93,10 @@ pub struct InfraArgs {
     /// `bootstrap-removed` (once `wait-for bootstrap-complete` allows it) takes it out.
     #[arg(long, value_enum, default_value_t = Phase::Install)]
     pub phase: Phase,
+    /// Have HAProxy send a PROXY protocol v2 header on each machine config server connection,
+    /// for `kindling serve --mcs-auth=source-ip --proxy-from <the load balancer's address>`.
+    #[arg(long)]
+    pub mcs_proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
