@@ -13,6 +13,8 @@ use crate::{ignition_runner, kindling};
 /// A running `kindling serve`, stopped with SIGTERM when dropped.
 pub(crate) struct Server {
     child: Child,
+    /// The boot server's address (the machine config server is on the same host).
+    host: String,
     http_port: u16,
     log: std::path::PathBuf,
 }
@@ -24,15 +26,20 @@ impl Server {
 
     /// `start`, with more `kindling serve` arguments.
     fn start_with(dir: &Path, http_port: u16, mcs_port: u16, extra: &[&str]) -> Server {
+        Server::start_on("127.0.0.1", dir, http_port, mcs_port, extra)
+    }
+
+    /// `start_with`, listening on another local address.
+    fn start_on(host: &str, dir: &Path, http_port: u16, mcs_port: u16, extra: &[&str]) -> Server {
         let log = dir.join("serve.log");
         let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
             .args(["serve", "--dir"])
             .arg(dir)
             .args([
                 "--http",
-                &format!("127.0.0.1:{http_port}"),
+                &format!("{host}:{http_port}"),
                 "--mcs",
-                &format!("127.0.0.1:{mcs_port}"),
+                &format!("{host}:{mcs_port}"),
             ])
             .args(extra)
             .stdin(Stdio::null())
@@ -42,6 +49,7 @@ impl Server {
             .expect("kindling serve starts");
         let server = Server {
             child,
+            host: host.to_string(),
             http_port,
             log,
         };
@@ -59,12 +67,13 @@ impl Server {
 
     /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.
     pub(crate) fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.http_port)) else {
+        let Ok(mut stream) = TcpStream::connect((self.host.as_str(), self.http_port)) else {
             return (0, Vec::new());
         };
         let _ = write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.host
         );
         let mut raw = Vec::new();
         let _ = stream.read_to_end(&mut raw);
@@ -483,9 +492,15 @@ impl Drop for Haproxy {
 /// curl from the local address `from` to an HTTPS URL trusting `ca`, as Ignition 2.14 asks:
 /// (HTTP status, body); status 0 when no HTTP answer came (e.g. the connection was refused).
 fn curl_from(from: &str, url: &str, ca: &Path) -> (u16, String) {
+    curl_from_resolving(from, url, ca, &[])
+}
+
+/// `curl_from`, with curl's `--resolve HOST:PORT:ADDRESS` for each of `resolve`.
+fn curl_from_resolving(from: &str, url: &str, ca: &Path, resolve: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10", "--interface", from, "--cacert"])
         .arg(ca)
+        .args(resolve.iter().flat_map(|r| ["--resolve", r]))
         .args([
             "-H",
             "Accept: application/vnd.coreos.ignition+json;version=3.3.0, */*;q=0.1",
@@ -504,16 +519,23 @@ fn curl_from(from: &str, url: &str, ca: &Path) -> (u16, String) {
 /// host can be any of its machines (all of 127/8 is local on Linux) and a real HAProxy can
 /// bind its VIPs: api-int is 127.0.0.10, worker0 127.0.0.120, worker1 127.0.0.121.
 fn demo_on_loopback_network(http_port: u16, mcs_url: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let loopback = |text: &str| text.replace("192.168.126.", "127.0.0.");
-    let ic = include_str!("../../examples/demo/install-config.yaml");
-    let inv = include_str!("../../examples/demo/inventory.yaml");
-    let inv = loopback(inv).replace(
+    demo_on_network(
+        "127.0.0.",
         "  serverURL: http://127.0.0.2:8080\n",
         &format!("  serverURL: http://127.0.0.1:{http_port}\n  mcsURL: {mcs_url}\n"),
-    );
-    assert!(inv.contains("mcsURL"));
-    std::fs::write(dir.path().join("install-config.yaml"), loopback(ic)).unwrap();
+    )
+}
+
+/// The demo with its addresses moved from 192.168.126.0/24 to `prefix` (e.g. `127.0.77.`),
+/// and one line of the moved inventory replaced.
+fn demo_on_network(prefix: &str, line: &str, replacement: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let moved = |text: &str| text.replace("192.168.126.", prefix);
+    let ic = include_str!("../../examples/demo/install-config.yaml");
+    let inv = moved(include_str!("../../examples/demo/inventory.yaml"));
+    assert!(inv.contains(line), "{line}");
+    let inv = inv.replace(line, replacement);
+    std::fs::write(dir.path().join("install-config.yaml"), moved(ic)).unwrap();
     std::fs::write(dir.path().join("inventory.yaml"), inv).unwrap();
     dir
 }
@@ -656,19 +678,17 @@ fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address(
     // create infra --mcs-proxy-protocol in front of serve --mcs-auth=source-ip: the generated
     // haproxy.cfg, as it is but for its statistics port, on VIPs of 127.0.77.0/24.
     let http_port = ignition_runner::free_port();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = demo_on_network(
+        "127.0.77.",
+        "  serverURL: http://127.0.77.2:8080\n",
+        &format!("  serverURL: http://127.0.77.2:{http_port}\n"),
+    );
     let d = dir.path();
-    let net = |text: &str| text.replace("192.168.126.", "127.0.77.");
-    let ic = include_str!("../../examples/demo/install-config.yaml");
-    let inv = net(include_str!("../../examples/demo/inventory.yaml"))
-        .replace(
-            "  serverURL: http://127.0.77.2:8080\n",
-            &format!("  serverURL: http://127.0.77.2:{http_port}\n"),
-        )
-        .replace("apiIntVIP: 127.0.77.10", "apiIntVIP: 127.0.77.9");
-    assert!(inv.contains("apiIntVIP: 127.0.77.9") && inv.contains(&http_port.to_string()));
-    std::fs::write(d.join("install-config.yaml"), net(ic)).unwrap();
-    std::fs::write(d.join("inventory.yaml"), inv).unwrap();
+    let inventory = d.join("inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let edited = text.replace("apiIntVIP: 127.0.77.10", "apiIntVIP: 127.0.77.9");
+    assert_ne!(edited, text);
+    std::fs::write(&inventory, edited).unwrap();
     let ds = d.to_str().unwrap();
     kindling(&["create", "ignition-configs", "--dir", ds]).expect(0);
     kindling(&["create", "infra", "--dir", ds, "--mcs-proxy-protocol"]).expect(0);
@@ -689,25 +709,13 @@ fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address(
     .unwrap();
 
     // kindling serve on the provisioning host's address; HAProxy reaches it from 127.0.0.1.
-    let log = d.join("serve.log");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_kindling"))
-        .args(["serve", "--dir", ds, "--http"])
-        .arg(format!("127.0.77.2:{http_port}"))
-        .args(["--mcs", "127.0.77.2:22623", "--mcs-auth", "source-ip"])
-        .args(["--proxy-from", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    struct Stop<'a>(&'a mut Child);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _serve = Stop(&mut serve);
+    let server = Server::start_on(
+        "127.0.77.2",
+        d,
+        http_port,
+        22623,
+        &["--mcs-auth", "source-ip", "--proxy-from", "127.0.0.1"],
+    );
     let _haproxy = Haproxy::start(&config);
 
     // HAProxy's health check of the machine config server passes: its checks carry a header
@@ -728,28 +736,19 @@ fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address(
         assert!(
             Instant::now() < deadline,
             "the machine config server never came UP in HAProxy:\n{stats}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            server.log()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
 
     let ca = d.join("tls/root-ca.crt");
     let fetch = |from: &str| {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--interface", from, "--cacert"])
-            .arg(&ca)
-            .args([
-                "--resolve",
-                "api-int.demo.example.localdomain:22623:127.0.77.9",
-                "-w",
-                "\n%{http_code}",
-                "https://api-int.demo.example.localdomain:22623/config/worker",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-        (status.trim().parse::<u16>().unwrap_or(0), body.to_string())
+        curl_from_resolving(
+            from,
+            "https://api-int.demo.example.localdomain:22623/config/worker",
+            &ca,
+            &["api-int.demo.example.localdomain:22623:127.0.77.9"],
+        )
     };
     let (status, body) = fetch("127.0.77.120");
     assert_eq!(status, 200, "{body}");
