@@ -31,6 +31,18 @@ PYPI_PACKAGES=(
   kubernetes-validate==1.37.0   # validates every manifest against the Kubernetes schemas, offline
 )
 
+# Services those packages enable and start on install. The tests run their own instances on
+# loopback ports; a system DNS, DHCP or load balancer that appears as a side effect is a surprise
+# on a workstation, so test.sh stops and disables each one it installed (never one that was
+# already there).
+declare -A SERVICES=(
+  [bind9]=named
+  [haproxy]=haproxy
+  [isc-dhcp-server]=isc-dhcp-server
+  [kea-dhcp4-server]=kea-dhcp4-server
+  [etcd-server]=etcd
+)
+
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -41,10 +53,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  # etcd-server enables a system etcd on 127.0.0.1:2379; the tests run their own members.
-  if command -v systemctl >/dev/null && systemctl is-enabled --quiet etcd 2>/dev/null; then
-    "${sudo_cmd[@]}" systemctl disable --now etcd || true
-  fi
+  for pkg in "${missing[@]}"; do
+    service=${SERVICES[$pkg]:-}
+    [ -n "$service" ] || continue
+    if command -v systemctl >/dev/null && systemctl is-enabled --quiet "$service" 2>/dev/null; then
+      echo "test.sh: stopping and disabling $service (started by installing $pkg; the tests run their own)" >&2
+      "${sudo_cmd[@]}" systemctl disable --now "$service" || true
+    fi
+  done
 fi
 
 venv=.venv
@@ -65,4 +81,20 @@ export PATH="$PWD/$venv/bin:$PATH"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+# Every test runs, even after a failure; the failures are listed again at the end.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" -ne 0 ]; then
+  echo
+  echo "test.sh: the tests failed (cargo test exit $rc). Failed tests, by test binary:"
+  awk '/^ *Running / { bin = $0; sub(/^ *Running /, "", bin) }
+       /^ *Doc-tests / { bin = $0; sub(/^ *Doc-tests /, "doc-tests ", bin) }
+       /^test .* \.\.\. FAILED$/ { sub(/ \.\.\. FAILED$/, ""); sub(/^test /, ""); print "  " bin ": " $0 }' "$log"
+  # A test binary that crashed lists no failed test; cargo names it here.
+  sed -n '/^error: [0-9]* targets\? failed:/,/^[^ ]/p' "$log" | sed 's/^/  /'
+fi
+exit "$rc"

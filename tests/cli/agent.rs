@@ -9,42 +9,21 @@
 //! real kube-apiserver here): the agent applies the cluster manifests to it, reads the masters'
 //! kube-apiserver mirror pods from it, and writes the bootstrap record to it.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kindling_cluster::fake::FakeApiServer;
 use kindling_config::yaml;
+use kindling_testkit::{Daemon, Proto, READY_TIMEOUT};
 
 use crate::serve::Server;
-use crate::{ignition_runner, kindling};
+use crate::kindling;
 
 const DEMO_IC: &str = include_str!("../../examples/demo/install-config.yaml");
 const DEMO_INV: &str = include_str!("../../examples/demo/inventory.yaml");
 const MASTERS: [&str; 3] = ["master0", "master1", "master2"];
-
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// An etcd process, killed when dropped.
-struct Etcd {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A child process killed when dropped (the agent under test).
 struct Killed(Child);
@@ -63,7 +42,7 @@ struct Lab {
     nodes: tempfile::TempDir,
     /// `127.a.b.`: the machines are `<prefix>100` (bootstrap), `<prefix>110`..`112`.
     prefix: String,
-    etcds: Vec<(String, Etcd)>,
+    etcds: Vec<(String, Daemon)>,
     /// The Kubernetes API the agents talk to.
     api: FakeApiServer,
     api_url: String,
@@ -151,35 +130,21 @@ impl Lab {
         let args = etcd_args(&pod_command(pod), self, machine);
         let log = self.node(machine, "etcd.log");
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("etcd")
-            .args(&args)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("etcd starts");
-        self.etcds.push((
-            machine.to_string(),
-            Etcd {
-                child,
-                log: log.clone(),
-            },
-        ));
+        let mut command = Command::new("etcd");
+        command.args(&args);
+        let mut etcd = Daemon::spawn(&format!("{machine}'s etcd"), command, &log)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Its own process on its two ports, and healthy to a client of this lab's CA: the proof
+        // that this is the member the test started.
         let url = self.client_url(machine);
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let health = self.etcdctl(&url, &["endpoint", "health"]);
-            if health.status.success() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{machine}'s etcd did not become healthy with {args:?}:\n{}\n{}",
-                String::from_utf8_lossy(&health.stderr),
-                tail(&log)
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        let at = |port| SocketAddr::new(self.ip(machine).parse().unwrap(), port);
+        etcd.wait_listening(
+            &[(at(2379), Proto::Tcp), (at(2380), Proto::Tcp)],
+            READY_TIMEOUT,
+            |_| self.etcdctl(&url, &["endpoint", "health"]).status.success(),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n(started with {args:?})"));
+        self.etcds.push((machine.to_string(), etcd));
     }
 
     /// Runs the real etcdctl (v3 API) against `endpoints` with the client certificate.
@@ -675,14 +640,8 @@ fn etcd_args(command: &[String], lab: &Lab, machine: &str) -> Vec<String> {
     args
 }
 
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
 fn skip_without_etcd() -> bool {
-    if have("etcd") && have("etcdctl") {
+    if kindling_testkit::have("etcd") && kindling_testkit::have("etcdctl") {
         return false;
     }
     assert!(
@@ -772,7 +731,7 @@ fn masters_join_and_the_bootstrap_member_is_removed_by_the_hand_over_rule() {
 
     // kindling serve hands the bootstrap machine its identity inside bootstrap.ign; the agent
     // reports its stages with it.
-    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
     let server = Server::start(lab.assets.path(), http_port, mcs_port);
     let token = lab.fetch_identity(&server, "bootstrap", "52-54-00-7e-01-00");
     let server_url = format!("http://127.0.0.1:{http_port}");
@@ -851,9 +810,9 @@ fn masters_join_and_the_bootstrap_member_is_removed_by_the_hand_over_rule() {
         .iter_mut()
         .find(|(m, _)| m == "bootstrap")
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while bootstrap.1.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "{}", tail(&bootstrap.1.log));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bootstrap.1.child().try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{}", bootstrap.1.log());
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -616,7 +616,7 @@ fn serve_approves_csrs_beside_serving_once_the_api_is_up() {
             .unwrap()["status"]["conditions"][0]["reason"]
             == "KindlingInventoryMatch"
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let serving = || {
         std::fs::read_to_string(&log)
             .unwrap()

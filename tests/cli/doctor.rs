@@ -7,15 +7,15 @@
 //! so tests running in parallel do not share VIPs.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use kindling_testkit::{Haproxy, Named};
 use serde_json::Value;
 
-use crate::ignition_runner::free_port;
+use crate::serve::Server;
 use crate::{fixtures, kindling};
 
 /// A fresh 127.x.y prefix for one test.
@@ -172,85 +172,22 @@ fn text(f: &Value, field: &str) -> String {
     f[field].as_str().unwrap_or_default().to_string()
 }
 
-/// Kills the child when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A real `named` serving the lab's `infra/named/` on 127.0.0.1:`port`, as a name server
-/// would (its `named.conf` included, the zone files in its directory), as the test user, with
-/// everything it writes in a temp directory.
-struct Named {
-    _daemon: Daemon,
-    port: u16,
-    _run: tempfile::TempDir,
-}
-
-impl Named {
-    fn start(lab: &Lab) -> Named {
-        let port = free_port();
-        let run = tempfile::tempdir().unwrap();
-        let r = run.path().display();
-        let zones = lab.named_dir();
-        let conf = format!(
-            "options {{\n  directory \"{zones}\";\n  pid-file \"{r}/named.pid\";\n  session-keyfile \"{r}/session.key\";\n  managed-keys-directory \"{r}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\ninclude \"{zones}/named.conf\";\n",
-            zones = zones.display()
-        );
-        let conf_path = run.path().join("named.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = run.path().join("named.log");
-        let child = Command::new("named")
-            .arg("-g")
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-n", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("named runs (apt-get install bind9)");
-        let daemon = Daemon { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !daemon.log().contains("running") {
-            assert!(
-                Instant::now() < deadline,
-                "named did not start:\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Named {
-            _daemon: daemon,
-            port,
-            _run: run,
-        }
-    }
-
-    fn resolver(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
+/// A real `named` serving the lab's `infra/named/` as a name server would: its `named.conf`
+/// included, the zone files in its directory.
+fn named(lab: &Lab) -> Named {
+    let zones = lab.named_dir();
+    Named::start(
+        &zones,
+        &format!("include \"{}/named.conf\";", zones.display()),
+    )
 }
 
 #[test]
 fn dns_as_the_runbook_left_it_broken_one_fault_at_a_time() {
     let lab = Lab::new();
     let dns = |lab: &Lab| {
-        let named = Named::start(lab);
-        lab.doctor(&["--resolver", &named.resolver(), "--area", "dns"])
+        let named = named(lab);
+        lab.doctor(&["--resolver", &named.addr().to_string(), "--area", "dns"])
     };
     let forward = ZoneEdit::open(lab.forward_zone_file());
     let reverse = ZoneEdit::open(lab.reverse_zone_file());
@@ -383,31 +320,14 @@ fn a_dns_server_that_does_not_answer_is_one_finding_and_doctor_ends_quickly() {
 }
 
 /// `haproxy` with `config` as `infra/haproxy.cfg`, where doctor reads it too.
-fn start_haproxy(lab: &Lab, config: &str) -> Daemon {
+fn start_haproxy(lab: &Lab, config: &str) -> Haproxy {
     let path = lab.path().join("infra/haproxy.cfg");
     std::fs::write(&path, config).unwrap();
-    let log = lab.path().join("haproxy.log");
-    let child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("haproxy runs (apt-get install haproxy)");
-    let daemon = Daemon { child, log };
-    // Up when its first frontend accepts.
-    let first: SocketAddr = format!("{}:6443", lab.ip(10)).parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&first, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "haproxy did not start (binding ports 80 and 443 needs root or net.ipv4.ip_unprivileged_port_start=0):\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
+    Haproxy::start(&path).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n(binding ports 80 and 443 needs root or net.ipv4.ip_unprivileged_port_start=0)"
+        )
+    })
 }
 
 /// The lab's generated haproxy.cfg, made runnable beside other tests: its statistics page on
@@ -420,7 +340,11 @@ fn generated_haproxy_cfg(lab: &Lab) -> String {
         .expect("a statistics listener on 127.0.0.1")
         .trim()
         .to_string();
-    cfg.replacen(&stats, &format!("bind 127.0.0.1:{}", free_port()), 1)
+    cfg.replacen(
+        &stats,
+        &format!("bind 127.0.0.1:{}", kindling_testkit::port()),
+        1,
+    )
 }
 
 /// `cfg` without the section that starts with `header` (up to the next blank line).
@@ -522,8 +446,8 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
     let lab = Lab::new();
     // The machine config server by name, as machines reach it: api-int resolves (through the
     // lab's named) to the api-int VIP, where kindling serve's MCS listens.
-    let named = Named::start(&lab);
-    let (http, mcs) = (free_port(), free_port());
+    let named = named(&lab);
+    let (http, mcs) = (kindling_testkit::port(), kindling_testkit::port());
     let mcs_addr = format!("{}:{mcs}", lab.ip(9));
     let inventory = lab.path().join("inventory.yaml");
     let edited = std::fs::read_to_string(&inventory).unwrap().replace(
@@ -541,29 +465,14 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
     ])
     .expect(0);
 
-    let log = lab.path().join("serve.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
-        .args(["serve", "--dir"])
-        .arg(lab.path())
-        .args(["--http", &format!("127.0.0.1:{http}"), "--mcs", &mcs_addr])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let serve = Daemon { child, log };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&mcs_addr).is_err() || TcpStream::connect(("127.0.0.1", http)).is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "kindling serve did not start:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let serve = Server::start_at(
+        lab.path(),
+        SocketAddr::from(([127, 0, 0, 1], http)),
+        mcs_addr.parse().unwrap(),
+        &[],
+    );
 
-    let resolver = named.resolver();
+    let resolver = named.addr().to_string();
     let (code, findings, out) = lab.doctor(&[
         "--resolver",
         &resolver,

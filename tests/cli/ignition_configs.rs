@@ -67,7 +67,7 @@ fn tool(program: &str, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
-    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
     let dir = demo_on_loopback(http_port, mcs_port);
     let d = dir.path();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);

@@ -314,16 +314,6 @@ impl Drop for HttpsServer {
     }
 }
 
-/// A loopback port that was free a moment ago, for configs that must name it before the server
-/// starts.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;

@@ -2,21 +2,21 @@
 //! a pointer config from it and then its pool config over TLS.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use kindling_testkit::{Daemon, Haproxy, Proto, READY_TIMEOUT};
 
 use crate::ignition_configs::demo_on_loopback;
 use crate::{ignition_runner, kindling};
 
 /// A running `kindling serve`, stopped with SIGTERM when dropped.
 pub(crate) struct Server {
-    child: Child,
-    /// The boot server's address (the machine config server is on the same host).
-    host: String,
-    http_port: u16,
-    log: std::path::PathBuf,
+    daemon: Daemon,
+    /// The boot server's address.
+    http: SocketAddr,
 }
 
 impl Server {
@@ -31,76 +31,73 @@ impl Server {
 
     /// `start_with`, listening on another local address.
     fn start_on(host: &str, dir: &Path, http_port: u16, mcs_port: u16, extra: &[&str]) -> Server {
-        let log = dir.join("serve.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
-            .args(["serve", "--dir"])
-            .arg(dir)
-            .args([
-                "--http",
-                &format!("{host}:{http_port}"),
-                "--mcs",
-                &format!("{host}:{mcs_port}"),
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kindling serve starts");
-        let server = Server {
-            child,
-            host: host.to_string(),
-            http_port,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server.get("/healthz").0 != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "kindling serve did not come up:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
+        let addr = |port| SocketAddr::new(host.parse().unwrap(), port);
+        Server::start_at(dir, addr(http_port), addr(mcs_port), extra)
     }
 
-    /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.
+    /// `kindling serve` with its boot server on `http` and its machine config server on `mcs`.
+    /// Ready when its own process listens on both and `/healthz` answers. The ports are part of
+    /// the cluster description the test made, so there is no retry on others: they come from
+    /// [`kindling_testkit::port`], which hands none out twice.
+    pub(crate) fn start_at(
+        dir: &Path,
+        http: SocketAddr,
+        mcs: SocketAddr,
+        extra: &[&str],
+    ) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
+        command
+            .args(["serve", "--dir"])
+            .arg(dir)
+            .args(["--http", &http.to_string(), "--mcs", &mcs.to_string()])
+            .args(extra);
+        let daemon = Daemon::spawn("kindling serve", command, &dir.join("serve.log"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .terminate_on_drop();
+        let mut server = Server { daemon, http };
+        server
+            .daemon
+            .wait_listening(
+                &[(http, Proto::Tcp), (mcs, Proto::Tcp)],
+                READY_TIMEOUT,
+                |_| http_get(http, "/healthz").0 == 200,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        server
+    }
+    /// A plain HTTP/1.1 GET from the boot server: (status, body); status 0 when nothing answers.
     pub(crate) fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let Ok(mut stream) = TcpStream::connect((self.host.as_str(), self.http_port)) else {
-            return (0, Vec::new());
-        };
-        let _ = write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.host
-        );
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(raw.len(), |i| i + 4);
-        let status = String::from_utf8_lossy(&raw[..split])
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, raw[split..].to_vec())
+        http_get(self.http, path)
     }
 
     pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.daemon.log()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
+/// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(10)) else {
+        return (0, Vec::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        addr.ip()
+    );
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |i| i + 4);
+    let status = String::from_utf8_lossy(&raw[..split])
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw[split..].to_vec())
 }
 
 /// GETs an HTTPS URL trusting `ca`, with extra headers; returns the status.
@@ -130,7 +127,7 @@ fn https_status(url: &str, ca: &Path, headers: &[(&str, &str)]) -> u16 {
 
 #[test]
 fn the_real_ignition_boots_a_worker_from_kindling_serve() {
-    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
     let dir = demo_on_loopback(http_port, mcs_port);
     let d = dir.path();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
@@ -242,7 +239,7 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
         original.replace("52:54:00:7e:01:21", "52:54:00:7e:01:99"),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while server.get("/ipxe?mac=52-54-00-7e-01-99").0 != 200 {
         assert!(
             Instant::now() < deadline,
@@ -256,7 +253,7 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
         original.replace("role: worker", "role: nonsense"),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !server.log().contains("still serving the previous version") {
         assert!(
             Instant::now() < deadline,
@@ -286,7 +283,7 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
     use crate::qemu::{self, Landed, Vm};
     let kernel = qemu::test_kernel();
     let vm = Vm::numbered(1);
-    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
 
     // Where the guest reports; a static server that only logs.
     let reports = tempfile::tempdir().unwrap();
@@ -408,7 +405,7 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
 /// A client that never finishes its request headers is cut off, and SIGTERM stops the server.
 #[test]
 fn slow_clients_are_cut_off_and_sigterm_stops_the_server() {
-    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
     let dir = demo_on_loopback(http_port, mcs_port);
     kindling(&["create", "manifests", "--dir", dir.path().to_str().unwrap()]).expect(0);
     let mut server = Server::start(dir.path(), http_port, mcs_port);
@@ -433,11 +430,11 @@ fn slow_clients_are_cut_off_and_sigterm_stops_the_server() {
     );
 
     let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &server.daemon.pid().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
+        if let Some(status) = server.daemon.child().try_wait().unwrap() {
             assert!(
                 status.success(),
                 "kindling serve exited with {status}:\n{}",
@@ -453,40 +450,6 @@ fn slow_clients_are_cut_off_and_sigterm_stops_the_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(server.log().contains("shutting down"), "{}", server.log());
-}
-
-/// A real HAProxy in the foreground, stopped when dropped.
-struct Haproxy(Child);
-
-impl Haproxy {
-    fn start(config: &Path) -> Haproxy {
-        let check = Command::new("haproxy")
-            .args(["-c", "-f"])
-            .arg(config)
-            .output()
-            .expect("haproxy runs (./test.sh installs the haproxy package)");
-        assert!(
-            check.status.success(),
-            "{}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let child = Command::new("haproxy")
-            .args(["-db", "-f"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy starts");
-        Haproxy(child)
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// curl from the local address `from` to an HTTPS URL trusting `ca`, as Ignition 2.14 asks:
@@ -542,7 +505,7 @@ fn demo_on_network(prefix: &str, line: &str, replacement: &str) -> tempfile::Tem
 
 #[test]
 fn behind_haproxy_with_the_proxy_protocol_machines_are_known_by_their_address() {
-    let port = ignition_runner::free_port;
+    let port = kindling_testkit::port;
     let (http_port, mcs_port, v2_port, v1_port) = (port(), port(), port(), port());
     let dir = demo_on_loopback_network(http_port, &format!("https://127.0.0.10:{v2_port}"));
     let d = dir.path();
@@ -567,10 +530,10 @@ fn behind_haproxy_with_the_proxy_protocol_machines_are_known_by_their_address() 
         ),
     )
     .unwrap();
-    let _haproxy = Haproxy::start(&config);
+    let _haproxy = Haproxy::start(&config).unwrap_or_else(|e| panic!("{e}"));
     let ca = d.join("tls/root-ca.crt");
     let url = |port: u16, pool: &str| format!("https://127.0.0.10:{port}/config/{pool}");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while curl_from("127.0.0.120", &url(v2_port, "worker"), &ca).0 == 0 {
         assert!(Instant::now() < deadline, "haproxy did not come up");
         std::thread::sleep(Duration::from_millis(100));
@@ -639,7 +602,7 @@ fn behind_haproxy_with_the_proxy_protocol_machines_are_known_by_their_address() 
 fn mcs_auth_none_is_refused_for_a_cluster_without_a_bootstrap_machine() {
     // Without a bootstrap machine the first master's own part starts the bootstrap agent; bare
     // pool configs (--mcs-auth=none) would leave the cluster without one.
-    let (http_port, mcs_port) = (ignition_runner::free_port(), ignition_runner::free_port());
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
     let dir = demo_on_loopback(http_port, mcs_port);
     let inventory = dir.path().join("inventory.yaml");
     let text = std::fs::read_to_string(&inventory).unwrap();
@@ -677,7 +640,7 @@ fn mcs_auth_none_is_refused_for_a_cluster_without_a_bootstrap_machine() {
 fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address() {
     // create infra --mcs-proxy-protocol in front of serve --mcs-auth=source-ip: the generated
     // haproxy.cfg, as it is but for its statistics port, on VIPs of 127.0.77.0/24.
-    let http_port = ignition_runner::free_port();
+    let http_port = kindling_testkit::port();
     let dir = demo_on_network(
         "127.0.77.",
         "  serverURL: http://127.0.77.2:8080\n",
@@ -697,7 +660,7 @@ fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address(
         generated.contains("server provisioning 127.0.77.2:22623 send-proxy-v2 check-send-proxy"),
         "{generated}"
     );
-    let stats_port = ignition_runner::free_port();
+    let stats_port = kindling_testkit::port();
     let config = d.join("haproxy-test.cfg");
     std::fs::write(
         &config,
@@ -716,11 +679,11 @@ fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address(
         22623,
         &["--mcs-auth", "source-ip", "--proxy-from", "127.0.0.1"],
     );
-    let _haproxy = Haproxy::start(&config);
+    let _haproxy = Haproxy::start(&config).unwrap_or_else(|e| panic!("{e}"));
 
     // HAProxy's health check of the machine config server passes: its checks carry a header
     // too, which kindling requires from the load balancer.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let stats = Command::new("curl")
             .args(["-s", &format!("http://127.0.0.1:{stats_port}/;csv")])

@@ -2,30 +2,14 @@
 //! on a loopback port: the gateway paths and JSON, etcd's refusals, TLS refusals, and bounded
 //! waits when the cluster has no quorum.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kindling_etcd::{Client, ClientTls, EtcdError};
 use kindling_pki::{Ca, KeyAlgorithm, LeafSpec, Usage};
-
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use kindling_testkit::{Daemon, Proto, READY_TIMEOUT, StartError, port, retry};
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -94,31 +78,45 @@ fn have_etcd() -> bool {
     found
 }
 
-fn start(pki: &Pki, data: &Path, client_port: u16, peer_port: u16) -> Etcd {
-    let client = format!("https://127.0.0.1:{client_port}");
-    let peer = format!("https://127.0.0.1:{peer_port}");
-    let p = |name: &str| pki.path(name).display().to_string();
-    let child = Command::new("etcd")
-        .arg("--name=one")
-        .arg(format!("--data-dir={}", data.display()))
-        .arg(format!("--listen-client-urls={client}"))
-        .arg(format!("--advertise-client-urls={client}"))
-        .arg(format!("--listen-peer-urls={peer}"))
-        .arg(format!("--initial-advertise-peer-urls={peer}"))
-        .arg(format!("--initial-cluster=one={peer}"))
-        .arg(format!("--trusted-ca-file={}", p("ca.crt")))
-        .arg(format!("--cert-file={}", p("member.crt")))
-        .arg(format!("--key-file={}", p("member.key")))
-        .arg("--client-cert-auth=true")
-        .arg(format!("--peer-trusted-ca-file={}", p("ca.crt")))
-        .arg(format!("--peer-cert-file={}", p("member.crt")))
-        .arg(format!("--peer-key-file={}", p("member.key")))
-        .arg("--peer-client-cert-auth=true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd starts");
-    Etcd(child)
+/// A one-member etcd on 127.0.0.1 with TLS from `pki`: (the process, its client and peer
+/// ports). Ready when its own process listens on both ports and it answers `/health` over
+/// TLS with this test's CA; started again on other ports when it does not.
+fn start(pki: &Pki, data: &Path) -> (Daemon, u16, u16) {
+    retry(3, || {
+        let (client_port, peer_port) = (port(), port());
+        let _ = std::fs::remove_dir_all(data);
+        let client = format!("https://127.0.0.1:{client_port}");
+        let peer = format!("https://127.0.0.1:{peer_port}");
+        let p = |name: &str| pki.path(name).display().to_string();
+        let mut command = Command::new("etcd");
+        command
+            .arg("--name=one")
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=one={peer}"))
+            .arg(format!("--trusted-ca-file={}", p("ca.crt")))
+            .arg(format!("--cert-file={}", p("member.crt")))
+            .arg(format!("--key-file={}", p("member.key")))
+            .arg("--client-cert-auth=true")
+            .arg(format!("--peer-trusted-ca-file={}", p("ca.crt")))
+            .arg(format!("--peer-cert-file={}", p("member.crt")))
+            .arg(format!("--peer-key-file={}", p("member.key")))
+            .arg("--peer-client-cert-auth=true");
+        let log = data.with_extension("log");
+        let mut etcd = Daemon::spawn("etcd", command, &log)?;
+        let health = Client::new(std::slice::from_ref(&client), &pki.tls(""))
+            .map_err(|e| StartError::new(e.to_string()))?;
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        etcd.wait_listening(
+            &[(at(client_port), Proto::Tcp), (at(peer_port), Proto::Tcp)],
+            READY_TIMEOUT,
+            |_| health.health(&client).is_ok(),
+        )?;
+        Ok((etcd, client_port, peer_port))
+    })
 }
 
 #[test]
@@ -128,18 +126,11 @@ fn membership_health_and_refusals_against_real_etcd() {
     }
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    let (client_port, peer_port) = (free_port(), free_port());
-    let _etcd = start(&pki, &data.path().join("one"), client_port, peer_port);
+    let (_etcd, client_port, peer_port) = start(&pki, &data.path().join("one"));
     let url = format!("https://127.0.0.1:{client_port}");
     // A dead endpoint first: the client goes on to the next.
-    let dead = format!("https://127.0.0.1:{}", free_port());
+    let dead = format!("https://127.0.0.1:{}", port());
     let client = Client::new(&[dead, url.clone()], &pki.tls("")).unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.health(&url).is_err() {
-        assert!(Instant::now() < deadline, "etcd did not become healthy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let members = client.member_list().unwrap();
     assert_eq!(members.members.len(), 1);
     let one = members.by_name("one").unwrap();
@@ -149,7 +140,7 @@ fn membership_health_and_refusals_against_real_etcd() {
     assert!(status.version.starts_with("3."), "{status:?}");
     assert_eq!((status.member, status.leader), (one.id, Some(one.id)));
 
-    let peer = format!("https://127.0.0.2:{}", free_port());
+    let peer = format!("https://127.0.0.2:{}", port());
     let (added, after) = client.member_add(std::slice::from_ref(&peer)).unwrap();
     assert!(!added.started());
     assert_eq!(after.members.len(), 2);
@@ -158,7 +149,7 @@ fn membership_health_and_refusals_against_real_etcd() {
         format!("one=https://127.0.0.1:{peer_port},two={peer}")
     );
     // Strict reconfiguration: no second add while the first added member has not started.
-    let third = format!("https://127.0.0.3:{}", free_port());
+    let third = format!("https://127.0.0.3:{}", port());
     match client.member_add(&[third]) {
         Err(EtcdError::AllFailed(message)) => {
             assert!(message.contains("not enough started members"), "{message}")

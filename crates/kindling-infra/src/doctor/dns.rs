@@ -733,37 +733,20 @@ mod tests {
 /// their SOA, and an answer too big for UDP that comes back over TCP.
 #[cfg(test)]
 mod named_tests {
-    use std::net::{Ipv4Addr, SocketAddr};
-    use std::process::{Child, Command, Stdio};
+    use std::net::Ipv4Addr;
     use std::time::{Duration, Instant};
+
+    use kindling_testkit::Named;
 
     use super::*;
 
-    struct Named {
-        child: Child,
-        addr: SocketAddr,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Drop for Named {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn start_named() -> Named {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    /// `named` with a small test zone (and 60 A records for one name, more than fits in 512
+    /// bytes of UDP without EDNS) and a reverse zone.
+    fn start_named() -> (Named, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
         let mut zone = String::from(
             "$TTL 60\n@ IN SOA ns1 hostmaster 1 60 60 60 60\n  IN NS ns1\nns1 IN A 192.0.2.1\napi IN A 192.0.2.10\nalias IN CNAME api\nv6 IN AAAA 2001:db8::1\n",
         );
-        // 60 addresses: far more than fits in 512 bytes of UDP without EDNS.
         for i in 1..=60 {
             zone.push_str(&format!("big IN A 198.51.100.{i}\n"));
         }
@@ -773,47 +756,20 @@ mod named_tests {
             "$TTL 60\n@ IN SOA ns1.t.example. h.t.example. 1 60 60 60 60\n  IN NS ns1.t.example.\n10 IN PTR api.t.example.\n",
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("named.conf"),
-            format!(
-                "options {{ directory \"{d}\"; pid-file \"{d}/pid\"; session-keyfile \"{d}/key\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion no; }};\ncontrols {{ }};\nzone \"t.example\" {{ type primary; file \"{d}/zone\"; }};\nzone \"2.0.192.in-addr.arpa\" {{ type primary; file \"{d}/rev\"; }};\n"
-            ),
-        )
-        .unwrap();
-        let log = dir.path().join("log");
-        let child = Command::new("named")
-            .arg("-g")
-            .arg("-c")
-            .arg(dir.path().join("named.conf"))
-            .args(["-n", "1"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("named runs (apt-get install bind9)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("running")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Named {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        }
+        let named = Named::start(
+            dir.path(),
+            "zone \"t.example\" { type primary; file \"zone\"; };\nzone \"2.0.192.in-addr.arpa\" { type primary; file \"rev\"; };",
+        );
+        (named, dir)
     }
 
     #[test]
     fn answers_from_the_real_named() {
-        let named = start_named();
+        let (named, _zones) = start_named();
         let t = Timeouts::default();
-        let q = |name: &str, qtype| query(named.addr, name, qtype, t).unwrap();
+        let q = |name: &str, qtype| {
+            query(named.addr(), name, qtype, t).unwrap_or_else(|e| panic!("{e}\n{}", named.log()))
+        };
 
         let r = q("api.t.example", RecordType::A);
         assert_eq!((r.rcode, r.authoritative), (Rcode::NoError, true));
