@@ -18,8 +18,8 @@ use kindling_cluster::fake::FakeApiServer;
 use kindling_config::yaml;
 use kindling_testkit::{Daemon, Proto, READY_TIMEOUT};
 
-use crate::serve::Server;
 use crate::kindling;
+use crate::serve::Server;
 
 const DEMO_IC: &str = include_str!("../../examples/demo/install-config.yaml");
 const DEMO_INV: &str = include_str!("../../examples/demo/inventory.yaml");
