@@ -101,7 +101,45 @@ fn common(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
     if !keys.is_empty() {
         files.config.add_ssh_keys("core", &keys);
     }
+    let report = installed_report_unit(files.ctx.description);
+    files
+        .config
+        .add_unit(layout::INSTALLED_REPORT_UNIT, &report, true);
     Ok(())
+}
+
+/// The unit that tells `kindling serve`, once, that the machine booted from its disk: the
+/// server then closes the machine's install window. curl, which every supported OS has, with
+/// the identity file the server adds to the machine's config; retried until the server
+/// answers.
+pub fn installed_report_unit(d: &ClusterDescription) -> String {
+    format!(
+        "[Unit]\n\
+         Description=Report to kindling serve that this machine is installed (closes its install window)\n\
+         ConditionPathExists={identity}\n\
+         ConditionPathExists=!{marker}\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         StartLimitIntervalSec=0\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         EnvironmentFile={identity}\n\
+         ExecStart=/usr/bin/curl -fsS --max-time 10 -H \"Content-Type: application/json\" --data-raw \"{{\\\"mac\\\":\\\"${{mac}}\\\",\\\"token\\\":\\\"${{token}}\\\",\\\"stage\\\":\\\"installed\\\",\\\"result\\\":\\\"done\\\"}}\" {server}/api/v1/events\n\
+         ExecStartPost=/usr/bin/mkdir -p {marker_dir}\n\
+         ExecStartPost=/usr/bin/touch {marker}\n\
+         Restart=on-failure\n\
+         RestartSec=15\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        identity = layout::AGENT_IDENTITY,
+        marker = layout::INSTALLED_MARKER,
+        marker_dir = layout::INSTALLED_MARKER
+            .rsplit_once('/')
+            .map_or("/var/lib", |(dir, _)| dir),
+        server = d.inventory.provisioning.server_url.trim_end_matches('/'),
+    )
 }
 
 /// The control plane's keys and kubeconfigs, shared by the bootstrap machine and the masters.

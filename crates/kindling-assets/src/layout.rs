@@ -63,8 +63,13 @@ pub const ETCD_MEMBER_POD: &str = "/opt/kindling/etcd-member.yaml";
 pub const AGENT_STATE_DIR: &str = "/opt/kindling";
 pub const AGENT_LOG_DIR: &str = "/var/log/kindling";
 /// The machine's MAC and token for `kindling serve` (`mac=`, `token=`), root only: the agent
-/// sends its stage records as events with them.
+/// sends its stage records as events with them, and the first boot its install report.
 pub const AGENT_IDENTITY: &str = "/etc/kindling/identity";
+/// Every machine's report, from its first boot, that its install is done: `kindling serve` then
+/// stops serving its secret-bearing configs (its install window closes). The marker keeps it
+/// to one report per install.
+pub const INSTALLED_REPORT_UNIT: &str = "kindling-installed.service";
+pub const INSTALLED_MARKER: &str = "/var/lib/kindling/installed-reported";
 /// The join-master unit on masters.
 pub const JOIN_MASTER_UNIT: &str = "kindling-join-master.service";
 /// The agent's systemd unit on the bootstrap machine.

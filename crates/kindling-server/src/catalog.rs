@@ -248,11 +248,11 @@ impl Catalog {
             .token(&entry.machine.name, entry.machine.macs[0])
     }
 
-    /// Adds the machine's identity file for `kindling agent` (`mac=`, `token=`; root only), so
-    /// the agent can report its stages as events. Only kindling's configs for the machines that
-    /// run an agent (the bootstrap machine and the masters) get it.
+    /// Adds the machine's identity file (`mac=`, `token=`; root only), so that its agent can
+    /// report its stages as events, and its first boot can report the install done (which
+    /// closes its install window). Every machine of kindling's own configs gets it.
     pub fn add_agent_identity(&self, entry: &Entry, config: &mut Config) {
-        if !self.kindling_configs || !matches!(entry.machine.role, Role::Bootstrap | Role::Master) {
+        if !self.kindling_configs {
             return;
         }
         let identity = format!(

@@ -66,6 +66,8 @@ pub struct EventLog {
 /// The appending end of the log.
 struct Writer {
     file: Option<File>,
+    /// The events of a log kept in memory.
+    kept: Vec<Event>,
     /// The log's length in bytes: the id of the last event written.
     end: u64,
 }
@@ -118,15 +120,23 @@ impl Last {
 impl EventLog {
     /// Opens the log of the asset directory `dir`, reading back each machine's last event.
     pub fn open(dir: &Path) -> std::io::Result<EventLog> {
+        EventLog::open_with(dir, |_| {})
+    }
+
+    /// [`EventLog::open`], showing `visit` every event read back, in order: for state that is
+    /// kept in the log, such as the install window.
+    pub fn open_with(dir: &Path, mut visit: impl FnMut(&Event)) -> std::io::Result<EventLog> {
         let path = dir.join(EVENTS_FILE);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         let mut last = BTreeMap::new();
         if let Ok(existing) = File::open(&path) {
             for line in BufReader::new(existing).lines() {
                 // A torn last line from a crash is skipped, not fatal.
-                if let Ok(event) = serde_json::from_str::<Event>(&line?)
-                    && let Some(machine) = &event.machine
-                {
+                let Ok(event) = serde_json::from_str::<Event>(&line?) else {
+                    continue;
+                };
+                visit(&event);
+                if let Some(machine) = &event.machine {
                     last.insert(machine.as_str().into(), Last::of(&event));
                 }
             }
@@ -148,6 +158,7 @@ impl EventLog {
         Ok(EventLog {
             writer: Mutex::new(Writer {
                 file: Some(file),
+                kept: Vec::new(),
                 end,
             }),
             path: Some(path),
@@ -159,7 +170,11 @@ impl EventLog {
     /// A log kept in memory only, for tests.
     pub fn in_memory() -> EventLog {
         EventLog {
-            writer: Mutex::new(Writer { file: None, end: 0 }),
+            writer: Mutex::new(Writer {
+                file: None,
+                kept: Vec::new(),
+                end: 0,
+            }),
             path: None,
             last: RwLock::new(BTreeMap::new()),
             stream: broadcast::channel(1024).0,
@@ -187,11 +202,14 @@ impl EventLog {
             Ok(writer) => writer,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(file) = writer.file.as_mut()
-            && let Err(e) = file.write_all(&line)
-        {
-            tracing::warn!("appending to the event log: {e}");
-            return;
+        match writer.file.as_mut() {
+            Some(file) => {
+                if let Err(e) = file.write_all(&line) {
+                    tracing::warn!("appending to the event log: {e}");
+                    return;
+                }
+            }
+            None => writer.kept.push(event.clone()),
         }
         writer.end += line.len() as u64;
         // Sent under the lock, so that streams see the events in the order of their ids. Nobody
@@ -240,6 +258,32 @@ impl EventLog {
             }
         }
         Ok((events, reached))
+    }
+
+    /// Every event so far, in order (from the file, or kept in memory).
+    pub fn recorded(&self) -> Vec<Event> {
+        let (kept, end) = {
+            let writer = match self.writer.lock() {
+                Ok(writer) => writer,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            (writer.kept.clone(), writer.end)
+        };
+        if self.path.is_none() {
+            return kept;
+        }
+        let mut events = Vec::new();
+        let mut from = 0;
+        while from < end {
+            match self.read_back(from, end) {
+                Ok((read, reached)) if reached > from => {
+                    events.extend(read.into_iter().map(|(_, e)| e));
+                    from = reached;
+                }
+                _ => break,
+            }
+        }
+        events
     }
 
     /// Each machine's last event.

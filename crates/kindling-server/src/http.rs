@@ -290,6 +290,7 @@ async fn ignition(
     Query(params): Params,
     RawQuery(raw): RawQuery,
     headers: axum::http::HeaderMap,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
     let (catalog, name) = match state.who(&params, raw.as_deref(), "ignition")? {
         Who::Machine { catalog, name } => (catalog, name),
@@ -317,6 +318,13 @@ async fn ignition(
                 "bootstrap.ign does not exist yet; run kindling create ignition-configs",
             )
         })?;
+        let client = client.map(|axum::Extension(c)| c.0).ok_or_else(|| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the client's address is unknown",
+            )
+        })?;
+        state.admit(entry, client, "bootstrap.ign")?;
         if !catalog.kindling_configs {
             return Ok(json(config.as_ref().clone()));
         }
@@ -543,6 +551,10 @@ impl EventStream {
     }
 }
 
+/// The stage a machine reports, with result `done`, once its first boot from disk is up: its
+/// install window closes.
+pub const INSTALLED: &str = "installed";
+
 /// What a machine's agent reports to `POST /api/v1/events`.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -578,6 +590,9 @@ async fn report(
         None,
         detail,
     ));
+    if report.stage == INSTALLED && report.result == "done" {
+        state.disarm(&entry.machine.name, "it reported its install done");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

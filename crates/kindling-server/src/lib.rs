@@ -15,6 +15,7 @@ mod metrics;
 mod part;
 pub mod profile;
 pub mod token;
+pub mod window;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +27,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum_server::accept::NoDelayAcceptor;
 use client::ClientAcceptor;
 
 pub use catalog::{Catalog, CatalogError};
@@ -100,6 +100,8 @@ pub struct AppState {
     pub events: EventLog,
     pub mcs_auth: McsAuth,
     pub binary: PathBuf,
+    /// Which machines may still be served their secrets, and to which address.
+    pub window: window::InstallWindow,
     metrics: metrics::Metrics,
 }
 
@@ -111,14 +113,89 @@ impl AppState {
         mcs_auth: McsAuth,
         binary: PathBuf,
     ) -> Arc<AppState> {
+        AppState::with_window(
+            catalog,
+            matchbox,
+            events,
+            window::InstallWindow::default(),
+            mcs_auth,
+            binary,
+        )
+    }
+
+    /// [`AppState::new`] with the install window read back from the event log. At the first
+    /// install (the log has no window event) every machine is armed, and the log says so.
+    pub fn with_window(
+        catalog: Option<Catalog>,
+        matchbox: Option<kindling_matchbox::DataDir>,
+        events: EventLog,
+        window: window::InstallWindow,
+        mcs_auth: McsAuth,
+        binary: PathBuf,
+    ) -> Arc<AppState> {
+        if window.is_new()
+            && let Some(catalog) = &catalog
+        {
+            window.arm_all();
+            events.record(Event::now(
+                None,
+                window::ARMED,
+                None,
+                format!(
+                    "every machine of the inventory ({}) is armed for its first install",
+                    catalog.machines.len()
+                ),
+            ));
+        }
         Arc::new(AppState {
             catalog: RwLock::new(catalog.map(Arc::new)),
             matchbox: matchbox.map(Arc::new),
             events,
             mcs_auth,
             binary,
+            window,
             metrics: metrics::Metrics::default(),
         })
+    }
+
+    /// Whether `entry`'s secret-bearing `what` ("master config", "bootstrap.ign") may go to
+    /// `addr` now (see [`window`]); records the binding, or the refusal.
+    pub(crate) fn admit(
+        &self,
+        entry: &catalog::Entry,
+        addr: std::net::IpAddr,
+        what: &str,
+    ) -> Result<(), Failure> {
+        let name = &entry.machine.name;
+        let verdict = self
+            .window
+            .admit(name, addr, time::OffsetDateTime::now_utc());
+        let (event, refusal) = verdict.event(name, addr, what);
+        if let Some(event) = event {
+            self.events.record(event);
+        }
+        match refusal {
+            None => Ok(()),
+            Some(reason) if matches!(verdict, window::Verdict::Replayed { .. }) => {
+                Err(Failure::new(StatusCode::FORBIDDEN, reason))
+            }
+            Some(reason) => Err(self.deny(entry, what, &reason)),
+        }
+    }
+
+    /// Arms `machine` for a new install, and records it.
+    pub fn arm(&self, machine: &str, why: &str) {
+        self.window.arm(machine);
+        self.events
+            .record(Event::now(Some(machine), window::ARMED, None, why));
+    }
+
+    /// Disarms `machine` (its install is done), and records it once.
+    pub(crate) fn disarm(&self, machine: &str, why: &str) {
+        if self.window.disarm(machine, time::OffsetDateTime::now_utc()) {
+            self.events
+                .record(Event::now(Some(machine), window::DISARMED, None, why));
+        }
     }
 
     /// The catalog in force (a reload swaps it whole); 404 when only a matchbox data directory
@@ -274,10 +351,14 @@ pub async fn serve(
     let Some(state_dir) = options.dir.clone().or_else(|| options.data_path.clone()) else {
         return Err(ServeError::Nothing);
     };
-    let events = EventLog::open(&state_dir).map_err(|source| ServeError::Events {
-        dir: state_dir.clone(),
-        source,
-    })?;
+    let mut window = window::InstallWindow::default();
+    let events =
+        EventLog::open_with(&state_dir, |event| window.replay(event)).map_err(|source| {
+            ServeError::Events {
+                dir: state_dir.clone(),
+                source,
+            }
+        })?;
     if options.mcs_auth == McsAuth::None
         && let Some(catalog) = &catalog
         && catalog.kindling_configs
@@ -292,10 +373,11 @@ pub async fn serve(
     let companion = catalog
         .as_ref()
         .is_some_and(|c| c.as_is(kindling_config::Role::Master).is_some());
-    let state = AppState::new(
+    let state = AppState::with_window(
         catalog,
         matchbox,
         events,
+        window,
         options.mcs_auth,
         options.binary.clone(),
     );
@@ -368,7 +450,8 @@ pub async fn serve(
             addr: options.http,
             source,
         })?
-        .acceptor(NoDelayAcceptor);
+        // The client's address, for the install window of bootstrap.ign.
+        .acceptor(ClientAcceptor::new(Vec::new()));
     limit_connections(http.http_builder());
     if let Err(e) = http
         .handle(handle)
@@ -421,6 +504,7 @@ fn fingerprint(dir: &std::path::Path) -> Vec<Option<(std::time::SystemTime, u64)
 async fn watch(state: Arc<AppState>, dir: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut seen = fingerprint(&dir);
     loop {
+        take_arm_requests(&state, &dir);
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
@@ -438,6 +522,13 @@ async fn watch(state: Arc<AppState>, dir: PathBuf, mut stop: tokio::sync::watch:
                     dir.display(),
                     catalog.machines.len()
                 );
+                let before = state.catalog().ok();
+                for entry in &catalog.machines {
+                    let name = &entry.machine.name;
+                    if before.as_ref().is_some_and(|b| b.by_name(name).is_none()) {
+                        state.arm(name, "added to the inventory");
+                    }
+                }
                 state.replace_catalog(catalog);
             }
             Ok(Err(e)) => tracing::error!(
@@ -445,6 +536,19 @@ async fn watch(state: Arc<AppState>, dir: PathBuf, mut stop: tokio::sync::watch:
                 dir.display()
             ),
             Err(e) => tracing::error!("reloading {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Arms the machines `kindling machines arm` asked for.
+fn take_arm_requests(state: &AppState, dir: &std::path::Path) {
+    for name in window::take_arm_requests(dir) {
+        match state.catalog() {
+            Ok(catalog) if catalog.by_name(&name).is_some() => {
+                tracing::info!("{name} armed for a new install (kindling machines arm)");
+                state.arm(&name, "by kindling machines arm");
+            }
+            _ => tracing::warn!("kindling machines arm {name}: no such machine in the inventory"),
         }
     }
 }

@@ -82,6 +82,12 @@ async fn config(
             Failure::unavailable(&format!("the {pool} pool's config is not generated yet"))
         })?,
         McsAuth::Token | McsAuth::SourceIp => {
+            let client = client.map(|Extension(ClientAddr(ip))| ip).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the client's address is unknown",
+                )
+            })?;
             let entry = if state.mcs_auth == McsAuth::Token {
                 let (mac, token) = identity(&headers, &params);
                 let mac: MacAddr =
@@ -102,12 +108,6 @@ async fn config(
                 }
                 entry
             } else {
-                let client = client.map(|Extension(ClientAddr(ip))| ip).ok_or_else(|| {
-                    Failure::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the client's address is unknown",
-                    )
-                })?;
                 catalog.by_ip(client).ok_or_else(|| {
                     Failure::new(
                         StatusCode::FORBIDDEN,
@@ -127,6 +127,7 @@ async fn config(
                     "the {pool} pool's config is not generated yet"
                 )));
             }
+            state.admit(entry, client, &format!("{pool} config"))?;
             state.events.record(Event::now(
                 Some(&entry.machine.name),
                 "mcs",

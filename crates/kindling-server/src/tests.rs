@@ -11,6 +11,7 @@ use kindling_assets::{AtomicFiles, Settings, Target};
 use kindling_config::ClusterDescription;
 use tower::ServiceExt;
 
+use crate::client::ClientAddr;
 use crate::{AppState, Catalog, Event, EventLog, McsAuth};
 
 const DEMO_IC: &str = include_str!("../../../examples/demo/install-config.yaml");
@@ -58,7 +59,13 @@ impl Reply {
     }
 }
 
-async fn call(router: axum::Router, request: Request<Body>) -> Reply {
+/// The address requests come from unless they say otherwise: worker0's.
+const FROM: [u8; 4] = [192, 168, 126, 120];
+
+async fn call(router: axum::Router, mut request: Request<Body>) -> Reply {
+    if request.extensions().get::<ClientAddr>().is_none() {
+        request.extensions_mut().insert(ClientAddr(FROM.into()));
+    }
     let response = router.oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -85,6 +92,16 @@ async fn get(state: &Arc<AppState>, uri: &str) -> Reply {
 }
 
 async fn mcs(state: &Arc<AppState>, pool: &str, identity: Option<(&str, &str)>) -> Reply {
+    mcs_from(state, pool, identity, FROM).await
+}
+
+/// `mcs`, from the client address `from`.
+async fn mcs_from(
+    state: &Arc<AppState>,
+    pool: &str,
+    identity: Option<(&str, &str)>,
+    from: [u8; 4],
+) -> Reply {
     let mut request = Request::get(format!("/config/{pool}")).header(
         header::ACCEPT,
         "application/vnd.coreos.ignition+json;version=3.3.0, */*;q=0.1",
@@ -94,11 +111,9 @@ async fn mcs(state: &Arc<AppState>, pool: &str, identity: Option<(&str, &str)>) 
             .header("X-Kindling-Mac", mac)
             .header("X-Kindling-Token", token);
     }
-    call(
-        crate::mcs_router(state.clone()),
-        request.body(Body::empty()).unwrap(),
-    )
-    .await
+    let mut request = request.body(Body::empty()).unwrap();
+    request.extensions_mut().insert(ClientAddr(from.into()));
+    call(crate::mcs_router(state.clone()), request).await
 }
 
 fn token_of(state: &Arc<AppState>, name: &str) -> String {
@@ -270,7 +285,7 @@ fn agent_identity(config: &serde_json::Value) -> Option<String> {
 }
 
 #[tokio::test]
-async fn masters_get_their_agent_identity_and_workers_none() {
+async fn every_machine_gets_its_identity_for_its_reports() {
     let dir = demo(Target::IgnitionConfigs);
     let state = state(dir.path(), McsAuth::Token);
     let token = token_of(&state, "master1");
@@ -282,7 +297,10 @@ async fn masters_get_their_agent_identity_and_workers_none() {
     );
     let token = token_of(&state, "worker0");
     let served = mcs(&state, "worker", Some(("52-54-00-7e-01-20", &token))).await;
-    assert_eq!(agent_identity(&served.json()), None);
+    assert_eq!(
+        agent_identity(&served.json()).as_deref(),
+        Some(format!("mac=52:54:00:7e:01:20\ntoken={token}\n").as_str())
+    );
 }
 
 #[tokio::test]
@@ -487,12 +505,14 @@ async fn the_event_stream_resumes_after_the_last_event_id() {
             Request::get("/api/v1/events?since=0")
                 .body(Body::empty())
                 .unwrap(),
-            3,
+            4,
         )
         .await,
     );
     let names: Vec<&str> = all.iter().map(|(_, s)| s.as_str()).collect();
-    assert_eq!(names, ["boot.ipxe", "ipxe", "kernel"]);
+    // The first install armed every machine before anything else.
+    assert_eq!(names, ["armed", "boot.ipxe", "ipxe", "kernel"]);
+    let all = &all[1..];
 
     // Reconnecting after "boot.ipxe": the two after it, then one recorded while connected.
     let resumed = frames(
@@ -663,4 +683,200 @@ async fn kernel_and_initrd_downloads_are_named_in_the_event_log() {
         "initrd"
     );
     assert_eq!(catalog.asset_stage("fcos/other"), "asset");
+}
+
+/// The events of one stage, in order.
+fn stages(state: &AppState, stage: &str) -> Vec<Event> {
+    state
+        .events
+        .recorded()
+        .into_iter()
+        .filter(|e| e.stage == stage)
+        .collect()
+}
+
+async fn report(state: &Arc<AppState>, mac: &str, token: &str, stage: &str, result: &str) -> Reply {
+    call(
+        crate::http_router(state.clone()),
+        Request::post("/api/v1/events")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(format!(
+                r#"{{"mac":"{mac}","token":"{token}","stage":"{stage}","result":"{result}"}}"#
+            )))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_masters_config_goes_to_the_first_address_only_and_a_replay_names_both() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "master0");
+    let me = Some(("52-54-00-7e-01-10", token.as_str()));
+    let (master0, thief) = ([192, 168, 126, 110], [192, 168, 126, 66]);
+
+    // The first fetch binds master0's install to its address; a retry from there is served.
+    assert_eq!(
+        mcs_from(&state, "master", me, master0).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        mcs_from(&state, "master", me, master0).await.status,
+        StatusCode::OK
+    );
+    let bound = stages(&state, "bound");
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].detail, "192.168.126.110");
+
+    // The same token from elsewhere: 403, and the event names both addresses.
+    let replay = mcs_from(&state, "master", me, thief).await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN);
+    assert!(
+        replay
+            .text()
+            .contains("already fetched from 192.168.126.110"),
+        "{}",
+        replay.text()
+    );
+    assert!(!replay.text().contains(&token));
+    let replayed = stages(&state, "replayed");
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].machine.as_deref(), Some("master0"));
+    assert!(
+        replayed[0].detail.contains("192.168.126.110")
+            && replayed[0].detail.contains("192.168.126.66")
+    );
+
+    // Had the thief been first, the real master is refused, loudly, with the thief's address.
+    let token1 = token_of(&state, "master1");
+    let other = Some(("52-54-00-7e-01-11", token1.as_str()));
+    assert_eq!(
+        mcs_from(&state, "master", other, thief).await.status,
+        StatusCode::OK
+    );
+    let refused = mcs_from(&state, "master", other, [192, 168, 126, 111]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .text()
+            .contains("already fetched from 192.168.126.66"),
+        "{}",
+        refused.text()
+    );
+}
+
+#[tokio::test]
+async fn an_installed_machine_is_disarmed_until_a_person_arms_it() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    // The first install armed every machine, in one event.
+    let armed = stages(&state, "armed");
+    assert_eq!(armed.len(), 1);
+    assert!(armed[0].machine.is_none() && armed[0].detail.contains("every machine"));
+
+    let token = token_of(&state, "worker0");
+    let me = Some(("52-54-00-7e-01-20", token.as_str()));
+    assert_eq!(mcs(&state, "worker", me).await.status, StatusCode::OK);
+    // Its first boot reports the install done: the window closes.
+    assert_eq!(
+        report(&state, "52:54:00:7e:01:20", &token, "installed", "done")
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(stages(&state, "disarmed").len(), 1);
+    let refused = mcs(&state, "worker", me).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.text().contains("kindling machines arm worker0"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(state.events.machines()["worker0"].stage, "denied");
+    // Another report changes nothing; a forged one is refused.
+    report(&state, "52:54:00:7e:01:20", &token, "installed", "done").await;
+    assert_eq!(stages(&state, "disarmed").len(), 1);
+
+    // Re-armed for a re-install: served again, to the machine's address of today.
+    state.arm("worker0", "by kindling machines arm");
+    assert_eq!(
+        mcs_from(&state, "worker", me, [192, 168, 126, 200])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bootstrap_ign_has_the_same_window() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "bootstrap");
+    let url = format!("/ignition?mac=52-54-00-7e-01-00&token={token}");
+    let from = |addr: [u8; 4]| {
+        let mut request = Request::get(url.as_str()).body(Body::empty()).unwrap();
+        request.extensions_mut().insert(ClientAddr(addr.into()));
+        call(crate::http_router(state.clone()), request)
+    };
+    assert_eq!(from([192, 168, 126, 100]).await.status, StatusCode::OK);
+    let replay = from([10, 9, 9, 9]).await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN);
+    assert!(
+        replay
+            .text()
+            .contains("bootstrap.ign was already fetched from 192.168.126.100"),
+        "{}",
+        replay.text()
+    );
+    report(&state, "52:54:00:7e:01:00", &token, "installed", "done").await;
+    assert_eq!(
+        from([192, 168, 126, 100]).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[test]
+fn the_window_survives_a_restart_from_the_event_log() {
+    let dir = demo(Target::IgnitionConfigs);
+    let open = || {
+        let mut window = crate::window::InstallWindow::default();
+        let events = EventLog::open_with(dir.path(), |e| window.replay(e)).unwrap();
+        AppState::with_window(
+            Some(Catalog::load(dir.path()).unwrap()),
+            None,
+            events,
+            window,
+            McsAuth::Token,
+            dir.path().join("kindling"),
+        )
+    };
+    let first = open();
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        first.window.admit("worker0", FROM.into(), now)
+            == crate::window::Verdict::Serve { first: true }
+    );
+    first.events.record(Event::now(
+        Some("worker0"),
+        "bound",
+        None,
+        "192.168.126.120",
+    ));
+    first.disarm("worker1", "it reported its install done");
+    drop(first);
+    let again = open();
+    // One "every machine armed" event, at the first start only.
+    let log = std::fs::read_to_string(dir.path().join(crate::events::EVENTS_FILE)).unwrap();
+    assert_eq!(
+        log.matches("every machine of the inventory").count(),
+        1,
+        "{log}"
+    );
+    assert!(matches!(
+        again.window.admit("worker0", [10, 0, 0, 1].into(), now),
+        crate::window::Verdict::Replayed { .. }
+    ));
+    assert!(!again.window.is_armed("worker1"));
+    assert!(again.window.is_armed("worker2"));
 }

@@ -42,6 +42,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::WaitFor(args) => cli::wait_for::run(&args),
         Command::ApproveCsrs(args) => cli::approve_csrs::run(&args),
         Command::Gather(args) => cli::gather::run(&args),
+        Command::Machines(command) => cli::machines::run(&command),
         Command::Agent(command) => cli::agent::run(&command),
         Command::Completion { shell } => {
             clap_complete::generate(

@@ -7,6 +7,7 @@ pub mod create;
 pub mod demo;
 pub mod doctor;
 pub mod gather;
+pub mod machines;
 pub mod serve;
 pub mod wait_for;
 
@@ -62,6 +63,9 @@ pub enum Command {
     ApproveCsrs(ApproveCsrsArgs),
     /// Write a tarball of events, agent stages, versions and the cluster's state (no secrets).
     Gather(GatherArgs),
+    /// Manage the machines' install windows.
+    #[command(subcommand)]
+    Machines(MachinesCommand),
     /// The node agent, run by systemd on the bootstrap machine and the masters.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -82,6 +86,20 @@ pub enum CreateCommand {
     IgnitionConfigs(AssetArgs),
     /// DNS zones, the HAProxy config, DHCP configs (dnsmasq, dhcpd, Kea) and boot.ipxe in infra/.
     Infra(InfraArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MachinesCommand {
+    /// Open the install window of machines again, for a re-install: `kindling serve` gives
+    /// each one's secret-bearing config (its pool config, or bootstrap.ign) to the first address
+    /// that asks, until the machine reports its install done.
+    Arm {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// Machine names, as in inventory.yaml.
+        #[arg(required = true, value_name = "MACHINE")]
+        machines: Vec<String>,
+    },
 }
 
 /// Options of `create infra`.
