@@ -84,7 +84,12 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
         assert!(ok && out.trim().is_empty(), "{}: {out}", config.display());
     }
     assert_eq!(mode(&d.join("bootstrap.ign")), 0o600);
-    assert_eq!(mode(&d.join("ignition/master.ign")), 0o640);
+    // Configs that carry keys or credentials are the owner's only; a worker's own part has
+    // neither and stays readable by a server in the group.
+    assert_eq!(mode(&d.join("ignition/master.ign")), 0o600);
+    assert_eq!(mode(&d.join("ignition/worker.ign")), 0o600);
+    assert_eq!(mode(&d.join("ignition/machines/master0.ign")), 0o600);
+    assert_eq!(mode(&d.join("ignition/machines/worker0.ign")), 0o640);
     assert_eq!(mode(&d.join("master.ign")), 0o644);
 
     // The provisioning server hands out the kindling binary the config pins by sha512.
@@ -113,7 +118,7 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
         );
     }
     for key in [
-        "ca.key",
+        "csr-signer.key",
         "apiserver.key",
         "sa.key",
         "etcd/peer.key",
@@ -197,7 +202,8 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
         std::fs::read(root.join("etc/kubernetes/pki/ca.crt")).unwrap(),
         std::fs::read(d.join("tls/root-ca.crt")).unwrap()
     );
-    assert_eq!(mode(&root.join("etc/kubernetes/pki/ca.key")), 0o600);
+    assert_eq!(mode(&root.join("etc/kubernetes/pki/csr-signer.key")), 0o600);
+    assert!(!root.join("etc/kubernetes/pki/ca.key").exists());
     assert!(root.join("etc/kubernetes/controller-manager.conf").exists());
     assert_eq!(
         mode(&root.join("etc/kubernetes/bootstrap-kubelet.conf")),
@@ -317,6 +323,7 @@ fn certificates_kubeconfigs_and_manifests_pass_their_real_checks() {
     // Keys are the owner's alone.
     for key in [
         "tls/root-ca.key",
+        "tls/csr-signer.key",
         "tls/apiserver.key",
         "tls/sa.key",
         "auth/kubeconfig",

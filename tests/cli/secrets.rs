@@ -257,3 +257,192 @@ fn the_install_report_unit_is_valid_for_systemd() {
         .collect();
     assert!(problems.is_empty(), "{said}");
 }
+
+/// Every file of an Ignition config, decoded: (path, contents).
+fn decoded(config: &Value) -> Vec<(String, String)> {
+    config["storage"]["files"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| {
+                    let text = f["contents"]["source"]
+                        .as_str()
+                        .and_then(kindling_ignition::data_url::decode)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    (f["path"].as_str().unwrap().to_string(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Standard base64, as kubeconfigs embed keys.
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The files of an Ignition config that hold a private key or a credential (a kubeconfig's
+/// client key, a bootstrap token).
+fn secret_files(config: &Value) -> Vec<String> {
+    decoded(config)
+        .into_iter()
+        .filter(|(_, text)| {
+            text.contains("PRIVATE KEY")
+                || text.contains("client-key-data")
+                || text.contains("token: ")
+        })
+        .map(|(path, _)| path)
+        .collect()
+}
+
+#[test]
+fn the_root_ca_key_never_leaves_the_asset_directory_and_each_key_has_its_reason() {
+    let dir = demo_on_loopback(8080, 22623);
+    let d = dir.path();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let read = |path: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(d.join(path)).unwrap()).unwrap()
+    };
+    // The root key's base64, as it would be in a PEM file or in a kubeconfig.
+    let root_key = std::fs::read_to_string(d.join("tls/root-ca.key")).unwrap();
+    let root_key_body: String = root_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let holds_root_key = |text: &str| {
+        let flat: String = text.split_whitespace().collect();
+        flat.contains(&root_key_body) || flat.contains(&base64_of(&root_key))
+    };
+    // The README's list, "What the machines hold": each key with the component that needs it.
+    let control_plane = [
+        "/etc/kubernetes/pki/csr-signer.key", // controller manager: signs kubelet CSRs
+        "/etc/kubernetes/pki/apiserver.key",  // apiserver: serves the API
+        "/etc/kubernetes/pki/apiserver-kubelet-client.key", // apiserver: logs, exec on kubelets
+        "/etc/kubernetes/pki/apiserver-etcd-client.key", // apiserver: its etcd client
+        "/etc/kubernetes/pki/front-proxy-client.key", // apiserver: aggregated APIs
+        "/etc/kubernetes/pki/sa.key", // controller manager, apiserver: service-account tokens
+        "/etc/kubernetes/controller-manager.conf", // controller manager's own identity
+        "/etc/kubernetes/scheduler.conf", // scheduler's own identity
+    ];
+    let mut master: Vec<&str> = vec!["/etc/kubernetes/bootstrap-kubelet.conf"];
+    master.extend(control_plane);
+    let mut bootstrap: Vec<&str> = control_plane.to_vec();
+    bootstrap.extend([
+        "/etc/kubernetes/admin.conf", // the bootstrap agent applies the manifests
+        "/etc/kubernetes/pki/etcd/server.key", // its temporary etcd member
+        "/etc/kubernetes/pki/etcd/peer.key",
+    ]);
+    for (path, want) in [
+        ("bootstrap.ign", bootstrap),
+        ("ignition/master.ign", master),
+        (
+            "ignition/worker.ign",
+            vec!["/etc/kubernetes/bootstrap-kubelet.conf"],
+        ),
+        (
+            "ignition/machines/master0.ign",
+            vec![
+                "/etc/kubernetes/pki/etcd/server.key",
+                "/etc/kubernetes/pki/etcd/peer.key",
+            ],
+        ),
+        ("ignition/machines/worker0.ign", vec![]),
+        ("master.ign", vec![]),
+        ("worker.ign", vec![]),
+    ] {
+        let config = read(path);
+        let mut have = secret_files(&config);
+        let mut want: Vec<String> = want.into_iter().map(String::from).collect();
+        have.sort();
+        want.sort();
+        assert_eq!(have, want, "{path}");
+        // Not even inside another file.
+        for (file, text) in decoded(&config) {
+            assert!(
+                !holds_root_key(&text),
+                "{path}: {file} holds the root CA key"
+            );
+        }
+    }
+
+    // A kubelet certificate as the controller manager signs it (openssl with the CSR signer's
+    // key) is trusted by what the API server trusts (the bundle), and chains to the root.
+    let work = tempfile::tempdir().unwrap();
+    let w = |name: &str| work.path().join(name);
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let p = |path: &Path| path.to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p(&w("kubelet.key")),
+        "-out",
+        &p(&w("kubelet.csr")),
+        "-subj",
+        "/O=system:nodes/CN=system:node:worker0.demo.example.localdomain",
+    ]);
+    std::fs::write(w("ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&w("kubelet.csr")),
+        "-CA",
+        &p(&d.join("tls/csr-signer.crt")),
+        "-CAkey",
+        &p(&d.join("tls/csr-signer.key")),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &p(&w("ext")),
+        "-out",
+        &p(&w("kubelet.crt")),
+    ]);
+    let verified = openssl(&[
+        "verify",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        &p(&d.join("tls/client-ca-bundle.crt")),
+        &p(&w("kubelet.crt")),
+    ]);
+    assert!(verified.contains(": OK"), "{verified}");
+    let chained = openssl(&[
+        "verify",
+        "-CAfile",
+        &p(&d.join("tls/root-ca.crt")),
+        "-untrusted",
+        &p(&d.join("tls/csr-signer.crt")),
+        &p(&w("kubelet.crt")),
+    ]);
+    assert!(chained.contains(": OK"), "{chained}");
+    // The signer signs leaves only.
+    let text = openssl(&[
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        &p(&d.join("tls/csr-signer.crt")),
+    ]);
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+}

@@ -180,8 +180,9 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
         })
         .collect();
     let names: Vec<&str> = stages.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(names, ["ipxe", "ignition", "mcs"], "{events}");
-    assert_eq!(stages[2].1, "pool worker, spec 3.3.0");
+    assert_eq!(names, ["ipxe", "ignition", "bound", "mcs"], "{events}");
+    assert_eq!(stages[2].1, "127.0.0.1");
+    assert_eq!(stages[3].1, "pool worker, spec 3.3.0");
 
     // Only worker0, with its own token, gets worker0's config.
     let mcs = format!("https://127.0.0.1:{mcs_port}/config/worker");
@@ -371,11 +372,14 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
     assert_eq!(
         steps,
         [
+            "armed:every machine of the inventory (7) is armed for its first install",
             "boot.ipxe:",
             "worker0:ipxe",
             "kernel:vmlinuz",
             "initrd:initrd.img",
             "worker0:ignition",
+            // Its install window: bound to the address the VM's config came from.
+            "worker0:bound",
             "worker0:mcs"
         ],
         "{events:?}"

@@ -144,7 +144,12 @@ pub fn installed_report_unit(d: &ClusterDescription) -> String {
 
 /// The control plane's keys and kubeconfigs, shared by the bootstrap machine and the masters.
 fn control_plane_pki(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
-    files.copy(&ROOT_CA.key(), layout::CA_KEY, 0o600)?;
+    files.pair(
+        pki::CSR_SIGNER_CA.base,
+        layout::CSR_SIGNER_CERT,
+        layout::CSR_SIGNER_KEY,
+    )?;
+    files.copy(pki::CLIENT_CA_BUNDLE, layout::CLIENT_CA_BUNDLE, 0o644)?;
     files.pair(
         "tls/apiserver",
         layout::APISERVER_CERT,
@@ -426,6 +431,7 @@ WantedBy=multi-user.target
 const IGNITION_DEPS: &[Dependency] = &[
     Dependency::Asset("cluster-summary"),
     Dependency::Asset("root-ca"),
+    Dependency::Asset("csr-signer-ca"),
     Dependency::Asset("etcd-ca"),
     Dependency::Asset("front-proxy-ca"),
     Dependency::Asset("service-account-key"),
@@ -494,8 +500,9 @@ impl Asset for BootstrapIgnition {
     }
 }
 
-/// A config the machine config server serves (0640: keys inside, read by `kindling serve`):
-/// what `build` puts in, then the user's snippets for `snippets_for` (a pool or a machine).
+/// A config the machine config server serves: what `build` puts in, then the user's snippets
+/// for `snippets_for` (a pool or a machine). 0600 when it carries a key or a credential (an
+/// owner-only file); otherwise 0640, readable by a server in the group.
 fn served_config(
     asset: &'static str,
     ctx: &Context<'_>,
@@ -510,15 +517,19 @@ fn served_config(
         config: &mut config,
     })?;
     snippets.merge_into(ctx, &mut config, snippets_for)?;
+    let mode = if config.holds_owner_only_files() {
+        Mode::Secret
+    } else {
+        Mode::ServerReadable
+    };
     Ok(Output {
         path,
         contents: render(asset, ctx, &config)?,
-        mode: Mode::ServerReadable,
+        mode,
     })
 }
 
-/// `ignition/<pool>.ign`: the full configs the machine config server serves (0640: keys inside,
-/// read by `kindling serve`).
+/// `ignition/<pool>.ign`: the full configs the machine config server serves.
 pub struct PoolIgnition;
 
 impl Asset for PoolIgnition {

@@ -3,10 +3,15 @@
 
 /// Kubernetes PKI on control-plane machines.
 pub const PKI_DIR: &str = "/etc/kubernetes/pki";
-/// Cluster root CA certificate (every machine) and key (control plane only: the controller
-/// manager signs kubelet certificates with it).
+/// Cluster root CA certificate (every machine). Its key stays in the asset directory.
 pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
-pub const CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
+/// The CSR signer, under the root: the controller manager signs the kubelets' client and
+/// serving certificates with it (control plane only).
+pub const CSR_SIGNER_CERT: &str = "/etc/kubernetes/pki/csr-signer.crt";
+pub const CSR_SIGNER_KEY: &str = "/etc/kubernetes/pki/csr-signer.key";
+/// The root CA and the CSR signer: what the API server and the controller manager trust for
+/// client certificates and the kubelets' serving certificates.
+pub const CLIENT_CA_BUNDLE: &str = "/etc/kubernetes/pki/client-ca-bundle.crt";
 /// kube-apiserver serving certificate.
 pub const APISERVER_CERT: &str = "/etc/kubernetes/pki/apiserver.crt";
 pub const APISERVER_KEY: &str = "/etc/kubernetes/pki/apiserver.key";

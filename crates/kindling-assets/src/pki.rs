@@ -37,6 +37,20 @@ pub static FRONT_PROXY_CA: CaAsset = CaAsset {
     common_name: "kindling-front-proxy-ca",
 };
 
+/// The CA that signs the kubelets' certificates (the controller manager's CSR signer), under
+/// the root: the masters hold its key, so the root CA's key never leaves the asset directory.
+/// OpenShift's kube-csr-signer does the same.
+pub static CSR_SIGNER_CA: IntermediateCa = IntermediateCa {
+    id: "csr-signer-ca",
+    parent: &ROOT_CA,
+    base: "tls/csr-signer",
+    common_name: "kindling-csr-signer",
+};
+
+/// What the API server and the controller manager trust for client and kubelet serving
+/// certificates: the root CA and the CSR signer.
+pub const CLIENT_CA_BUNDLE: &str = "tls/client-ca-bundle.crt";
+
 impl CaAsset {
     pub fn cert(&self) -> String {
         format!("{}.crt", self.base)
@@ -82,6 +96,61 @@ impl Asset for CaAsset {
                 path: self.key(),
                 contents: ca.key_pem().into_bytes(),
                 mode: Mode::Secret,
+            },
+        ])
+    }
+}
+
+/// A certificate authority signed by another: `<base>.crt`, `<base>.key`, and
+/// [`CLIENT_CA_BUNDLE`], the parent's certificate followed by its own. It lives as long as the
+/// root, like the other CAs, so that every certificate it signed stays valid.
+pub struct IntermediateCa {
+    pub id: &'static str,
+    pub parent: &'static CaAsset,
+    pub base: &'static str,
+    pub common_name: &'static str,
+}
+
+impl IntermediateCa {
+    pub fn cert(&self) -> String {
+        format!("{}.crt", self.base)
+    }
+    pub fn key(&self) -> String {
+        format!("{}.key", self.base)
+    }
+}
+
+impl Asset for IntermediateCa {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn depends_on(&self) -> &'static [Dependency] {
+        &[Dependency::Asset("root-ca")]
+    }
+
+    fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
+        let parent = self.parent.load(ctx)?;
+        let s = ctx.settings;
+        let ca = parent
+            .issue_ca(self.common_name, s.key_algorithm, s.now, s.lifetimes.root)
+            .map_err(|e| pki_error(self.id, e))?;
+        let bundle = format!("{}{}", parent.cert_pem, ca.cert_pem);
+        Ok(vec![
+            Output {
+                path: self.cert(),
+                contents: ca.cert_pem.clone().into_bytes(),
+                mode: Mode::Public,
+            },
+            Output {
+                path: self.key(),
+                contents: ca.key_pem().into_bytes(),
+                mode: Mode::Secret,
+            },
+            Output {
+                path: CLIENT_CA_BUNDLE.into(),
+                contents: bundle.into_bytes(),
+                mode: Mode::Public,
             },
         ])
     }
@@ -564,6 +633,7 @@ impl Asset for Kubeconfigs {
 pub fn assets() -> Vec<&'static dyn Asset> {
     vec![
         &ROOT_CA,
+        &CSR_SIGNER_CA,
         &ETCD_CA,
         &FRONT_PROXY_CA,
         &ServiceAccountKey,

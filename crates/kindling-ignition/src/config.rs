@@ -234,6 +234,14 @@ impl Config {
         Some(entry.ssh_authorized_keys.as_deref().unwrap_or_default())
     }
 
+    /// Whether a file of this config is for its owner only (mode 0600 or stricter): a key, a
+    /// kubeconfig, a token. A config that carries one is itself a secret.
+    pub fn holds_owner_only_files(&self) -> bool {
+        self.files()
+            .iter()
+            .any(|f| f.mode.is_some_and(|m| m & 0o077 == 0))
+    }
+
     /// Every file, directory and link path, in that order.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         let storage = self.inner.storage.as_ref();

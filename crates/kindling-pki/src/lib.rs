@@ -251,6 +251,40 @@ impl Ca {
         self.issuer.key().serialize_pem()
     }
 
+    /// A new intermediate CA signed by this one, with a new key, valid from `now` for
+    /// `lifetime`; it may sign leaves only (path length 0).
+    pub fn issue_ca(
+        &self,
+        common_name: &str,
+        algorithm: KeyAlgorithm,
+        now: OffsetDateTime,
+        lifetime: Duration,
+    ) -> Result<Ca, PkiError> {
+        let key = key_pair(algorithm)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(common_name, &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - BACKDATE;
+        params.not_after = now + lifetime;
+        params.serial_number = Some(serial());
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|source| PkiError::Signing {
+                subject: common_name.to_string(),
+                source,
+            })?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
     /// Signs a new leaf with a new key, valid from `now` for `lifetime`.
     pub fn issue(
         &self,

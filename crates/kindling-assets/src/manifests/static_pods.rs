@@ -183,7 +183,9 @@ fn apiserver(d: &ClusterDescription, images: &Images, machine: &Machine) -> Mani
         "--authorization-mode=Node,RBAC".to_string(),
         "--enable-admission-plugins=NodeRestriction".to_string(),
         "--enable-bootstrap-token-auth=true".to_string(),
-        format!("--client-ca-file={}", layout::CA_CERT),
+        // Client certificates come from the root CA (components, admins) or the CSR signer
+        // (kubelets).
+        format!("--client-ca-file={}", layout::CLIENT_CA_BUNDLE),
         format!("--tls-cert-file={}", layout::APISERVER_CERT),
         format!("--tls-private-key-file={}", layout::APISERVER_KEY),
         // The local member: each control-plane machine runs one.
@@ -202,9 +204,12 @@ fn apiserver(d: &ClusterDescription, images: &Images, machine: &Machine) -> Mani
             "--kubelet-client-key={}",
             layout::APISERVER_KUBELET_CLIENT_KEY
         ),
-        // Kubelets serve with certificates the controller manager signs with the root CA
+        // Kubelets serve with certificates the controller manager signs with the CSR signer
         // (serverTLSBootstrap), so the apiserver can verify them instead of trusting any.
-        format!("--kubelet-certificate-authority={}", layout::CA_CERT),
+        format!(
+            "--kubelet-certificate-authority={}",
+            layout::CLIENT_CA_BUNDLE
+        ),
         "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname".to_string(),
         format!("--service-cluster-ip-range={}", service_network(d)),
         format!("--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}"),
@@ -234,7 +239,7 @@ fn apiserver(d: &ClusterDescription, images: &Images, machine: &Machine) -> Mani
         },
         ("250m", "512Mi"),
         &[
-            Mount::file(layout::CA_CERT),
+            Mount::file(layout::CLIENT_CA_BUNDLE),
             Mount::file(layout::APISERVER_CERT),
             Mount::file(layout::APISERVER_KEY),
             Mount::file(layout::APISERVER_KUBELET_CLIENT_CERT),
@@ -267,16 +272,16 @@ fn controller_manager(d: &ClusterDescription, images: &Images, machine: &Machine
         "--bind-address=127.0.0.1".to_string(),
         "--leader-elect=true".to_string(),
         format!("--cluster-name={}", d.install_config.cluster_name),
-        format!("--client-ca-file={}", layout::CA_CERT),
+        format!("--client-ca-file={}", layout::CLIENT_CA_BUNDLE),
         format!(
             "--requestheader-client-ca-file={}",
             layout::FRONT_PROXY_CA_CERT
         ),
         format!("--root-ca-file={}", layout::CA_CERT),
-        // Kubelet client and serving certificates are signed with the root CA, which every
-        // component already trusts.
-        format!("--cluster-signing-cert-file={}", layout::CA_CERT),
-        format!("--cluster-signing-key-file={}", layout::CA_KEY),
+        // Kubelet client and serving certificates are signed by the CSR signer, not the root
+        // CA, whose key never leaves the asset directory.
+        format!("--cluster-signing-cert-file={}", layout::CSR_SIGNER_CERT),
+        format!("--cluster-signing-key-file={}", layout::CSR_SIGNER_KEY),
         format!("--service-account-private-key-file={}", layout::SA_KEY),
         "--use-service-account-credentials=true".to_string(),
         // bootstrapsigner and tokencleaner are off by default; bootstrap tokens need them.
@@ -298,7 +303,9 @@ fn controller_manager(d: &ClusterDescription, images: &Images, machine: &Machine
         &[
             Mount::file(kubeconfig),
             Mount::file(layout::CA_CERT),
-            Mount::file(layout::CA_KEY),
+            Mount::file(layout::CLIENT_CA_BUNDLE),
+            Mount::file(layout::CSR_SIGNER_CERT),
+            Mount::file(layout::CSR_SIGNER_KEY),
             Mount::file(layout::FRONT_PROXY_CA_CERT),
             Mount::file(layout::SA_KEY),
         ],
@@ -580,9 +587,12 @@ mod tests {
         assert_eq!(flag(kcm, "service-cluster-ip-range"), Some("172.30.0.0/16"));
         assert_eq!(
             flag(kcm, "cluster-signing-cert-file"),
-            Some(layout::CA_CERT)
+            Some(layout::CSR_SIGNER_CERT)
         );
-        assert_eq!(flag(kcm, "cluster-signing-key-file"), Some(layout::CA_KEY));
+        assert_eq!(
+            flag(kcm, "cluster-signing-key-file"),
+            Some(layout::CSR_SIGNER_KEY)
+        );
         assert_eq!(
             flag(kcm, "controllers"),
             Some("*,bootstrapsigner,tokencleaner")
@@ -638,10 +648,20 @@ mod tests {
     }
 
     #[test]
-    fn the_apiserver_does_not_see_the_ca_key() {
-        let (bootstrap, _) = demo_pods();
-        let yaml = serde_json::to_string(&bootstrap["kube-apiserver.yaml"]).unwrap();
-        assert!(!yaml.contains(layout::CA_KEY));
+    fn no_pod_sees_the_root_ca_key_and_only_the_controller_manager_the_csr_signers() {
+        let (bootstrap, masters) = demo_pods();
+        let all = bootstrap
+            .iter()
+            .chain(masters.values().flat_map(|pods| pods.iter()));
+        for (file, pod) in all {
+            let yaml = serde_json::to_string(pod).unwrap();
+            assert!(!yaml.contains("/etc/kubernetes/pki/ca.key"), "{file}");
+            assert_eq!(
+                yaml.contains(layout::CSR_SIGNER_KEY),
+                file == "kube-controller-manager.yaml",
+                "{file}"
+            );
+        }
     }
 
     #[test]
