@@ -60,6 +60,7 @@ impl Asset for Manifests {
     fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
         let d = ctx.description;
         let token = BootstrapTokenAsset::load(ctx)?;
+        let expiration = BootstrapTokenAsset::expiration(ctx)?;
         let mut outputs = Vec::new();
         let mut put = |dir: &str, name: &str, text: String| {
             // The token Secret is a secret; everything else may be read by anyone.
@@ -77,6 +78,7 @@ impl Asset for Manifests {
         let token_ref = BootstrapToken {
             id: &token.id,
             secret: &token.secret,
+            expiration: &expiration,
         };
         for m in manifests::addons(d, &token_ref) {
             put(CLUSTER_DIR, &m.name, m.yaml);

@@ -513,6 +513,9 @@ pub const BOOTSTRAP_TOKEN_FILE: &str = "auth/bootstrap-token";
 /// The kubelet bootstrap token, `<id>.<secret>`, made once.
 pub struct BootstrapTokenAsset;
 
+/// When the bootstrap token expires (RFC 3339).
+pub const BOOTSTRAP_TOKEN_EXPIRATION_FILE: &str = "auth/bootstrap-token-expiration";
+
 impl BootstrapTokenAsset {
     /// Reads the token back, for the assets that embed it.
     pub fn load(ctx: &Context<'_>) -> Result<BootstrapToken, AssetError> {
@@ -520,6 +523,20 @@ impl BootstrapTokenAsset {
             asset: "bootstrap-token",
             message: format!("{BOOTSTRAP_TOKEN_FILE} is not <6 of [a-z0-9]>.<16 of [a-z0-9]>; delete it to make a new token"),
         })
+    }
+
+    /// When the token expires, as written.
+    pub fn expiration(ctx: &Context<'_>) -> Result<String, AssetError> {
+        let text = ctx.read_text(BOOTSTRAP_TOKEN_EXPIRATION_FILE)?;
+        let text = text.trim();
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map(|_| text.to_string())
+            .map_err(|e| AssetError::Generate {
+                asset: "bootstrap-token",
+                message: format!(
+                    "{BOOTSTRAP_TOKEN_EXPIRATION_FILE}: {text:?} is not an RFC 3339 time ({e}); delete it and run create again"
+                ),
+            })
     }
 }
 
@@ -532,13 +549,50 @@ impl Asset for BootstrapTokenAsset {
         &[]
     }
 
-    fn generate(&self, _ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
-        Ok(vec![Output {
-            path: BOOTSTRAP_TOKEN_FILE.into(),
-            contents: format!("{}\n", BootstrapToken::generate().token()).into_bytes(),
-            mode: Mode::Secret,
-        }])
+    /// The token lives one bootstrap window (24 h, as kubeadm's), and `create` extends it when
+    /// less than half of that is left: kubelets join while the install runs, and not for ever
+    /// after. The token itself is kept, so configs already handed out stay good.
+    fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
+        let token = BootstrapTokenAsset::load(ctx).unwrap_or_else(|_| BootstrapToken::generate());
+        let s = ctx.settings;
+        let expiration = (s.now + s.lifetimes.bootstrap_window)
+            .replace_nanosecond(0)
+            .unwrap_or(s.now)
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| pki_error_text(self.id(), e.to_string()))?;
+        Ok(vec![
+            Output {
+                path: BOOTSTRAP_TOKEN_FILE.into(),
+                contents: format!("{}\n", token.token()).into_bytes(),
+                mode: Mode::Secret,
+            },
+            Output {
+                path: BOOTSTRAP_TOKEN_EXPIRATION_FILE.into(),
+                contents: format!("{expiration}\n").into_bytes(),
+                mode: Mode::Public,
+            },
+        ])
     }
+
+    fn needs_renewal(&self, ctx: &Context<'_>, _own: &[String]) -> Result<bool, AssetError> {
+        let Ok(text) = ctx.read_text(BOOTSTRAP_TOKEN_EXPIRATION_FILE) else {
+            return Ok(true);
+        };
+        let s = ctx.settings;
+        Ok(
+            match time::OffsetDateTime::parse(
+                text.trim(),
+                &time::format_description::well_known::Rfc3339,
+            ) {
+                Ok(expiration) => expiration - s.now < s.lifetimes.bootstrap_window / 2,
+                Err(_) => true,
+            },
+        )
+    }
+}
+
+fn pki_error_text(asset: &'static str, message: String) -> AssetError {
+    AssetError::Generate { asset, message }
 }
 
 /// Kubeconfigs, built from the certificates on disk (so an edited certificate flows into them).

@@ -631,3 +631,60 @@ fn a_changed_parameter_regenerates_the_asset_though_no_file_changed() {
     assert_eq!(run("bootstrap-removed"), Action::UpToDate);
     assert_eq!(run("install"), Action::Regenerated);
 }
+
+#[test]
+fn the_join_token_expires_after_a_day_and_create_extends_it_keeping_the_token() {
+    use time::format_description::well_known::Rfc3339;
+    let dir = demo_dir();
+    let d = dir.path();
+    let t0 = time::OffsetDateTime::parse("2026-12-07T10:00:00Z", &Rfc3339).unwrap();
+    run_at(d, Target::IgnitionConfigs, t0);
+    let token = fs::read_to_string(d.join(crate::pki::BOOTSTRAP_TOKEN_FILE)).unwrap();
+    let expiration = |d: &Path| {
+        fs::read_to_string(d.join(crate::pki::BOOTSTRAP_TOKEN_EXPIRATION_FILE))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let secret = |d: &Path| {
+        fs::read_to_string(
+            d.join(crate::manifests_asset::CLUSTER_DIR)
+                .join(crate::manifests::BOOTSTRAP_TOKEN_SECRET_FILE),
+        )
+        .unwrap()
+    };
+    assert_eq!(expiration(d), "2026-12-08T10:00:00Z");
+    assert!(
+        secret(d).contains("expiration: \"2026-12-08T10:00:00Z\""),
+        "{}",
+        secret(d)
+    );
+    let kubeconfig = ign_file(
+        d,
+        "ignition/worker.ign",
+        crate::layout::KUBELET_BOOTSTRAP_KUBECONFIG,
+    );
+
+    // Five hours in: more than half the day is left; nothing changes.
+    let outcomes = run_at(d, Target::IgnitionConfigs, t0 + time::Duration::hours(5));
+    assert_eq!(action(&outcomes, "bootstrap-token"), Action::UpToDate);
+
+    // Thirteen hours in: extended by a day from now, with the same token, so the kubelets'
+    // bootstrap kubeconfig, which configs already handed out carry, stays good.
+    let outcomes = run_at(d, Target::IgnitionConfigs, t0 + time::Duration::hours(13));
+    assert_eq!(action(&outcomes, "bootstrap-token"), Action::Renewed);
+    assert_eq!(expiration(d), "2026-12-08T23:00:00Z");
+    assert_eq!(
+        fs::read_to_string(d.join(crate::pki::BOOTSTRAP_TOKEN_FILE)).unwrap(),
+        token
+    );
+    assert!(secret(d).contains("expiration: \"2026-12-08T23:00:00Z\""));
+    assert_eq!(
+        ign_file(
+            d,
+            "ignition/worker.ign",
+            crate::layout::KUBELET_BOOTSTRAP_KUBECONFIG
+        ),
+        kubeconfig
+    );
+}

@@ -152,6 +152,8 @@ fn bootstrap_token_secret(token: &BootstrapToken<'_>) -> Value {
             "description": "kindling: the token kubelets join the cluster with",
             "token-id": token.id,
             "token-secret": token.secret,
+            // The token cleaner deletes it then; `kindling wait-for install-complete` sooner.
+            "expiration": token.expiration,
             "usage-bootstrap-authentication": "true",
             "usage-bootstrap-signing": "true",
             "auth-extra-groups": NODE_TOKEN_GROUP,
@@ -587,6 +589,7 @@ mod tests {
     const TOKEN: BootstrapToken<'static> = BootstrapToken {
         id: "012345",
         secret: "1234567890e12345",
+        expiration: "2026-12-08T00:00:00Z",
     };
 
     #[test]
@@ -707,6 +710,7 @@ mod tests {
                 "description": "kindling: the token kubelets join the cluster with",
                 "token-id": "012345",
                 "token-secret": "1234567890e12345",
+                "expiration": "2026-12-08T00:00:00Z",
                 "usage-bootstrap-authentication": "true",
                 "usage-bootstrap-signing": "true",
                 "auth-extra-groups": "system:bootstrappers:kindling:default-node-token",

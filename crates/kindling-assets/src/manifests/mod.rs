@@ -58,6 +58,8 @@ pub struct BootstrapToken<'a> {
     pub id: &'a str,
     /// The private half.
     pub secret: &'a str,
+    /// When the API server stops accepting it (RFC 3339), as kubeadm's tokens expire.
+    pub expiration: &'a str,
 }
 
 impl BootstrapToken<'_> {
@@ -275,6 +277,7 @@ mod tests {
     const TOKEN: BootstrapToken<'static> = BootstrapToken {
         id: "012345",
         secret: "1234567890e12345",
+        expiration: "2026-12-08T00:00:00Z",
     };
 
     /// Every file kindling renders for the description, by path relative to the output
@@ -553,14 +556,17 @@ mod tests {
             BootstrapToken {
                 id: "01234",
                 secret: "1234567890e12345",
+                expiration: "2026-12-08T00:00:00Z",
             },
             BootstrapToken {
                 id: "ABCDEF",
                 secret: "1234567890e12345",
+                expiration: "2026-12-08T00:00:00Z",
             },
             BootstrapToken {
                 id: "012345",
                 secret: "1234567890e1234.",
+                expiration: "2026-12-08T00:00:00Z",
             },
         ] {
             assert!(!bad.is_well_formed(), "{bad:?}");

@@ -214,6 +214,9 @@ pub struct Wait<'a> {
     /// kindling serve, for machine stages; `None` to skip them.
     pub server: Option<ServerProgress>,
     pub timing: Timing,
+    /// The id of the bootstrap token kubelets joined with: its Secret is deleted once the
+    /// install is complete, as nothing may join with it after.
+    pub join_token_id: Option<String>,
 }
 
 /// What the install phase found missing; empty when done.
@@ -289,7 +292,40 @@ impl Wait<'_> {
         self.phase(Phase::Api, observer, &mut machines).await?;
         match goal {
             Goal::BootstrapComplete => self.phase(Phase::Bootstrap, observer, &mut machines).await,
-            Goal::InstallComplete => self.phase(Phase::Install, observer, &mut machines).await,
+            Goal::InstallComplete => {
+                self.phase(Phase::Install, observer, &mut machines).await?;
+                self.delete_join_token().await
+            }
+        }
+    }
+
+    /// Deletes the bootstrap token's Secret (gone already is fine): with it, anyone could get a
+    /// client certificate for an inventory machine that has not joined.
+    async fn delete_join_token(&self) -> Result<(), WaitError> {
+        let Some(id) = &self.join_token_id else {
+            return Ok(());
+        };
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), "kube-system");
+        let name = format!("bootstrap-token-{id}");
+        match secrets.delete(&name, &Default::default()).await {
+            Ok(_) => {
+                tracing::info!(
+                    "deleted Secret kube-system/{name}: kubelets can no longer join with the bootstrap token"
+                );
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(WaitError::Failed {
+                phase: Phase::Install,
+                message: ClusterError::Api {
+                    action: format!(
+                        "the install is complete, but deleting Secret kube-system/{name} failed; delete it by hand"
+                    ),
+                    error: e,
+                }
+                .to_string(),
+            }),
         }
     }
 

@@ -77,6 +77,7 @@ async fn bootstrap_completes_when_the_record_says_so_and_times_out_naming_the_st
         api_url: "fake".into(),
         server: None,
         timing: fast(Duration::from_millis(300)),
+        join_token_id: None,
     };
     fake.put(record("progressing", "wait-masters", false));
     let mut seen = Recorder::default();
@@ -138,6 +139,7 @@ async fn install_completes_only_with_every_node_pod_coredns_and_csr_in_place() {
         api_url: "fake".into(),
         server: None,
         timing: fast(Duration::from_millis(200)),
+        join_token_id: Some("012345".into()),
     };
     for m in description
         .inventory
@@ -184,7 +186,29 @@ async fn install_completes_only_with_every_node_pod_coredns_and_csr_in_place() {
         "{err}"
     );
 
+    // The join token's Secret is deleted once the install is complete, not before.
+    let token = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": "bootstrap-token-012345", "namespace": "kube-system" },
+        "type": "bootstrap.kubernetes.io/token",
+    });
+    fake.put(token);
+    let secret = || {
+        fake.get(
+            "v1",
+            "Secret",
+            Some("kube-system"),
+            "bootstrap-token-012345",
+        )
+    };
+    assert!(secret().is_some());
     fake.put_pod("kube-system", "etcd-master1", true);
+    wait.run(Goal::InstallComplete, &mut Recorder::default())
+        .await
+        .unwrap();
+    assert!(secret().is_none(), "the join token outlived the install");
+    // Gone already is fine.
     wait.run(Goal::InstallComplete, &mut Recorder::default())
         .await
         .unwrap();

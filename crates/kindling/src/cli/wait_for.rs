@@ -35,6 +35,12 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
         install: args.install_timeout,
         cap_factor: args.timeout_cap,
     };
+    // The join token whose Secret install-complete deletes; none without the asset.
+    let join_token_id =
+        std::fs::read_to_string(dir.join(kindling_assets::pki::BOOTSTRAP_TOKEN_FILE))
+            .ok()
+            .and_then(|text| kindling_pki::BootstrapToken::parse(&text))
+            .map(|token| token.id);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,6 +69,7 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
             api_url,
             server: Some(ServerProgress::new(&server_url)),
             timing,
+            join_token_id,
         };
         Ok::<_, anyhow::Error>(wait.run(goal, observer.as_mut()).await)
     })?;
