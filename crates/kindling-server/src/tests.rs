@@ -314,12 +314,19 @@ async fn a_pool_not_generated_yet_is_503_with_retry_after() {
 }
 
 #[tokio::test]
-async fn without_auth_the_mcs_serves_the_bare_pool_config() {
+async fn without_auth_the_mcs_serves_the_bare_pool_config_to_anyone() {
     let dir = demo(Target::IgnitionConfigs);
     let state = state(dir.path(), McsAuth::None);
     let reply = mcs(&state, "worker", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(!reply.text().contains("/etc/hostname"));
+    // What the README says of this mode: anyone gets every pool, the master pool's keys
+    // included, from any address, again and again.
+    for from in [[10, 0, 0, 1], [10, 0, 0, 2]] {
+        let master = mcs_from(&state, "master", None, from).await;
+        assert_eq!(master.status, StatusCode::OK);
+        assert!(master.text().contains(kindling_assets::layout::SA_KEY));
+    }
 }
 
 #[tokio::test]
