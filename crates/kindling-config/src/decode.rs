@@ -14,8 +14,11 @@ use crate::yaml::{Key, Node, Value};
 pub enum UnknownKeys<'a> {
     /// kindling's own files: a typo must not be ignored.
     Reject,
-    /// OpenShift's files: fields kindling does not use are kept and named at info level.
-    Note,
+    /// OpenShift's files: fields kindling does not use are kept and named at info level. A key
+    /// that is a near miss of a field this mapping reads (the same but for case, or two edits
+    /// away) is a typo, unless it is one of OpenShift's own fields (`real`): it is refused with
+    /// "did you mean", as openshift-install does since openshift/installer#10287.
+    Note { real: &'a [&'a str] },
     /// Files in a subset of another tool's schema, such as Butane snippets. A key listed in
     /// `unsupported` is a real field of that schema that kindling does not read: it is refused
     /// with `message`, not called a typo. Any other key is refused as unknown. Both are placed
@@ -30,6 +33,8 @@ pub enum UnknownKeys<'a> {
 pub struct MapReader<'n> {
     entries: &'n [(Key, Node)],
     taken: Vec<bool>,
+    /// Every field asked for, present or not: the fields this mapping reads.
+    asked: Vec<String>,
     pub path: FieldPath,
 }
 
@@ -50,6 +55,7 @@ impl<'n> MapReader<'n> {
         };
         Some(MapReader {
             taken: vec![false; entries.len()],
+            asked: Vec::new(),
             entries,
             path,
         })
@@ -62,6 +68,7 @@ impl<'n> MapReader<'n> {
 
     /// The value under `key`, if present and not null, with its path.
     pub fn take(&mut self, key: &str) -> Option<(&'n Node, FieldPath)> {
+        self.ask(key);
         let i = self.entries.iter().position(|(k, _)| &*k.name == key)?;
         self.taken[i] = true;
         let node = &self.entries[i].1;
@@ -70,6 +77,7 @@ impl<'n> MapReader<'n> {
 
     /// Whether `key` is present, even with a null value; marks it taken.
     pub fn has(&mut self, key: &str) -> bool {
+        self.ask(key);
         let found = self.entries.iter().position(|(k, _)| &*k.name == key);
         if let Some(i) = found {
             self.taken[i] = true;
@@ -85,10 +93,39 @@ impl<'n> MapReader<'n> {
         hint: &str,
     ) -> Option<(&'n Node, FieldPath)> {
         let found = self.take(key);
-        if found.is_none() {
-            r.error(&self.path.key(key), "is required but missing", hint);
+        if found.is_some() {
+            return found;
         }
-        found
+        // A near miss is what the user meant: one error, at the near miss, that says both.
+        let near = self
+            .entries
+            .iter()
+            .zip(&self.taken)
+            .find(|((k, _), taken)| !**taken && is_near_miss(&k.name, key));
+        match near {
+            Some(((k, _), _)) => {
+                let i = self
+                    .entries
+                    .iter()
+                    .position(|(x, _)| std::ptr::eq(x, k))
+                    .unwrap_or_default();
+                self.taken[i] = true;
+                r.error_at(
+                    k.pos,
+                    &self.path.key(key),
+                    format!("is required; found '{}' at line {}", k.name, k.pos.line),
+                    &format!("rename '{}' to '{key}'", k.name),
+                );
+            }
+            None => r.error(&self.path.key(key), "is required but missing", hint),
+        }
+        None
+    }
+
+    fn ask(&mut self, key: &str) {
+        if !self.asked.iter().any(|k| k == key) {
+            self.asked.push(key.to_string());
+        }
     }
 
     /// Reports every key that was not taken, as `policy` says; `known` lists the fields this
@@ -96,6 +133,12 @@ impl<'n> MapReader<'n> {
     /// [`UnknownKeys::Note`] keeps any).
     pub fn finish(self, policy: UnknownKeys, known: &[&str], r: &mut Report) -> Vec<String> {
         let mut unused = Vec::new();
+        let mut read: Vec<&str> = known.to_vec();
+        for asked in &self.asked {
+            if !read.contains(&asked.as_str()) {
+                read.push(asked);
+            }
+        }
         for ((key, _), taken) in self.entries.iter().zip(&self.taken) {
             if *taken {
                 continue;
@@ -104,22 +147,30 @@ impl<'n> MapReader<'n> {
             let name = &*key.name;
             match policy {
                 UnknownKeys::Reject => {
-                    let hint = typo_hint(name, known, "known fields here");
+                    let hint = typo_hint(name, &read, "known fields here");
                     r.error(&path, format!("unknown field '{name}'"), &hint);
                 }
-                UnknownKeys::Note => unused.push(path.to_string()),
+                UnknownKeys::Note { real } => match read.iter().find(|k| is_near_miss(name, k)) {
+                    Some(near) if !real.contains(&name) => r.error_at(
+                        key.pos,
+                        &path,
+                        format!("unknown field '{name}'"),
+                        &format!("did you mean '{near}'?"),
+                    ),
+                    _ => unused.push(path.to_string()),
+                },
                 UnknownKeys::Subset {
                     unsupported,
                     message,
                 } if unsupported.contains(&name) => {
                     let hint = format!(
                         "remove it, or set it another way; supported here: {}",
-                        field_list(known)
+                        field_list(&read)
                     );
                     r.error_at(key.pos, &path, message, &hint);
                 }
                 UnknownKeys::Subset { .. } => {
-                    let hint = typo_hint(name, known, "supported here");
+                    let hint = typo_hint(name, &read, "supported here");
                     let message = format!("unknown field '{name}', outside the supported subset");
                     r.error_at(key.pos, &path, message, &hint);
                 }
@@ -143,6 +194,11 @@ fn field_list(known: &[&str]) -> String {
     } else {
         known.join(", ")
     }
+}
+
+/// Whether `name` is `field` misspelt: the same but for case, or at most two edits away.
+fn is_near_miss(name: &str, field: &str) -> bool {
+    name != field && edit_distance(&name.to_ascii_lowercase(), &field.to_ascii_lowercase()) <= 2
 }
 
 /// The known name nearest to a misspelt one, if it is near enough to be a typo: within two

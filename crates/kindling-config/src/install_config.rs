@@ -13,6 +13,57 @@ use crate::diagnostic::{FieldPath, Report};
 use crate::names;
 use crate::yaml::Node;
 
+/// Fields of OpenShift's install-config schema (openshift/installer `pkg/types`), at any level,
+/// that kindling does not read. They are noted, never taken for typos of the fields kindling
+/// reads, however close (`clusterNetworks` is OpenShift's deprecated field, not a typo of
+/// `clusterNetwork`).
+const OPENSHIFT_FIELDS: &[&str] = &[
+    // top level
+    "kind",
+    "additionalTrustBundlePolicy",
+    "arbiter",
+    "imageContentSources",
+    "imageDigestSources",
+    "publish",
+    "cpuPartitioningMode",
+    "credentialsMode",
+    "bootstrapInPlace",
+    "capabilities",
+    "featureSet",
+    "featureGates",
+    "operatorPublishingStrategy",
+    // metadata (an ObjectMeta)
+    "namespace",
+    "labels",
+    "annotations",
+    "creationTimestamp",
+    "uid",
+    // networking, and its deprecated forms
+    "clusterNetworkMTU",
+    "ovnKubernetesConfig",
+    "machineCIDR",
+    "serviceCIDR",
+    "type",
+    "clusterNetworks",
+    "hostSubnetLength",
+    // machine pools
+    "hyperthreading",
+    "architecture",
+    "fencing",
+    // platforms
+    "aws",
+    "azure",
+    "gcp",
+    "ibmcloud",
+    "libvirt",
+    "nutanix",
+    "openstack",
+    "ovirt",
+    "powervs",
+    "vsphere",
+    "external",
+];
+
 /// openshift-install's defaults, which kindling follows.
 pub const DEFAULT_CLUSTER_NETWORK: &str = "10.128.0.0/14";
 pub const DEFAULT_HOST_PREFIX: u8 = 23;
@@ -184,7 +235,13 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<InstallConfig> {
         Some(v)
     });
 
-    let mut unused = top.finish(UnknownKeys::Note, &[], r);
+    let mut unused = top.finish(
+        UnknownKeys::Note {
+            real: OPENSHIFT_FIELDS,
+        },
+        &[],
+        r,
+    );
     unused.append(&mut std::mem::take(&mut r.unused));
 
     Some(InstallConfig {
@@ -206,7 +263,13 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<InstallConfig> {
 
 /// Keeps the unused fields of a nested mapping for the single info line about them.
 fn r_unused(m: MapReader<'_>, r: &mut Report) {
-    let mut unused = m.finish(UnknownKeys::Note, &[], r);
+    let mut unused = m.finish(
+        UnknownKeys::Note {
+            real: OPENSHIFT_FIELDS,
+        },
+        &[],
+        r,
+    );
     r.unused.append(&mut unused);
 }
 
@@ -254,7 +317,13 @@ fn decode_platform(top: &mut MapReader<'_>, r: &mut Report) -> Option<Platform> 
     let mut m = MapReader::new(node, path.clone(), r)?;
     let none = m.has("none");
     let baremetal = m.has("baremetal");
-    let others = m.finish(UnknownKeys::Note, &[], r);
+    let others = m.finish(
+        UnknownKeys::Note {
+            real: OPENSHIFT_FIELDS,
+        },
+        &[],
+        r,
+    );
     if let Some(other) = others.first() {
         r.error(
             &path,

@@ -281,6 +281,45 @@ mod tests {
     }
 
     #[test]
+    fn openshift_fields_near_kindlings_are_noted_and_typos_refused() {
+        let inv = DEMO_INV.replace("192.168.126.", "10.0.0.");
+        // OpenShift's own (deprecated) clusterNetworks and hyperthreading: noted, not typos.
+        let ic = "apiVersion: v1\nbaseDomain: example.com\nmetadata: {name: c}\nplatform: {none: {}}\ncontrolPlane: {name: master, replicas: 3, hyperthreading: Enabled}\nnetworking:\n  clusterNetworks: [{cidr: 10.128.0.0/14, hostSubnetLength: 9}]\n";
+        let loaded = parse(ic, &inv).unwrap_or_else(|e| panic!("{e:?}"));
+        let note = loaded
+            .findings
+            .iter()
+            .find(|f| f.severity == Severity::Info && f.message.contains("not used by kindling"))
+            .unwrap();
+        assert!(
+            note.message.contains("networking.clusterNetworks"),
+            "{note:?}"
+        );
+        assert!(
+            note.message.contains("controlPlane.hyperthreading"),
+            "{note:?}"
+        );
+        // A near miss of a field kindling reads: by case, and by two edits.
+        for (typo, field) in [("Replicas", "replicas"), ("replcas", "replicas")] {
+            let ic = format!(
+                "apiVersion: v1\nbaseDomain: example.com\nmetadata: {{name: c}}\nplatform: {{none: {{}}}}\ncontrolPlane: {{name: master, {typo}: 3}}\n"
+            );
+            let Err(LoadError::Invalid(findings)) = parse(&ic, &inv) else {
+                panic!("{typo} was taken");
+            };
+            let e = findings
+                .iter()
+                .find(|f| f.severity == Severity::Error)
+                .unwrap();
+            assert_eq!(e.path.to_string(), format!("controlPlane.{typo}"));
+            assert_eq!(
+                e.hint.as_deref(),
+                Some(format!("did you mean '{field}'?").as_str())
+            );
+        }
+    }
+
+    #[test]
     fn openshift_defaults_fill_what_a_minimal_file_leaves_out() {
         let ic =
             "apiVersion: v1\nbaseDomain: example.com\nmetadata: {name: c}\nplatform: {none: {}}\n";
