@@ -67,8 +67,9 @@ pub(crate) fn check(
         }
     }
 
-    let nets = machine_networks(ic, inv, icr);
+    let nets = machine_networks(ic, inv, icr, r);
     let explicit = !ic.networking.machine_network.is_empty();
+    check_gateway(inv, &nets, explicit, r);
     // A pod or service network that overlaps the machine network is reported once, in
     // install-config.yaml, not again for every address inside it.
     let cluster_nets: Vec<(&str, IpNet)> = ic
@@ -189,41 +190,85 @@ fn check_unique<T: Eq + Hash + std::fmt::Display>(
     }
 }
 
-/// install-config's machine networks, or when it sets none, the smallest network (at most a /24,
-/// or a /64 for IPv6) that holds every machine, VIP and the gateway.
-fn machine_networks(ic: &InstallConfig, inv: &Draft, icr: &mut Report) -> Vec<IpNet> {
+/// install-config's machine networks, or when it sets none, the /24 (a /64 for IPv6) that holds
+/// every machine and VIP. The gateway takes no part: a gateway typed wrong must not widen the
+/// network to hold it. Nor is a wider network chosen silently: addresses that need more than a
+/// /24 are an error that asks for `networking.machineNetwork`.
+fn machine_networks(
+    ic: &InstallConfig,
+    inv: &Draft,
+    icr: &mut Report,
+    r: &mut Report,
+) -> Vec<IpNet> {
     if !ic.networking.machine_network.is_empty() {
         return ic.networking.machine_network.clone();
     }
-    let mut addresses: Vec<IpAddr> = inv.machines.iter().flatten().map(|m| m.ip).collect();
-    if let Some(lb) = &inv.load_balancer {
-        addresses.extend([lb.api_vip, lb.api_int_vip, lb.ingress_vip]);
+    let machines = FieldPath::root().key("machines");
+    let lb = FieldPath::root().key("loadBalancer");
+    let mut addresses: Vec<(IpAddr, FieldPath)> = inv
+        .machines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some((m.as_ref()?.ip, machines.index(i).key("ip"))))
+        .collect();
+    if let Some(vips) = &inv.load_balancer {
+        addresses.extend([
+            (vips.api_vip, lb.key("apiVIP")),
+            (vips.api_int_vip, lb.key("apiIntVIP")),
+            (vips.ingress_vip, lb.key("ingressVIP")),
+        ]);
     }
-    addresses.extend(inv.network.as_ref().and_then(|n| n.gateway));
     let mut nets: Vec<IpNet> = Vec::new();
     for family_v4 in [true, false] {
-        let mut family = addresses.iter().filter(|a| a.is_ipv4() == family_v4);
-        let Some(first) = family.next() else { continue };
-        let start = if family_v4 { 24 } else { 64 };
-        let mut net = IpNet::new(*first, start).map(|n| n.trunc()).ok();
-        for addr in family {
-            while let Some(n) = net
-                && !n.contains(addr)
-            {
-                net = n.supernet();
-            }
+        let mut family = addresses.iter().filter(|(a, _)| a.is_ipv4() == family_v4);
+        let Some((first, first_path)) = family.next() else {
+            continue;
+        };
+        let prefix = if family_v4 { 24 } else { 64 };
+        let Ok(net) = IpNet::new(*first, prefix).map(|n| n.trunc()) else {
+            continue;
+        };
+        if let Some((outside, path)) = family.find(|(a, _)| !net.contains(a)) {
+            r.error(
+                path,
+                format!(
+                    "{outside} is not in {net}, the network of {first} ({first_path}); kindling infers the machine network only up to a /{prefix}"
+                ),
+                "set networking.machineNetwork in install-config.yaml to the network that holds every machine and VIP, or fix the address",
+            );
         }
-        nets.extend(net);
+        nets.push(net);
     }
     let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
     if !list.is_empty() {
         icr.info(
             &FieldPath::root().key("networking").key("machineNetwork"),
-            format!("is not set; kindling uses {}, the network that holds every machine, VIP and the gateway in inventory.yaml", list.join(", ")),
+            format!("is not set; kindling uses {}, the network that holds every machine and VIP in inventory.yaml", list.join(", ")),
             "set networking.machineNetwork to make it explicit",
         );
     }
     nets
+}
+
+/// The gateway must be on the machine network, or no machine can reach it.
+fn check_gateway(inv: &Draft, nets: &[IpNet], explicit: bool, r: &mut Report) {
+    let Some(gateway) = inv.network.as_ref().and_then(|n| n.gateway) else {
+        return;
+    };
+    if nets.is_empty() || inside(gateway, nets) {
+        return;
+    }
+    let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    let source = if explicit {
+        "networking.machineNetwork"
+    } else {
+        "the machine network inferred from the machines and VIPs"
+    };
+    r.error(
+        &FieldPath::root().key("network").key("gateway"),
+        format!("{gateway} is outside {source} ({})", list.join(", ")),
+        "the gateway is a router on the machines' own network: fix its address, or set networking.machineNetwork if the network is wider",
+    );
 }
 
 fn check_roles(ic: &InstallConfig, inv: &Draft, icr: &mut Report, r: &mut Report) {
