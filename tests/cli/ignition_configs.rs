@@ -391,6 +391,14 @@ fn infra_machines_get_their_own_pool_and_pointer() {
         ("inventory.yaml", &upi.join("inventory.yaml")),
     ]);
     let d = dir.path();
+    // kindling installs this cluster itself: with the pod network it installs.
+    let ic = d.join("install-config.yaml");
+    let text = std::fs::read_to_string(&ic).unwrap();
+    std::fs::write(
+        &ic,
+        text.replace("networkType: OpenShiftSDN", "networkType: Flannel"),
+    )
+    .unwrap();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
     for config in ign_files(d) {
         let (ok, out) = tool("ignition-validate", &[config.to_str().unwrap()]);

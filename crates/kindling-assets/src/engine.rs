@@ -163,9 +163,10 @@ pub enum AssetError {
         asset: &'static str,
         message: String,
     },
-    /// A user's Butane snippet is invalid; the text names file, line and field.
+    /// A file the user wrote is invalid (a Butane snippet, a manifest); the text names the
+    /// file, the line and what is wrong. It is bad input, as an invalid description is.
     #[error("{0}")]
-    Snippet(String),
+    UserFile(String),
     #[error("{asset} depends on {dependency}, which has not been generated before it")]
     Order {
         asset: &'static str,

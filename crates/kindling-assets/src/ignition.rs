@@ -84,6 +84,31 @@ impl Files<'_, '_> {
     }
 }
 
+/// The cluster manifests the bootstrap agent applies, yours included, each checked first: one
+/// that is not YAML or not a Kubernetes object is an error here, with its file and line, rather
+/// than a failure on the node during the bootstrap.
+fn agent_manifests(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
+    for path in files.ctx.list(manifests_asset::CLUSTER_DIR)? {
+        let text = match files.ctx.read_text(&path) {
+            Err(AssetError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                return Err(AssetError::UserFile(format!(
+                    "{path}: is not UTF-8 text, so not a manifest — remove it from {}",
+                    manifests_asset::CLUSTER_DIR
+                )));
+            }
+            read => read?,
+        };
+        crate::manifests::check_manifest(&path, &text).map_err(AssetError::UserFile)?;
+    }
+    files.folder(
+        manifests_asset::CLUSTER_DIR,
+        layout::AGENT_MANIFESTS_DIR,
+        0o600,
+    )
+}
+
 /// What every machine gets: the root CA and the core user's SSH keys.
 fn common(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
     files.copy(&ROOT_CA.cert(), layout::CA_CERT, 0o644)?;
@@ -232,11 +257,7 @@ fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError
             }
             if first_master_bootstraps(files.ctx.description, m) {
                 // No bootstrap machine: this master runs the bootstrap stages itself.
-                files.folder(
-                    manifests_asset::CLUSTER_DIR,
-                    layout::AGENT_MANIFESTS_DIR,
-                    0o600,
-                )?;
+                agent_manifests(files)?;
                 files.copy(
                     pki::BOOTSTRAP_ADMIN_KUBECONFIG,
                     layout::ADMIN_KUBECONFIG,
@@ -290,7 +311,7 @@ impl Snippets {
             let text = ctx.read_text(path)?;
             let shown = ctx.dir.join(path).display().to_string();
             let snippet = kindling_ignition::parse_snippet(&shown, &text)
-                .map_err(|e| AssetError::Snippet(e.to_string()))?;
+                .map_err(|e| AssetError::UserFile(e.to_string()))?;
             config.merge(snippet);
         }
         Ok(())
@@ -478,11 +499,7 @@ impl Asset for BootstrapIgnition {
         )?;
         kubelet(&mut files, Role::Bootstrap)?;
         machine_part(&mut files, bootstrap)?;
-        files.folder(
-            manifests_asset::CLUSTER_DIR,
-            layout::AGENT_MANIFESTS_DIR,
-            0o600,
-        )?;
+        agent_manifests(&mut files)?;
         agent_binary(ctx, &mut config)?;
         config.add_unit(
             layout::BOOTSTRAP_AGENT_UNIT,

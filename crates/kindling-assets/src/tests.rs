@@ -581,7 +581,7 @@ fn snippets_are_merged_per_role_and_per_machine_and_bad_ones_name_file_and_line(
     )
     .unwrap_err();
     let shown = err.to_string();
-    assert!(matches!(err, crate::AssetError::Snippet(_)), "{shown}");
+    assert!(matches!(err, crate::AssetError::UserFile(_)), "{shown}");
     assert!(
         shown.contains("snippets/worker/20-bad.bu:5:") && shown.contains("storage.files[0].path"),
         "{shown}"

@@ -54,6 +54,18 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An input that cannot be a description file at all: a directory, a symlink loop.
+    #[error("{}: {what}", path.display())]
+    NotAFile { path: PathBuf, what: String },
+    #[error(
+        "{}: not UTF-8 text: byte {offset} (line {line}) starts an invalid sequence; save the file as UTF-8",
+        path.display()
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        offset: usize,
+        line: usize,
+    },
     /// Every finding, errors first; at least one is an error.
     #[error("the cluster description has {} error(s)", count_errors(.0))]
     Invalid(Vec<Diagnostic>),
@@ -66,6 +78,23 @@ fn count_errors(findings: &[Diagnostic]) -> usize {
         .count()
 }
 
+/// What the description is loaded for: some rules hold only for some uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Use {
+    /// Read as it is: serving, checking and watching, and any OpenShift companion-mode step.
+    #[default]
+    Read,
+    /// Configs for the real machines and network (`create infra`): the template's example
+    /// MACs are refused.
+    Machines,
+    /// kindling installs the cluster (`create manifests | ignition-configs`): the example MACs
+    /// are refused, and the network add-on must be one kindling installs.
+    Install,
+}
+
+/// The pod network kindling installs, as `networking.networkType` names it.
+pub const KINDLING_NETWORK_TYPE: &str = "Flannel";
+
 /// One input file: the name to show in messages and its text.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -74,18 +103,20 @@ pub struct Source<'a> {
 }
 
 impl ClusterDescription {
-    /// Reads and validates `install-config.yaml` and `inventory.yaml` in `dir`.
+    /// Reads and validates `install-config.yaml` and `inventory.yaml` in `dir`, to read.
     pub fn load(dir: &Path) -> Result<Loaded, LoadError> {
-        let read = |file: &str| {
-            let path = dir.join(file);
-            std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path, source })
-        };
+        Self::load_for(dir, Use::Read)
+    }
+
+    /// [`ClusterDescription::load`], with the rules of `purpose`.
+    pub fn load_for(dir: &Path, purpose: Use) -> Result<Loaded, LoadError> {
+        let read = |file: &str| read_input(&dir.join(file));
         let (ic_text, inv_text) = (read(INSTALL_CONFIG_FILE)?, read(INVENTORY_FILE)?);
         let (ic_name, inv_name) = (
             dir.join(INSTALL_CONFIG_FILE).display().to_string(),
             dir.join(INVENTORY_FILE).display().to_string(),
         );
-        Self::parse(
+        Self::parse_for(
             Source {
                 name: &ic_name,
                 text: &ic_text,
@@ -94,11 +125,21 @@ impl ClusterDescription {
                 name: &inv_name,
                 text: &inv_text,
             },
+            purpose,
         )
     }
 
-    /// Validates a description given as text.
+    /// Validates a description given as text, to read.
     pub fn parse(install_config: Source<'_>, inventory: Source<'_>) -> Result<Loaded, LoadError> {
+        Self::parse_for(install_config, inventory, Use::Read)
+    }
+
+    /// [`ClusterDescription::parse`], with the rules of `purpose`.
+    pub fn parse_for(
+        install_config: Source<'_>,
+        inventory: Source<'_>,
+        purpose: Use,
+    ) -> Result<Loaded, LoadError> {
         let mut ic_findings = Vec::new();
         let mut inv_findings = Vec::new();
         let ic_root = parse_yaml(install_config, &mut ic_findings);
@@ -122,8 +163,9 @@ impl ClusterDescription {
                     "",
                 );
             }
-            if let (Some(ic), Some(draft)) = (ic, draft) {
+            if let (Some(mut ic), Some(draft)) = (ic, draft) {
                 let machine_networks = validate::check(&ic, &draft, &mut icr, &mut r);
+                validate::check_use(purpose, &mut ic, &draft, &mut icr, &mut r);
                 result = assemble(ic, draft, machine_networks);
             }
         }
@@ -154,6 +196,41 @@ impl ClusterDescription {
             }
         }
     }
+}
+
+/// An input file as text. What cannot be a description (a directory, a symlink loop, bytes
+/// that are not UTF-8) is told apart from an I/O failure.
+pub fn read_input(path: &Path) -> Result<String, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| {
+        // EISDIR and ELOOP: io::ErrorKind names the first only on newer toolchains.
+        let what = match source.raw_os_error() {
+            Some(21) => Some("is a directory, not a file"),
+            Some(40) => Some("is a symlink loop (a link that points back to itself)"),
+            _ => None,
+        };
+        match what {
+            Some(what) => LoadError::NotAFile {
+                path: path.to_path_buf(),
+                what: what.to_string(),
+            },
+            None => LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..offset]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        LoadError::NotUtf8 {
+            path: path.to_path_buf(),
+            offset,
+            line,
+        }
+    })
 }
 
 fn parse_yaml(source: Source<'_>, findings: &mut Vec<Diagnostic>) -> Option<yaml::Node> {

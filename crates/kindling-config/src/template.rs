@@ -8,6 +8,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// Whether `mac` is one of the template's example MACs (`02:00:00:00:00:<host>`), which
+/// `create` refuses until replaced.
+pub fn is_example_mac(mac: crate::MacAddr) -> bool {
+    let bytes = mac.octets();
+    bytes[..5] == [0x02, 0, 0, 0, 0]
+}
+
 /// The example values of a template made without flags or answers.
 pub const EXAMPLE_CLUSTER_NAME: &str = "mycluster";
 pub const EXAMPLE_BASE_DOMAIN: &str = "example.com";
@@ -133,7 +140,7 @@ impl Template {
         );
         out.push_str("  machineNetwork:             # where the machines' own addresses live\n");
         let _ = writeln!(out, "    - cidr: {}", self.machine_network);
-        out.push_str("  networkType: OVNKubernetes\n");
+        out.push_str("  networkType: Flannel            # the pod network kindling installs\n");
         out.push_str("platform:\n  none: {}\n");
         out.push_str("fips: false\n");
         match &self.pull_secret {

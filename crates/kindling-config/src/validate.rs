@@ -153,6 +153,53 @@ pub(crate) fn check(
 }
 
 /// Where each of a machine's MACs was written: under `mac:`, or as items of `macs:`.
+/// The rules of what the description is loaded for (see [`crate::Use`]).
+pub(crate) fn check_use(
+    purpose: crate::Use,
+    ic: &mut InstallConfig,
+    inv: &Draft,
+    icr: &mut Report,
+    r: &mut Report,
+) {
+    if purpose == crate::Use::Read {
+        return;
+    }
+    let machines = FieldPath::root().key("machines");
+    for (i, m) in inv.machines.iter().enumerate() {
+        let Some(m) = m else { continue };
+        for (path, mac) in mac_paths(&machines.index(i), m, r.root)
+            .into_iter()
+            .zip(&m.macs)
+        {
+            if crate::template::is_example_mac(*mac) {
+                r.error(
+                    &path,
+                    format!("{mac} is an example MAC from the template of 'kindling create install-config'"),
+                    "replace it with the MAC of the machine's boot NIC (on its label, in its BMC, or in the switch's MAC table)",
+                );
+            }
+        }
+    }
+    if purpose != crate::Use::Install {
+        return;
+    }
+    let path = FieldPath::root().key("networking").key("networkType");
+    let network_type = &mut ic.networking.network_type;
+    if path.node(icr.root).is_none() {
+        // Not set: what kindling installs, rather than OpenShift's default.
+        *network_type = crate::KINDLING_NETWORK_TYPE.to_string();
+    } else if !network_type.eq_ignore_ascii_case(crate::KINDLING_NETWORK_TYPE) {
+        icr.error(
+            &path,
+            format!(
+                "kindling does not install {network_type}: it installs {} as the pod network",
+                crate::KINDLING_NETWORK_TYPE
+            ),
+            "write 'networkType: Flannel' (or leave it out); OVNKubernetes and OpenShiftSDN are OpenShift's, installed by openshift-install, whose configs 'kindling serve' serves as they are",
+        );
+    }
+}
+
 fn mac_paths(machine: &FieldPath, m: &Machine, root: &crate::yaml::Node) -> Vec<FieldPath> {
     match machine.node(root).and_then(|n| n.get("mac")) {
         Some(_) => vec![machine.key("mac")],

@@ -13,8 +13,11 @@ use granit_parser::{Event, Parser, ScalarStyle};
 /// Nesting deeper than this is refused: no cluster description needs it, and it keeps a hostile
 /// file from exhausting the stack when the tree is dropped.
 const MAX_DEPTH: usize = 64;
-/// Upper bound on nodes, counting every alias expansion, against "billion laughs" documents.
+/// Upper bound on nodes, counting every alias expansion.
 const MAX_NODES: usize = 5_000_000;
+/// Upper bound on the nodes that aliases add, against "billion laughs" documents. An alias's
+/// size is known before it is expanded, so a bomb is refused before it costs time or memory.
+const MAX_ALIAS_NODES: usize = 500_000;
 
 /// A 1-based line and column in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -90,14 +93,6 @@ impl Node {
             _ => None,
         }
     }
-
-    fn count(&self) -> usize {
-        match &self.value {
-            Value::Scalar { .. } => 1,
-            Value::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
-            Value::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + v.count()).sum::<usize>(),
-        }
-    }
 }
 
 /// Parses one YAML document. An empty file is a null node.
@@ -130,11 +125,14 @@ enum Open {
     Seq {
         node: Node,
         anchor: usize,
+        /// The node count when it opened: its size is the count at its end less this.
+        start: usize,
     },
     Map {
         node: Node,
         anchor: usize,
         pending_key: Option<Key>,
+        start: usize,
     },
 }
 
@@ -143,10 +141,12 @@ struct Builder {
     stack: Vec<Open>,
     /// Every distinct key name seen, to share.
     keys: HashSet<Arc<str>>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node, with its size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     documents: usize,
     nodes: usize,
+    alias_nodes: usize,
 }
 
 impl Builder {
@@ -172,7 +172,7 @@ impl Builder {
                     },
                     pos,
                 };
-                self.finish(node, anchor)?;
+                self.finish(node, anchor, 1)?;
             }
             Event::SequenceStart(_, anchor, _) => {
                 self.open(
@@ -182,6 +182,7 @@ impl Builder {
                             pos,
                         },
                         anchor,
+                        start: self.nodes,
                     },
                     pos,
                 )?;
@@ -195,29 +196,47 @@ impl Builder {
                         },
                         anchor,
                         pending_key: None,
+                        start: self.nodes,
                     },
                     pos,
                 )?;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Open::Seq { node, anchor }) | Some(Open::Map { node, anchor, .. }) => {
-                        (node, anchor)
-                    }
+                let (node, anchor, start) = match self.stack.pop() {
+                    Some(Open::Seq {
+                        node,
+                        anchor,
+                        start,
+                    })
+                    | Some(Open::Map {
+                        node,
+                        anchor,
+                        start,
+                        ..
+                    }) => (node, anchor, start),
                     None => return Err(error("unbalanced end of a collection")),
                 };
-                self.finish(node, anchor)?;
+                let size = self.nodes - start + 1;
+                self.finish(node, anchor, size)?;
             }
             Event::Alias(id) => {
-                let Some(target) = self.anchors.get(&id) else {
+                let Some((target, size)) = self.anchors.get(&id) else {
                     return Err(error("alias refers to an unknown anchor"));
                 };
+                let size = *size;
+                self.alias_nodes += size;
+                if self.alias_nodes > MAX_ALIAS_NODES {
+                    return Err(error(&format!(
+                        "aliases expand to more than {MAX_ALIAS_NODES} nodes (a \"billion laughs\" document?); write the values out, or use fewer aliases"
+                    )));
+                }
                 let node = Node {
                     value: target.value.clone(),
                     pos,
                 };
-                self.nodes += node.count();
-                self.finish(node, 0)?;
+                // The node itself is counted by finish.
+                self.nodes += size - 1;
+                self.finish(node, 0, size)?;
             }
             Event::UnresolvedAlias(name) => {
                 return Err(error(&format!(
@@ -240,8 +259,8 @@ impl Builder {
         Ok(())
     }
 
-    /// Attaches a completed node to its parent (or makes it the root).
-    fn finish(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
+    /// Attaches a completed node of `size` nodes to its parent (or makes it the root).
+    fn finish(&mut self, node: Node, anchor: usize, size: usize) -> Result<(), SyntaxError> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             return Err(SyntaxError {
@@ -250,7 +269,7 @@ impl Builder {
             });
         }
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -366,7 +385,28 @@ mod tests {
                 "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
             ));
         }
-        assert!(parse(&bomb).unwrap_err().message.contains("more than"));
+        let err = parse(&bomb).unwrap_err();
+        assert!(
+            err.message.contains("aliases expand to more than"),
+            "{}",
+            err.message
+        );
+        // Refused at the alias that would cross the bound, not after expanding it.
+        assert!(err.pos.line <= 10, "{err:?}");
+
+        // Aliases as an inventory uses them: shared labels on 10,000 machines.
+        let mut shared = String::from("labels: &l {zone: a, rack: r1, row: '7'}\nmachines:\n");
+        for i in 0..10_000 {
+            shared.push_str(&format!("  - {{name: m{i}, labels: *l}}\n"));
+        }
+        let doc = parse(&shared).unwrap();
+        let Value::Seq(machines) = &doc.get("machines").unwrap().value else {
+            panic!()
+        };
+        assert_eq!(
+            scalar(machines[9_999].get("labels").unwrap().get("zone").unwrap()),
+            "a"
+        );
     }
 
     #[test]

@@ -136,6 +136,12 @@ impl Catalog {
             Err(LoadError::Read { path, source }) => {
                 return Err(CatalogError::Read { path, source });
             }
+            Err(e @ (LoadError::NotAFile { .. } | LoadError::NotUtf8 { .. })) => {
+                return Err(CatalogError::Invalid {
+                    dir: dir.to_path_buf(),
+                    findings: e.to_string(),
+                });
+            }
         };
         let tokens = TokenKey::load_or_create(dir).map_err(|source| CatalogError::Read {
             path: dir.join(crate::token::KEY_FILE),

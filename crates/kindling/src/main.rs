@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if let Some(error) = &failure.error {
-                tracing::error!("{error:#}");
+                tracing::error!("{}", report::error_chain(error));
             }
             ExitCode::from(failure.code as u8)
         }

@@ -36,3 +36,39 @@ pub fn outcomes(outcomes: &[AssetOutcome]) {
         }
     }
 }
+
+/// An error and its causes on one line, `a: b: c`, each said once: many errors already name
+/// their cause in their own text (`reading F: No such file`), and anyhow's chain would then say
+/// it again.
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_said_again() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(kindling_config::LoadError::Read {
+            path: "lab/inventory.yaml".into(),
+            source: io,
+        })
+        .context("loading the description");
+        assert_eq!(
+            error_chain(&e),
+            "loading the description: reading lab/inventory.yaml: No such file or directory"
+        );
+        let plain = anyhow::anyhow!("outer").context("top");
+        assert_eq!(error_chain(&plain), "top: outer");
+    }
+}

@@ -12,6 +12,7 @@
 //! object, so that applying the add-ons in file-name order is also applying them in object order.
 
 mod addons;
+mod check;
 mod images;
 mod kubelet;
 mod static_pods;
@@ -24,6 +25,7 @@ use kindling_config::install_config::{ClusterNetwork, DEFAULT_HOST_PREFIX};
 use serde_json::Value;
 
 pub use addons::{BOOTSTRAP_TOKEN_SECRET_FILE, addons};
+pub use check::check_manifest;
 pub use images::Images;
 pub use kubelet::{
     KubeletMode, kubelet_config, kubelet_env, kubelet_may_set_label, kubelet_node_args,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use kindling_assets::{AssetError, AtomicFiles, Mode, Settings, Storage, Target};
 use kindling_config::template::{self, Template, TemplateMachine};
-use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source};
+use kindling_config::{
+    ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source, Use,
+};
 use kindling_pki::Lifetimes;
 
 use crate::cli::{AssetArgs, InfraArgs, InstallConfigArgs};
@@ -18,7 +20,12 @@ const DEFAULT_MACHINE_NETWORK: &str = "192.168.126.0/24";
 
 /// Loads and validates the description in `dir`, printing every finding.
 pub fn load(dir: &Path) -> Result<ClusterDescription, Failure> {
-    match ClusterDescription::load(dir) {
+    load_for(dir, Use::Read)
+}
+
+/// [`load`], with the rules of `purpose`.
+pub fn load_for(dir: &Path, purpose: Use) -> Result<ClusterDescription, Failure> {
+    match ClusterDescription::load_for(dir, purpose) {
         Ok(loaded) => {
             report::findings(&loaded.findings);
             Ok(loaded.description)
@@ -37,6 +44,11 @@ pub fn load(dir: &Path) -> Result<ClusterDescription, Failure> {
                 )),
             })
         }
+        // Input that cannot be a description is bad input, as an invalid one is.
+        Err(e @ (LoadError::NotAFile { .. } | LoadError::NotUtf8 { .. })) => Err(Failure {
+            code: Code::InvalidDescription,
+            error: Some(anyhow!(e)),
+        }),
         Err(e) => Err(anyhow!(e).into()),
     }
 }
@@ -45,15 +57,15 @@ pub fn load(dir: &Path) -> Result<ClusterDescription, Failure> {
 /// `target` up to date.
 pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
     let dir = &args.dir.dir;
-    let description = load(dir)?;
+    let description = load_for(dir, Use::Install)?;
     let settings = settings(args, target)?;
     match kindling_assets::create(dir, &description, target, &settings, &AtomicFiles) {
         Ok(outcomes) => {
             report::outcomes(&outcomes);
             Ok(())
         }
-        // A bad snippet is a bad cluster description, with its file and line in the message.
-        Err(AssetError::Snippet(problems)) => {
+        // A bad snippet or manifest is a bad cluster description, with its file and line.
+        Err(AssetError::UserFile(problems)) => {
             for line in problems.lines() {
                 tracing::error!("{line}");
             }
@@ -68,7 +80,7 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
 /// `create infra`: validates the description and brings `infra/` up to date for the phase.
 pub fn infra(args: &InfraArgs) -> Result<(), Failure> {
     let dir = &args.dir.dir;
-    let description = load(dir)?;
+    let description = load_for(dir, Use::Machines)?;
     let settings = Settings {
         now: time::OffsetDateTime::now_utc(),
         key_algorithm: Default::default(),
