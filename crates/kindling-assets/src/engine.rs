@@ -52,6 +52,12 @@ pub trait Asset {
     fn needs_renewal(&self, _ctx: &Context<'_>, _own: &[String]) -> Result<bool, AssetError> {
         Ok(false)
     }
+    /// Whether the asset is a trust anchor (a certificate authority): made once, and never made
+    /// again silently, since everything signed by it would change. A missing file of one made
+    /// before is an error, unless the run rotates authorities on purpose ([`Settings::rotate_ca`]).
+    fn is_authority(&self) -> bool {
+        false
+    }
     /// What the files depend on besides the dependencies' files: a choice made on the command
     /// line (`create infra --phase`) or a fact found in the directory (OpenShift companion
     /// mode). The engine folds it into the input digest it records, so that a change
@@ -81,6 +87,9 @@ pub struct Settings {
     /// sha512 (hex) of the kindling binary machines download from `<serverURL>/assets/kindling`;
     /// needed only for Ignition configs.
     pub agent_sha512: Option<String>,
+    /// Make missing certificate authorities again, and everything signed by them
+    /// (`--rotate-ca`), rather than stop.
+    pub rotate_ca: bool,
 }
 
 impl Context<'_> {
@@ -167,6 +176,19 @@ pub enum AssetError {
     /// file, the line and what is wrong. It is bad input, as an invalid description is.
     #[error("{0}")]
     UserFile(String),
+    #[error(
+        "{} is missing, but {}: a new {asset} would change everything signed by it, and every pointer config handed out would stop working. Restore {} from a backup; or, to make a new one on purpose, run the same command with --rotate-ca",
+        missing.join(" and "),
+        signed_by_it(signed, *more),
+        missing.join(" and ")
+    )]
+    AuthorityMissing {
+        asset: &'static str,
+        missing: Vec<String>,
+        /// Certificates on disk it signed (the first few), and how many more.
+        signed: Vec<String>,
+        more: usize,
+    },
     #[error("{asset} depends on {dependency}, which has not been generated before it")]
     Order {
         asset: &'static str,
@@ -176,6 +198,16 @@ pub enum AssetError {
         "{asset} would write {path}, which is not a plain path inside the asset directory or is an input"
     )]
     BadOutput { asset: &'static str, path: String },
+}
+
+fn signed_by_it(signed: &[String], more: usize) -> String {
+    match (signed, more) {
+        ([], _) => {
+            "certificates it signed may be in use (in the cluster, or in configs handed out)".into()
+        }
+        (_, 0) => format!("{} signed by it exist", signed.join(", ")),
+        (_, more) => format!("{} (and {more} more) signed by it exist", signed.join(", ")),
+    }
 }
 
 /// What happened to one asset in a run.
@@ -253,6 +285,9 @@ impl<'a> Engine<'a> {
             let up_to_date = record
                 .is_some_and(|r| r.input_digest == input_digest && r.pending.is_empty())
                 && !missing;
+            if missing && asset.is_authority() && !settings.rotate_ca {
+                self.refuse_silent_rotation(*asset, assets, &state, record, &on_disk)?;
+            }
             let kept = record.map(|r| edited(r, &on_disk)).unwrap_or_default();
             let renew = up_to_date && {
                 let own: Vec<String> = on_disk
@@ -301,6 +336,40 @@ impl<'a> Engine<'a> {
         }
         self.commit(&mut state, changes, settings.now)?;
         Ok(outcomes)
+    }
+
+    /// Stops a run that would make an authority made before again.
+    fn refuse_silent_rotation(
+        &self,
+        authority: &dyn Asset,
+        assets: &[&dyn Asset],
+        state: &State,
+        record: Option<&crate::state::AssetRecord>,
+        on_disk: &BTreeMap<String, Digest>,
+    ) -> Result<(), AssetError> {
+        let missing: Vec<String> = record
+            .map(|r| {
+                r.files
+                    .keys()
+                    .filter(|p| !on_disk.contains_key(*p))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let signed: Vec<String> = assets
+            .iter()
+            .filter(|a| a.depends_on().contains(&Dependency::Asset(authority.id())))
+            .filter_map(|a| state.assets.get(a.id()))
+            .flat_map(|r| r.files.keys())
+            .filter(|p| p.ends_with(".crt") && self.dir.join(p).exists())
+            .cloned()
+            .collect();
+        Err(AssetError::AuthorityMissing {
+            asset: authority.id(),
+            missing,
+            more: signed.len().saturating_sub(3),
+            signed: signed.into_iter().take(3).collect(),
+        })
     }
 
     fn input_digest(

@@ -78,6 +78,10 @@ impl Asset for CaAsset {
         self.id
     }
 
+    fn is_authority(&self) -> bool {
+        true
+    }
+
     fn depends_on(&self) -> &'static [Dependency] {
         &[]
     }
@@ -123,6 +127,10 @@ impl IntermediateCa {
 impl Asset for IntermediateCa {
     fn id(&self) -> &'static str {
         self.id
+    }
+
+    fn is_authority(&self) -> bool {
+        true
     }
 
     fn depends_on(&self) -> &'static [Dependency] {

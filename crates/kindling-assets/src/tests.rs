@@ -29,6 +29,7 @@ pub(crate) fn settings() -> Settings {
         key_algorithm: kindling_pki::KeyAlgorithm::EcdsaP256,
         lifetimes: kindling_pki::Lifetimes::default(),
         agent_sha512: Some("0".repeat(128)),
+        rotate_ca: false,
     }
 }
 
@@ -687,4 +688,103 @@ fn the_join_token_expires_after_a_day_and_create_extends_it_keeping_the_token() 
         ),
         kubeconfig
     );
+}
+
+#[test]
+fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
+    let dir = demo_dir();
+    let d = dir.path();
+    run(d);
+    let apiserver = fs::read(d.join("tls/apiserver.crt")).unwrap();
+    let before = crate::tests::snapshot_dir(d);
+    fs::remove_file(d.join("tls/root-ca.key")).unwrap();
+    let loaded = ClusterDescription::load(d).unwrap();
+    let err = create(
+        d,
+        &loaded.description,
+        Target::Manifests,
+        &settings(),
+        &AtomicFiles,
+    )
+    .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        matches!(err, crate::AssetError::AuthorityMissing { .. }),
+        "{shown}"
+    );
+    assert!(
+        shown.starts_with("tls/root-ca.key is missing, but "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("tls/apiserver.crt") || shown.contains("more"),
+        "{shown}"
+    );
+    assert!(shown.contains("--rotate-ca"), "{shown}");
+    // Nothing was written.
+    let mut after = crate::tests::snapshot_dir(d);
+    after.insert("tls/root-ca.key".into(), before["tls/root-ca.key"].clone());
+    assert_eq!(after, before);
+
+    // The same for the CSR signer under it.
+    fs::write(d.join("tls/root-ca.key"), &before["tls/root-ca.key"]).unwrap();
+    fs::remove_file(d.join("tls/csr-signer.crt")).unwrap();
+    let err = create(
+        d,
+        &loaded.description,
+        Target::Manifests,
+        &settings(),
+        &AtomicFiles,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("tls/csr-signer.crt is missing"),
+        "{err}"
+    );
+    fs::write(d.join("tls/csr-signer.crt"), &before["tls/csr-signer.crt"]).unwrap();
+
+    // Rotated on purpose: a new root, and the leaves re-signed under it.
+    fs::remove_file(d.join("tls/root-ca.key")).unwrap();
+    let rotate = Settings {
+        rotate_ca: true,
+        ..settings()
+    };
+    let outcomes = create(
+        d,
+        &loaded.description,
+        Target::Manifests,
+        &rotate,
+        &AtomicFiles,
+    )
+    .unwrap();
+    assert_eq!(action(&outcomes, "root-ca"), Action::Regenerated);
+    assert_ne!(fs::read(d.join("tls/apiserver.crt")).unwrap(), apiserver);
+    verify_at(
+        &d.join("tls/root-ca.crt"),
+        &d.join("tls/apiserver.crt"),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+}
+
+/// Every file under `dir`, by relative path.
+pub(crate) fn snapshot_dir(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
 }

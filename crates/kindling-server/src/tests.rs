@@ -27,6 +27,7 @@ fn demo(target: Target) -> tempfile::TempDir {
         key_algorithm: Default::default(),
         lifetimes: Default::default(),
         agent_sha512: Some("0".repeat(128)),
+        rotate_ca: false,
     };
     kindling_assets::create(dir.path(), &description, target, &settings, &AtomicFiles).unwrap();
     dir

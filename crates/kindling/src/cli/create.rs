@@ -71,6 +71,11 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
             }
             Err(Failure::invalid_description())
         }
+        // The asset directory lost what cannot be made again silently; nothing was written.
+        Err(e @ AssetError::AuthorityMissing { .. }) => Err(Failure {
+            code: Code::InvalidDescription,
+            error: Some(anyhow!(e)),
+        }),
         Err(e) => Err(anyhow!(e)
             .context(format!("creating the assets in {}", dir.display()))
             .into()),
@@ -86,6 +91,7 @@ pub fn infra(args: &InfraArgs) -> Result<(), Failure> {
         key_algorithm: Default::default(),
         lifetimes: Lifetimes::default(),
         agent_sha512: None,
+        rotate_ca: false,
     };
     let choices = kindling_infra::Choices {
         phase: args.phase.into(),
@@ -153,6 +159,7 @@ fn settings(args: &AssetArgs, target: Target) -> Result<Settings, Failure> {
             bootstrap_window: time::Duration::hours(args.bootstrap_window_hours.into()),
         },
         agent_sha512,
+        rotate_ca: args.rotate_ca,
     })
 }
 

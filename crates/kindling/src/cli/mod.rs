@@ -150,6 +150,11 @@ pub struct AssetArgs {
     /// bootstrap-only certificates live twice as long.
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
     pub bootstrap_window_hours: u32,
+    /// Make a certificate authority whose key or certificate is missing again, and re-sign
+    /// everything under it. Every machine's pointer config changes: machines installed with
+    /// the old CA must be re-installed. Without it, a missing CA is an error.
+    #[arg(long)]
+    pub rotate_ca: bool,
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +375,7 @@ impl AssetArgs {
             ca_days: 3650,
             leaf_days: 365,
             bootstrap_window_hours: 24,
+            rotate_ca: false,
         }
     }
 }
