@@ -323,10 +323,16 @@ impl<'a> Engine<'a> {
             for output in &change.to_write {
                 overlay.insert(output.path.clone(), output.contents.clone());
             }
+            // Made again to the same bytes (a certificate whose names did not change is kept):
+            // nothing changed, and the user is told so.
+            let unchanged = change.to_write.is_empty()
+                && change.kept.is_empty()
+                && record.is_some_and(|r| r.files.keys().eq(change.files.keys()));
             outcomes.push(AssetOutcome {
                 asset: asset.id(),
                 action: match record {
                     None => Action::Generated,
+                    Some(_) if unchanged => Action::UpToDate,
                     Some(_) if renew => Action::Renewed,
                     Some(_) => Action::Regenerated,
                 },
@@ -485,6 +491,9 @@ impl<'a> Engine<'a> {
                     .as_ref()
                     .is_some_and(|d| Some(d) == recorded || Some(d) == pending)
             });
+            let same_mode = previous
+                .and_then(|r| r.files.get(&output.path))
+                .is_some_and(|f| f.mode == output.mode);
             change.files.insert(
                 output.path.clone(),
                 FileRecord {
@@ -494,8 +503,8 @@ impl<'a> Engine<'a> {
             );
             match on_disk {
                 Some(d) if !generated_before && d != digest => change.kept.push(output.path),
-                // Already there, byte for byte: nothing to write.
-                Some(d) if d == digest => {}
+                // Already there, byte for byte and with its mode: nothing to write.
+                Some(d) if d == digest && same_mode => {}
                 _ => change.to_write.push(output),
             }
         }

@@ -207,18 +207,27 @@ impl Asset for LeafAsset {
             Lifetime::Bootstrap => s.lifetimes.bootstrap_leaf(),
         };
         let mut outputs = Vec::new();
+        // A leaf is re-issued only when what it says would change, or it is near expiry.
+        let valid_until = s.now + s.lifetimes.bootstrap_window;
         for (base, spec) in (self.certs)(ctx.description) {
-            let issued = ca
-                .issue(&spec, s.key_algorithm, s.now, lifetime)
-                .map_err(|e| pki_error(self.id, e))?;
+            let (cert, key) = (format!("{base}.crt"), format!("{base}.key"));
+            let (cert_pem, key_pem) = match (ctx.read_text(&cert), ctx.read_text(&key)) {
+                (Ok(c), Ok(k)) if kindling_pki::reusable(&c, &k, &spec, &ca, valid_until) => (c, k),
+                _ => {
+                    let issued = ca
+                        .issue(&spec, s.key_algorithm, s.now, lifetime)
+                        .map_err(|e| pki_error(self.id, e))?;
+                    (issued.cert_pem, issued.key_pem)
+                }
+            };
             outputs.push(Output {
-                path: format!("{base}.crt"),
-                contents: issued.cert_pem.into_bytes(),
+                path: cert,
+                contents: cert_pem.into_bytes(),
                 mode: Mode::Public,
             });
             outputs.push(Output {
-                path: format!("{base}.key"),
-                contents: issued.key_pem.into_bytes(),
+                path: key,
+                contents: key_pem.into_bytes(),
                 mode: Mode::Secret,
             });
         }

@@ -788,3 +788,63 @@ pub(crate) fn snapshot_dir(dir: &Path) -> std::collections::BTreeMap<String, Vec
     }
     files
 }
+
+#[test]
+fn a_workers_address_or_labels_do_not_re_key_the_control_plane() {
+    let dir = demo_dir();
+    let d = dir.path();
+    run_at(d, Target::IgnitionConfigs, time::OffsetDateTime::now_utc());
+    let before = snapshot_dir(d);
+    let inventory = d.join(INVENTORY_FILE);
+    let text = fs::read_to_string(&inventory).unwrap();
+    let edited = text.replace(
+        "    ip: 192.168.126.120\n",
+        "    ip: 192.168.126.129\n    labels: {topology.kubernetes.io/zone: rack9}\n",
+    );
+    assert_ne!(edited, text);
+    fs::write(&inventory, edited).unwrap();
+    let outcomes = run_at(d, Target::IgnitionConfigs, time::OffsetDateTime::now_utc());
+    let after = snapshot_dir(d);
+    // Every key and certificate is as it was: their names did not change.
+    for path in before
+        .keys()
+        .filter(|p| p.starts_with("tls/") || p.starts_with("auth/"))
+    {
+        assert_eq!(before[path], after[path], "{path} changed");
+    }
+    for asset in [
+        "apiserver-cert",
+        "etcd-master-certs",
+        "mcs-cert",
+        "client-certs",
+        "kubeconfigs",
+    ] {
+        assert_eq!(action(&outcomes, asset), Action::UpToDate, "{asset}");
+    }
+    // What did change is reported, and it did change.
+    assert_eq!(action(&outcomes, "machine-ignition"), Action::Regenerated);
+    assert_ne!(
+        before["ignition/machines/worker0.ign"],
+        after["ignition/machines/worker0.ign"]
+    );
+
+    // A master's new address is in its etcd certificates: those are re-issued, and only those.
+    let text = fs::read_to_string(&inventory).unwrap();
+    fs::write(
+        &inventory,
+        text.replace("ip: 192.168.126.111\n", "ip: 192.168.126.119\n"),
+    )
+    .unwrap();
+    let outcomes = run_at(d, Target::IgnitionConfigs, time::OffsetDateTime::now_utc());
+    let again = snapshot_dir(d);
+    assert_eq!(action(&outcomes, "etcd-master-certs"), Action::Regenerated);
+    assert_ne!(
+        again["tls/etcd/master1-peer.crt"],
+        after["tls/etcd/master1-peer.crt"]
+    );
+    assert_eq!(
+        again["tls/etcd/master0-peer.crt"],
+        after["tls/etcd/master0-peer.crt"]
+    );
+    assert_eq!(again["tls/apiserver.crt"], after["tls/apiserver.crt"]);
+}

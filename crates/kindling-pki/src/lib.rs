@@ -337,6 +337,123 @@ impl Ca {
     }
 }
 
+/// Whether an existing leaf (`cert_pem` with `key_pem`) is what `ca` would issue for `spec` now,
+/// and valid past `valid_until`: the same subject, names and usage, signed by this CA (its key
+/// identifier), with this key. Such a leaf is kept rather than re-keyed: a change elsewhere in
+/// the description (a worker's address, a label) must not re-key the API server or etcd.
+pub fn reusable(
+    cert_pem: &str,
+    key_pem: &str,
+    spec: &LeafSpec,
+    ca: &Ca,
+    valid_until: OffsetDateTime,
+) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let parse = |pem: &str| {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .ok()
+            .map(|(_, p)| p)
+    };
+    let (Some(leaf_pem), Some(ca_pem)) = (parse(cert_pem), parse(&ca.cert_pem)) else {
+        return false;
+    };
+    let (Ok(leaf), Ok(ca_cert)) = (leaf_pem.parse_x509(), ca_pem.parse_x509()) else {
+        return false;
+    };
+    if leaf.validity().not_after.to_datetime() <= valid_until {
+        return false;
+    }
+    // The key in the key file is the certificate's.
+    let Ok(key) = KeyPair::from_pem(key_pem) else {
+        return false;
+    };
+    if rcgen::PublicKeyData::subject_public_key_info(&key) != leaf.public_key().raw {
+        return false;
+    }
+    // Signed by this CA: its subject and key identifier.
+    if leaf.issuer().as_raw() != ca_cert.subject().as_raw() {
+        return false;
+    }
+    use x509_parser::extensions::ParsedExtension;
+    let aki = leaf
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        });
+    let ski = ca_cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        });
+    if aki.is_none() || aki != ski {
+        return false;
+    }
+    // The subject.
+    let subject = leaf.subject();
+    let cn: Vec<&str> = subject
+        .iter_common_name()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    let mut o: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    let mut want_o: Vec<&str> = spec.organizations.iter().map(String::as_str).collect();
+    o.sort_unstable();
+    want_o.sort_unstable();
+    if cn != [spec.common_name.as_str()] || o != want_o {
+        return false;
+    }
+    // The names.
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    if let Ok(Some(san)) = leaf.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) => dns.push(n.to_string()),
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => ips.push(IpAddr::from(
+                        <[u8; 4]>::try_from(*bytes).unwrap_or_default(),
+                    )),
+                    16 => ips.push(IpAddr::from(
+                        <[u8; 16]>::try_from(*bytes).unwrap_or_default(),
+                    )),
+                    _ => return false,
+                },
+                _ => return false,
+            }
+        }
+    }
+    let (mut want_dns, mut want_ips) = (spec.dns_names.clone(), spec.ips.clone());
+    for v in [&mut dns, &mut want_dns] {
+        v.sort();
+        v.dedup();
+    }
+    for v in [&mut ips, &mut want_ips] {
+        v.sort();
+        v.dedup();
+    }
+    if dns != want_dns || ips != want_ips {
+        return false;
+    }
+    // The usage.
+    let Ok(Some(eku)) = leaf.extended_key_usage() else {
+        return false;
+    };
+    let (server, client) = match spec.usage {
+        Usage::Server => (true, false),
+        Usage::Client => (false, true),
+        Usage::ServerAndClient => (true, true),
+    };
+    eku.value.server_auth == server && eku.value.client_auth == client
+}
+
 /// When a PEM certificate stops being valid.
 pub fn not_after(cert_pem: &str) -> Result<OffsetDateTime, PkiError> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
