@@ -339,14 +339,47 @@ fn an_edited_infra_file_is_kept() {
         read(&inventory).replace("192.168.126.121", "192.168.126.131"),
     )
     .unwrap();
+    // create ignition-configs, which does not touch infra/, says it is out of date now.
+    let run = kindling(&["create", "ignition-configs", "--dir", d]);
+    run.expect(0);
+    assert!(
+        run.stderr().contains(
+            "infra/ is out of date: what it is made from changed; run kindling create infra"
+        ),
+        "{}",
+        run.stderr()
+    );
+    let run = kindling(&["create", "infra", "--dir", d]);
+    let stderr = run.expect(0).stderr();
+    // The edit is kept, but not silently stale: kindling's version goes beside it, and the
+    // warning says what changed and how much the two differ.
+    assert!(
+        stderr.contains(
+            "kept your edited infra/dnsmasq.conf, but inventory.yaml changed since; kindling's version is infra/dnsmasq.conf.new (+1 -2 lines against yours)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(read(&dnsmasq), edited);
+    let new = read(&dir.path().join("infra/dnsmasq.conf.new"));
+    assert!(
+        new.contains("192.168.126.131") && !new.contains("interface=eth1"),
+        "{new}"
+    );
+    assert!(read(&dir.path().join("infra/dhcpd.conf")).contains("fixed-address 192.168.126.131;"));
+    // Once it is up to date again, nothing is out of date.
+    let run = kindling(&["create", "ignition-configs", "--dir", d]);
+    assert!(
+        !run.expect(0).stderr().contains("out of date"),
+        "{}",
+        run.stderr()
+    );
+    // An edit whose inputs did not change since is just kept.
     let run = kindling(&["create", "infra", "--dir", d]);
     assert!(
         run.expect(0)
             .stderr()
             .contains("kept your version of infra/dnsmasq.conf")
     );
-    assert_eq!(read(&dnsmasq), edited);
-    assert!(read(&dir.path().join("infra/dhcpd.conf")).contains("fixed-address 192.168.126.131;"));
 }
 
 #[test]

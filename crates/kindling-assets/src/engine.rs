@@ -217,6 +217,91 @@ pub struct AssetOutcome {
     pub action: Action,
     /// Files kept as the user edited them (not overwritten).
     pub kept_edits: Vec<String>,
+    /// Kept files whose inputs changed since: kindling's new version is beside each.
+    pub stale_edits: Vec<StaleEdit>,
+}
+
+/// A kept edit that what it is made from has moved on from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleEdit {
+    /// The user's file.
+    pub path: String,
+    /// kindling's version now, beside it.
+    pub new_path: String,
+    /// The inputs that changed (files of the asset directory; `parameters` for command-line
+    /// choices); empty when the state does not record them (made by an older kindling).
+    pub changed_inputs: Vec<String>,
+    /// Lines in kindling's version and not in the user's, and the other way round.
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// The inputs whose digests differ between two records, added and removed ones included.
+fn changed_inputs(
+    before: &BTreeMap<String, Digest>,
+    now: &BTreeMap<String, Digest>,
+) -> Vec<String> {
+    if before.is_empty() {
+        return Vec::new();
+    }
+    let mut changed: Vec<String> = now
+        .iter()
+        .filter(|(path, digest)| before.get(*path) != Some(digest))
+        .map(|(path, _)| path.clone())
+        .chain(before.keys().filter(|p| !now.contains_key(*p)).cloned())
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// How many lines `new` has that `old` lacks, and the other way round (as multisets): a
+/// one-line summary of a difference, not a diff.
+fn line_changes(old: &[u8], new: &[u8]) -> (usize, usize) {
+    let mut counts: HashMap<&[u8], isize> = HashMap::new();
+    for line in new.split(|b| *b == b'\n') {
+        *counts.entry(line).or_default() += 1;
+    }
+    for line in old.split(|b| *b == b'\n') {
+        *counts.entry(line).or_default() -= 1;
+    }
+    let added = counts
+        .values()
+        .filter(|c| **c > 0)
+        .map(|c| *c as usize)
+        .sum();
+    let removed = counts
+        .values()
+        .filter(|c| **c < 0)
+        .map(|c| c.unsigned_abs())
+        .sum();
+    (added, removed)
+}
+
+/// The assets recorded in `dir` that what they were made from has moved on from (an input
+/// file changed since), leaving out `except`: what a user must make again. Each with the
+/// inputs that changed.
+pub fn stale_assets(dir: &Path, except: &[&str]) -> Result<Vec<(String, Vec<String>)>, AssetError> {
+    let state = State::load(dir)?;
+    let mut stale = Vec::new();
+    for (id, record) in &state.assets {
+        if except.contains(&id.as_str()) {
+            continue;
+        }
+        let changed: Vec<String> = record
+            .inputs
+            .iter()
+            .filter(|(path, _)| *path != "parameters")
+            .filter(|(path, digest)| {
+                std::fs::read(dir.join(path)).map_or(true, |bytes| Digest::of(&bytes) != **digest)
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        if !changed.is_empty() {
+            stale.push((id.clone(), changed));
+        }
+    }
+    Ok(stale)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +362,8 @@ impl<'a> Engine<'a> {
                 overlay: &overlay,
             };
             let parameters = asset.parameters(&ctx)?;
-            let input_digest = self.input_digest(*asset, &parameters, &current, &overlay)?;
+            let (input_digest, inputs) =
+                self.input_digest(*asset, &parameters, &current, &overlay)?;
             let record = state.assets.get(asset.id());
             let on_disk = self.scan(&mut listing, record)?;
             let missing = record.is_some_and(|r| r.files.keys().any(|p| !on_disk.contains_key(p)));
@@ -303,12 +389,38 @@ impl<'a> Engine<'a> {
                     asset: asset.id(),
                     action: Action::UpToDate,
                     kept_edits: kept,
+                    stale_edits: Vec::new(),
                 });
                 continue;
             }
 
             let outputs = asset.generate(&ctx)?;
-            let change = self.plan(&mut listing, asset.id(), outputs, input_digest, record)?;
+            let mut change = self.plan(&mut listing, asset.id(), outputs, input_digest, record)?;
+            // A kept edit whose inputs changed since: kindling's new version goes beside it,
+            // and the user is told what changed. An edit made again to the same inputs is
+            // just kept.
+            let inputs_changed = record.is_some_and(|r| r.input_digest != change.input_digest);
+            let mut stale_edits = Vec::new();
+            if inputs_changed {
+                let changed = record
+                    .map(|r| changed_inputs(&r.inputs, &inputs))
+                    .unwrap_or_default();
+                for output in &mut change.beside {
+                    let mine = std::fs::read(self.dir.join(&output.path)).unwrap_or_default();
+                    let (added, removed) = line_changes(&mine, &output.contents);
+                    stale_edits.push(StaleEdit {
+                        path: output.path.clone(),
+                        new_path: format!("{}.new", output.path),
+                        changed_inputs: changed.clone(),
+                        added,
+                        removed,
+                    });
+                    output.path = format!("{}.new", output.path);
+                }
+            } else {
+                change.beside.clear();
+            }
+            change.inputs = inputs;
             let mut files = BTreeMap::new();
             for (path, file) in &change.files {
                 let digest = match change.kept.contains(path) {
@@ -337,6 +449,7 @@ impl<'a> Engine<'a> {
                     Some(_) => Action::Regenerated,
                 },
                 kept_edits: change.kept.clone(),
+                stale_edits,
             });
             changes.push(change);
         }
@@ -384,14 +497,16 @@ impl<'a> Engine<'a> {
         parameters: &str,
         current: &HashMap<&'static str, BTreeMap<String, Digest>>,
         overlay: &BTreeMap<String, Vec<u8>>,
-    ) -> Result<Digest, AssetError> {
+    ) -> Result<(Digest, BTreeMap<String, Digest>), AssetError> {
         let mut parts: Vec<Vec<u8>> = vec![asset.id().as_bytes().to_vec()];
+        let mut inputs = BTreeMap::new();
         if !parameters.is_empty() {
             parts.push(b"parameters".to_vec());
             parts.push(parameters.as_bytes().to_vec());
+            inputs.insert("parameters".to_string(), Digest::of(parameters.as_bytes()));
         }
-        let file = |path: &str, parts: &mut Vec<Vec<u8>>| -> Result<(), AssetError> {
-            let digest = match overlay.get(path) {
+        let digest_of = |path: &str| -> Result<Digest, AssetError> {
+            Ok(match overlay.get(path) {
                 Some(bytes) => Digest::of(bytes),
                 None => {
                     let full = self.dir.join(path);
@@ -399,17 +514,21 @@ impl<'a> Engine<'a> {
                         .map_err(|source| AssetError::Read { path: full, source })?;
                     Digest::of(&bytes)
                 }
-            };
+            })
+        };
+        let file = |path: &str, parts: &mut Vec<Vec<u8>>, inputs: &mut BTreeMap<String, Digest>| {
+            let digest = digest_of(path)?;
             parts.push(path.as_bytes().to_vec());
             parts.push(digest.as_str().as_bytes().to_vec());
-            Ok(())
+            inputs.insert(path.to_string(), digest);
+            Ok::<(), AssetError>(())
         };
         for dependency in asset.depends_on() {
             match dependency {
-                Dependency::Input(path) => file(path, &mut parts)?,
+                Dependency::Input(path) => file(path, &mut parts, &mut inputs)?,
                 Dependency::InputDir(dir) => {
                     for path in list_with_overlay(self.dir, dir, overlay)? {
-                        file(&path, &mut parts)?;
+                        file(&path, &mut parts, &mut inputs)?;
                     }
                 }
                 Dependency::Asset(id) => {
@@ -420,11 +539,12 @@ impl<'a> Engine<'a> {
                     for (path, digest) in files {
                         parts.push(path.as_bytes().to_vec());
                         parts.push(digest.as_str().as_bytes().to_vec());
+                        inputs.insert(path.clone(), digest.clone());
                     }
                 }
             }
         }
-        Ok(Digest::of_parts(parts.iter().map(Vec::as_slice)))
+        Ok((Digest::of_parts(parts.iter().map(Vec::as_slice)), inputs))
     }
 
     /// The digests of an asset's recorded files that exist on disk.
@@ -471,6 +591,8 @@ impl<'a> Engine<'a> {
         let mut change = Change {
             asset,
             input_digest,
+            inputs: BTreeMap::new(),
+            beside: Vec::new(),
             files: BTreeMap::new(),
             kept: Vec::new(),
             to_write: Vec::new(),
@@ -502,7 +624,10 @@ impl<'a> Engine<'a> {
                 },
             );
             match on_disk {
-                Some(d) if !generated_before && d != digest => change.kept.push(output.path),
+                Some(d) if !generated_before && d != digest => {
+                    change.kept.push(output.path.clone());
+                    change.beside.push(output);
+                }
                 // Already there, byte for byte and with its mode: nothing to write.
                 Some(d) if d == digest && same_mode => {}
                 _ => change.to_write.push(output),
@@ -530,6 +655,7 @@ impl<'a> Engine<'a> {
                     generated_at: String::new(),
                     files: BTreeMap::new(),
                     pending: BTreeMap::new(),
+                    inputs: BTreeMap::new(),
                 });
             record.pending = change
                 .files
@@ -541,7 +667,7 @@ impl<'a> Engine<'a> {
 
         let writes: Vec<(PathBuf, &[u8], Mode)> = changes
             .iter()
-            .flat_map(|c| c.to_write.iter())
+            .flat_map(|c| c.to_write.iter().chain(&c.beside))
             .map(|o| (self.dir.join(&o.path), o.contents.as_slice(), o.mode))
             .collect();
         self.storage
@@ -559,6 +685,7 @@ impl<'a> Engine<'a> {
                     generated_at: generated_at.clone(),
                     files: change.files,
                     pending: BTreeMap::new(),
+                    inputs: change.inputs,
                 },
             );
         }
@@ -610,6 +737,10 @@ impl Listing {
 struct Change {
     asset: &'static str,
     input_digest: Digest,
+    inputs: BTreeMap<String, Digest>,
+    /// kindling's versions of kept files whose inputs changed, written beside them as
+    /// `<file>.new`; not recorded as the asset's files.
+    beside: Vec<Output>,
     /// Every file the asset generated, with what was generated (kept files included).
     files: BTreeMap<String, FileRecord>,
     /// Files kept as the user edited them.

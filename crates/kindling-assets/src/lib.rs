@@ -19,6 +19,7 @@ use std::path::Path;
 
 pub use engine::{
     Action, Asset, AssetError, AssetOutcome, Context, Dependency, Engine, Output, Settings,
+    StaleEdit, stale_assets,
 };
 use kindling_config::{ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE};
 pub use storage::{AtomicFiles, Mode, Storage};

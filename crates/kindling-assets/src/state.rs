@@ -57,6 +57,10 @@ pub struct AssetRecord {
     /// kindling in a run that was interrupted; it is not a user edit.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Digest>,
+    /// The digest of each file it was made from (and of its parameters, as `parameters`), to
+    /// say which changed since.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

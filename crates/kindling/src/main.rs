@@ -30,12 +30,12 @@ fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Create(CreateCommand::InstallConfig(args)) => cli::create::install_config(&args),
         Command::Create(CreateCommand::Manifests(args)) => {
-            cli::create::assets(&args, kindling_assets::Target::Manifests)
+            cli::create::assets_command(&args, kindling_assets::Target::Manifests)
         }
         Command::Create(CreateCommand::IgnitionConfigs(args)) => {
-            cli::create::assets(&args, kindling_assets::Target::IgnitionConfigs)
+            cli::create::assets_command(&args, kindling_assets::Target::IgnitionConfigs)
         }
-        Command::Create(CreateCommand::Infra(args)) => cli::create::infra(&args),
+        Command::Create(CreateCommand::Infra(args)) => cli::create::infra_command(&args),
         Command::Demo(args) => cli::demo::run(&args),
         Command::Serve(args) => cli::serve::run(&args),
         Command::Doctor(args) => cli::doctor::run(&args),

@@ -32,7 +32,25 @@ pub fn outcomes(outcomes: &[AssetOutcome]) {
         };
         println!("  {action:<12} {}", o.asset);
         for path in &o.kept_edits {
-            tracing::warn!("kept your version of {path}; delete it to have kindling regenerate it");
+            match o.stale_edits.iter().find(|s| &s.path == path) {
+                Some(stale) => {
+                    let what = match stale.changed_inputs.as_slice() {
+                        [] => "what it is made from".to_string(),
+                        [one] => one.clone(),
+                        [a, b] => format!("{a} and {b}"),
+                        [a, b, rest @ ..] => format!("{a}, {b} and {} more", rest.len()),
+                    };
+                    tracing::warn!(
+                        "kept your edited {path}, but {what} changed since; kindling's version is {} (+{} -{} lines against yours): merge it into yours, or delete yours to take it",
+                        stale.new_path,
+                        stale.added,
+                        stale.removed
+                    );
+                }
+                None => tracing::warn!(
+                    "kept your version of {path}; delete it to have kindling regenerate it"
+                ),
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use kindling_assets::{AssetError, AtomicFiles, Mode, Settings, Storage, Target};
+use kindling_assets::{AssetError, AssetOutcome, AtomicFiles, Mode, Settings, Storage, Target};
 use kindling_config::template::{self, Template, TemplateMachine};
 use kindling_config::{
     ClusterDescription, INSTALL_CONFIG_FILE, INVENTORY_FILE, LoadError, Source, Use,
@@ -62,6 +62,7 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
     match kindling_assets::create(dir, &description, target, &settings, &AtomicFiles) {
         Ok(outcomes) => {
             report::outcomes(&outcomes);
+            say_stale(dir, &outcomes);
             Ok(())
         }
         // A bad snippet or manifest is a bad cluster description, with its file and line.
@@ -79,6 +80,59 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
         Err(e) => Err(anyhow!(e)
             .context(format!("creating the assets in {}", dir.display()))
             .into()),
+    }
+}
+
+/// `create manifests | ignition-configs` as a command of its own: [`assets`], then what is
+/// stale elsewhere and what to do next.
+pub fn assets_command(args: &AssetArgs, target: Target) -> Result<(), Failure> {
+    assets(args, target)?;
+    let dir = args.dir.dir.display();
+    match target {
+        Target::Manifests => println!(
+            "Next: add or edit manifests in {dir}/manifests if you need to, then kindling create ignition-configs --dir {dir}"
+        ),
+        Target::IgnitionConfigs => println!(
+            "Next: kindling create infra --dir {dir} (DNS, load balancer, DHCP), kindling doctor --dir {dir}, then kindling serve --dir {dir}"
+        ),
+    }
+    Ok(())
+}
+
+/// `create infra` as a command of its own: [`infra`], then what to do next.
+pub fn infra_command(args: &InfraArgs) -> Result<(), Failure> {
+    infra(args)?;
+    let dir = args.dir.dir.display();
+    println!(
+        "Next: put each file where {dir}/infra/README.md says, then kindling doctor --dir {dir}"
+    );
+    Ok(())
+}
+
+/// Says which outputs made by other commands are stale now (what they were made from changed),
+/// with the command that brings each up to date.
+fn say_stale(dir: &Path, done: &[AssetOutcome]) {
+    let ran: Vec<&str> = done.iter().map(|o| o.asset).collect();
+    let Ok(stale) = kindling_assets::stale_assets(dir, &ran) else {
+        return;
+    };
+    let mut commands: Vec<(&str, &str)> = stale
+        .iter()
+        .map(|(asset, _)| {
+            if asset.starts_with("infra-") {
+                ("infra/ is", "create infra")
+            } else {
+                ("the Ignition configs are", "create ignition-configs")
+            }
+        })
+        .collect();
+    commands.sort_unstable();
+    commands.dedup();
+    for (what, command) in commands {
+        tracing::warn!(
+            "{what} out of date: what it is made from changed; run kindling {command} --dir {}",
+            dir.display()
+        );
     }
 }
 
