@@ -78,11 +78,8 @@ pub async fn serve(
         Failure::new(
             StatusCode::NOT_FOUND,
             format!(
-                "no asset {path:?} in {}/assets",
-                file_path
-                    .parent()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
+                "no asset {path:?}: kindling serve looked for {}; put the OS images there (README: \"OS images\"), or point provisioning.osImages elsewhere",
+                file_path.display()
             ),
         )
     })?;

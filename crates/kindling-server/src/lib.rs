@@ -369,6 +369,14 @@ pub async fn serve(
     {
         return Err(ServeError::NoneWithoutBootstrap);
     }
+    if let Some(catalog) = &catalog {
+        for missing in catalog.missing_boot_assets() {
+            tracing::warn!(
+                "{} is missing: machines that network-boot will get 404 for it; download it there (README: \"OS images\"), or set provisioning.osImages",
+                missing.display()
+            );
+        }
+    }
     let kindling_dir = options.dir.clone();
     let companion = catalog
         .as_ref()

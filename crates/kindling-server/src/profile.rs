@@ -106,6 +106,21 @@ impl BootProfile {
         profile
     }
 
+    /// The images this profile fetches from `<server_url>/assets/`, as paths under `assets/`.
+    pub fn served_assets(&self, server_url: &str) -> Vec<String> {
+        let prefix = format!("{}/assets/", server_url.trim_end_matches('/'));
+        std::iter::once(self.kernel.as_str())
+            .chain(self.initrds.iter().map(String::as_str))
+            .chain(
+                self.args
+                    .iter()
+                    .filter_map(|a| a.split_once('=').map(|(_, v)| v)),
+            )
+            .filter_map(|url| url.strip_prefix(&prefix))
+            .map(String::from)
+            .collect()
+    }
+
     /// The iPXE script, as matchbox writes it.
     pub fn ipxe(&self) -> String {
         kindling_matchbox::ipxe(&self.kernel, &self.initrds, &self.args)

@@ -888,3 +888,39 @@ fn the_window_survives_a_restart_from_the_event_log() {
     assert!(!again.window.is_armed("worker1"));
     assert!(again.window.is_armed("worker2"));
 }
+
+#[tokio::test]
+async fn a_missing_asset_names_the_file_looked_for_and_serve_knows_what_is_missing() {
+    let dir = demo(Target::Manifests);
+    let state = state(dir.path(), McsAuth::Token);
+    let missing = get(&state, "/assets/fcos/fedora-coreos-live-kernel-x86_64").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let want = dir
+        .path()
+        .join("assets/fcos/fedora-coreos-live-kernel-x86_64");
+    assert!(
+        missing
+            .text()
+            .contains(&format!("looked for {}", want.display())),
+        "{}",
+        missing.text()
+    );
+    // What serve warns about at start: the three images of a Fedora CoreOS live PXE boot.
+    let catalog = state.catalog().unwrap();
+    let names: Vec<String> = catalog
+        .missing_boot_assets()
+        .iter()
+        .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "assets/fcos/fedora-coreos-live-kernel-x86_64",
+            "assets/fcos/fedora-coreos-live-initramfs.x86_64.img",
+            "assets/fcos/fedora-coreos-live-rootfs.x86_64.img",
+        ]
+    );
+    std::fs::create_dir_all(want.parent().unwrap()).unwrap();
+    std::fs::write(&want, b"kernel").unwrap();
+    assert_eq!(catalog.missing_boot_assets().len(), 2);
+}
