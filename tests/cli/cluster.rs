@@ -114,10 +114,9 @@ fn machines_endpoint(body: Value) -> u16 {
     port
 }
 
-/// A port nothing listens on.
+/// A port nothing listens on (and that no other test is handed).
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    kindling_testkit::port()
 }
 
 fn after(delay: Duration, f: impl FnOnce() + Send + 'static) {
@@ -261,9 +260,57 @@ fn an_api_that_never_answers_fails_the_bootstrap_with_exit_5() {
         &["--api-timeout", "1s", "--poll-interval", "100ms"],
     );
     run.expect(5);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("bootstrap failed: api: not done after"),
+        "{stderr}"
+    );
+    // Said in the user's terms, with the next step; not the HTTP client's text.
+    assert!(
+        stderr.contains("nothing accepts connections at 127.0.0.1:")
+            && stderr.contains("run kindling doctor"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tcp connect error"), "{stderr}");
+}
+
+#[test]
+fn an_api_name_that_does_not_resolve_is_said_so_and_approve_csrs_exits_7() {
+    let lab = Lab::new(closed_port());
+    let addr = SocketAddr::from(([127, 0, 0, 1], closed_port()));
+    let kubeconfig = FakeApiServer::kubeconfig(addr)
+        .replace(&addr.to_string(), "api.demo.kindling.invalid:6443");
+    assert!(
+        kubeconfig.contains("api.demo.kindling.invalid:6443"),
+        "{kubeconfig}"
+    );
+    std::fs::write(&lab.kubeconfig, kubeconfig).unwrap();
+    let run = lab.run(
+        &["wait-for", "install-complete"],
+        &["--api-timeout", "1s", "--poll-interval", "100ms"],
+    );
+    run.expect(6);
+    assert!(
+        run.stderr().contains(
+            "api.demo.kindling.invalid does not resolve from this host; run kindling doctor"
+        ),
+        "{}",
+        run.stderr()
+    );
+
+    let run = lab.run(&["approve-csrs"], &[]);
+    run.expect(7);
+    assert_eq!(
+        run.stderr().trim(),
+        "ERROR api.demo.kindling.invalid does not resolve from this host; run kindling doctor"
+    );
+    // Nothing listens: a connection refused, said so.
+    std::fs::write(&lab.kubeconfig, FakeApiServer::kubeconfig(addr)).unwrap();
+    let run = lab.run(&["approve-csrs"], &[]);
+    run.expect(7);
     assert!(
         run.stderr()
-            .contains("bootstrap failed: api: not done after"),
+            .contains(&format!("nothing accepts connections at {addr}")),
         "{}",
         run.stderr()
     );

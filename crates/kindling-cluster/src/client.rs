@@ -43,6 +43,19 @@ impl ClusterError {
         }
     }
 
+    /// When the API could not be reached at all (name, connection, TLS), one line that says why
+    /// in the user's terms and what to run; `server` is the kubeconfig's server URL. The raw
+    /// client error is no help to a user: "dns error: failed to lookup address information".
+    pub fn unreachable(&self, server: &str) -> Option<String> {
+        let ClusterError::Api { error, .. } = self else {
+            return None;
+        };
+        if matches!(error, kube::Error::Api(_)) {
+            return None;
+        }
+        Some(unreachable_hint(server, &causes(error)))
+    }
+
     /// The API's HTTP status, when it answered with one.
     pub fn status_code(&self) -> Option<u16> {
         match self {
@@ -53,6 +66,42 @@ impl ClusterError {
             _ => None,
         }
     }
+}
+
+/// Why a server could not be reached, from the client's error text, as a user would say it.
+pub fn unreachable_hint(server: &str, error: &str) -> String {
+    let host_port = server
+        .split("://")
+        .nth(1)
+        .unwrap_or(server)
+        .trim_end_matches('/')
+        .to_string();
+    let host = host_port
+        .rsplit_once(':')
+        .map_or(host_port.as_str(), |(h, _)| h)
+        .to_string();
+    let lower = error.to_ascii_lowercase();
+    let why = if lower.contains("dns error")
+        || lower.contains("lookup address")
+        || lower.contains("name or service not known")
+    {
+        format!("{host} does not resolve from this host")
+    } else if lower.contains("connection refused") {
+        format!(
+            "nothing accepts connections at {host_port} (the API, or the load balancer in front of it, is not up)"
+        )
+    } else if lower.contains("timed out") || lower.contains("deadline") || lower.contains("elapsed")
+    {
+        format!("{host_port} does not answer (a firewall, a wrong address, or no route)")
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        format!("{host_port} answers, but not with this cluster's certificate")
+    } else if lower.contains("no route") || lower.contains("unreachable") {
+        format!("there is no route to {host_port}")
+    } else {
+        format!("{host_port} cannot be reached")
+    };
+    format!("{why}; run kindling doctor")
 }
 
 /// An error and its causes on one line, without repeats (hyper's and kube's wrappers often

@@ -16,6 +16,8 @@ pub enum Code {
     BootstrapFailed = 5,
     /// `wait-for install-complete`: the install timed out.
     InstallFailed = 6,
+    /// The cluster's API could not be reached at all (name, connection, TLS): `approve-csrs`.
+    ApiUnreachable = 7,
 }
 
 /// A command that failed: the exit code, and the error to print if it was not printed already.

@@ -376,7 +376,11 @@ impl Wait<'_> {
                 });
             let polled = match polled {
                 Ok(p) => p,
-                Err(e) => Poll::Waiting(e.to_string(), Vec::new()),
+                Err(e) => Poll::Waiting(
+                    e.unreachable(&self.api_url)
+                        .unwrap_or_else(|| e.to_string()),
+                    Vec::new(),
+                ),
             };
             let moved = self.refresh_machines(machines, observer).await;
             let status = match polled {
@@ -446,7 +450,11 @@ impl Wait<'_> {
         match phase {
             Phase::Api => Ok(match crate::client::server_version(&self.client).await {
                 Ok(version) => Poll::Done(format!("the API answers ({version})")),
-                Err(e) => Poll::Waiting(e.to_string(), Vec::new()),
+                Err(e) => Poll::Waiting(
+                    e.unreachable(&self.api_url)
+                        .unwrap_or_else(|| e.to_string()),
+                    Vec::new(),
+                ),
             }),
             Phase::Bootstrap => Ok(match bootstrap::read(&self.client).await? {
                 None => Poll::Waiting(

@@ -23,7 +23,8 @@ Exit codes:
   3  the cluster description is invalid (as openshift-install); nothing was written
   4  doctor found errors in the environment (DNS, load balancer, provisioning, certificates)
   5  bootstrap failed (wait-for bootstrap-complete: timed out, or the agent failed)
-  6  install failed (wait-for install-complete timed out)";
+  6  install failed (wait-for install-complete timed out)
+  7  the cluster's API could not be reached (approve-csrs); the message says why";
 
 /// Installs Kubernetes on bare metal: from a cluster description to a running cluster.
 #[derive(Debug, Parser)]
