@@ -59,30 +59,41 @@ pub fn file_sha512(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", sha2::Sha512::digest(bytes)))
 }
 
-/// [`file_sha512`] of the kindling binary, remembered in `cache` (a file in the user's cache
-/// directory) by the binary's path, size and modification time: hashing ~10 MB is most of the
-/// time a `create ignition-configs` takes. Without a cache file it is simply computed.
-pub fn binary_sha512(binary: &Path, cache: Option<&Path>) -> std::io::Result<String> {
-    let Some(cache) = cache else {
+/// [`file_sha512`] of the kindling binary, remembered in `cache_dir` (in the user's cache
+/// directory), one entry per binary (its path, size and modification time), so that a debug and
+/// a release build, or several checkouts, do not evict each other. Hashing a debug build
+/// (~100 MB) takes seconds of CPU: `before_hashing` is told the size first, to say so. Without a
+/// cache directory it is simply computed.
+pub fn binary_sha512(
+    binary: &Path,
+    cache_dir: Option<&Path>,
+    before_hashing: impl FnOnce(u64),
+) -> std::io::Result<String> {
+    let meta = std::fs::metadata(binary)?;
+    let Some(cache_dir) = cache_dir else {
+        before_hashing(meta.len());
         return file_sha512(binary);
     };
-    let meta = std::fs::metadata(binary)?;
     let mtime = meta
         .modified()?
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let key = format!("{} {} {}", binary.display(), meta.len(), mtime);
-    if let Ok(text) = std::fs::read_to_string(cache)
+    let entry =
+        cache_dir.join(&state::Digest::of(key.as_bytes()).as_str()["sha256:".len()..][..32]);
+    if let Ok(text) = std::fs::read_to_string(&entry)
         && let Some((cached_key, hash)) = text.trim_end().rsplit_once(' ')
         && cached_key == key
         && hash.len() == 128
     {
         return Ok(hash.to_string());
     }
+    before_hashing(meta.len());
     let hash = file_sha512(binary)?;
     // A cache that cannot be written only costs time.
-    let _ = AtomicFiles.write(cache, format!("{key} {hash}\n").as_bytes(), Mode::Public);
+    let _ = std::fs::create_dir_all(cache_dir);
+    let _ = AtomicFiles.write(&entry, format!("{key} {hash}\n").as_bytes(), Mode::Public);
     Ok(hash)
 }
 

@@ -848,3 +848,27 @@ fn a_workers_address_or_labels_do_not_re_key_the_control_plane() {
     );
     assert_eq!(again["tls/apiserver.crt"], after["tls/apiserver.crt"]);
 }
+
+#[test]
+fn each_binary_has_its_own_hash_cache_entry_and_a_miss_is_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    fs::write(&a, b"one build").unwrap();
+    fs::write(&b, b"another build").unwrap();
+    let hashed = std::cell::Cell::new(0);
+    let hash = |p: &Path| {
+        crate::binary_sha512(p, Some(&cache), |size| {
+            assert!(size > 0);
+            hashed.set(hashed.get() + 1)
+        })
+        .unwrap()
+    };
+    let (ha, hb) = (hash(&a), hash(&b));
+    assert_eq!(hashed.get(), 2);
+    assert_eq!(ha, crate::file_sha512(&a).unwrap());
+    // Both are remembered: alternating between them hashes nothing again.
+    assert_eq!((hash(&a), hash(&b)), (ha, hb));
+    assert_eq!(hashed.get(), 2);
+    assert_eq!(fs::read_dir(&cache).unwrap().count(), 2);
+}

@@ -193,14 +193,25 @@ fn settings(args: &AssetArgs, target: Target) -> Result<Settings, Failure> {
             let cache = std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .map(|dir| dir.join("kindling/binary.sha512"));
-            let hash =
-                kindling_assets::binary_sha512(&exe, cache.as_deref()).with_context(|| {
-                    format!(
-                        "reading {} to hash it for the agent download",
-                        exe.display()
-                    )
-                })?;
+                .map(|dir| dir.join("kindling/binary-sha512"));
+            let hash = kindling_assets::binary_sha512(&exe, cache.as_deref(), |size| {
+                tracing::info!(
+                    "hashing {} ({} MB) for the agent download; once per build of kindling{}",
+                    exe.display(),
+                    size / 1_000_000,
+                    if size > 50_000_000 {
+                        " (a debug build: serve a release build, cargo install --path crates/kindling)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .with_context(|| {
+                format!(
+                    "reading {} to hash it for the agent download",
+                    exe.display()
+                )
+            })?;
             Some(hash)
         }
     };
