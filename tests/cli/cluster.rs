@@ -301,7 +301,7 @@ fn an_api_name_that_does_not_resolve_is_said_so_and_approve_csrs_exits_7() {
     let run = lab.run(&["approve-csrs"], &[]);
     run.expect(7);
     assert_eq!(
-        run.stderr().trim(),
+        run.stderr().lines().next().unwrap_or_default(),
         "ERROR api.demo.kindling.invalid does not resolve from this host; run kindling doctor"
     );
     // Nothing listens: a connection refused, said so.

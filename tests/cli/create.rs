@@ -127,10 +127,12 @@ fn a_second_create_manifests_reports_everything_up_to_date() {
     run.expect(0);
     let stdout = run.stdout();
     let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    let (next, assets) = lines.split_last().unwrap();
     assert!(
-        lines.len() > 3 && lines.iter().all(|l| l.starts_with("up to date")),
+        assets.len() > 3 && assets.iter().all(|l| l.starts_with("up to date")),
         "{stdout}"
     );
+    assert!(next.starts_with("Next: "), "{stdout}");
     assert!(snapshot(dir.path()) == after_demo, "files changed");
 }
 
@@ -632,4 +634,43 @@ fn a_custom_manifest_that_is_not_a_kubernetes_object_is_refused_at_create() {
     )
     .unwrap();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+}
+
+/// Every command on an asset directory appends its debug log to .kindling/kindling.log, without
+/// the directory's secrets; a failure points at it.
+#[test]
+fn every_command_keeps_a_redacted_debug_log_and_a_failure_points_at_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = upi_dir_with_flannel();
+    let d = dir.path().to_str().unwrap();
+    kindling(&["create", "ignition-configs", "--dir", d]).expect(0);
+    let log_path = dir.path().join(".kindling/kindling.log");
+    let log = read(&log_path);
+    assert!(
+        log.contains("DEBUG kindling: kindling 0.1.0 create ignition-configs --dir"),
+        "{log}"
+    );
+    assert!(log.contains("generated pool-ignition"), "{log}");
+    let mode = std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = read(&dir.path().join("auth/bootstrap-token"));
+    let secret = token.trim().split('.').nth(1).unwrap();
+    assert!(!log.contains(secret), "the log holds the bootstrap token");
+
+    let inventory = dir.path().join("inventory.yaml");
+    std::fs::write(&inventory, format!("{}bogus: 1\n", read(&inventory))).unwrap();
+    let run = kindling(&["create", "manifests", "--dir", d]);
+    run.expect(3);
+    assert!(
+        run.stderr()
+            .ends_with(&format!("The full log is in {}.\n", log_path.display())),
+        "{}",
+        run.stderr()
+    );
+    let log = read(&log_path);
+    assert!(log.contains("unknown field 'bogus'"), "{log}");
+    assert!(
+        log.contains("create ignition-configs") && log.contains("create manifests"),
+        "appended"
+    );
 }

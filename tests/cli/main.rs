@@ -64,7 +64,8 @@ impl Run {
     }
 }
 
-/// Every file under `dir` with its contents, for before/after comparisons.
+/// Every file under `dir` with its contents, for before/after comparisons; but the command
+/// log, `.kindling/kindling.log`, which every command appends to by design.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -73,7 +74,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if !path.ends_with(".kindling/kindling.log") {
                 files.insert(
                     path.strip_prefix(dir).unwrap().to_path_buf(),
                     std::fs::read(&path).unwrap(),

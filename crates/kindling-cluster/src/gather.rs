@@ -108,7 +108,7 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 }
 
 /// The secrets known in the asset directory, to redact wherever they appear.
-fn known_secrets(dir: &Path) -> Vec<String> {
+pub fn known_secrets(dir: &Path) -> Vec<String> {
     let mut secrets = Vec::new();
     if let Ok(text) = std::fs::read_to_string(dir.join(kindling_assets::pki::BOOTSTRAP_TOKEN_FILE))
         && let Some(token) = kindling_pki::BootstrapToken::parse(&text)

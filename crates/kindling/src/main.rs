@@ -3,6 +3,7 @@
 
 mod cli;
 mod exit;
+mod logfile;
 mod report;
 
 use std::process::ExitCode;
@@ -14,12 +15,21 @@ use exit::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level);
+    let log_dir = cli.command.dir().map(std::path::Path::to_path_buf);
+    let logging_to_file = init_logging(cli.log_level, log_dir.as_deref());
+    tracing::debug!(
+        "kindling {} {}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if let Some(error) = &failure.error {
                 tracing::error!("{}", report::error_chain(error));
+            }
+            if let (true, Some(dir)) = (logging_to_file, &log_dir) {
+                eprintln!("The full log is in {}.", logfile::path(dir).display());
             }
             ExitCode::from(failure.code as u8)
         }
@@ -56,7 +66,9 @@ fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-fn init_logging(level: LogLevel) {
+/// stderr at `level`; and, for a command on an asset directory, its full debug log appended to
+/// `<dir>/.kindling/kindling.log` (see [`logfile`]). Whether the file log is on.
+fn init_logging(level: LogLevel, dir: Option<&std::path::Path>) -> bool {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let level = match level {
@@ -76,14 +88,33 @@ fn init_logging(level: LogLevel) {
         .with_default(level)
         .with_target("kube_client", kube)
         .with_target("kube", kube);
+    let file = dir.and_then(logfile::open).map(|writer| {
+        // Everything of kindling's at debug; not the per-request access log of serve (which
+        // stderr has), nor the HTTP and TLS libraries' chatter.
+        let filter = Targets::new()
+            .with_default(LevelFilter::DEBUG)
+            .with_target("access", LevelFilter::OFF)
+            .with_target("hyper", LevelFilter::INFO)
+            .with_target("hyper_util", LevelFilter::INFO)
+            .with_target("rustls", LevelFilter::INFO)
+            .with_target("h2", LevelFilter::INFO)
+            .with_target("tower", LevelFilter::INFO);
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::sync::Mutex::new(writer))
+            .with_ansi(false)
+            .with_filter(filter)
+    });
+    let on = file.is_some();
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_target(false)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .without_time(),
+                .without_time()
+                .with_filter(filter),
         )
-        .with(filter)
+        .with(file)
         .init();
+    on
 }

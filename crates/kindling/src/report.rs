@@ -31,6 +31,7 @@ pub fn outcomes(outcomes: &[AssetOutcome]) {
             Action::UpToDate => "up to date",
         };
         println!("  {action:<12} {}", o.asset);
+        tracing::debug!("{action} {}", o.asset);
         for path in &o.kept_edits {
             match o.stale_edits.iter().find(|s| &s.path == path) {
                 Some(stale) => {

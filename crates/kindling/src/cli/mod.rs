@@ -77,6 +77,28 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The asset directory the command works on, if it has one (for its log file). Writing the
+    /// description's template is not yet work on an asset directory.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        Some(match self {
+            Command::Create(CreateCommand::InstallConfig(_)) => return None,
+            Command::Create(CreateCommand::Manifests(a) | CreateCommand::IgnitionConfigs(a)) => {
+                &a.dir.dir
+            }
+            Command::Create(CreateCommand::Infra(a)) => &a.dir.dir,
+            Command::Demo(a) => &a.dir,
+            Command::Serve(a) => &a.dir.dir,
+            Command::Doctor(a) => &a.dir.dir,
+            Command::WaitFor(a) => &a.cluster.dir.dir,
+            Command::ApproveCsrs(a) => &a.cluster.dir.dir,
+            Command::Gather(a) => &a.cluster.dir.dir,
+            Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
+            Command::Agent(_) | Command::Completion { .. } => return None,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
     /// Write a commented install-config.yaml and inventory.yaml to start from.
