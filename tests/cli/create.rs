@@ -64,6 +64,25 @@ fn an_unchanged_openshift_upi_install_config_loads() {
         "{stderr}"
     );
     assert!(stderr.contains("kindling uses 172.16.0.0/24"), "{stderr}");
+    // Notes are news once per asset directory; after that they are only in the log.
+    let again = kindling(&["create", "manifests", "--dir", d]);
+    again.expect(0);
+    assert!(
+        !again.stderr().contains("kindling uses 172.16.0.0/24"),
+        "{}",
+        again.stderr()
+    );
+    assert!(
+        !again.stderr().contains("not used by kindling"),
+        "{}",
+        again.stderr()
+    );
+    let log = read(&dir.path().join(".kindling/kindling.log"));
+    assert_eq!(
+        log.matches("kindling uses 172.16.0.0/24").count(),
+        2,
+        "{log}"
+    );
 
     let cluster: serde_json::Value =
         serde_json::from_str(&read(&dir.path().join("cluster.json"))).unwrap();

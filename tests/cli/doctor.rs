@@ -525,6 +525,11 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
         text(f, "what").contains("the machines will reject"),
         "{f:#}"
     );
+    // The fix names this asset directory, not a placeholder.
+    assert!(
+        text(f, "fix").contains(&format!("kindling serve --dir {}'", lab.path().display())),
+        "{f:#}"
+    );
     drop(serve);
 
     // The runbook's boot script: "# !ipxe".

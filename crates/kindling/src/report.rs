@@ -14,6 +14,39 @@ pub fn findings(findings: &[Diagnostic]) {
     }
 }
 
+/// Logs each finding at its own level, but a note (info) already said for this asset directory
+/// only at debug (so in `.kindling/kindling.log`): a note such as the inferred machine network
+/// is news once, not on every command. What was said is kept in `.kindling/notes-said`.
+pub fn findings_once(dir: &std::path::Path, all: &[Diagnostic]) {
+    use kindling_assets::{AtomicFiles, Mode, Storage};
+    let path = dir.join(".kindling/notes-said");
+    let said = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut new = Vec::new();
+    for d in all {
+        let text = d.to_string();
+        if d.severity == Severity::Info && said.lines().any(|l| l == text) {
+            tracing::debug!("{text}");
+            continue;
+        }
+        findings(std::slice::from_ref(d));
+        if d.severity == Severity::Info {
+            new.push(text);
+        }
+    }
+    if new.is_empty() || !dir.is_dir() {
+        return;
+    }
+    let mut all_said = said;
+    for text in new {
+        all_said.push_str(&text);
+        all_said.push('\n');
+    }
+    // Not being able to remember only means saying it again.
+    if std::fs::create_dir_all(dir.join(".kindling")).is_ok() {
+        let _ = AtomicFiles.write(&path, all_said.as_bytes(), Mode::Public);
+    }
+}
+
 /// Logs the findings of an invalid description and the line that says nothing was written.
 pub fn invalid(all: &[Diagnostic]) {
     findings(all);

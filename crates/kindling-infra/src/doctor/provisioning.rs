@@ -144,7 +144,7 @@ fn boot_script(req: &Request) -> Finding {
     match client.get(&target, &path) {
         Err(e) => finding(Severity::Error, "provisioning.boot-script", &subject, format!("no answer: {e}"))
             .why(why)
-            .fix("start 'kindling serve --dir <dir>' on the provisioning host and open its port towards the machine network"),
+            .fix(format!("start 'kindling serve --dir {}' on the provisioning host and open its port towards the machine network", req.dir.display())),
         Ok(r) if r.status != 200 => finding(
             Severity::Error,
             "provisioning.boot-script",
@@ -240,7 +240,7 @@ fn mcs(req: &Request) -> Finding {
                 format!("{addr} presents a certificate the machines will reject: {e}"),
             )
             .why(why)
-            .fix("serve tls/mcs.crt from this asset directory ('kindling serve --dir <dir>'), and point the load balancer's 22623 backend at it; 'kindling create ignition-configs' re-signs tls/mcs.crt when mcsURL changes")
+            .fix(format!("serve tls/mcs.crt from this asset directory ('kindling serve --dir {}'), and point the load balancer's 22623 backend at it; 'kindling create ignition-configs' re-signs tls/mcs.crt when mcsURL changes", req.dir.display()))
         }
         Err(e) => finding(Severity::Error, check, &subject, format!("no TLS answer: {e}"))
             .why(why)

@@ -27,7 +27,7 @@ pub fn load(dir: &Path) -> Result<ClusterDescription, Failure> {
 pub fn load_for(dir: &Path, purpose: Use) -> Result<ClusterDescription, Failure> {
     match ClusterDescription::load_for(dir, purpose) {
         Ok(loaded) => {
-            report::findings(&loaded.findings);
+            report::findings_once(dir, &loaded.findings);
             Ok(loaded.description)
         }
         Err(LoadError::Invalid(findings)) => {
