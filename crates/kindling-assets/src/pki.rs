@@ -90,18 +90,7 @@ impl Asset for CaAsset {
         let s = ctx.settings;
         let ca = Ca::generate(self.common_name, s.key_algorithm, s.now, s.lifetimes.root)
             .map_err(|e| pki_error(self.id, e))?;
-        Ok(vec![
-            Output {
-                path: self.cert(),
-                contents: ca.cert_pem.clone().into_bytes(),
-                mode: Mode::Public,
-            },
-            Output {
-                path: self.key(),
-                contents: ca.key_pem().into_bytes(),
-                mode: Mode::Secret,
-            },
-        ])
+        Ok(pem_pair(self.base, ca.cert_pem.clone(), ca.key_pem()).into())
     }
 }
 
@@ -144,24 +133,31 @@ impl Asset for IntermediateCa {
             .issue_ca(self.common_name, s.key_algorithm, s.now, s.lifetimes.root)
             .map_err(|e| pki_error(self.id, e))?;
         let bundle = format!("{}{}", parent.cert_pem, ca.cert_pem);
-        Ok(vec![
-            Output {
-                path: self.cert(),
-                contents: ca.cert_pem.clone().into_bytes(),
-                mode: Mode::Public,
-            },
-            Output {
-                path: self.key(),
-                contents: ca.key_pem().into_bytes(),
-                mode: Mode::Secret,
-            },
-            Output {
-                path: CLIENT_CA_BUNDLE.into(),
-                contents: bundle.into_bytes(),
-                mode: Mode::Public,
-            },
-        ])
+        let mut outputs: Vec<Output> =
+            pem_pair(self.base, ca.cert_pem.clone(), ca.key_pem()).into();
+        outputs.push(Output {
+            path: CLIENT_CA_BUNDLE.into(),
+            contents: bundle.into_bytes(),
+            mode: Mode::Public,
+        });
+        Ok(outputs)
     }
+}
+
+/// `<base>.crt` (public) and `<base>.key` (secret).
+fn pem_pair(base: &str, cert_pem: String, key_pem: String) -> [Output; 2] {
+    [
+        Output {
+            path: format!("{base}.crt"),
+            contents: cert_pem.into_bytes(),
+            mode: Mode::Public,
+        },
+        Output {
+            path: format!("{base}.key"),
+            contents: key_pem.into_bytes(),
+            mode: Mode::Secret,
+        },
+    ]
 }
 
 fn pki_error(asset: &'static str, e: kindling_pki::PkiError) -> AssetError {
@@ -210,8 +206,11 @@ impl Asset for LeafAsset {
         // A leaf is re-issued only when what it says would change, or it is near expiry.
         let valid_until = s.now + s.lifetimes.bootstrap_window;
         for (base, spec) in (self.certs)(ctx.description) {
-            let (cert, key) = (format!("{base}.crt"), format!("{base}.key"));
-            let (cert_pem, key_pem) = match (ctx.read_text(&cert), ctx.read_text(&key)) {
+            let existing = (
+                ctx.read_text(&format!("{base}.crt")),
+                ctx.read_text(&format!("{base}.key")),
+            );
+            let (cert_pem, key_pem) = match existing {
                 (Ok(c), Ok(k)) if kindling_pki::reusable(&c, &k, &spec, &ca, valid_until) => (c, k),
                 _ => {
                     let issued = ca
@@ -220,16 +219,7 @@ impl Asset for LeafAsset {
                     (issued.cert_pem, issued.key_pem)
                 }
             };
-            outputs.push(Output {
-                path: cert,
-                contents: cert_pem.into_bytes(),
-                mode: Mode::Public,
-            });
-            outputs.push(Output {
-                path: key,
-                contents: key_pem.into_bytes(),
-                mode: Mode::Secret,
-            });
+            outputs.extend(pem_pair(&base, cert_pem, key_pem));
         }
         Ok(outputs)
     }

@@ -698,15 +698,7 @@ fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
     let apiserver = fs::read(d.join("tls/apiserver.crt")).unwrap();
     let before = crate::tests::snapshot_dir(d);
     fs::remove_file(d.join("tls/root-ca.key")).unwrap();
-    let loaded = ClusterDescription::load(d).unwrap();
-    let err = create(
-        d,
-        &loaded.description,
-        Target::Manifests,
-        &settings(),
-        &AtomicFiles,
-    )
-    .unwrap_err();
+    let err = try_run(d, &settings()).unwrap_err();
     let shown = err.to_string();
     assert!(
         matches!(err, crate::AssetError::AuthorityMissing { .. }),
@@ -729,14 +721,7 @@ fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
     // The same for the CSR signer under it.
     fs::write(d.join("tls/root-ca.key"), &before["tls/root-ca.key"]).unwrap();
     fs::remove_file(d.join("tls/csr-signer.crt")).unwrap();
-    let err = create(
-        d,
-        &loaded.description,
-        Target::Manifests,
-        &settings(),
-        &AtomicFiles,
-    )
-    .unwrap_err();
+    let err = try_run(d, &settings()).unwrap_err();
     assert!(
         err.to_string().starts_with("tls/csr-signer.crt is missing"),
         "{err}"
@@ -749,14 +734,7 @@ fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
         rotate_ca: true,
         ..settings()
     };
-    let outcomes = create(
-        d,
-        &loaded.description,
-        Target::Manifests,
-        &rotate,
-        &AtomicFiles,
-    )
-    .unwrap();
+    let outcomes = try_run(d, &rotate).unwrap();
     assert_eq!(action(&outcomes, "root-ca"), Action::Regenerated);
     assert_ne!(fs::read(d.join("tls/apiserver.crt")).unwrap(), apiserver);
     verify_at(
@@ -765,6 +743,18 @@ fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
         time::OffsetDateTime::now_utc(),
     )
     .unwrap();
+}
+
+/// `create manifests` with `settings`, its error kept.
+fn try_run(dir: &Path, settings: &Settings) -> Result<Vec<AssetOutcome>, crate::AssetError> {
+    let loaded = ClusterDescription::load(dir).unwrap();
+    create(
+        dir,
+        &loaded.description,
+        Target::Manifests,
+        settings,
+        &AtomicFiles,
+    )
 }
 
 /// Every file under `dir`, by relative path.

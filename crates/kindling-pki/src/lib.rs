@@ -212,24 +212,42 @@ impl Ca {
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> Result<Ca, PkiError> {
+        Ca::make(common_name, algorithm, now, lifetime, None)
+    }
+
+    /// A CA with a new key: self-signed, or under `parent` (then it may sign leaves only, and
+    /// names its parent's key).
+    fn make(
+        common_name: &str,
+        algorithm: KeyAlgorithm,
+        now: OffsetDateTime,
+        lifetime: Duration,
+        parent: Option<&Ca>,
+    ) -> Result<Ca, PkiError> {
         let key = key_pair(algorithm)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name, &[]);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.is_ca = IsCa::Ca(match parent {
+            None => BasicConstraints::Unconstrained,
+            Some(_) => BasicConstraints::Constrained(0),
+        });
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
+        params.use_authority_key_identifier_extension = parent.is_some();
         params.not_before = now - BACKDATE;
         params.not_after = now + lifetime;
         params.serial_number = Some(serial());
-        let cert = params
-            .self_signed(&key)
-            .map_err(|source| PkiError::Signing {
-                subject: common_name.to_string(),
-                source,
-            })?;
+        let cert = match parent {
+            None => params.self_signed(&key),
+            Some(parent) => params.signed_by(&key, &parent.issuer),
+        }
+        .map_err(|source| PkiError::Signing {
+            subject: common_name.to_string(),
+            source,
+        })?;
         Ok(Ca {
             cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
@@ -260,29 +278,7 @@ impl Ca {
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> Result<Ca, PkiError> {
-        let key = key_pair(algorithm)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name(common_name, &[]);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = now - BACKDATE;
-        params.not_after = now + lifetime;
-        params.serial_number = Some(serial());
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|source| PkiError::Signing {
-                subject: common_name.to_string(),
-                source,
-            })?;
-        Ok(Ca {
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        })
+        Ca::make(common_name, algorithm, now, lifetime, Some(self))
     }
 
     /// Signs a new leaf with a new key, valid from `now` for `lifetime`.
