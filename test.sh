@@ -24,7 +24,8 @@ APT_PACKAGES=(
   tar              # tar -tzf / -xzOf: reads the tarball of kindling gather (essential, listed for clarity)
   etcd-server      # etcd 3.4: the agent's join-master and bootstrap hand-over run against real members on loopback (tests/cli/agent.rs)
   etcd-client      # etcdctl: the test's independent check of the membership and of each member's health
-  curl             # fetches from chosen source addresses (--interface) through HAProxy in the PROXY protocol tests (tests/cli/serve.rs)
+  curl             # fetches from chosen source addresses (--interface) through HAProxy in the PROXY protocol tests (tests/cli/serve.rs), and runs the install report unit's command (tests/cli/secrets.rs)
+  systemd          # systemd-analyze verify: checks the units kindling puts on the machines (tests/cli/secrets.rs)
 )
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(
