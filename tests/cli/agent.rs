@@ -229,21 +229,41 @@ impl Lab {
     /// as soon as its pod is activated (as its kubelet would start it). etcd accepts one
     /// unstarted member at a time, so the agents wait for each other's members to start.
     fn join_masters_at_once(&mut self) {
-        let agents: Vec<(&str, Killed)> = MASTERS
+        let agents: Vec<(&str, Killed, PathBuf)> = MASTERS
             .iter()
             .map(|m| {
                 self.install_member_pod(m);
+                let log = self.node(m, "join-master.stderr");
                 let child = Command::new(env!("CARGO_BIN_EXE_kindling"))
                     .args(self.join_master_args(m))
                     .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
+                    .stderr(std::fs::File::create(&log).unwrap())
                     .spawn()
                     .unwrap();
-                (*m, Killed(child))
+                (*m, Killed(child), log)
             })
             .collect();
-        let mut started: Vec<&str> = Vec::new();
+        // etcd holds one added member that has not started; until it starts, the other
+        // agents' adds are refused and they wait. No etcd starts before one refusal is seen,
+        // so the waiting path is taken every time, whatever order the scheduler runs the
+        // agents in.
+        let read = |log: &PathBuf| std::fs::read_to_string(log).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(120);
+        while !agents
+            .iter()
+            .any(|(_, _, log)| read(log).contains("not enough started members"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no join-master was refused while another's member had not started: {:?}",
+                agents
+                    .iter()
+                    .map(|(_, _, log)| read(log))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut started: Vec<&str> = Vec::new();
         while started.len() < MASTERS.len() {
             for m in MASTERS {
                 let pod = self.node(m, "etc/kubernetes/manifests/etcd.yaml");
@@ -255,16 +275,11 @@ impl Lab {
             assert!(Instant::now() < deadline, "started only {started:?}");
             std::thread::sleep(Duration::from_millis(100));
         }
-        let mut refused = 0;
-        for (m, agent) in agents {
+        for (m, agent, log) in agents {
             let mut agent = agent;
             let status = wait_exit(&mut agent, Duration::from_secs(60));
-            let stderr = output(agent);
-            assert!(status.success(), "{m}: {status}: {stderr}");
-            refused += usize::from(stderr.contains("not enough started members"));
+            assert!(status.success(), "{m}: {status}: {}", read(&log));
         }
-        // They started together: etcd refused at least one add until a member started.
-        assert!(refused > 0, "no join-master had to wait");
         let waited = MASTERS
             .iter()
             .map(|m| {
