@@ -97,19 +97,12 @@ impl<'n> MapReader<'n> {
             return found;
         }
         // A near miss is what the user meant: one error, at the near miss, that says both.
-        let near = self
-            .entries
-            .iter()
-            .zip(&self.taken)
-            .find(|((k, _), taken)| !**taken && is_near_miss(&k.name, key));
+        let near = (0..self.entries.len())
+            .find(|&i| !self.taken[i] && is_near_miss(&self.entries[i].0.name, key));
         match near {
-            Some(((k, _), _)) => {
-                let i = self
-                    .entries
-                    .iter()
-                    .position(|(x, _)| std::ptr::eq(x, k))
-                    .unwrap_or_default();
+            Some(i) => {
                 self.taken[i] = true;
+                let k = &self.entries[i].0;
                 r.error_at(
                     k.pos,
                     &self.path.key(key),
