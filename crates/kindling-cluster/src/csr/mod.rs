@@ -50,6 +50,9 @@ const NODES_GROUP: &str = "system:nodes";
 pub struct Policy {
     machines: BTreeMap<String, MachineIdentity>,
     bootstrap_token_id: String,
+    /// The bootstrap token's Secret as the asset directory has it: `create` extends its
+    /// expiration while the install runs, and the approver carries that to the cluster.
+    join_token_secret: Option<serde_json::Value>,
 }
 
 /// The names and address a machine's certificates may carry.
@@ -87,7 +90,15 @@ impl Policy {
                 })
                 .collect(),
             bootstrap_token_id: bootstrap_token_id.to_string(),
+            join_token_secret: None,
         }
+    }
+
+    /// With the bootstrap token's Secret manifest, whose later expiration the approver carries
+    /// to the cluster (see [`extend_join_token`]).
+    pub fn with_join_token_secret(mut self, secret: serde_json::Value) -> Policy {
+        self.join_token_secret = Some(secret);
+        self
     }
 
     /// [`Policy::new`] with the token id read from the asset directory (`auth/bootstrap-token`).
@@ -103,7 +114,18 @@ impl Policy {
                 path: path.clone(),
                 message: "not <id>.<secret>".into(),
             })?;
-        Ok(Policy::new(description, &token.id))
+        let manifest = dir
+            .join(kindling_assets::manifests_asset::CLUSTER_DIR)
+            .join(kindling_assets::manifests::BOOTSTRAP_TOKEN_SECRET_FILE);
+        let secret = std::fs::read_to_string(&manifest)
+            .ok()
+            .and_then(|text| crate::client::parse_manifests("token", &text).ok())
+            .and_then(|objects| objects.into_iter().next());
+        let policy = Policy::new(description, &token.id);
+        Ok(match secret {
+            Some(secret) => policy.with_join_token_secret(secret),
+            None => policy,
+        })
     }
 
     fn bootstrap_user(&self) -> String {
@@ -516,6 +538,9 @@ async fn pass(
     policy: &Policy,
     logged: &mut Logged,
 ) -> Result<(Vec<Outcome>, String), ClusterError> {
+    if let Err(e) = extend_join_token(client, policy).await {
+        tracing::warn!("the bootstrap token's expiration could not be extended: {e}");
+    }
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
     let node_names: BTreeSet<String> = nodes
@@ -536,6 +561,57 @@ async fn pass(
         outcomes.push(handle(&csrs, &nodes, policy, csr, Some(&node_names), logged).await?);
     }
     Ok((outcomes, version))
+}
+
+fn rfc3339(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The expiration of a bootstrap token Secret as the API has it (`data`, or `stringData` as
+/// written).
+fn token_expiration(secret: &k8s_openapi::api::core::v1::Secret) -> Option<time::OffsetDateTime> {
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("expiration"))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok());
+    let from_string_data = || secret.string_data.as_ref()?.get("expiration").cloned();
+    rfc3339(&from_data.or_else(from_string_data)?)
+}
+
+/// Carries a later expiration of the bootstrap token from the asset directory (which `create`
+/// extends while the install runs) to the cluster's Secret. A Secret that is gone is left gone:
+/// `wait-for install-complete` deletes it on purpose.
+pub async fn extend_join_token(client: &kube::Client, policy: &Policy) -> Result<(), ClusterError> {
+    let Some(wanted) = &policy.join_token_secret else {
+        return Ok(());
+    };
+    let (Some(name), Some(until)) = (
+        wanted["metadata"]["name"].as_str(),
+        wanted["stringData"]["expiration"]
+            .as_str()
+            .and_then(rfc3339),
+    ) else {
+        return Ok(());
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "kube-system");
+    let current = match secrets.get_opt(name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            return Err(ClusterError::api(
+                format!("reading Secret kube-system/{name}"),
+                e,
+            ));
+        }
+    };
+    if token_expiration(&current).is_some_and(|now| now >= until) {
+        return Ok(());
+    }
+    crate::client::apply(client, wanted, "kindling-approve-csrs").await?;
+    tracing::info!("extended the bootstrap token (Secret kube-system/{name}) to {until}");
+    Ok(())
 }
 
 /// List, then watch from the list's resourceVersion: every CSR that appears or changes is

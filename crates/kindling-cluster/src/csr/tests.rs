@@ -498,3 +498,56 @@ proptest::proptest! {
         proptest::prop_assert!(matches!(decision, Decision::Refuse(_)), "{:?}", decision);
     }
 }
+
+/// `create` extends the bootstrap token's expiration in the assets while the install runs; the
+/// approver carries it to the cluster's Secret, and never brings back a Secret that is gone.
+#[tokio::test]
+async fn the_approver_carries_a_later_token_expiration_to_the_cluster_and_never_resurrects_it() {
+    let fake = FakeApiServer::new();
+    let secret = |expiration: &str| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": format!("bootstrap-token-{TOKEN_ID}"), "namespace": "kube-system"},
+            "type": "bootstrap.kubernetes.io/token",
+            "stringData": {"token-id": TOKEN_ID, "expiration": expiration},
+        })
+    };
+    let stored = |fake: &FakeApiServer| {
+        fake.get(
+            "v1",
+            "Secret",
+            Some("kube-system"),
+            &format!("bootstrap-token-{TOKEN_ID}"),
+        )
+    };
+    fake.put(secret("2026-12-08T10:00:00Z"));
+    let client = fake.client();
+
+    // The assets say later: extended.
+    let later = policy().with_join_token_secret(secret("2026-12-08T23:00:00Z"));
+    super::approve_pending(&client, &later).await.unwrap();
+    assert_eq!(
+        stored(&fake).unwrap()["stringData"]["expiration"],
+        "2026-12-08T23:00:00Z"
+    );
+    // The assets say earlier (an old directory): the cluster's later one stays.
+    let earlier = policy().with_join_token_secret(secret("2026-12-08T01:00:00Z"));
+    super::approve_pending(&client, &earlier).await.unwrap();
+    assert_eq!(
+        stored(&fake).unwrap()["stringData"]["expiration"],
+        "2026-12-08T23:00:00Z"
+    );
+    // Deleted (install-complete): left deleted.
+    fake.delete(
+        "v1",
+        "Secret",
+        Some("kube-system"),
+        &format!("bootstrap-token-{TOKEN_ID}"),
+    );
+    super::approve_pending(&client, &later).await.unwrap();
+    assert!(
+        stored(&fake).is_none(),
+        "the approver brought the join token back"
+    );
+}
