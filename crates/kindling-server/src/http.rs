@@ -330,7 +330,7 @@ async fn ignition(
         }
         // kindling's bootstrap.ign gets the machine's identity file for its agent; the file on
         // disk has no token, which only the server's key makes.
-        let version = catalog.description.inventory.provisioning.ignition_version;
+        let version = spec_for(&catalog, &headers);
         let bytes = kindling_ignition::Config::from_json(&config)
             .and_then(|mut c| {
                 catalog.add_agent_identity(entry, &mut c);
@@ -349,7 +349,7 @@ async fn ignition(
         return Ok(json(config.as_ref().clone()));
     }
     let pool = entry.pool.unwrap_or("worker");
-    let version = catalog.description.inventory.provisioning.ignition_version;
+    let version = spec_for(&catalog, &headers);
     let token = catalog.token(entry);
     let mac = m.macs[0].hexhyp();
     let mut pointer = PointerConfig {
@@ -372,6 +372,16 @@ async fn ignition(
         )
     })?;
     Ok(json(bytes))
+}
+
+/// The spec a machine's first config is served in: the highest the client's Ignition asks for
+/// in its `Accept` header, as the machine config server does; without one (an OS installer
+/// fetching `coreos.inst.ignition_url` with its own client), the inventory's `ignitionVersion`.
+fn spec_for(catalog: &Catalog, headers: &HeaderMap) -> kindling_ignition::IgnitionVersion {
+    crate::mcs::version_from_accept(
+        headers,
+        catalog.description.inventory.provisioning.ignition_version,
+    )
 }
 
 /// matchbox's `/metadata`: what the server knows of a machine, as KEY=value lines.

@@ -924,3 +924,54 @@ async fn a_missing_asset_names_the_file_looked_for_and_serve_knows_what_is_missi
     std::fs::write(&want, b"kernel").unwrap();
     assert_eq!(catalog.missing_boot_assets().len(), 2);
 }
+
+/// The pointer config and bootstrap.ign come in the spec the client's Ignition asks for, as the
+/// machine config server's configs do; without an Ignition Accept header, in the inventory's.
+#[tokio::test]
+async fn first_configs_follow_the_accept_header() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let fetch = |uri: String, accept: Option<&'static str>| {
+        let mut request = Request::get(uri);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        call(
+            crate::http_router(state.clone()),
+            request.body(Body::empty()).unwrap(),
+        )
+    };
+    let version = |r: &Reply| {
+        r.json()["ignition"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let pointer = "/ignition?mac=52-54-00-7e-01-20".to_string();
+    assert_eq!(version(&fetch(pointer.clone(), None).await), "3.3.0");
+    let v31 = fetch(
+        pointer.clone(),
+        Some("application/vnd.coreos.ignition+json;version=3.1.0, */*;q=0.1"),
+    )
+    .await;
+    assert_eq!(version(&v31), "3.1.0");
+    assert!(v31.json()["ignition"]["config"]["merge"][0]["httpHeaders"].is_array());
+    // Spec 3.0 has no headers on a merge: the identity moves into the URL.
+    let v30 = fetch(
+        pointer,
+        Some("application/vnd.coreos.ignition+json;version=3.0.0"),
+    )
+    .await;
+    assert_eq!(version(&v30), "3.0.0");
+    let source = v30.json()["ignition"]["config"]["merge"][0]["source"].clone();
+    assert!(source.as_str().unwrap().contains("&token="), "{source}");
+
+    let token = token_of(&state, "bootstrap");
+    let bootstrap = fetch(
+        format!("/ignition?mac=52-54-00-7e-01-00&token={token}"),
+        Some("application/vnd.coreos.ignition+json;version=3.2.0"),
+    )
+    .await;
+    assert_eq!(bootstrap.status, StatusCode::OK, "{}", bootstrap.text());
+    assert_eq!(version(&bootstrap), "3.2.0");
+}
