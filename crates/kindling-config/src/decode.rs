@@ -33,8 +33,9 @@ pub enum UnknownKeys<'a> {
 pub struct MapReader<'n> {
     entries: &'n [(Key, Node)],
     taken: Vec<bool>,
-    /// Every field asked for, present or not: the fields this mapping reads.
-    asked: Vec<String>,
+    /// Every field asked for, present or not: the fields this mapping reads. Field names are
+    /// literals, so this costs no allocation per mapping (an inventory has one per machine).
+    asked: Vec<&'static str>,
     pub path: FieldPath,
 }
 
@@ -67,7 +68,7 @@ impl<'n> MapReader<'n> {
     }
 
     /// The value under `key`, if present and not null, with its path.
-    pub fn take(&mut self, key: &str) -> Option<(&'n Node, FieldPath)> {
+    pub fn take(&mut self, key: &'static str) -> Option<(&'n Node, FieldPath)> {
         self.ask(key);
         let i = self.entries.iter().position(|(k, _)| &*k.name == key)?;
         self.taken[i] = true;
@@ -76,7 +77,7 @@ impl<'n> MapReader<'n> {
     }
 
     /// Whether `key` is present, even with a null value; marks it taken.
-    pub fn has(&mut self, key: &str) -> bool {
+    pub fn has(&mut self, key: &'static str) -> bool {
         self.ask(key);
         let found = self.entries.iter().position(|(k, _)| &*k.name == key);
         if let Some(i) = found {
@@ -88,7 +89,7 @@ impl<'n> MapReader<'n> {
     /// Reports a required field that is missing.
     pub fn require(
         &mut self,
-        key: &str,
+        key: &'static str,
         r: &mut Report,
         hint: &str,
     ) -> Option<(&'n Node, FieldPath)> {
@@ -115,9 +116,9 @@ impl<'n> MapReader<'n> {
         None
     }
 
-    fn ask(&mut self, key: &str) {
-        if !self.asked.iter().any(|k| k == key) {
-            self.asked.push(key.to_string());
+    fn ask(&mut self, key: &'static str) {
+        if !self.asked.contains(&key) {
+            self.asked.push(key);
         }
     }
 
@@ -128,7 +129,7 @@ impl<'n> MapReader<'n> {
         let mut unused = Vec::new();
         let mut read: Vec<&str> = known.to_vec();
         for asked in &self.asked {
-            if !read.contains(&asked.as_str()) {
+            if !read.contains(asked) {
                 read.push(asked);
             }
         }

@@ -213,8 +213,9 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<InstallConfig> {
     });
     let proxy = top.take("proxy").and_then(|(n, p)| {
         let mut m = MapReader::new(n, p, r)?;
-        let mut field =
-            |key: &str, r: &mut Report| m.take(key).and_then(|(n, p)| decode::string(n, &p, r));
+        let mut field = |key: &'static str, r: &mut Report| {
+            m.take(key).and_then(|(n, p)| decode::string(n, &p, r))
+        };
         let proxy = Proxy {
             http_proxy: field("httpProxy", r),
             https_proxy: field("httpsProxy", r),

@@ -503,7 +503,12 @@ fn decode_kubernetes(node: &Node, path: FieldPath, r: &mut Report) -> Option<Kub
     Some(Kubernetes { version: version? })
 }
 
-fn url_field(m: &mut MapReader<'_>, key: &str, schemes: &[&str], r: &mut Report) -> Option<String> {
+fn url_field(
+    m: &mut MapReader<'_>,
+    key: &'static str,
+    schemes: &[&str],
+    r: &mut Report,
+) -> Option<String> {
     let (n, p) = m.take(key)?;
     let url = decode::string(n, &p, r)?;
     if let Err(why) = check_url(&url, schemes) {
@@ -658,7 +663,7 @@ fn decode_network(node: &Node, path: FieldPath, r: &mut Report) -> Option<Networ
 
 fn decode_load_balancer(node: &Node, path: FieldPath, r: &mut Report) -> Option<LoadBalancer> {
     let mut m = MapReader::new(node, path, r)?;
-    let mut vip = |key: &str, required: bool, r: &mut Report| {
+    let mut vip = |key: &'static str, required: bool, r: &mut Report| {
         let hint = format!("write the virtual IP for {key}, e.g. {key}: 192.0.2.5");
         let found = if required {
             m.require(key, r, &hint)

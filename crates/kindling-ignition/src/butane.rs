@@ -437,7 +437,11 @@ fn variant(top: &mut MapReader, r: &mut Report) {
 }
 
 /// The items of the list under `key`, each with its path; nothing if absent or not a list.
-fn items<'n>(fields: &mut MapReader<'n>, key: &str, r: &mut Report) -> Vec<(&'n Node, FieldPath)> {
+fn items<'n>(
+    fields: &mut MapReader<'n>,
+    key: &'static str,
+    r: &mut Report,
+) -> Vec<(&'n Node, FieldPath)> {
     let Some((node, path)) = fields.take(key) else {
         return Vec::new();
     };

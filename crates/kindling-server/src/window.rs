@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -67,7 +68,7 @@ pub struct InstallWindow {
     states: Mutex<HashMap<Box<str>, State>>,
     /// Whether the log held any window event: a server that saw none arms every machine, and
     /// says so once.
-    seen_any: Mutex<bool>,
+    seen_any: AtomicBool,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -80,7 +81,7 @@ impl InstallWindow {
         let Some(machine) = &event.machine else {
             if event.stage == ARMED {
                 // "Every machine armed" at a first install.
-                *self.seen_any.get_mut().unwrap_or_else(|p| p.into_inner()) = true;
+                *self.seen_any.get_mut() = true;
                 self.states
                     .get_mut()
                     .unwrap_or_else(|p| p.into_inner())
@@ -104,13 +105,13 @@ impl InstallWindow {
             }
             _ => return,
         }
-        *self.seen_any.get_mut().unwrap_or_else(|p| p.into_inner()) = true;
+        *self.seen_any.get_mut() = true;
     }
 
     /// Whether the log had no window event: the server's first install, at which it arms
     /// every machine (and records that once).
     pub fn is_new(&self) -> bool {
-        !*self.seen_any.lock().unwrap_or_else(|p| p.into_inner())
+        !self.seen_any.load(Ordering::Relaxed)
     }
 
     /// The verdict for `machine` fetching from `addr` at `now`; a first fetch binds it. The
@@ -150,7 +151,7 @@ impl InstallWindow {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(machine);
-        *self.seen_any.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.seen_any.store(true, Ordering::Relaxed);
     }
 
     /// Arms every machine: the first install.
@@ -159,7 +160,7 @@ impl InstallWindow {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        *self.seen_any.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.seen_any.store(true, Ordering::Relaxed);
     }
 
     /// Whether `machine` is armed (bound or not).
