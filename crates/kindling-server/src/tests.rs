@@ -975,3 +975,30 @@ async fn first_configs_follow_the_accept_header() {
     assert_eq!(bootstrap.status, StatusCode::OK, "{}", bootstrap.text());
     assert_eq!(version(&bootstrap), "3.2.0");
 }
+
+/// In source-ip mode the install window holds as with tokens: once the machine reported its
+/// install, its own address gets nothing secret until it is armed again.
+#[tokio::test]
+async fn with_source_ip_the_install_window_holds_too() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::SourceIp);
+    let worker0 = [192, 168, 126, 120];
+    assert_eq!(
+        mcs_from(&state, "worker", None, worker0).await.status,
+        StatusCode::OK
+    );
+    let token = token_of(&state, "worker0");
+    report(&state, "52:54:00:7e:01:20", &token, "installed", "done").await;
+    let refused = mcs_from(&state, "worker", None, worker0).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.text().contains("kindling machines arm worker0"),
+        "{}",
+        refused.text()
+    );
+    state.arm("worker0", "by kindling machines arm");
+    assert_eq!(
+        mcs_from(&state, "worker", None, worker0).await.status,
+        StatusCode::OK
+    );
+}
