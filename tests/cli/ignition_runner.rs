@@ -1,5 +1,6 @@
-//! The real Ignition (Debian's 2.14 runner) applying configs to a scratch root, and a local HTTPS
-//! server standing in for the machine config server, so tests can check what lands on a machine.
+//! The real Ignition (Debian's 2.14 runner, and 2.26 and 0.35 from ../shared/tools) applying
+//! configs to a scratch root, and a local HTTPS server standing in for the machine config
+//! server, so tests can check what lands on a machine.
 //!
 //! The recipe and its pitfalls are in ../shared/docs/real-clients.md, section A: platform
 //! `file`, the fetch and files stages with their cache and state files kept in the scratch
@@ -45,10 +46,53 @@ impl Applied {
 /// Runs Ignition's fetch and files stages for the config at `config_path` against a fresh
 /// scratch root. `Err` holds the stage's log when Ignition fails or times out.
 pub fn apply(config_path: &Path) -> Result<Applied, String> {
-    assert!(
-        Path::new(IGNITION).exists(),
-        "the Ignition runner {IGNITION} is missing: run ./test.sh, which installs Debian's ignition package"
-    );
+    apply_with(&Runner::debian(), config_path)
+}
+
+/// An Ignition runner: Debian's 2.14 (spec 3.0–3.3), or an upstream build from
+/// ../shared/tools: 2.26 (the newest, spec 3.0–3.6) or 0.35 (RHCOS 4.5, spec 2.x only).
+pub struct Runner {
+    program: PathBuf,
+    /// 0.x: `-oem` instead of `-platform`, no state file, no neednet flag, no relabel.
+    legacy: bool,
+    /// What the runner sends, as the server's event log shows it: "2.14", "2.26", "0.35".
+    pub name: &'static str,
+}
+
+impl Runner {
+    pub fn debian() -> Runner {
+        assert!(
+            Path::new(IGNITION).exists(),
+            "the Ignition runner {IGNITION} is missing: run ./test.sh, which installs Debian's ignition package"
+        );
+        Runner {
+            program: IGNITION.into(),
+            legacy: false,
+            name: "2.14",
+        }
+    }
+
+    /// Ignition 2.26.0 from ../shared/tools; `None` (and a printed skip) without it.
+    pub fn newest(test: &str) -> Option<Runner> {
+        Some(Runner {
+            program: kindling_testkit::shared_tool(test, "ignition-2.26.0/ignition")?,
+            legacy: false,
+            name: "2.26",
+        })
+    }
+
+    /// Ignition 0.35.0 from ../shared/tools; `None` (and a printed skip) without it.
+    pub fn legacy(test: &str) -> Option<Runner> {
+        Some(Runner {
+            program: kindling_testkit::shared_tool(test, "ignition-0.35.0/ignition")?,
+            legacy: true,
+            name: "0.35",
+        })
+    }
+}
+
+/// [`apply`] with a given runner.
+pub fn apply_with(runner: &Runner, config_path: &Path) -> Result<Applied, String> {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     seed_root(&w.join("root"));
@@ -68,17 +112,23 @@ pub fn apply(config_path: &Path) -> Result<Applied, String> {
     let mut log = String::new();
     for stage in ["fetch", "files"] {
         let log_file = w.join(format!("{stage}.log"));
-        let mut command = Command::new(IGNITION);
+        let mut command = Command::new(&runner.program);
+        if runner.legacy {
+            command.args(["-oem", "file"]);
+        } else {
+            command
+                .args(["-platform", "file"])
+                .arg("-state-file")
+                .arg(w.join("run/state"))
+                .arg("-neednet")
+                .arg(w.join("run/neednet"));
+        }
         command
-            .args(["-platform", "file", "-stage", stage, "-log-to-stdout"])
+            .args(["-stage", stage, "-log-to-stdout"])
             .arg("-root")
             .arg(w.join("root"))
             .arg("-config-cache")
             .arg(w.join("run/ignition.json"))
-            .arg("-state-file")
-            .arg(w.join("run/state"))
-            .arg("-neednet")
-            .arg(w.join("run/neednet"))
             .env("IGNITION_CONFIG_FILE", &config_path)
             .env("PATH", &path)
             .stdin(Stdio::null())

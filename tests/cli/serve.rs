@@ -726,3 +726,136 @@ fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address(
     let (status, body) = fetch("127.0.77.50");
     assert_eq!(status, 403, "{body}");
 }
+
+/// Each Ignition a seed's OS runs fetches its first config from `kindling serve` with its own
+/// `Accept` header, follows the pointer to the machine config server, and applies what it gets:
+/// Ignition 0.35 (RHCOS 4.5, spec 2.x only) gets 2.2.0, Ignition 2.26 the newest spec kindling
+/// writes (3.4.0), and Debian's 2.14 3.3.0. Without an Ignition `Accept` header (an OS installer's
+/// own client) the inventory's `ignitionVersion` decides.
+#[test]
+fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
+    const TEST: &str = "every_ignition_gets_a_spec_it_reads_from_kindling_serve";
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    // Ignition 0.35 adds users by running /usr/bin/chroot, which Debian does not have (it is
+    // in /usr/sbin); the users section is checked by 0.35's validator in kindling-ignition.
+    let ic = std::fs::read_to_string(d.join("install-config.yaml")).unwrap();
+    let without_key = ic.split("sshKey:").next().unwrap().to_string();
+    std::fs::write(d.join("install-config.yaml"), without_key).unwrap();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let server = Server::start(d, http_port, mcs_port);
+    let (_, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
+    let script = String::from_utf8(script).unwrap();
+    let url = script
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
+        .unwrap()
+        .to_string();
+
+    // The OS installer's own fetch: no Ignition Accept header, so the inventory's 3.3.0.
+    let path = url
+        .strip_prefix(&format!("http://127.0.0.1:{http_port}"))
+        .unwrap();
+    let (status, pointer) = server.get(path);
+    assert_eq!(status, 200);
+    let pointer: serde_json::Value = serde_json::from_slice(&pointer).unwrap();
+    assert_eq!(pointer["ignition"]["version"], "3.3.0");
+
+    let runners = [
+        (Some(ignition_runner::Runner::debian()), "3.3.0"),
+        (ignition_runner::Runner::newest(TEST), "3.4.0"),
+        (ignition_runner::Runner::legacy(TEST), "2.2.0"),
+    ];
+    let mut ran = 0;
+    for (runner, spec) in runners {
+        let Some(runner) = runner else { continue };
+        ran += 1;
+        // The smallest config in the runner's own spec that sends it to kindling serve.
+        let first = if spec.starts_with('2') {
+            serde_json::json!({"ignition": {"version": "2.2.0", "config": {"append": [{"source": url}]}}})
+        } else {
+            serde_json::json!({"ignition": {"version": "3.0.0", "config": {"merge": [{"source": url}]}}})
+        };
+        let first_path = d.join(format!("first-{}.ign", runner.name));
+        std::fs::write(&first_path, first.to_string()).unwrap();
+        let applied = ignition_runner::apply_with(&runner, &first_path).unwrap_or_else(|log| {
+            panic!(
+                "Ignition {}: {log}\n--- server ---\n{}",
+                runner.name,
+                server.log()
+            )
+        });
+        let root = applied.root();
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/hostname"))
+                .unwrap()
+                .trim(),
+            "worker0.demo.example.localdomain",
+            "Ignition {}",
+            runner.name
+        );
+        let env = std::fs::read_to_string(root.join("etc/kubernetes/kubelet.env")).unwrap();
+        assert!(env.contains("--node-ip=192.168.126.120"), "{env}");
+        let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
+        let mcs: Vec<serde_json::Value> = events
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["machine"] == "worker0" && e["stage"] == "mcs")
+            .collect();
+        assert_eq!(mcs.len(), ran, "one MCS fetch per runner:\n{events}");
+        let last_mcs = &mcs[ran - 1];
+        assert_eq!(
+            last_mcs["detail"],
+            format!("pool worker, spec {spec}"),
+            "Ignition {}",
+            runner.name
+        );
+    }
+
+    // A config that spec 2.2 cannot express is refused to a 2.x client with 406 and a log line
+    // naming the field, never served with the field dropped.
+    let snippets = d.join("snippets/worker");
+    std::fs::create_dir_all(&snippets).unwrap();
+    std::fs::write(
+        snippets.join("tool.bu"),
+        format!(
+            "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /usr/local/bin/tool\n      \
+             contents:\n        source: http://127.0.0.1:{http_port}/assets/tool\n        \
+             verification:\n          hash: sha256-{}\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let mcs = format!("https://127.0.0.1:{mcs_port}/config/worker");
+    let ca = d.join("tls/root-ca.crt");
+    let ask = |accept: &str| {
+        https_status(
+            &mcs,
+            &ca,
+            &[
+                ("X-Kindling-Mac", "52-54-00-7e-01-20"),
+                ("X-Kindling-Token", &token),
+                ("Accept", accept),
+            ],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ask("application/vnd.coreos.ignition+json;version=3.3.0") != 200
+        || ask("application/vnd.coreos.ignition+json; version=2.2.0") != 406
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no 406 for spec 2.2:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = server.log();
+    assert!(
+        log.contains("cannot be served as Ignition spec 2.2.0") && log.contains("sha256"),
+        "{log}"
+    );
+}

@@ -95,9 +95,12 @@ pub enum Os {
     Flatcar,
 }
 
-/// The Ignition spec version kindling emits.
+/// The Ignition spec version kindling emits. Specs 2.2 and 2.3 are for Ignition 0.x (RHCOS up to
+/// 4.5), which reads nothing newer; kindling translates its configs down to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum IgnitionVersion {
+    V2_2,
+    V2_3,
     V3_0,
     V3_1,
     V3_2,
@@ -181,7 +184,9 @@ impl Machine {
 }
 
 impl IgnitionVersion {
-    pub const ALL: [IgnitionVersion; 5] = [
+    pub const ALL: [IgnitionVersion; 7] = [
+        IgnitionVersion::V2_2,
+        IgnitionVersion::V2_3,
         IgnitionVersion::V3_0,
         IgnitionVersion::V3_1,
         IgnitionVersion::V3_2,
@@ -191,12 +196,39 @@ impl IgnitionVersion {
 
     pub fn as_str(&self) -> &'static str {
         match self {
+            IgnitionVersion::V2_2 => "2.2.0",
+            IgnitionVersion::V2_3 => "2.3.0",
             IgnitionVersion::V3_0 => "3.0.0",
             IgnitionVersion::V3_1 => "3.1.0",
             IgnitionVersion::V3_2 => "3.2.0",
             IgnitionVersion::V3_3 => "3.3.0",
             IgnitionVersion::V3_4 => "3.4.0",
         }
+    }
+
+    /// The spec's major version: 2 (Ignition 0.x) or 3.
+    pub fn major(&self) -> u32 {
+        if *self < IgnitionVersion::V3_0 { 2 } else { 3 }
+    }
+
+    /// The spec to answer a client that reads up to `major.minor` in. A 3.x client gets the
+    /// highest 3.x kindling writes that it reads. Every 2.x client gets 2.2.0, as the
+    /// machine-config-operator answers: it is what Ignition 0.35 (RHCOS 4.5) asks for, and
+    /// 0.35's own validator does not know 2.3.0's `ignition.security.tls`.
+    pub fn for_client(major: u32, minor: u32) -> Option<IgnitionVersion> {
+        match major {
+            2 => Some(IgnitionVersion::V2_2),
+            3 => Self::ALL
+                .into_iter()
+                .filter(|v| v.major() == 3 && v.minor() <= minor)
+                .max(),
+            _ => None,
+        }
+    }
+
+    fn minor(&self) -> u32 {
+        let minor = self.as_str().split('.').nth(1).unwrap_or_default();
+        minor.parse().unwrap_or_default()
     }
 }
 
@@ -584,7 +616,7 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
                     &p,
                     r,
                     "a supported Ignition spec version",
-                    "write one of 3.0.0, 3.1.0, 3.2.0, 3.3.0, 3.4.0 (quoted or not)",
+                    "write one of 2.2.0, 2.3.0 (Ignition 0.x, RHCOS up to 4.5), 3.0.0, 3.1.0, 3.2.0, 3.3.0, 3.4.0 (quoted or not)",
                 )
             });
     let kernel_args = match m.take("kernelArgs") {

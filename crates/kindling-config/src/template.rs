@@ -180,7 +180,7 @@ impl Template {
             self.os
         );
         let _ = writeln!(out, "  installDisk: {}", quote(&self.install_disk));
-        out.push_str("  ignitionVersion: 3.3.0                # 3.0.0 to 3.4.0\n");
+        out.push_str("  ignitionVersion: 3.3.0                # 3.0.0 to 3.4.0; 2.2.0 or 2.3.0 for RHCOS up to 4.5\n");
         out.push_str("network:\n");
         let _ = writeln!(out, "  gateway: {}", self.gateway);
         let dns: Vec<String> = self.dns_servers.iter().map(ToString::to_string).collect();

@@ -264,10 +264,18 @@ impl Config {
     }
 
     /// A config read back from its JSON, of any spec from 3.0.0 to 3.4.0 (for example a pool
-    /// config kindling rendered earlier), to merge into or render again for another spec. The
+    /// config kindling rendered earlier), or a 2.2/2.3 config kindling wrote, to merge into or
+    /// render again for another spec. The
     /// JSON must be valid for the spec it declares; a 3.4.0 config must not use what 3.4.0
     /// added (kindling's own configs do not).
     pub fn from_json(json: &[u8]) -> Result<Config, IgnitionError> {
+        let value: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| IgnitionError::Invalid(format!("not an Ignition config: {e}")))?;
+        let version = value["ignition"]["version"].as_str().unwrap_or_default();
+        if version.starts_with("2.") {
+            let up = crate::spec2::up(&value)?;
+            return Config::from_json(&serde_json::to_vec(&up)?);
+        }
         let (parsed, _warnings) = ignition_config::Config::parse_slice(json)
             .map_err(|e| IgnitionError::Invalid(format!("not an Ignition config: {e}")))?;
         use ignition_config::Config as Any;
@@ -441,6 +449,9 @@ mod tests {
         for version in IgnitionVersion::ALL {
             let json = rendered(&config, version);
             assert_eq!(json["ignition"]["version"], version.as_str());
+            if version.major() == 2 {
+                continue; // no crate parses 2.x: tests.rs gives it to Ignition 0.35
+            }
             let (parsed, warnings) =
                 ignition_config::Config::parse_slice(&config.render(version).unwrap()).unwrap();
             assert!(warnings.is_empty());
@@ -450,6 +461,7 @@ mod tests {
                 IgnitionVersion::V3_2 => matches!(parsed, ignition_config::Config::V3_2(_)),
                 IgnitionVersion::V3_3 => matches!(parsed, ignition_config::Config::V3_3(_)),
                 IgnitionVersion::V3_4 => matches!(parsed, ignition_config::Config::V3_4(_)),
+                IgnitionVersion::V2_2 | IgnitionVersion::V2_3 => unreachable!(),
             };
             assert!(expected, "{version} parsed as {parsed:?}");
         }

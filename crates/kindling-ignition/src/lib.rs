@@ -1,5 +1,5 @@
 //! Ignition configs: built entry by entry ([`Config`]), merged with Ignition's own rules,
-//! rendered for spec 3.0.0–3.4.0, the pointer config a machine boots with ([`PointerConfig`]),
+//! rendered for spec 3.0.0–3.4.0 (or translated down to 2.2/2.3 for Ignition 0.x), the pointer config a machine boots with ([`PointerConfig`]),
 //! and the Butane subset users write snippets in ([`parse_snippet`]).
 //!
 //! The types underneath are coreos's `ignition-config` (generated from Ignition's schema), so
@@ -11,6 +11,7 @@ mod config;
 pub mod data_url;
 mod pointer;
 mod render;
+mod spec2;
 #[cfg(test)]
 mod tests;
 

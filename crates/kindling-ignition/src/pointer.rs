@@ -93,7 +93,10 @@ mod tests {
     #[test]
     fn headers_go_on_the_merge_source_from_spec_3_1() {
         let p = pointer(&[("Authorization", "Bearer t0k3n")]);
-        for version in &IgnitionVersion::ALL[1..] {
+        for version in IgnitionVersion::ALL
+            .iter()
+            .filter(|v| **v >= IgnitionVersion::V3_1)
+        {
             let json: serde_json::Value =
                 serde_json::from_slice(&p.render(*version).unwrap()).unwrap();
             assert_eq!(

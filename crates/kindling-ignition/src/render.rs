@@ -11,7 +11,7 @@ use ignition_config::v3_3;
 use kindling_config::inventory::IgnitionVersion;
 use serde_json::Value;
 
-use crate::IgnitionError;
+use crate::{IgnitionError, spec2};
 
 /// The unit types systemd knows; Ignition refuses any other extension.
 pub(crate) const UNIT_TYPES: &[&str] = &[
@@ -41,6 +41,13 @@ pub(crate) fn render(
     // The generated types write absent optional fields as `null`; Ignition reads null and
     // absent alike, and people read the file more easily without them.
     strip_nulls(&mut value);
+    if version.major() == 2 {
+        // No crate reads 2.x back; the translation refuses every field it does not know, and
+        // the tests give its output to Ignition 0.35 itself.
+        let mut json = serde_json::to_vec(&spec2::down(&value, version)?)?;
+        json.push(b'\n');
+        return Ok(json);
+    }
     value["ignition"]["version"] = Value::from(version.as_str());
     let mut json = serde_json::to_vec(&value)?;
     let (_, warnings) = ignition_config::Config::parse_slice(&json)

@@ -253,7 +253,7 @@ fn group_ignition(
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let bytes = config
         .render(version)
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| Failure::unrenderable(&shown, version, e))?;
     Ok(ignition_json(bytes))
 }
 
@@ -331,17 +331,16 @@ async fn ignition(
         // kindling's bootstrap.ign gets the machine's identity file for its agent; the file on
         // disk has no token, which only the server's key makes.
         let version = spec_for(&catalog, &headers);
-        let bytes = kindling_ignition::Config::from_json(&config)
-            .and_then(|mut c| {
-                catalog.add_agent_identity(entry, &mut c);
-                c.render(version)
-            })
-            .map_err(|e| {
-                Failure::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("adding the agent's identity to bootstrap.ign: {e}"),
-                )
-            })?;
+        let mut config = kindling_ignition::Config::from_json(&config).map_err(|e| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading bootstrap.ign back: {e}"),
+            )
+        })?;
+        catalog.add_agent_identity(entry, &mut config);
+        let bytes = config
+            .render(version)
+            .map_err(|e| Failure::unrenderable("bootstrap.ign", version, e))?;
         return Ok(json(bytes));
     }
     if let Some(config) = catalog.as_is(m.role) {
@@ -365,12 +364,9 @@ async fn ignition(
         pointer.http_headers.clear();
         pointer.source = format!("{}?mac={mac}&token={token}", pointer.source);
     }
-    let bytes = pointer.render(version).map_err(|e| {
-        Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering the pointer config: {e}"),
-        )
-    })?;
+    let bytes = pointer
+        .render(version)
+        .map_err(|e| Failure::unrenderable("the pointer config", version, e))?;
     Ok(json(bytes))
 }
 

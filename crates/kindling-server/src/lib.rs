@@ -242,6 +242,26 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// `what` could not be rendered for the spec the client reads. Where the spec cannot express
+    /// the config (a 2.x client and a 3.x-only field), that is 406 and a log line naming the
+    /// field, as the machine-config-operator answers; anything else is kindling's fault (500).
+    pub fn unrenderable(
+        what: &str,
+        version: kindling_ignition::IgnitionVersion,
+        error: kindling_ignition::IgnitionError,
+    ) -> Failure {
+        use kindling_ignition::IgnitionError::{UnknownField, Unsupported};
+        let reason = format!("{what} cannot be served as Ignition spec {version}: {error}");
+        if matches!(error, Unsupported { .. } | UnknownField { .. }) {
+            tracing::warn!("{reason}");
+            Failure::new(StatusCode::NOT_ACCEPTABLE, reason)
+        } else {
+            Failure::new(StatusCode::INTERNAL_SERVER_ERROR, reason)
+        }
+    }
+}
+
 /// The boot server's router, with access log and metrics.
 pub fn http_router(state: Arc<AppState>) -> Router {
     http::router(state.clone())

@@ -23,21 +23,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The spec to answer in: the highest 3.x version the client's `Accept` header names that
-/// kindling can write, as the machine-config-operator does; otherwise the inventory's.
+/// The spec to answer in, as the machine-config-operator picks it: for each Ignition media type
+/// in the client's `Accept` header, the spec kindling answers that client in
+/// ([`IgnitionVersion::for_client`]), and the highest of those. A client that names no Ignition
+/// type (an OS installer's own HTTP client) gets `default`, the inventory's `ignitionVersion`.
 pub fn version_from_accept(headers: &HeaderMap, default: IgnitionVersion) -> IgnitionVersion {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return default;
     };
     accept
         .split(',')
-        .filter(|part| {
-            part.trim()
-                .starts_with("application/vnd.coreos.ignition+json")
+        .filter_map(|part| {
+            let mut params = part.split(';');
+            let media_type = params.next()?.trim();
+            if !media_type.eq_ignore_ascii_case("application/vnd.coreos.ignition+json") {
+                return None;
+            }
+            let version = params.find_map(|p| p.trim().strip_prefix("version="))?;
+            let mut numbers = version.trim().split('.').map(str::parse::<u32>);
+            let (Some(Ok(major)), Some(Ok(minor))) = (numbers.next(), numbers.next()) else {
+                return None;
+            };
+            IgnitionVersion::for_client(major, minor)
         })
-        .flat_map(|part| part.split(';'))
-        .filter_map(|param| param.trim().strip_prefix("version="))
-        .filter_map(|v| v.trim().parse::<IgnitionVersion>().ok())
         .max()
         .unwrap_or(default)
 }
@@ -141,12 +149,9 @@ async fn config(
             config
         }
     };
-    let bytes = config.render(version).map_err(|e| {
-        Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering the {pool} config for spec {version}: {e}"),
-        )
-    })?;
+    let bytes = config
+        .render(version)
+        .map_err(|e| Failure::unrenderable(&format!("the {pool} config"), version, e))?;
     Ok((
         [(header::CONTENT_TYPE, "application/vnd.coreos.ignition+json")],
         bytes,
@@ -182,13 +187,37 @@ mod tests {
             ),
             IgnitionVersion::V3_1
         );
+        // Ignition 0.35 (RHCOS 4.5) reads spec 2.x only, and asks for 2.2.0
+        // (../shared/tools/README.md); later 0.x builds ask for 2.4.0. All get 2.2.0.
+        let ignition_0_35 = "application/vnd.coreos.ignition+json; version=2.2.0, \
+            application/vnd.coreos.ignition+json; version=1; q=0.5, */*; q=0.1";
+        assert_eq!(
+            version_from_accept(&accept(ignition_0_35), default),
+            IgnitionVersion::V2_2
+        );
         assert_eq!(
             version_from_accept(
-                &accept("application/vnd.coreos.ignition+json;version=2.2.0"),
+                &accept("application/vnd.coreos.ignition+json; version=2.4.0"),
                 default
             ),
-            default
+            IgnitionVersion::V2_2
         );
+        // Ignition 2.26 reads up to 3.6.0; 3.4.0 is the newest kindling writes.
+        assert_eq!(
+            version_from_accept(
+                &accept("application/vnd.coreos.ignition+json;version=3.6.0, */*;q=0.1"),
+                default
+            ),
+            IgnitionVersion::V3_4
+        );
+        // Only spec 1 or no Ignition type at all: the inventory's choice.
+        for other in [
+            "application/vnd.coreos.ignition+json; version=1",
+            "*/*",
+            "application/json",
+        ] {
+            assert_eq!(version_from_accept(&accept(other), default), default);
+        }
         assert_eq!(version_from_accept(&HeaderMap::new(), default), default);
     }
 }

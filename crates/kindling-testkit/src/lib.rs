@@ -39,3 +39,25 @@ pub fn have(program: &str) -> bool {
         .status()
         .is_ok()
 }
+
+/// A program from `../shared/tools` beside the repository (real third-party builds that CI
+/// always has, such as Ignition 0.35 and 2.26), or from `$KINDLING_SHARED_TOOLS`. Where it is
+/// absent the test says that it is skipped and why, on stderr, and gets `None`.
+pub fn shared_tool(test: &str, relative: &str) -> Option<std::path::PathBuf> {
+    let root = std::env::var_os("KINDLING_SHARED_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools")
+        });
+    let path = root.join(relative);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED {test}: {} is not here (the tests take real third-party builds from \
+             ../shared/tools beside the repository, or from $KINDLING_SHARED_TOOLS)",
+            path.display()
+        );
+        None
+    }
+}
