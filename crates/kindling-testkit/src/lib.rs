@@ -15,6 +15,7 @@
 mod daemon;
 mod haproxy;
 mod named;
+pub mod oci;
 mod ports;
 mod sockets;
 
