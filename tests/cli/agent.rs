@@ -73,6 +73,7 @@ impl Lab {
         let moved = |text: &str| text.replace("192.168.126.", &prefix);
         std::fs::write(assets.path().join("install-config.yaml"), moved(DEMO_IC)).unwrap();
         std::fs::write(assets.path().join("inventory.yaml"), moved(&edit(DEMO_INV))).unwrap();
+        crate::seed_mirror(assets.path());
         kindling(&[
             "create",
             "ignition-configs",

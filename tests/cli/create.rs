@@ -33,6 +33,7 @@ fn upi_dir_with_flannel() -> tempfile::TempDir {
         text.replace("networkType: OpenShiftSDN", "networkType: Flannel"),
     )
     .unwrap();
+    crate::seed_mirror(dir.path());
     dir
 }
 

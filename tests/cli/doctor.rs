@@ -457,6 +457,7 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
         ),
     );
     std::fs::write(&inventory, edited).unwrap();
+    crate::seed_mirror(lab.path());
     kindling(&[
         "create",
         "ignition-configs",

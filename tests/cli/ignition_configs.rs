@@ -25,6 +25,7 @@ pub fn demo_on_loopback(http_port: u16, mcs_port: u16) -> tempfile::TempDir {
     );
     assert_ne!(inventory, DEMO_INV);
     std::fs::write(dir.path().join("inventory.yaml"), inventory).unwrap();
+    crate::seed_mirror(dir.path());
     dir
 }
 
@@ -100,11 +101,34 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
         assets.path().join("assets/kindling"),
     )
     .unwrap();
+    // And the node binaries of the mirror under /assets/mirror, as kindling serve does.
+    std::os::unix::fs::symlink(d.join("mirror/files"), assets.path().join("assets/mirror"))
+        .unwrap();
     let provisioning = HttpsServer::start_on(assets.path(), None, http_port);
 
     let applied = ignition_runner::apply(&d.join("bootstrap.ign"))
         .unwrap_or_else(|log| panic!("bootstrap.ign failed:\n{log}"));
     let root = applied.root();
+    // Fedora CoreOS ships no kubelet: it came from the mirror, checked by its sha512, with the
+    // CNI plugins, crictl and containerd's configuration.
+    for (on_machine, in_mirror) in [
+        ("usr/local/bin/kubelet", "kubernetes/v1.34.1/kubelet"),
+        ("usr/local/bin/crictl", "kubernetes/v1.34.1/crictl"),
+        ("opt/cni/bin/bridge", "cni/bridge"),
+        ("opt/cni/bin/host-local", "cni/host-local"),
+        ("opt/cni/bin/loopback", "cni/loopback"),
+        ("opt/cni/bin/portmap", "cni/portmap"),
+    ] {
+        assert_eq!(
+            std::fs::read(root.join(on_machine)).unwrap(),
+            std::fs::read(d.join("mirror/files").join(in_mirror)).unwrap(),
+            "{on_machine}"
+        );
+        assert_eq!(mode(&root.join(on_machine)), 0o755, "{on_machine}");
+    }
+    let containerd = std::fs::read_to_string(root.join("etc/containerd/config.toml")).unwrap();
+    assert!(containerd.contains("SystemdCgroup = true"), "{containerd}");
+    assert_eq!(mode(&root.join("etc/containerd/config.toml")), 0o644);
     for pod in [
         "etcd",
         "kube-apiserver",
@@ -157,8 +181,13 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
         std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset")).unwrap();
     assert!(
         presets.contains("enable kindling-bootstrap.service")
-            && presets.contains("enable kubelet.service"),
+            && presets.contains("enable kubelet.service")
+            && presets.contains("enable containerd.service"),
         "{presets}"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/systemd/system/docker.service")).unwrap(),
+        Path::new("/dev/null")
     );
     assert_eq!(
         std::fs::read(root.join("usr/local/bin/kindling")).unwrap(),
@@ -391,6 +420,7 @@ fn infra_machines_get_their_own_pool_and_pointer() {
         ("inventory.yaml", &upi.join("inventory.yaml")),
     ]);
     let d = dir.path();
+    crate::seed_mirror(d);
     // kindling installs this cluster itself: with the pod network it installs.
     let ic = d.join("install-config.yaml");
     let text = std::fs::read_to_string(&ic).unwrap();

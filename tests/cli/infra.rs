@@ -42,10 +42,12 @@ fn read(path: &Path) -> String {
 
 fn demo_dir() -> tempfile::TempDir {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
-    dir_with(&[
+    let dir = dir_with(&[
         ("install-config.yaml", &demo.join("install-config.yaml")),
         ("inventory.yaml", &demo.join("inventory.yaml")),
-    ])
+    ]);
+    crate::seed_mirror(dir.path());
+    dir
 }
 
 fn upi_dir() -> tempfile::TempDir {

@@ -93,3 +93,13 @@ pub fn dir_with(files: &[(&str, &Path)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Fills `<dir>/mirror` with stand-ins for the binaries and images the description's machines
+/// pull (see `kindling_testkit::mirror`), so that `create ignition-configs` makes their configs.
+pub fn seed_mirror(dir: &Path) {
+    let version = kindling_config::ClusterDescription::load(dir)
+        .map(|l| l.description.inventory.kubernetes.version)
+        .unwrap_or_else(|_| kindling_config::inventory::DEFAULT_KUBERNETES_VERSION.to_string());
+    let images = kindling_assets::manifests::Images::for_version(&version);
+    kindling_testkit::mirror::seed(dir, &version, &images.all());
+}

@@ -380,9 +380,34 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
             "worker0:ignition",
             // Its install window: bound to the address the VM's config came from.
             "worker0:bound",
-            "worker0:mcs"
+            "worker0:mcs",
+            // Fedora CoreOS has no kubelet: Ignition fetched it, crictl and the CNI plugins
+            // from the mirror (in an order of its own).
+            "worker0:binaries",
+            "worker0:binaries",
+            "worker0:binaries",
+            "worker0:binaries",
+            "worker0:binaries",
+            "worker0:binaries",
         ],
         "{events:?}"
+    );
+    let mut binaries: Vec<&str> = events
+        .iter()
+        .filter(|e| e["stage"] == "binaries")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    binaries.sort();
+    assert_eq!(
+        binaries,
+        [
+            "mirror/cni/bridge",
+            "mirror/cni/host-local",
+            "mirror/cni/loopback",
+            "mirror/cni/portmap",
+            "mirror/kubernetes/v1.34.1/crictl",
+            "mirror/kubernetes/v1.34.1/kubelet",
+        ]
     );
 
     // A machine the inventory does not name gets no boot script, so no config and no secret.
@@ -504,6 +529,7 @@ fn demo_on_network(prefix: &str, line: &str, replacement: &str) -> tempfile::Tem
     let inv = inv.replace(line, replacement);
     std::fs::write(dir.path().join("install-config.yaml"), moved(ic)).unwrap();
     std::fs::write(dir.path().join("inventory.yaml"), inv).unwrap();
+    crate::seed_mirror(dir.path());
     dir
 }
 

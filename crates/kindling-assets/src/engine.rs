@@ -28,6 +28,8 @@ pub enum Dependency {
     InputDir(&'static str),
     /// Every file another asset generates.
     Asset(&'static str),
+    /// A file another command writes (`kindling mirror`'s indexes), which may not exist yet.
+    OptionalInput(&'static str),
 }
 
 /// One file an asset generates.
@@ -133,7 +135,7 @@ fn list_with_overlay(
 }
 
 /// The files under `dir` (relative to `root`), as sorted relative paths with '/' separators.
-fn list_files(root: &Path, dir: &str) -> Result<Vec<String>, AssetError> {
+pub(crate) fn list_files(root: &Path, dir: &str) -> Result<Vec<String>, AssetError> {
     let mut found = Vec::new();
     let mut stack = vec![root.join(dir)];
     while let Some(d) = stack.pop() {
@@ -189,6 +191,18 @@ pub enum AssetError {
         signed: Vec<String>,
         more: usize,
     },
+    /// The machines need binaries or images that `D/mirror` does not hold.
+    #[error(
+        "the machines would boot without what they need: {dir}/mirror lacks {}. Add it with `kindling mirror --dir {dir} --from-dir <kubelet, crictl and CNI plugins for Kubernetes {version}> --from-archive <docker save, OCI layout or skopeo copy output of each image>`; then run this again",
+        missing_list(files, images)
+    )]
+    MirrorIncomplete {
+        dir: String,
+        version: String,
+        /// Under `mirror/files/`.
+        files: Vec<String>,
+        images: Vec<String>,
+    },
     #[error("{asset} depends on {dependency}, which has not been generated before it")]
     Order {
         asset: &'static str,
@@ -198,6 +212,17 @@ pub enum AssetError {
         "{asset} would write {path}, which is not a plain path inside the asset directory or is an input"
     )]
     BadOutput { asset: &'static str, path: String },
+}
+
+fn missing_list(files: &[String], images: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !files.is_empty() {
+        parts.push(format!("the node binaries {}", files.join(", ")));
+    }
+    if !images.is_empty() {
+        parts.push(format!("the images {}", images.join(", ")));
+    }
+    parts.join(", and ")
 }
 
 fn signed_by_it(signed: &[String], more: usize) -> String {
@@ -526,6 +551,14 @@ impl<'a> Engine<'a> {
         for dependency in asset.depends_on() {
             match dependency {
                 Dependency::Input(path) => file(path, &mut parts, &mut inputs)?,
+                Dependency::OptionalInput(path) => {
+                    if overlay.contains_key(*path) || self.dir.join(path).exists() {
+                        file(path, &mut parts, &mut inputs)?;
+                    } else {
+                        parts.push(path.as_bytes().to_vec());
+                        parts.push(b"absent".to_vec());
+                    }
+                }
                 Dependency::InputDir(dir) => {
                     for path in list_with_overlay(self.dir, dir, overlay)? {
                         file(&path, &mut parts, &mut inputs)?;

@@ -10,6 +10,7 @@ use kindling_ignition::{Config, PointerConfig};
 use crate::engine::{Asset, AssetError, Context, Dependency, Output};
 use crate::layout;
 use crate::manifests_asset::{self, MANIFESTS_DIR};
+use crate::payload;
 use crate::pki::{self, ETCD_CA, FRONT_PROXY_CA, ROOT_CA};
 use crate::storage::Mode;
 
@@ -222,6 +223,34 @@ fn kubelet(files: &mut Files<'_, '_>, role: Role) -> Result<(), AssetError> {
     let unit = files.ctx.read_text(&manifests_asset::kubelet_unit(role))?;
     files.config.add_unit(layout::KUBELET_UNIT, &unit, true);
     Ok(())
+}
+
+/// The OS's container runtime, configured (cgroup driver, the sandbox image pinned with the
+/// cluster's images, registries from `hosts.toml`, which the server adds per machine) and
+/// started; on an OS without a kubelet, the kubelet, crictl and the CNI plugins from the mirror,
+/// each checked by its sha512.
+fn node_runtime(files: &mut Files<'_, '_>, payload: &payload::Resolved) {
+    let d = files.ctx.description;
+    let node = payload.node;
+    let pause = crate::manifests::Images::for_version(&d.inventory.kubernetes.version).pause;
+    for (path, text) in node.runtime_files(&pause) {
+        files.config.add_file(path, text.as_bytes(), 0o644);
+    }
+    for (unit, name, text) in node.runtime_dropins() {
+        files.config.add_dropin(unit, name, text);
+    }
+    let (enable, mask) = node.units();
+    for unit in enable {
+        files.config.enable_unit(unit);
+    }
+    for unit in mask {
+        files.config.mask_unit(unit);
+    }
+    for (path, url, record) in &payload.binaries {
+        files
+            .config
+            .add_remote_file(path, url, &record.sha512, 0o755);
+    }
 }
 
 /// A machine's own part: hostname, kubelet arguments, and for a master its etcd member and
@@ -467,6 +496,9 @@ const IGNITION_DEPS: &[Dependency] = &[
     // Manifests the user adds, not only the ones kindling wrote.
     Dependency::InputDir(MANIFESTS_DIR),
     Dependency::InputDir(SNIPPETS_DIR),
+    // The node binaries are pinned by their digests in the mirror.
+    crate::payload::MIRROR_DEPS[0],
+    crate::payload::MIRROR_DEPS[1],
 ];
 
 /// `bootstrap.ign`: everything the bootstrap machine needs, secrets included (mode 0600).
@@ -498,6 +530,7 @@ impl Asset for BootstrapIgnition {
             0o600,
         )?;
         kubelet(&mut files, Role::Bootstrap)?;
+        node_runtime(&mut files, &payload::resolve(ctx)?);
         machine_part(&mut files, bootstrap)?;
         agent_manifests(&mut files)?;
         agent_binary(ctx, &mut config)?;
@@ -561,6 +594,7 @@ impl Asset for PoolIgnition {
     fn generate(&self, ctx: &Context<'_>) -> Result<Vec<Output>, AssetError> {
         let mut outputs = Vec::new();
         let snippets = Snippets::list(ctx)?;
+        let payload = payload::resolve(ctx)?;
         for (pool, role) in pools(ctx.description) {
             let output =
                 served_config(self.id(), ctx, &snippets, pool, pool_path(pool), |files| {
@@ -572,6 +606,7 @@ impl Asset for PoolIgnition {
                         0o600,
                     )?;
                     kubelet(files, role)?;
+                    node_runtime(files, &payload);
                     if pool == "master" {
                         control_plane_pki(files)?;
                         agent_binary(ctx, files.config)?;

@@ -11,6 +11,7 @@ pub mod ignition;
 pub mod layout;
 pub mod manifests;
 pub mod manifests_asset;
+pub mod payload;
 pub mod pki;
 pub mod state;
 pub mod storage;

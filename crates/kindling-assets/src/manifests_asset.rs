@@ -102,7 +102,13 @@ impl Asset for Manifests {
                 .any(|m| KubeletMode::of(m.role) == mode)
             {
                 for (path, text) in [
-                    (kubelet_unit(role), manifests::kubelet_unit(mode)),
+                    (
+                        kubelet_unit(role),
+                        manifests::kubelet_unit(
+                            kindling_node::Node::new(d.inventory.provisioning.os),
+                            mode,
+                        ),
+                    ),
                     (kubelet_config(role), manifests::kubelet_config(d, mode)),
                 ] {
                     let name = path.rsplit('/').next().unwrap_or(&path).to_string();

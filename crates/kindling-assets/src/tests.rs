@@ -16,10 +16,14 @@ use crate::{Action, AssetOutcome, Settings, Target, create};
 const INSTALL_CONFIG: &str = include_str!("../../../examples/demo/install-config.yaml");
 const INVENTORY: &str = include_str!("../../../examples/demo/inventory.yaml");
 
+/// The demo cluster, with a mirror holding stand-ins for what its machines need.
 fn demo_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join(INSTALL_CONFIG_FILE), INSTALL_CONFIG).unwrap();
     fs::write(dir.path().join(INVENTORY_FILE), INVENTORY).unwrap();
+    let version = kindling_config::inventory::DEFAULT_KUBERNETES_VERSION;
+    let images = crate::manifests::Images::for_version(version);
+    kindling_testkit::mirror::seed(dir.path(), version, &images.all());
     dir
 }
 
@@ -861,4 +865,160 @@ fn each_binary_has_its_own_hash_cache_entry_and_a_miss_is_announced() {
     assert_eq!((hash(&a), hash(&b)), (ha, hb));
     assert_eq!(hashed.get(), 2);
     assert_eq!(fs::read_dir(&cache).unwrap().count(), 2);
+}
+
+fn ignition_configs(dir: &Path) -> Result<Vec<AssetOutcome>, crate::AssetError> {
+    let loaded = ClusterDescription::load(dir).unwrap();
+    create(
+        dir,
+        &loaded.description,
+        Target::IgnitionConfigs,
+        &settings(),
+        &AtomicFiles,
+    )
+}
+
+#[test]
+fn without_its_binaries_and_images_in_the_mirror_no_machine_config_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join(INSTALL_CONFIG_FILE), INSTALL_CONFIG).unwrap();
+    fs::write(d.join(INVENTORY_FILE), INVENTORY).unwrap();
+    let err = ignition_configs(d).unwrap_err();
+    let crate::AssetError::MirrorIncomplete { files, images, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        files.contains(&"kubernetes/v1.34.1/kubelet".to_string()),
+        "{files:?}"
+    );
+    assert!(files.contains(&"cni/bridge".to_string()), "{files:?}");
+    assert!(
+        images.contains(&"registry.k8s.io/pause:3.10.1".to_string()),
+        "{images:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("kindling mirror --dir {}", d.display())),
+        "{message}"
+    );
+    for config in ["bootstrap.ign", "worker.ign", "ignition/worker.ign"] {
+        assert!(!d.join(config).exists(), "{config} was written");
+    }
+
+    // Mirrored, the configs are made; a manifest of the user's that names a new image is
+    // refused until that image is mirrored too.
+    let version = kindling_config::inventory::DEFAULT_KUBERNETES_VERSION;
+    kindling_testkit::mirror::seed(
+        d,
+        version,
+        &crate::manifests::Images::for_version(version).all(),
+    );
+    ignition_configs(d).unwrap();
+    fs::write(
+        d.join("manifests/cluster/90-tool.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tool\n  namespace: default\nspec:\n  containers:\n    - name: tool\n      image: quay.io/example/tool:1.0\n",
+    )
+    .unwrap();
+    let err = ignition_configs(d).unwrap_err();
+    let crate::AssetError::MirrorIncomplete { files, images, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(files.is_empty());
+    assert_eq!(images, &["quay.io/example/tool:1.0"]);
+}
+
+#[test]
+fn each_os_runs_its_own_runtime_with_the_mirrors_binaries() {
+    for os in ["fcos", "flatcar", "rhcos"] {
+        let dir = demo_dir();
+        let d = dir.path();
+        let inventory = INVENTORY.replace("os: fcos", &format!("os: {os}"));
+        fs::write(d.join(INVENTORY_FILE), inventory).unwrap();
+        ignition_configs(d).unwrap_or_else(|e| panic!("{os}: {e}"));
+        let worker =
+            kindling_ignition::Config::from_json(&fs::read(d.join("ignition/worker.ign")).unwrap())
+                .unwrap();
+        let unit = worker.unit("kubelet.service").unwrap().contents.unwrap();
+        let files = kindling_mirror::Files::read(&d.join("mirror")).unwrap();
+        match os {
+            "fcos" | "flatcar" => {
+                let bin = if os == "fcos" {
+                    "/usr/local/bin"
+                } else {
+                    "/opt/bin"
+                };
+                assert!(unit.contains(&format!("ExecStart={bin}/kubelet")), "{unit}");
+                assert!(
+                    unit.contains("After=network-online.target containerd.service"),
+                    "{unit}"
+                );
+                let kubelet = files.get("kubernetes/v1.34.1/kubelet").unwrap();
+                let Some(kindling_ignition::FileEntry {
+                    contents: kindling_ignition::Contents::Remote { url, hash },
+                    mode,
+                    ..
+                }) = worker.file(&format!("{bin}/kubelet"))
+                else {
+                    panic!("{os}: no kubelet")
+                };
+                assert_eq!(
+                    url,
+                    "http://192.168.126.2:8080/assets/mirror/kubernetes/v1.34.1/kubelet"
+                );
+                assert_eq!(hash, Some(format!("sha512-{}", kubelet.sha512)));
+                assert_eq!(mode, Some(0o755));
+                for plugin in ["bridge", "host-local", "loopback", "portmap"] {
+                    assert!(
+                        worker.file(&format!("/opt/cni/bin/{plugin}")).is_some(),
+                        "{os}: {plugin}"
+                    );
+                }
+                assert!(worker.file(&format!("{bin}/crictl")).is_some());
+                let Some(kindling_ignition::FileEntry {
+                    contents: kindling_ignition::Contents::Inline(config),
+                    ..
+                }) = worker.file("/etc/containerd/config.toml")
+                else {
+                    panic!("{os}: no containerd config")
+                };
+                let config = String::from_utf8(config).unwrap();
+                assert!(
+                    config.contains("sandbox_image = \"registry.k8s.io/pause:3.10.1\""),
+                    "{config}"
+                );
+                assert!(config.contains("SystemdCgroup = true"));
+                assert_eq!(
+                    worker.unit("containerd.service").unwrap().enabled,
+                    Some(true)
+                );
+            }
+            _ => {
+                assert!(unit.contains("ExecStart=/usr/bin/kubelet"), "{unit}");
+                assert!(
+                    unit.contains("After=network-online.target crio.service"),
+                    "{unit}"
+                );
+                assert!(worker.file("/usr/bin/kubelet").is_none());
+                assert!(
+                    worker
+                        .file("/etc/crio/crio.conf.d/10-kindling.conf")
+                        .is_some()
+                );
+            }
+        }
+        if os == "fcos" {
+            assert_eq!(worker.unit("docker.service").unwrap().mask, Some(true));
+        }
+        if os == "flatcar" {
+            let dropins = worker.unit("containerd.service").unwrap().dropins;
+            assert!(
+                dropins[0]
+                    .1
+                    .as_deref()
+                    .unwrap()
+                    .contains("ExecStart=/usr/bin/containerd\n")
+            );
+        }
+    }
 }

@@ -115,6 +115,20 @@ impl Config {
         self.put_unit(unit);
     }
 
+    /// Enables a unit the OS ships (its contents stay the OS's).
+    pub fn enable_unit(&mut self, name: &str) {
+        let mut unit = v3_3::Unit::new(name.to_string());
+        unit.enabled = Some(true);
+        self.put_unit(unit);
+    }
+
+    /// Masks a unit the OS ships, so that nothing starts it.
+    pub fn mask_unit(&mut self, name: &str) {
+        let mut unit = v3_3::Unit::new(name.to_string());
+        unit.mask = Some(true);
+        self.put_unit(unit);
+    }
+
     /// A drop-in `name` (ending in `.conf`) for `unit`, which need not be defined by this config:
     /// extending a unit the OS ships is the usual case.
     pub fn add_dropin(&mut self, unit: &str, name: &str, contents: &str) {

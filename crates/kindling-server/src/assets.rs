@@ -1,6 +1,7 @@
 //! `/assets/*`: files under `<dir>/assets/` (kernels, initramfs, images), streamed with HEAD and
 //! Range support; `/assets/kindling` is the running kindling binary, which bootstrap.ign pins by
-//! its sha512.
+//! its sha512; `/assets/mirror/*` are the node binaries in `<dir>/mirror/files/` (the kubelet,
+//! crictl, the CNI plugins), which every machine config pins by theirs.
 
 use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
@@ -31,7 +32,12 @@ fn resolve(state: &AppState, path: &str) -> Result<PathBuf, Failure> {
         ));
     }
     let root = match (state.catalog(), &state.matchbox) {
-        (Ok(catalog), _) => catalog.dir.join("assets"),
+        (Ok(catalog), _) => {
+            if let Ok(rest) = relative.strip_prefix("mirror") {
+                return Ok(catalog.mirror.file_path(&rest.to_string_lossy()));
+            }
+            catalog.dir.join("assets")
+        }
         (Err(_), Some(data)) => data.root().join("assets"),
         (Err(failure), None) => return Err(failure),
     };
@@ -47,7 +53,7 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` within `len`; None for anything else.
-fn range(value: &str, len: u64) -> Option<(u64, u64)> {
+pub(crate) fn range(value: &str, len: u64) -> Option<(u64, u64)> {
     let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
@@ -72,6 +78,7 @@ pub async fn serve(
     UrlPath(path): UrlPath<String>,
     method: axum::http::Method,
     headers: HeaderMap,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
     let file_path = resolve(&state, &path)?;
     let mut file = tokio::fs::File::open(&file_path).await.map_err(|_| {
@@ -127,9 +134,14 @@ pub async fn serve(
         return Ok(response);
     }
     // Firmware names no machine when it fetches a kernel; the download is still a boot step.
+    // A node binary is fetched by Ignition from the address the machine's install is bound to.
     let stage = state.catalog().map_or("asset", |c| c.asset_stage(&path));
+    let machine = match (stage, client) {
+        ("binaries", Some(axum::Extension(client))) => state.machine_at(client.0),
+        _ => None,
+    };
     state.events.record(crate::Event::now(
-        None,
+        machine.as_deref(),
         stage,
         Some(status.as_u16()),
         path.clone(),
@@ -140,8 +152,23 @@ pub async fn serve(
             format!("reading asset {path:?}: {e}"),
         )
     })?;
-    *response.body_mut() = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count)));
+    *response.body_mut() = file_body(file, count);
     Ok(response)
+}
+
+/// `count` bytes of `file` from where it stands, in chunks large enough that a 200 MB layer is
+/// not 50,000 trips through the runtime (the default chunk is 4 KiB).
+pub(crate) fn file_body(file: tokio::fs::File, count: u64) -> Body {
+    Body::from_stream(file_stream(file, count))
+}
+
+/// [`file_body`] as a stream, for callers that watch it end.
+pub(crate) fn file_stream(
+    file: tokio::fs::File,
+    count: u64,
+) -> tokio_util::io::ReaderStream<tokio::io::Take<tokio::fs::File>> {
+    const CHUNK: usize = 256 * 1024;
+    tokio_util::io::ReaderStream::with_capacity(file.take(count), CHUNK)
 }
 
 #[cfg(test)]

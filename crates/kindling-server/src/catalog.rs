@@ -16,6 +16,9 @@ use kindling_ignition::Config;
 use crate::part::{self, Identity, Shapes};
 use crate::token::TokenKey;
 
+/// `D/mirror`, which `kindling mirror` fills.
+pub const MIRROR_DIR: &str = "mirror";
+
 /// Why the catalog could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -28,6 +31,8 @@ pub enum CatalogError {
     },
     #[error("{path} is not a usable Ignition config: {message}")]
     BadConfig { path: PathBuf, message: String },
+    #[error("the mirror cannot be read: {0}")]
+    Mirror(#[from] kindling_mirror::MirrorError),
 }
 
 /// One machine of the inventory and what the server knows about it.
@@ -67,6 +72,8 @@ pub struct Catalog {
     pub kindling_configs: bool,
     pub root_ca_pem: String,
     pub tokens: TokenKey,
+    /// `D/mirror`: the images the registry serves and the node binaries under `/assets/mirror/`.
+    pub mirror: Arc<kindling_mirror::Mirror>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -211,6 +218,7 @@ impl Catalog {
                 }
             }
         }
+        let mirror = Arc::new(kindling_mirror::Mirror::open(&dir.join(MIRROR_DIR))?);
         Ok(Catalog {
             dir: dir.to_path_buf(),
             description,
@@ -224,6 +232,7 @@ impl Catalog {
             kindling_configs,
             root_ca_pem,
             tokens,
+            mirror,
         })
     }
 
@@ -356,9 +365,13 @@ impl Catalog {
             .trim_end_matches('/')
     }
 
-    /// What downloading `/assets/<path>` means in a boot: the kernel, the initrd, or some other
-    /// asset. Firmware names no machine when it downloads, so this is the only clue.
+    /// What downloading `/assets/<path>` means in a boot: the kernel, the initrd, a node binary
+    /// from the mirror, or some other asset. Firmware names no machine when it downloads, so
+    /// this is the only clue.
     pub fn asset_stage(&self, path: &str) -> &'static str {
+        if path.starts_with("mirror/") {
+            return "binaries";
+        }
         let profile = crate::profile::BootProfile::for_machine(&crate::profile::ProfileInputs {
             os: self.os(),
             images: &self.description.inventory.provisioning.os_images,

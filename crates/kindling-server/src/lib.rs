@@ -14,6 +14,7 @@ mod mcs;
 mod metrics;
 mod part;
 pub mod profile;
+mod registry;
 pub mod token;
 pub mod window;
 
@@ -242,6 +243,20 @@ impl Failure {
     }
 }
 
+impl AppState {
+    /// The inventory machine at `ip`: by its inventory address where the server knows machines
+    /// by address, else the one machine whose install is bound to it.
+    pub fn machine_at(&self, ip: std::net::IpAddr) -> Option<String> {
+        if self.mcs_auth == McsAuth::SourceIp
+            && let Ok(catalog) = self.catalog()
+            && let Some(entry) = catalog.by_ip(ip)
+        {
+            return Some(entry.machine.name.clone());
+        }
+        self.window.installing_at(ip)
+    }
+}
+
 impl Failure {
     /// `what` could not be rendered for the spec the client reads. Where the spec cannot express
     /// the config (a 2.x client and a 3.x-only field), that is 406 and a log line naming the
@@ -269,9 +284,12 @@ pub fn http_router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state, observe))
 }
 
-/// The machine config server's router, with access log and metrics.
+/// The machine config server's router (and the image registry, on the same TLS listener), with
+/// access log and metrics.
 pub fn mcs_router(state: Arc<AppState>) -> Router {
-    mcs::router(state.clone()).layer(middleware::from_fn_with_state(state, observe))
+    mcs::router(state.clone())
+        .merge(registry::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// The request path with any token replaced, for logs.
@@ -517,6 +535,8 @@ fn fingerprint(dir: &std::path::Path) -> Vec<Option<(std::time::SystemTime, u64)
         "inventory.yaml",
         "install-config.yaml",
         kindling_assets::state::STATE_FILE,
+        "mirror/index.json",
+        "mirror/files.json",
     ]
     .iter()
     .map(|f| {

@@ -22,6 +22,9 @@ fn demo(target: Target) -> tempfile::TempDir {
     std::fs::write(dir.path().join("install-config.yaml"), DEMO_IC).unwrap();
     std::fs::write(dir.path().join("inventory.yaml"), DEMO_INV).unwrap();
     let description = ClusterDescription::load(dir.path()).unwrap().description;
+    let version = &description.inventory.kubernetes.version;
+    let images = kindling_assets::manifests::Images::for_version(version);
+    kindling_testkit::mirror::seed(dir.path(), version, &images.all());
     let settings = Settings {
         now: time::OffsetDateTime::now_utc(),
         key_algorithm: Default::default(),

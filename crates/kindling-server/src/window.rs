@@ -138,6 +138,18 @@ impl InstallWindow {
         }
     }
 
+    /// The one machine whose install is bound to `addr` (a download that names no machine, such
+    /// as Ignition fetching a binary, is then its); `None` when none is, or several are.
+    pub fn installing_at(&self, addr: IpAddr) -> Option<String> {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found = states.iter().filter_map(|(name, state)| match state {
+            State::Bound { addr: bound, .. } if *bound == addr => Some(name),
+            _ => None,
+        });
+        let first = found.next()?;
+        found.next().is_none().then(|| first.to_string())
+    }
+
     /// Disarms `machine` (its install is done); false when it already was.
     pub fn disarm(&self, machine: &str, now: OffsetDateTime) -> bool {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());

@@ -18,6 +18,9 @@ pub enum Code {
     InstallFailed = 6,
     /// The cluster's API could not be reached at all (name, connection, TLS): `approve-csrs`.
     ApiUnreachable = 7,
+    /// The mirror lacks binaries or images the machines need: `create ignition-configs` made no
+    /// config, `mirror` could not add them all.
+    MirrorIncomplete = 8,
 }
 
 /// A command that failed: the exit code, and the error to print if it was not printed already.

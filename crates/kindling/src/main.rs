@@ -53,6 +53,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::ApproveCsrs(args) => cli::approve_csrs::run(&args),
         Command::Gather(args) => cli::gather::run(&args),
         Command::Machines(command) => cli::machines::run(&command),
+        Command::Mirror(args) => cli::mirror::run(&args),
         Command::Agent(command) => cli::agent::run(&command),
         Command::Completion { shell } => {
             clap_complete::generate(

@@ -93,8 +93,6 @@ pub const APISERVER_KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// The CN of the front proxy's client certificate; the apiserver trusts request headers only
 /// from a client with this name.
 pub const FRONT_PROXY_CLIENT_CN: &str = "front-proxy-client";
-/// The container runtime's CRI socket.
-pub const CONTAINERD_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 
 /// openshift-install's default pod network, used only if a description somehow has none.
 const FALLBACK_POD_NETWORK: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 128, 0, 0), 14);

@@ -72,6 +72,10 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
             }
             Err(Failure::invalid_description())
         }
+        Err(e @ AssetError::MirrorIncomplete { .. }) => Err(Failure {
+            code: Code::MirrorIncomplete,
+            error: Some(anyhow!(e)),
+        }),
         // The asset directory lost what cannot be made again silently; nothing was written.
         Err(e @ AssetError::AuthorityMissing { .. }) => Err(Failure {
             code: Code::InvalidDescription,

@@ -22,20 +22,42 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     ] {
         write_input(dir, name, text)?;
     }
-    println!("kindling create ignition-configs --dir {}", dir.display());
+    println!("kindling create manifests --dir {}", dir.display());
     let args = AssetArgs::defaults(dir.clone());
-    super::create::assets(&args, Target::IgnitionConfigs)?;
+    super::create::assets(&args, Target::Manifests)?;
     println!("kindling create infra --dir {}", dir.display());
     super::create::infra(&InfraArgs {
         dir: DirArgs { dir: dir.clone() },
         phase: Phase::Install,
         mcs_proxy_protocol: false,
     })?;
-    println!("The demo cluster's assets are in {}.", dir.display());
     println!(
-        "Next: kindling serve --dir {}   (network boot and the machine config server)",
+        "The demo cluster's manifests, PKI and infrastructure configs are in {}.",
         dir.display()
     );
+    // Ignition configs pin every binary and image the machines pull from the provisioning
+    // host, so they wait for the mirror; nothing here can fetch the kubelet.
+    let description = super::create::load(dir)?;
+    let (files, images) =
+        kindling_assets::payload::missing(dir, &description).map_err(|e| anyhow::anyhow!(e))?;
+    if files.is_empty() && images.is_empty() {
+        println!("kindling create ignition-configs --dir {}", dir.display());
+        super::create::assets(&args, Target::IgnitionConfigs)?;
+        println!(
+            "Next: kindling serve --dir {}   (network boot and the machine config server)",
+            dir.display()
+        );
+    } else {
+        println!(
+            "Next: the machines pull {} images and {} node binaries (the kubelet, crictl, CNI plugins) from kindling serve, not the internet. Put them in {}/mirror with kindling mirror --dir {} --from-dir DIR --from-archive ARCHIVE, then run kindling create ignition-configs --dir {} and kindling serve --dir {}",
+            images.len(),
+            files.len(),
+            dir.display(),
+            dir.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod doctor;
 pub mod gather;
 pub mod machines;
+pub mod mirror;
 pub mod serve;
 pub mod wait_for;
 
@@ -64,6 +65,10 @@ pub enum Command {
     ApproveCsrs(ApproveCsrsArgs),
     /// Write a tarball of events, agent stages, versions and the cluster's state (no secrets).
     Gather(GatherArgs),
+    /// Fill <dir>/mirror with every image and node binary the machines need, so that they need
+    /// no internet: from image archives and directories of binaries. Resumable; every blob is
+    /// checked against its digest before it is kept.
+    Mirror(MirrorArgs),
     /// Manage the machines' install windows.
     #[command(subcommand)]
     Machines(MachinesCommand),
@@ -94,6 +99,7 @@ impl Command {
             Command::ApproveCsrs(a) => &a.cluster.dir.dir,
             Command::Gather(a) => &a.cluster.dir.dir,
             Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
+            Command::Mirror(a) => &a.dir.dir,
             Command::Agent(_) | Command::Completion { .. } => return None,
         })
     }
@@ -109,6 +115,30 @@ pub enum CreateCommand {
     IgnitionConfigs(AssetArgs),
     /// DNS zones, the HAProxy config, DHCP configs (dnsmasq, dhcpd, Kea) and boot.ipxe in infra/.
     Infra(InfraArgs),
+}
+
+/// Options of `mirror`.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// An image archive to take images from: `docker save` output, an OCI image layout
+    /// (directory, or tar as `skopeo copy ... oci-archive:F` writes), or `skopeo copy ... oci:DIR`
+    /// output. Repeat for several.
+    #[arg(long, value_name = "PATH")]
+    pub from_archive: Vec<PathBuf>,
+    /// The image an archive holds when it names it only by tag (as `skopeo copy ... oci:DIR:TAG`
+    /// does), e.g. registry.k8s.io/pause.
+    #[arg(long = "as", value_name = "IMAGE", requires = "from_archive")]
+    pub name_as: Option<String>,
+    /// A directory of node binaries: kubelet, kubectl, crictl (or cri-tools' crictl-*.tar.gz),
+    /// the CNI plugins (cni-plugins-*.tgz, or a cni/ directory), each checked against a
+    /// <file>.sha256 beside it when there is one (as dl.k8s.io publishes).
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

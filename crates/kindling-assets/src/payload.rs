@@ -1,0 +1,184 @@
+//! What the machines fetch from the provisioning host instead of the internet: every image the
+//! cluster's manifests name, and on Fedora CoreOS and Flatcar, which ship no kubelet, the node
+//! binaries. `kindling mirror` puts them in `D/mirror`; `create ignition-configs` refuses a
+//! machine whose payload is not all there, rather than let it fail on its first boot.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use kindling_config::ClusterDescription;
+
+use kindling_mirror::{FileRecord, Mirror, NodeFiles, Reference};
+use kindling_node::Node;
+
+use crate::engine::Context;
+use crate::manifests::Images;
+use crate::manifests_asset::MANIFESTS_DIR;
+use crate::{AssetError, Dependency};
+
+/// `D/mirror`, relative to the asset directory.
+pub const MIRROR_DIR: &str = "mirror";
+
+/// The mirror's indexes: configs that pin the mirror's binaries change when they do.
+pub const MIRROR_DEPS: [Dependency; 2] = [
+    Dependency::OptionalInput("mirror/index.json"),
+    Dependency::OptionalInput("mirror/files.json"),
+];
+
+/// Everything the cluster pulls: kindling's own images and every `image:` in the manifests the
+/// user put in `manifests/`, sorted and without repeats.
+pub fn images(ctx: &Context<'_>) -> Result<Vec<String>, AssetError> {
+    let mut texts = Vec::new();
+    for path in ctx.list(MANIFESTS_DIR)? {
+        texts.push(ctx.read_text(&path)?);
+    }
+    Ok(images_of(ctx.description, &texts))
+}
+
+fn images_of(d: &ClusterDescription, manifests: &[String]) -> Vec<String> {
+    let mut all: BTreeSet<String> = Images::for_version(&d.inventory.kubernetes.version)
+        .all()
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    for text in manifests {
+        all.extend(images_in(text));
+    }
+    all.into_iter().collect()
+}
+
+/// What `D/mirror` lacks for this description: node binaries (under `mirror/files/`) and
+/// images, with the manifests as they are on disk. For `kindling mirror`.
+pub fn missing(
+    dir: &Path,
+    d: &ClusterDescription,
+) -> Result<(Vec<String>, Vec<String>), AssetError> {
+    let mut texts = Vec::new();
+    for path in crate::engine::list_files(dir, MANIFESTS_DIR)? {
+        let full = dir.join(&path);
+        let text = std::fs::read_to_string(&full)
+            .map_err(|source| AssetError::Read { path: full, source })?;
+        texts.push(text);
+    }
+    let mirror =
+        Mirror::open(&dir.join(MIRROR_DIR)).map_err(|e| AssetError::UserFile(e.to_string()))?;
+    let (_, files, images) = lookup(d, &mirror, &images_of(d, &texts))?;
+    Ok((files, images))
+}
+
+/// The values of `image:` keys in a YAML or JSON manifest, read line by line: every container
+/// spec writes the key on a line of its own.
+pub fn images_in(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.lines().filter_map(|line| {
+        let line = line.trim_start().trim_start_matches("- ").trim_start();
+        let value = line
+            .strip_prefix("image:")
+            .or_else(|| line.strip_prefix("\"image\":"))?;
+        let value = value
+            .trim()
+            .trim_end_matches(',')
+            .trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty() && !value.contains(char::is_whitespace)).then(|| value.to_string())
+    })
+}
+
+/// The node binaries and images the machines of this description need, found in the mirror.
+pub struct Resolved {
+    pub node: Node,
+    /// `(path on the machine, URL, record)` for each binary kindling brings.
+    pub binaries: Vec<(String, String, FileRecord)>,
+}
+
+/// Finds the payload in `D/mirror`, or says what is missing and how to add it.
+pub fn resolve(ctx: &Context<'_>) -> Result<Resolved, AssetError> {
+    let d = ctx.description;
+    let mirror =
+        Mirror::open(&ctx.dir.join(MIRROR_DIR)).map_err(|e| AssetError::UserFile(e.to_string()))?;
+    let (binaries, files, images) = lookup(d, &mirror, &images(ctx)?)?;
+    if files.is_empty() && images.is_empty() {
+        return Ok(Resolved {
+            node: Node::new(d.inventory.provisioning.os),
+            binaries,
+        });
+    }
+    Err(AssetError::MirrorIncomplete {
+        dir: ctx.dir.display().to_string(),
+        version: d.inventory.kubernetes.version.clone(),
+        files,
+        images,
+    })
+}
+
+type Binaries = Vec<(String, String, FileRecord)>;
+
+/// The binaries found, and the binaries and images missing.
+fn lookup(
+    d: &ClusterDescription,
+    mirror: &Mirror,
+    images: &[String],
+) -> Result<(Binaries, Vec<String>, Vec<String>), AssetError> {
+    let node = Node::new(d.inventory.provisioning.os);
+    let mut missing_files = Vec::new();
+    let mut binaries = Vec::new();
+    if let Some(bin) = node.bin_dir() {
+        let wanted = NodeFiles::for_version(&d.inventory.kubernetes.version);
+        let server = d.inventory.provisioning.server_url.trim_end_matches('/');
+        let mut place = |relative: &str, target: String| match mirror.files.get(relative) {
+            Some(record) => binaries.push((
+                target,
+                format!("{server}/assets/mirror/{relative}"),
+                record.clone(),
+            )),
+            None => missing_files.push(relative.to_string()),
+        };
+        place(&wanted.kubelet, format!("{bin}/kubelet"));
+        place(&wanted.crictl, format!("{bin}/crictl"));
+        for plugin in &wanted.cni {
+            let name = plugin.rsplit('/').next().unwrap_or(plugin);
+            place(plugin, format!("{}/{name}", kindling_node::CNI_BIN_DIR));
+        }
+    }
+    let mut missing_images = Vec::new();
+    for image in images {
+        let reference: Reference = image
+            .parse()
+            .map_err(|e: String| AssetError::UserFile(format!("{MANIFESTS_DIR}: {e}")))?;
+        if !mirror.has_image(&reference) {
+            missing_images.push(reference.to_string());
+        }
+    }
+    Ok((binaries, missing_files, missing_images))
+}
+
+/// The upstream registries of the images the cluster pulls (`registry.k8s.io`, `ghcr.io`), for
+/// the runtime's mirror configuration.
+pub fn registries(images: &[String]) -> Vec<String> {
+    let hosts: BTreeSet<String> = images
+        .iter()
+        .filter_map(|i| i.parse::<Reference>().ok())
+        .map(|r| r.registry)
+        .collect();
+    hosts.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_keys_are_found_in_yaml_and_json() {
+        let yaml = "spec:\n  containers:\n    - name: a\n      image: quay.io/x/y:1\n    - image: \"ghcr.io/z:2\"\n  imagePullPolicy: x\n";
+        assert_eq!(
+            images_in(yaml).collect::<Vec<_>>(),
+            ["quay.io/x/y:1", "ghcr.io/z:2"]
+        );
+        let json = r#"{"containers":[{"image": "busybox:1.36",}]}"#
+            .replace("[{", "[{\n")
+            .replace(",}", ",\n}");
+        assert_eq!(images_in(&json).collect::<Vec<_>>(), ["busybox:1.36"]);
+        assert_eq!(
+            registries(&["busybox".into(), "registry.k8s.io/pause:3.10.1".into()]),
+            ["docker.io", "registry.k8s.io"]
+        );
+    }
+}

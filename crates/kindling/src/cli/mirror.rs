@@ -1,0 +1,172 @@
+//! `kindling mirror`: fills `<dir>/mirror` from image archives and directories of binaries, then
+//! says what the machines still lack.
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow};
+use indicatif::{ProgressBar, ProgressStyle};
+use kindling_mirror::{Store, import};
+use serde_json::json;
+
+use crate::cli::MirrorArgs;
+use crate::cli::create::load;
+use crate::exit::{Code, Failure};
+
+pub fn run(args: &MirrorArgs) -> Result<(), Failure> {
+    let dir = &args.dir.dir;
+    let description = load(dir)?;
+    let version = &description.inventory.kubernetes.version;
+    let root = dir.join(kindling_assets::payload::MIRROR_DIR);
+    let store = Store::open(&root).with_context(|| format!("opening {}", root.display()))?;
+    let show = !args.json && std::io::stderr().is_terminal();
+
+    let mut images = Vec::new();
+    for archive in &args.from_archive {
+        let bar = bar(show, &archive.display().to_string(), size_of(archive));
+        let imported = import::archive(&store, archive, args.name_as.as_deref(), &mut |n| {
+            bar.inc(n)
+        })
+        .with_context(|| format!("taking images from {}", archive.display()))?;
+        bar.finish_and_clear();
+        for image in imported {
+            if !args.json {
+                println!(
+                    "image  {}  {}  {}",
+                    image.reference,
+                    image.digest,
+                    size(image.bytes)
+                );
+            }
+            images.push(json!({
+                "image": image.reference.to_string(),
+                "digest": image.digest.to_string(),
+                "bytes": image.bytes,
+                "from": archive.display().to_string(),
+            }));
+        }
+    }
+
+    let mut files = Vec::new();
+    if let Some(from) = &args.from_dir {
+        let got = import::binaries(&store, from, version)
+            .with_context(|| format!("taking binaries from {}", from.display()))?;
+        for ignored in &got.ignored {
+            tracing::warn!(
+                "{}: not a node binary kindling knows; left out",
+                from.join(ignored).display()
+            );
+        }
+        files.extend(got.stored);
+    }
+    // The agent the bootstrap machine and the masters run: this very binary.
+    let exe = std::env::current_exe().context("finding the kindling binary")?;
+    let known = store
+        .files()
+        .ok()
+        .and_then(|f| f.get("kindling").map(|r| r.size));
+    let exe_size = std::fs::metadata(&exe).map(|m| m.len()).ok();
+    if known != exe_size {
+        let file =
+            std::fs::File::open(&exe).with_context(|| format!("reading {}", exe.display()))?;
+        files.push(
+            store
+                .put_file("kindling", file, None, &exe.display().to_string())
+                .with_context(|| format!("storing {} in {}", exe.display(), root.display()))?,
+        );
+    }
+    if !args.json {
+        for file in &files {
+            println!(
+                "file   {}  sha256:{}  {}",
+                file.path,
+                file.sha256,
+                size(file.size)
+            );
+        }
+    }
+
+    let (missing_files, missing_images) =
+        kindling_assets::payload::missing(dir, &description).map_err(|e| anyhow!(e))?;
+    if args.json {
+        let out = json!({
+            "images": images,
+            "files": files,
+            "missing": {"files": missing_files, "images": missing_images},
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    if missing_files.is_empty() && missing_images.is_empty() {
+        if !args.json {
+            println!(
+                "{} holds everything the machines need. Next: kindling create ignition-configs --dir {}",
+                root.display(),
+                dir.display()
+            );
+        }
+        return Ok(());
+    }
+    let mut lacks = Vec::new();
+    if !missing_files.is_empty() {
+        lacks.push(format!(
+            "node binaries for Kubernetes {version}: {} (give --from-dir a directory with kubelet, crictl or crictl-*.tar.gz, and cni-plugins-*.tgz or cni/)",
+            missing_files.join(", ")
+        ));
+    }
+    if !missing_images.is_empty() {
+        lacks.push(format!(
+            "images: {} (give --from-archive the output of docker save or skopeo copy for each)",
+            missing_images.join(", ")
+        ));
+    }
+    Err(Failure {
+        code: Code::MirrorIncomplete,
+        error: Some(anyhow!(
+            "{} still lacks {}",
+            root.display(),
+            lacks.join("; and ")
+        )),
+    })
+}
+
+/// Bytes in the archive (a file, or every file of a layout directory): the ETA's total.
+fn size_of(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    let blobs = path.join("blobs/sha256");
+    std::fs::read_dir(blobs)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn bar(show: bool, what: &str, total: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{bytes} bytes")
+    }
+}
