@@ -26,6 +26,9 @@ APT_PACKAGES=(
   etcd-client      # etcdctl: the test's independent check of the membership and of each member's health
   curl             # fetches from chosen source addresses (--interface) through HAProxy in the PROXY protocol tests (tests/cli/serve.rs), and runs the install report unit's command (tests/cli/secrets.rs)
   systemd          # systemd-analyze verify: checks the units kindling puts on the machines (tests/cli/secrets.rs)
+  containerd       # pulls test images from kindling serve's registry with the hosts.toml and config.toml kindling gives nodes (tests/cli/registry.rs)
+  runc             # containerd's runtime (a dependency it is started with)
+  skopeo           # inspects and copies images from kindling's registry, and writes the OCI archives kindling mirror reads
 )
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(
@@ -42,6 +45,7 @@ declare -A SERVICES=(
   [isc-dhcp-server]=isc-dhcp-server
   [kea-dhcp4-server]=kea-dhcp4-server
   [etcd-server]=etcd
+  [containerd]=containerd
 )
 
 missing=()

@@ -9,6 +9,7 @@ mod ignition_runner;
 mod infra;
 mod invalid;
 mod qemu;
+mod registry;
 mod secrets;
 mod serve;
 

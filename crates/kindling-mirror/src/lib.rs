@@ -186,6 +186,18 @@ impl Mirror {
             .flat_map(|(name, tags)| tags.keys().map(move |t| format!("{name}:{t}")))
     }
 
+    /// The upstream registries of the images kept (`registry.k8s.io`, `ghcr.io`), sorted.
+    pub fn registries(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self
+            .tags
+            .keys()
+            .filter_map(|name| name.split_once('/').map(|(host, _)| host.to_string()))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
     /// Whether the image `reference` is kept, by tag or by digest.
     pub fn has_image(&self, reference: &Reference) -> bool {
         let name = reference.name();

@@ -278,6 +278,47 @@ impl Catalog {
         config.add_file(layout::AGENT_IDENTITY, identity.as_bytes(), 0o600);
     }
 
+    /// Adds the container runtime's registry settings that send every image to this server's
+    /// registry (on the machine config server's listener, trusted through the cluster's root
+    /// CA): `hosts.toml` per upstream for containerd, a registries.conf drop-in for CRI-O. With
+    /// `credentials`, the machine's name and token go in as Basic credentials, so the files are
+    /// the machine's own. Nothing is added when the mirror holds no image.
+    pub fn add_registry_access(
+        &self,
+        entry: Option<&Entry>,
+        credentials: bool,
+        config: &mut Config,
+    ) {
+        let upstreams = self.mirror.registries();
+        if !self.kindling_configs || upstreams.is_empty() {
+            return;
+        }
+        let url = self.mcs_url();
+        let token = entry
+            .filter(|_| credentials)
+            .map(|e| (e.machine.name.as_str(), self.token(e)));
+        let access = kindling_node::mirror::RegistryAccess {
+            url: url.trim_end_matches('/'),
+            ca_path: layout::CA_CERT,
+            credentials: token.as_ref().map(|(name, token)| (*name, token.as_str())),
+        };
+        let runtime = kindling_node::Node::new(self.os()).runtime();
+        for entry in kindling_node::mirror::entries(runtime, &access, &upstreams) {
+            match entry {
+                kindling_node::mirror::Entry::File {
+                    path,
+                    contents,
+                    mode,
+                } => {
+                    config.add_file(&path, contents.as_bytes(), mode);
+                }
+                kindling_node::mirror::Entry::Link { path, target } => {
+                    config.add_link(&path, &target)
+                }
+            }
+        }
+    }
+
     /// The boot images the machines will fetch from this server's `/assets/` that are not in
     /// `<dir>/assets/`: they would get 404 at boot.
     pub fn missing_boot_assets(&self) -> Vec<std::path::PathBuf> {

@@ -338,6 +338,8 @@ async fn ignition(
             )
         })?;
         catalog.add_agent_identity(entry, &mut config);
+        let credentials = state.mcs_auth == crate::McsAuth::Token;
+        catalog.add_registry_access(Some(entry), credentials, &mut config);
         let bytes = config
             .render(version)
             .map_err(|e| Failure::unrenderable("bootstrap.ign", version, e))?;

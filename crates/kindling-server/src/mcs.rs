@@ -86,9 +86,13 @@ async fn config(
     let config = match state.mcs_auth {
         // Static pointer files copied elsewhere carry no identity: every machine of the pool
         // gets the pool's config, without a machine part.
-        McsAuth::None => catalog.pool_config(&pool).ok_or_else(|| {
-            Failure::unavailable(&format!("the {pool} pool's config is not generated yet"))
-        })?,
+        McsAuth::None => {
+            let mut config = catalog.pool_config(&pool).ok_or_else(|| {
+                Failure::unavailable(&format!("the {pool} pool's config is not generated yet"))
+            })?;
+            catalog.add_registry_access(None, false, &mut config);
+            config
+        }
         McsAuth::Token | McsAuth::SourceIp => {
             let client = client.map(|Extension(ClientAddr(ip))| ip).ok_or_else(|| {
                 Failure::new(
@@ -146,6 +150,8 @@ async fn config(
                 .machine_config(entry)
                 .ok_or_else(|| Failure::unavailable("no config yet"))?;
             catalog.add_agent_identity(entry, &mut config);
+            let credentials = state.mcs_auth == McsAuth::Token;
+            catalog.add_registry_access(Some(entry), credentials, &mut config);
             config
         }
     };

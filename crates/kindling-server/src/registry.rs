@@ -300,7 +300,10 @@ async fn manifest(
         machine.as_deref(),
         "images",
         Some(200),
-        format!("pull {name}:{reference}"),
+        match reference.contains(':') {
+            true => format!("pull {name}@{reference}"),
+            false => format!("pull {name}:{reference}"),
+        },
     ));
     *response.body_mut() = Body::from(bytes);
     Ok(response)
@@ -376,8 +379,10 @@ async fn blob(
         inner: crate::assets::file_stream(file, count),
         sent: 0,
         started: Instant::now(),
-        done: Some(Box::new(move |sent, took, whole| {
-            let detail = if whole {
+        // hyper stops polling a body once its Content-Length has gone out, so a whole blob
+        // is told by its count rather than by the stream's end.
+        done: Some(Box::new(move |sent, took| {
+            let detail = if sent == count {
                 format!("{what}: {} in {}", bytes(sent), millis(took))
             } else {
                 format!("{what}: stopped after {} of {}", bytes(sent), bytes(count))
@@ -459,10 +464,10 @@ fn millis(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
-type Done = Box<dyn FnOnce(u64, Duration, bool) + Send>;
+type Done = Box<dyn FnOnce(u64, Duration) + Send>;
 
 /// A blob's body that says, once, how much went out and how long it took: at its end, or when
-/// the client goes away first.
+/// it is dropped (after the last byte, or when the client goes away first).
 struct Pulled<S> {
     inner: S,
     sent: u64,
@@ -485,7 +490,7 @@ where
             Poll::Ready(Some(Ok(chunk))) => self.sent += chunk.len() as u64,
             Poll::Ready(None) => {
                 if let Some(done) = self.done.take() {
-                    done(self.sent, self.started.elapsed(), true);
+                    done(self.sent, self.started.elapsed());
                 }
             }
             _ => {}
@@ -497,7 +502,7 @@ where
 impl<S> Drop for Pulled<S> {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
-            done(self.sent, self.started.elapsed(), false);
+            done(self.sent, self.started.elapsed());
         }
     }
 }

@@ -1,0 +1,316 @@
+//! `kindling serve` as the site's registry, judged by the programs that pull in production:
+//! Debian's containerd (through `ctr`, which resolves registries with the same `hosts.toml`
+//! code as the CRI plugin) with the `hosts.toml` and `config.toml` that kindling put on a
+//! worker, and skopeo. No image comes from the internet: the tests make a busybox image.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kindling_testkit::{Daemon, READY_TIMEOUT};
+
+use crate::ignition_configs::demo_on_loopback;
+use crate::serve::Server;
+use crate::{ignition_runner, kindling};
+
+/// A containerd of the test's own: kindling's config.toml as the worker got it, with only its
+/// state moved to a scratch directory by containerd's own flags.
+struct Containerd {
+    daemon: Daemon,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    fn start(config: &Path) -> Containerd {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("containerd.sock");
+        let mut command = Command::new("containerd");
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--address")
+            .arg(&socket);
+        let mut daemon = Daemon::spawn("containerd", command, &dir.path().join("containerd.log"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .terminate_on_drop();
+        let probe = socket.clone();
+        daemon
+            .wait_ready("answering on its socket", READY_TIMEOUT, |_| {
+                Command::new("ctr")
+                    .arg("--address")
+                    .arg(&probe)
+                    .arg("version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        Containerd {
+            daemon,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// `ctr images pull --hosts-dir <hosts>` of `image`: (success, output).
+    fn pull(&self, hosts: &Path, image: &str) -> (bool, String) {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--timeout", "120s", "images", "pull", "--hosts-dir"])
+            .arg(hosts)
+            .arg(image)
+            .output()
+            .expect("ctr runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn log(&self) -> String {
+        self.daemon.log()
+    }
+}
+
+fn skopeo(args: &[&str]) -> (bool, String) {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo runs: run ./test.sh, which installs it");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn containerd_and_skopeo_pull_from_kindling_serve_with_what_kindling_gave_the_node() {
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    let ds = d.to_str().unwrap();
+
+    // A test image, as skopeo writes one: copied from an OCI layout into an OCI archive, then
+    // into the mirror by kindling mirror --from-archive, named by the repository it is for.
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let written = kindling_testkit::oci::write_busybox(&layout, "1.36");
+    let archive = work.path().join("busybox.tar");
+    let (ok, out) = skopeo(&[
+        "copy",
+        &format!("oci:{}:1.36", layout.display()),
+        &format!("oci-archive:{}:1.36", archive.display()),
+    ]);
+    assert!(ok, "{out}");
+    let run = kindling(&[
+        "mirror",
+        "--dir",
+        ds,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "--as",
+        "registry.k8s.io/test/busybox",
+    ]);
+    run.expect(0);
+    assert!(
+        run.stdout().contains(&format!(
+            "registry.k8s.io/test/busybox:1.36  {}",
+            written.manifest_digest
+        )),
+        "{}",
+        run.stdout()
+    );
+
+    kindling(&["create", "ignition-configs", "--dir", ds]).expect(0);
+    let server = Server::start(d, http_port, mcs_port);
+    let (_, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
+    let script = String::from_utf8(script).unwrap();
+    let url = script
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
+        .unwrap();
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let (status, pointer) = server.get(
+        url.strip_prefix(&format!("http://127.0.0.1:{http_port}"))
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    let pointer_path = work.path().join("worker0.ign");
+    std::fs::write(&pointer_path, pointer).unwrap();
+
+    // The real Ignition puts the worker's runtime configuration in place.
+    let applied = ignition_runner::apply(&pointer_path)
+        .unwrap_or_else(|log| panic!("{log}\n--- server ---\n{}", server.log()));
+    let root = applied.root();
+    let config = root.join("etc/containerd/config.toml");
+    let hosts = root.join("etc/containerd/certs.d");
+    let toml_path = hosts.join("registry.k8s.io/hosts.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    assert!(
+        toml.contains(&format!(
+            "[host.\"https://127.0.0.1:{mcs_port}/v2/registry.k8s.io\"]"
+        )),
+        "{toml}"
+    );
+    assert_eq!(
+        std::fs::metadata(&toml_path).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "it holds the machine's credentials"
+    );
+    // The one change: the CA it names is under the scratch root, not at /.
+    std::fs::write(
+        &toml_path,
+        toml.replace(
+            "/etc/kubernetes/pki/ca.crt",
+            &root.join("etc/kubernetes/pki/ca.crt").display().to_string(),
+        ),
+    )
+    .unwrap();
+
+    // containerd's own reading of kindling's config.toml.
+    let dump = Command::new("containerd")
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "dump"])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    for setting in [
+        "sandbox_image = \"registry.k8s.io/pause:3.10.1\"",
+        "SystemdCgroup = true",
+        "config_path = \"/etc/containerd/certs.d\"",
+        "disabled_plugins = []",
+    ] {
+        assert!(
+            dump.contains(setting),
+            "containerd read no {setting}:\n{dump}"
+        );
+    }
+
+    let containerd = Containerd::start(&config);
+    for image in [
+        "registry.k8s.io/test/busybox:1.36".to_string(),
+        format!("registry.k8s.io/test/busybox@{}", written.manifest_digest),
+        // One of the cluster's own images, through the same hosts.toml.
+        "registry.k8s.io/pause:3.10.1".to_string(),
+    ] {
+        let (ok, out) = containerd.pull(&hosts, &image);
+        assert!(
+            ok,
+            "{image}: {out}\n--- containerd ---\n{}\n--- server ---\n{}",
+            containerd.log(),
+            server.log()
+        );
+    }
+
+    // skopeo, with the worker's credentials and the cluster's CA.
+    let certs = work.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(d.join("tls/root-ca.crt"), certs.join("ca.crt")).unwrap();
+    let image = format!("docker://127.0.0.1:{mcs_port}/registry.k8s.io/test/busybox:1.36");
+    let creds = format!("worker0:{token}");
+    let cert_dir = format!("--cert-dir={}", certs.display());
+    let (ok, out) = skopeo(&["inspect", &cert_dir, "--creds", &creds, &image]);
+    assert!(ok, "{out}");
+    let inspected: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(inspected["Digest"], written.manifest_digest.as_str());
+    let copy = work.path().join("copy");
+    let (ok, out) = skopeo(&[
+        "copy",
+        &format!("--src-cert-dir={}", certs.display()),
+        "--src-creds",
+        &creds,
+        &image,
+        &format!("oci:{}:1.36", copy.display()),
+    ]);
+    assert!(ok, "{out}");
+    let layer = copy
+        .join("blobs/sha256")
+        .join(&written.layer_digest["sha256:".len()..]);
+    assert_eq!(
+        std::fs::read(layer).unwrap(),
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(&written.layer_digest["sha256:".len()..])
+        )
+        .unwrap()
+    );
+    // Without credentials, or with another machine's token, the registry serves nothing.
+    let (ok, out) = skopeo(&["inspect", &cert_dir, &image]);
+    assert!(
+        !ok && (out.contains("401") || out.contains("unauthorized")),
+        "{out}"
+    );
+    let (ok, _) = skopeo(&[
+        "inspect",
+        &cert_dir,
+        "--creds",
+        &format!("worker1:{token}"),
+        &image,
+    ]);
+    assert!(!ok);
+
+    // The timeline says who pulled what, and how long each blob took.
+    let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
+    let pulls: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["stage"] == "images")
+        .collect();
+    assert!(
+        pulls.iter().any(|e| e["machine"] == "worker0"
+            && e["detail"] == "pull registry.k8s.io/test/busybox:1.36"),
+        "{events}"
+    );
+    assert!(
+        pulls.iter().any(|e| e["machine"] == "worker0"
+            && e["detail"].as_str().unwrap().starts_with(&format!(
+                "registry.k8s.io/test/busybox blob sha256:{}",
+                &written.layer_digest["sha256:".len().."sha256:".len() + 12]
+            ))
+            && e["detail"].as_str().unwrap().contains(" ms")),
+        "{events}"
+    );
+
+    // A blob changed in the mirror is refused by kindling, and the pull fails.
+    let layer = d
+        .join("mirror/blobs/sha256")
+        .join(&written.layer_digest["sha256:".len()..]);
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+    let fresh = Containerd::start(&config);
+    let (ok, out) = fresh.pull(&hosts, "registry.k8s.io/test/busybox:1.36");
+    assert!(!ok, "a tampered blob was pulled: {out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.log().contains(&format!(
+            "mirror blob {} does not match its digest",
+            written.layer_digest
+        )),
+        "{}",
+        server.log()
+    );
+}
+
+use std::os::unix::fs::PermissionsExt as _;
