@@ -218,6 +218,7 @@ done
 d=$work/storm
 mkdir -p "$d"
 generate "$d" 5001
+python3 bench/fill-mirror.py "$bin" "$d"  # the configs pin the mirror's (stand-in) node binaries
 "$bin" create ignition-configs --dir "$d" --log-level warn > /dev/null
 start "$d"
 echo

@@ -110,7 +110,8 @@ fn agent_manifests(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
     )
 }
 
-/// What every machine gets: the root CA and the core user's SSH keys.
+/// What every machine gets: the root CA, the site's additional trust bundle and the core
+/// user's SSH keys.
 fn common(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
     files.copy(&ROOT_CA.cert(), layout::CA_CERT, 0o644)?;
     let keys: Vec<String> = files
@@ -126,6 +127,14 @@ fn common(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
         .collect();
     if !keys.is_empty() {
         files.config.add_ssh_keys("core", &keys);
+    }
+    // The CAs of the site's own registry mirrors, which the runtime's settings name.
+    if let Some(bundle) = &files.ctx.description.install_config.additional_trust_bundle {
+        files.config.add_file(
+            kindling_node::ADDITIONAL_TRUST_BUNDLE,
+            bundle.as_bytes(),
+            0o644,
+        );
     }
     let report = installed_report_unit(files.ctx.description);
     files

@@ -10,6 +10,7 @@ use kindling_config::ClusterDescription;
 
 use kindling_mirror::{FileRecord, Mirror, NodeFiles, Reference};
 use kindling_node::Node;
+use kindling_node::mirror::SiteMirror;
 
 use crate::engine::Context;
 use crate::manifests::Images;
@@ -138,16 +139,71 @@ fn lookup(
             place(plugin, format!("{}/{name}", kindling_node::CNI_BIN_DIR));
         }
     }
+    check_site_mirrors(d)?;
     let mut missing_images = Vec::new();
     for image in images {
         let reference: Reference = image
             .parse()
             .map_err(|e: String| AssetError::UserFile(format!("{MANIFESTS_DIR}: {e}")))?;
-        if !mirror.has_image(&reference) {
+        let name = reference.name();
+        // An image the site mirrors itself is pulled from there, not from kindling.
+        let on_site = d
+            .install_config
+            .image_sources
+            .iter()
+            .any(|s| s.mirror_of(&name).is_some());
+        if !on_site && !mirror.has_image(&reference) {
             missing_images.push(reference.to_string());
         }
     }
     Ok((binaries, missing_files, missing_images))
+}
+
+/// The site's own mirrors (install-config's `imageContentSources` / `imageDigestSources`), as
+/// the machines' runtime reaches them: their first location, the additional trust bundle as
+/// their CA when there is one, and the pull secret's credentials for their host.
+pub fn site_mirrors(d: &ClusterDescription) -> Vec<SiteMirror> {
+    let ic = &d.install_config;
+    let auths: serde_json::Value = ic
+        .pull_secret
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    ic.image_sources
+        .iter()
+        .filter_map(|source| {
+            let location = source.mirrors.first()?.clone();
+            let host = location.split('/').next().unwrap_or(&location);
+            let auth = auths["auths"][host]["auth"].as_str().map(String::from);
+            Some(SiteMirror {
+                source: source.source.clone(),
+                location,
+                ca: ic
+                    .additional_trust_bundle
+                    .as_ref()
+                    .map(|_| kindling_node::ADDITIONAL_TRUST_BUNDLE.to_string()),
+                auth,
+            })
+        })
+        .collect()
+}
+
+/// A site mirror containerd cannot use: it maps whole registries, so a source must be one.
+fn check_site_mirrors(d: &ClusterDescription) -> Result<(), AssetError> {
+    if Node::new(d.inventory.provisioning.os).runtime() != kindling_node::Runtime::Containerd {
+        return Ok(());
+    }
+    for (i, source) in d.install_config.image_sources.iter().enumerate() {
+        if source.source.contains('/') {
+            return Err(AssetError::UserFile(format!(
+                "install-config.yaml: image source {i} ({}): containerd, the runtime of {:?} machines, mirrors whole registries, not repositories; give the registry ({}) with a mirror that holds its repositories under the same names, or leave these images to kindling's mirror",
+                source.source,
+                d.inventory.provisioning.os,
+                source.source.split('/').next().unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The upstream registries of the images the cluster pulls (`registry.k8s.io`, `ghcr.io`), for

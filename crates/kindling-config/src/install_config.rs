@@ -22,8 +22,7 @@ const OPENSHIFT_FIELDS: &[&str] = &[
     "kind",
     "additionalTrustBundlePolicy",
     "arbiter",
-    "imageContentSources",
-    "imageDigestSources",
+    "mirrorSourcePolicy",
     "publish",
     "cpuPartitioningMode",
     "credentialsMode",
@@ -90,6 +89,9 @@ pub struct InstallConfig {
     pub ssh_key: Option<String>,
     pub proxy: Option<Proxy>,
     pub additional_trust_bundle: Option<String>,
+    /// `imageContentSources` and `imageDigestSources`, in that order: registries the site
+    /// already mirrors, which the machines pull from instead of kindling's mirror.
+    pub image_sources: Vec<ImageSource>,
     /// Paths of fields present in the file that kindling does not use.
     #[serde(skip)]
     pub unused_fields: Vec<String>,
@@ -123,6 +125,27 @@ pub struct ClusterNetwork {
 pub enum Platform {
     None,
     Baremetal,
+}
+
+/// One entry of `imageContentSources` or `imageDigestSources`: the images of `source` (a
+/// registry such as `quay.io`, or a repository in it) are pulled from `mirrors`, in order, each a
+/// `host[:port][/path]` that holds them under the same names below its path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageSource {
+    pub source: String,
+    pub mirrors: Vec<String>,
+}
+
+impl ImageSource {
+    /// The mirror location of `image` (`registry/repository`), if this source covers it: the
+    /// source is the image's registry or a repository prefix of it, on a path boundary.
+    pub fn mirror_of(&self, image: &str) -> Option<String> {
+        let rest = image.strip_prefix(self.source.as_str())?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        self.mirrors.first().map(|m| format!("{m}{rest}"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -236,6 +259,8 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<InstallConfig> {
         Some(v)
     });
 
+    let image_sources = decode_image_sources(&mut top, r);
+
     let mut unused = top.finish(
         UnknownKeys::Note {
             real: OPENSHIFT_FIELDS,
@@ -258,11 +283,73 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<InstallConfig> {
         ssh_key,
         proxy,
         additional_trust_bundle,
+        image_sources: image_sources?,
         unused_fields: unused,
     })
 }
 
 /// Keeps the unused fields of a nested mapping for the single info line about them.
+/// `imageContentSources` (OpenShift 4.x) and `imageDigestSources` (4.14 and later): each a
+/// `source` repository or registry and its `mirrors`, written as image names without a scheme.
+fn decode_image_sources(top: &mut MapReader<'_>, r: &mut Report) -> Option<Vec<ImageSource>> {
+    let mut all = Vec::new();
+    let mut ok = true;
+    for key in ["imageContentSources", "imageDigestSources"] {
+        let Some((n, p)) = top.take(key) else {
+            continue;
+        };
+        let Some(items) = decode::list(n, &p, r) else {
+            ok = false;
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = p.index(i);
+            let Some(mut m) = MapReader::new(item, path.clone(), r) else {
+                ok = false;
+                continue;
+            };
+            let hint = "write it as an image name without a tag, e.g. quay.io/openshift-release-dev/ocp-release";
+            let location = |(n, p): (&Node, FieldPath), r: &mut Report| {
+                let v = decode::string(n, &p, r)?;
+                if v.contains("://") || v.contains('@') || v.is_empty() || v.ends_with('/') {
+                    r.error(
+                        &p,
+                        format!("'{v}' is not a registry or repository name"),
+                        hint,
+                    );
+                    return None;
+                }
+                Some(v)
+            };
+            let source = m.require("source", r, hint).and_then(|f| location(f, r));
+            let mirrors = m
+                .require(
+                    "mirrors",
+                    r,
+                    "list the mirror locations, e.g. [mirror.example.com:5000/ocp4]",
+                )
+                .and_then(|(n, p)| {
+                    let items = decode::list(n, &p, r)?;
+                    let mut mirrors = Vec::new();
+                    for (j, item) in items.iter().enumerate() {
+                        mirrors.push(location((item, p.index(j)), r)?);
+                    }
+                    if mirrors.is_empty() {
+                        r.error(&p, "is empty", "list at least one mirror location");
+                        return None;
+                    }
+                    Some(mirrors)
+                });
+            r_unused(m, r);
+            match (source, mirrors) {
+                (Some(source), Some(mirrors)) => all.push(ImageSource { source, mirrors }),
+                _ => ok = false,
+            }
+        }
+    }
+    ok.then_some(all)
+}
+
 fn r_unused(m: MapReader<'_>, r: &mut Report) {
     let mut unused = m.finish(
         UnknownKeys::Note {

@@ -29,6 +29,8 @@ pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const CONTAINERD_HOSTS_DIR: &str = "/etc/containerd/certs.d";
 pub const CRIO_DROPIN: &str = "/etc/crio/crio.conf.d/10-kindling.conf";
 pub const CRIO_REGISTRIES: &str = "/etc/containers/registries.conf.d/50-kindling.conf";
+/// install-config's `additionalTrustBundle` on the machine: the CAs of the site's own mirrors.
+pub const ADDITIONAL_TRUST_BUNDLE: &str = "/etc/kindling/additional-trust-bundle.pem";
 /// CRI-O's pull credentials, per machine (the `global_auth_file` of its drop-in).
 pub const CRIO_AUTH: &str = "/etc/crio/kindling-auth.json";
 

@@ -24,6 +24,28 @@ pub struct RegistryAccess<'a> {
     pub credentials: Option<(&'a str, &'a str)>,
 }
 
+/// A mirror the site already runs (install-config's `imageContentSources` /
+/// `imageDigestSources`): the images of `source` are at `location`, under the same names below
+/// its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteMirror {
+    /// A registry (`quay.io`), or for CRI-O also a repository in it.
+    pub source: String,
+    /// `host[:port][/path]`.
+    pub location: String,
+    /// The CA file on the machine that signed the mirror's certificate (the install-config's
+    /// `additionalTrustBundle`); `None` for one the OS trusts.
+    pub ca: Option<String>,
+    /// The pull secret's `auth` for the mirror's host (base64 of `user:password`).
+    pub auth: Option<String>,
+}
+
+impl SiteMirror {
+    fn host(&self) -> &str {
+        self.location.split('/').next().unwrap_or(&self.location)
+    }
+}
+
 /// One file or link for the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -57,26 +79,46 @@ impl RegistryAccess<'_> {
 }
 
 /// The files that make `runtime` pull every image of `upstreams` (`registry.k8s.io`, `ghcr.io`,
-/// …) from kindling's registry.
-pub fn entries(runtime: Runtime, access: &RegistryAccess<'_>, upstreams: &[String]) -> Vec<Entry> {
+/// …) from kindling's registry, and the images of each of `site`'s sources from that mirror.
+/// A source the site mirrors is not sent to kindling's registry.
+pub fn entries(
+    runtime: Runtime,
+    access: &RegistryAccess<'_>,
+    upstreams: &[String],
+    site: &[SiteMirror],
+) -> Vec<Entry> {
+    let ours: Vec<&String> = upstreams
+        .iter()
+        .filter(|u| !site.iter().any(|s| &s.source == *u))
+        .collect();
     match runtime {
-        Runtime::Containerd => upstreams
-            .iter()
-            .map(|upstream| Entry::File {
-                path: format!("{CONTAINERD_HOSTS_DIR}/{upstream}/hosts.toml"),
-                contents: hosts_toml(upstream, access),
-                mode: if access.credentials.is_some() {
-                    0o600
-                } else {
-                    0o644
-                },
-            })
-            .collect(),
+        Runtime::Containerd => {
+            let mut entries: Vec<Entry> = ours
+                .iter()
+                .map(|upstream| Entry::File {
+                    path: format!("{CONTAINERD_HOSTS_DIR}/{upstream}/hosts.toml"),
+                    contents: hosts_toml(upstream, access),
+                    mode: if access.credentials.is_some() {
+                        0o600
+                    } else {
+                        0o644
+                    },
+                })
+                .collect();
+            for mirror in site {
+                entries.push(Entry::File {
+                    path: format!("{CONTAINERD_HOSTS_DIR}/{}/hosts.toml", mirror.source),
+                    contents: site_hosts_toml(mirror),
+                    mode: if mirror.auth.is_some() { 0o600 } else { 0o644 },
+                });
+            }
+            entries
+        }
         Runtime::CriO => {
             let mut entries = vec![
                 Entry::File {
                     path: CRIO_REGISTRIES.to_string(),
-                    contents: registries_conf(access, upstreams),
+                    contents: registries_conf(access, &ours, site),
                     mode: 0o644,
                 },
                 Entry::Link {
@@ -84,16 +126,24 @@ pub fn entries(runtime: Runtime, access: &RegistryAccess<'_>, upstreams: &[Strin
                     target: access.ca_path.to_string(),
                 },
             ];
-            let auths = match access.basic() {
-                Some(auth) => format!(
-                    "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}\n",
-                    access.host()
-                ),
-                None => "{\"auths\":{}}\n".to_string(),
-            };
+            let mut auths = Vec::new();
+            if let Some(auth) = access.basic() {
+                auths.push(format!("\"{}\":{{\"auth\":\"{auth}\"}}", access.host()));
+            }
+            for mirror in site {
+                if let Some(ca) = &mirror.ca {
+                    entries.push(Entry::Link {
+                        path: format!("/etc/containers/certs.d/{}/ca.crt", mirror.host()),
+                        target: ca.clone(),
+                    });
+                }
+                if let Some(auth) = &mirror.auth {
+                    auths.push(format!("\"{}\":{{\"auth\":\"{auth}\"}}", mirror.host()));
+                }
+            }
             entries.push(Entry::File {
                 path: CRIO_AUTH.to_string(),
-                contents: auths,
+                contents: format!("{{\"auths\":{{{}}}}}\n", auths.join(",")),
                 mode: 0o600,
             });
             entries
@@ -101,22 +151,18 @@ pub fn entries(runtime: Runtime, access: &RegistryAccess<'_>, upstreams: &[Strin
     }
 }
 
-/// containerd's `hosts.toml` for one upstream registry.
+/// containerd's `hosts.toml` for one upstream registry, served by kindling's registry.
 pub fn hosts_toml(upstream: &str, access: &RegistryAccess<'_>) -> String {
     let url = format!("{}/v2/{upstream}", access.url.trim_end_matches('/'));
-    let server = if upstream == "docker.io" {
-        "https://registry-1.docker.io".to_string()
-    } else {
-        format!("https://{upstream}")
-    };
     let mut toml = format!(
         "# Images of {upstream} come from kindling's mirror on the provisioning host. Generated by kindling.\n\
-         server = \"{server}\"\n\
+         server = \"{}\"\n\
          \n\
          [host.\"{url}\"]\n  \
            capabilities = [\"pull\", \"resolve\"]\n  \
            ca = \"{ca}\"\n  \
            override_path = true\n",
+        upstream_server(upstream),
         ca = access.ca_path,
     );
     if let Some(auth) = access.basic() {
@@ -127,16 +173,70 @@ pub fn hosts_toml(upstream: &str, access: &RegistryAccess<'_>) -> String {
     toml
 }
 
-/// CRI-O's registries.conf drop-in: each upstream mirrored at `<mirror>/<upstream>`.
-fn registries_conf(access: &RegistryAccess<'_>, upstreams: &[String]) -> String {
-    let mut conf = String::from(
-        "# Every image comes from kindling's mirror on the provisioning host. Generated by kindling.\n",
+/// containerd's `hosts.toml` for a registry the site mirrors.
+fn site_hosts_toml(mirror: &SiteMirror) -> String {
+    let (host, path) = mirror
+        .location
+        .split_once('/')
+        .map_or((mirror.location.as_str(), ""), |(h, p)| (h, p));
+    // A mirror with a path holds the upstream's repositories below it: the API root moves too.
+    let (url, override_path) = if path.is_empty() {
+        (format!("https://{host}"), "")
+    } else {
+        (
+            format!("https://{host}/v2/{path}"),
+            "  override_path = true\n",
+        )
+    };
+    let mut toml = format!(
+        "# Images of {source} come from the site's mirror {location} (install-config.yaml's image sources). Generated by kindling.\n\
+         server = \"{server}\"\n\
+         \n\
+         [host.\"{url}\"]\n  \
+           capabilities = [\"pull\", \"resolve\"]\n{override_path}",
+        source = mirror.source,
+        location = mirror.location,
+        server = upstream_server(&mirror.source),
     );
-    for upstream in upstreams {
-        conf.push_str(&format!(
-            "\n[[registry]]\nprefix = \"{upstream}\"\nlocation = \"{upstream}\"\n\n[[registry.mirror]]\nlocation = \"{}/{upstream}\"\n",
-            access.host()
+    if let Some(ca) = &mirror.ca {
+        toml.push_str(&format!("  ca = \"{ca}\"\n"));
+    }
+    if let Some(auth) = &mirror.auth {
+        toml.push_str(&format!(
+            "\n[host.\"{url}\".header]\n  Authorization = \"Basic {auth}\"\n"
         ));
+    }
+    toml
+}
+
+fn upstream_server(upstream: &str) -> String {
+    if upstream == "docker.io" {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{upstream}")
+    }
+}
+
+/// CRI-O's registries.conf drop-in: each upstream mirrored at `<mirror>/<upstream>`, and each
+/// source the site mirrors at its location.
+fn registries_conf(
+    access: &RegistryAccess<'_>,
+    upstreams: &[&String],
+    site: &[SiteMirror],
+) -> String {
+    let mut conf = String::from(
+        "# Every image comes from a mirror: kindling's on the provisioning host, or the site's. Generated by kindling.\n",
+    );
+    let mut add = |prefix: &str, location: &str| {
+        conf.push_str(&format!(
+            "\n[[registry]]\nprefix = \"{prefix}\"\nlocation = \"{prefix}\"\n\n[[registry.mirror]]\nlocation = \"{location}\"\n"
+        ));
+    };
+    for upstream in upstreams {
+        add(upstream, &format!("{}/{upstream}", access.host()));
+    }
+    for mirror in site {
+        add(&mirror.source, &mirror.location);
     }
     conf
 }
@@ -157,6 +257,7 @@ mod tests {
             Runtime::Containerd,
             &ACCESS,
             &["registry.k8s.io".into(), "docker.io".into()],
+            &[],
         );
         let Entry::File {
             path,
@@ -187,7 +288,7 @@ mod tests {
 
     #[test]
     fn crio_gets_a_mirror_per_upstream_the_ca_and_its_credentials() {
-        let entries = entries(Runtime::CriO, &ACCESS, &["ghcr.io".into()]);
+        let entries = entries(Runtime::CriO, &ACCESS, &["ghcr.io".into()], &[]);
         let Entry::File { contents, .. } = &entries[0] else {
             panic!()
         };
@@ -207,5 +308,53 @@ mod tests {
         };
         assert_eq!(*mode, 0o600);
         assert!(contents.contains("d29ya2VyMDp0MGszbg=="));
+    }
+
+    #[test]
+    fn a_registry_the_site_mirrors_goes_to_the_sites_mirror_not_to_kindlings() {
+        let site = SiteMirror {
+            source: "quay.io".into(),
+            location: "mirror.example.com:5000/quay".into(),
+            ca: Some("/etc/kindling/additional-trust-bundle.pem".into()),
+            auth: Some("dXNlcjpwYXNz".into()),
+        };
+        let upstreams = ["quay.io".to_string(), "registry.k8s.io".to_string()];
+        let files = entries(
+            Runtime::Containerd,
+            &ACCESS,
+            &upstreams,
+            std::slice::from_ref(&site),
+        );
+        let paths: Vec<&str> = files
+            .iter()
+            .map(|e| match e {
+                Entry::File { path, .. } | Entry::Link { path, .. } => path.as_str(),
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+                "/etc/containerd/certs.d/quay.io/hosts.toml"
+            ]
+        );
+        let Entry::File { contents, .. } = &files[1] else {
+            panic!()
+        };
+        assert!(
+            contents.contains("[host.\"https://mirror.example.com:5000/v2/quay\"]"),
+            "{contents}"
+        );
+        assert!(contents.contains("ca = \"/etc/kindling/additional-trust-bundle.pem\""));
+        assert!(contents.contains("Authorization = \"Basic dXNlcjpwYXNz\""));
+        let crio = entries(Runtime::CriO, &ACCESS, &upstreams, &[site]);
+        let Entry::File { contents, .. } = &crio[0] else {
+            panic!()
+        };
+        assert!(contents.contains("prefix = \"quay.io\"\nlocation = \"quay.io\"\n\n[[registry.mirror]]\nlocation = \"mirror.example.com:5000/quay\""), "{contents}");
+        assert!(
+            !contents.contains("api-int.demo.example.com:22623/quay.io"),
+            "{contents}"
+        );
     }
 }

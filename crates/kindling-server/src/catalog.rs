@@ -280,7 +280,8 @@ impl Catalog {
 
     /// Adds the container runtime's registry settings that send every image to this server's
     /// registry (on the machine config server's listener, trusted through the cluster's root
-    /// CA): `hosts.toml` per upstream for containerd, a registries.conf drop-in for CRI-O. With
+    /// CA), or to the site's own mirror for the registries install-config.yaml's image sources
+    /// name: `hosts.toml` per upstream for containerd, a registries.conf drop-in for CRI-O. With
     /// `credentials`, the machine's name and token go in as Basic credentials, so the files are
     /// the machine's own. Nothing is added when the mirror holds no image.
     pub fn add_registry_access(
@@ -290,7 +291,8 @@ impl Catalog {
         config: &mut Config,
     ) {
         let upstreams = self.mirror.registries();
-        if !self.kindling_configs || upstreams.is_empty() {
+        let site = kindling_assets::payload::site_mirrors(&self.description);
+        if !self.kindling_configs || (upstreams.is_empty() && site.is_empty()) {
             return;
         }
         let url = self.mcs_url();
@@ -303,7 +305,7 @@ impl Catalog {
             credentials: token.as_ref().map(|(name, token)| (*name, token.as_str())),
         };
         let runtime = kindling_node::Node::new(self.os()).runtime();
-        for entry in kindling_node::mirror::entries(runtime, &access, &upstreams) {
+        for entry in kindling_node::mirror::entries(runtime, &access, &upstreams, &site) {
             match entry {
                 kindling_node::mirror::Entry::File {
                     path,
