@@ -3,6 +3,7 @@
 //! code as the CRI plugin) with the `hosts.toml` and `config.toml` that kindling put on a
 //! worker, and skopeo. No image comes from the internet: the tests make a busybox image.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -96,53 +97,100 @@ fn skopeo(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// The demo site on loopback with a test image in its mirror (written by skopeo as an OCI
+/// archive, then taken in by `kindling mirror --from-archive`), its configs made, and
+/// `kindling serve` running.
+struct Site {
+    dir: tempfile::TempDir,
+    work: tempfile::TempDir,
+    server: Server,
+    http_port: u16,
+    mcs_port: u16,
+    written: kindling_testkit::oci::Written,
+    layout: std::path::PathBuf,
+    /// worker0's pointer URL (it carries its token).
+    url: String,
+    token: String,
+}
+
+impl Site {
+    fn start() -> Site {
+        let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+        let dir = demo_on_loopback(http_port, mcs_port);
+        let d = dir.path();
+        let ds = d.to_str().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let layout = work.path().join("layout");
+        let written = kindling_testkit::oci::write_busybox(&layout, "1.36");
+        let archive = work.path().join("busybox.tar");
+        let (ok, out) = skopeo(&[
+            "copy",
+            &format!("oci:{}:1.36", layout.display()),
+            &format!("oci-archive:{}:1.36", archive.display()),
+        ]);
+        assert!(ok, "{out}");
+        let run = kindling(&[
+            "mirror",
+            "--dir",
+            ds,
+            "--from-archive",
+            archive.to_str().unwrap(),
+            "--as",
+            "registry.k8s.io/test/busybox",
+        ]);
+        run.expect(0);
+        assert!(
+            run.stdout().contains(&format!(
+                "registry.k8s.io/test/busybox:1.36  {}",
+                written.manifest_digest
+            )),
+            "{}",
+            run.stdout()
+        );
+        kindling(&["create", "ignition-configs", "--dir", ds]).expect(0);
+        let server = Server::start(d, http_port, mcs_port);
+        let (_, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
+        let script = String::from_utf8(script).unwrap();
+        let url = script
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
+            .unwrap()
+            .to_string();
+        let token = url.split("token=").nth(1).unwrap().to_string();
+        Site {
+            dir,
+            work,
+            server,
+            http_port,
+            mcs_port,
+            written,
+            layout,
+            url,
+            token,
+        }
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join(".kindling/events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
 #[test]
 fn containerd_and_skopeo_pull_from_kindling_serve_with_what_kindling_gave_the_node() {
-    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
-    let dir = demo_on_loopback(http_port, mcs_port);
-    let d = dir.path();
-    let ds = d.to_str().unwrap();
-
-    // A test image, as skopeo writes one: copied from an OCI layout into an OCI archive, then
-    // into the mirror by kindling mirror --from-archive, named by the repository it is for.
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    let written = kindling_testkit::oci::write_busybox(&layout, "1.36");
-    let archive = work.path().join("busybox.tar");
-    let (ok, out) = skopeo(&[
-        "copy",
-        &format!("oci:{}:1.36", layout.display()),
-        &format!("oci-archive:{}:1.36", archive.display()),
-    ]);
-    assert!(ok, "{out}");
-    let run = kindling(&[
-        "mirror",
-        "--dir",
-        ds,
-        "--from-archive",
-        archive.to_str().unwrap(),
-        "--as",
-        "registry.k8s.io/test/busybox",
-    ]);
-    run.expect(0);
-    assert!(
-        run.stdout().contains(&format!(
-            "registry.k8s.io/test/busybox:1.36  {}",
-            written.manifest_digest
-        )),
-        "{}",
-        run.stdout()
+    let site = Site::start();
+    let (d, work, server, written, layout) = (
+        site.dir.path(),
+        &site.work,
+        &site.server,
+        &site.written,
+        &site.layout,
     );
+    let (http_port, mcs_port, url, token) = (site.http_port, site.mcs_port, &site.url, &site.token);
 
-    kindling(&["create", "ignition-configs", "--dir", ds]).expect(0);
-    let server = Server::start(d, http_port, mcs_port);
-    let (_, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
-    let script = String::from_utf8(script).unwrap();
-    let url = script
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
-        .unwrap();
-    let token = url.split("token=").nth(1).unwrap().to_string();
     let (status, pointer) = server.get(
         url.strip_prefix(&format!("http://127.0.0.1:{http_port}"))
             .unwrap(),
@@ -313,4 +361,123 @@ fn containerd_and_skopeo_pull_from_kindling_serve_with_what_kindling_gave_the_no
     );
 }
 
-use std::os::unix::fs::PermissionsExt as _;
+/// A second site, online to the first: `kindling mirror --from-registry` pulls every image its
+/// machines need from the first site's kindling serve (a registry that holds them under their
+/// full names), checked blob by blob, and resumes a blob cut off half way with a range request.
+#[test]
+fn kindling_mirror_pulls_what_is_missing_from_a_registry_and_resumes_a_cut_blob() {
+    let site = Site::start();
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let other = demo_on_loopback_without_mirror(http_port, mcs_port);
+    let o = other.path();
+    let os = o.to_str().unwrap();
+    // Its node binaries from a directory (stand-ins), its images from the registry.
+    let bins = site.work.path().join("bins");
+    std::fs::create_dir_all(bins.join("cni")).unwrap();
+    for (path, _) in kindling_mirror::Files::read(&site.dir.path().join("mirror"))
+        .unwrap()
+        .files
+    {
+        let from = site.dir.path().join("mirror/files").join(&path);
+        let name = path.rsplit('/').next().unwrap();
+        let to = if path.starts_with("cni/") {
+            bins.join("cni").join(name)
+        } else {
+            bins.join(name)
+        };
+        std::fs::copy(from, to).unwrap();
+    }
+    // The user's own manifest names the test image, so this site needs it too.
+    kindling(&["create", "manifests", "--dir", os]).expect(0);
+    std::fs::write(
+        o.join("manifests/cluster/90-tool.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tool\n  namespace: default\nspec:\n  containers:\n    - name: tool\n      image: registry.k8s.io/test/busybox:1.36\n",
+    )
+    .unwrap();
+    // Half of the layer, as a run killed during its download would leave it.
+    let hex = &site.written.layer_digest["sha256:".len()..];
+    let layer = std::fs::read(site.layout.join("blobs/sha256").join(hex)).unwrap();
+    let blobs = o.join("mirror/blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(
+        blobs.join(format!(".{hex}.partial")),
+        &layer[..layer.len() / 2],
+    )
+    .unwrap();
+
+    let registry = format!("127.0.0.1:{}", site.mcs_port);
+    let creds = format!("worker0:{}", site.token);
+    let ca = site.dir.path().join("tls/root-ca.crt");
+    let pull = |extra: &[&str]| {
+        let mut args = vec![
+            "mirror",
+            "--dir",
+            os,
+            "--from-dir",
+            bins.to_str().unwrap(),
+            "--from-registry",
+            &registry,
+            "--registry-ca",
+            ca.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kindling(&args)
+    };
+    // Without credentials the registry serves nothing, and the error says so.
+    let run = pull(&[]);
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr().contains("pulling ") && run.stderr().contains("Not authorized"),
+        "{}",
+        run.stderr()
+    );
+    let run = pull(&["--registry-creds", &creds, "--json"]);
+    run.expect(0);
+    let out: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(
+        out["missing"],
+        serde_json::json!({"files": [], "images": []})
+    );
+    let pulled: Vec<&str> = out["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap())
+        .collect();
+    assert!(
+        pulled.contains(&"registry.k8s.io/test/busybox:1.36"),
+        "{pulled:?}"
+    );
+    assert!(
+        pulled.contains(&"registry.k8s.io/pause:3.10.1"),
+        "{pulled:?}"
+    );
+    assert_eq!(std::fs::read(blobs.join(hex)).unwrap(), layer);
+    assert!(!blobs.join(format!(".{hex}.partial")).exists());
+    // The first site served the rest of the layer only.
+    let half = layer.len() / 2;
+    assert!(
+        site.events().iter().any(|e| e["stage"] == "images"
+            && e["detail"].as_str().unwrap().contains(&format!(
+                "(bytes {half}-{} of {})",
+                layer.len() - 1,
+                layer.len()
+            ))),
+        "{:?}",
+        site.events()
+    );
+    // Both sites hold the same image, by digest.
+    let theirs = kindling_mirror::Mirror::open(&o.join("mirror")).unwrap();
+    let served = theirs
+        .manifest("registry.k8s.io/test/busybox", "1.36")
+        .unwrap();
+    assert_eq!(served.digest.as_str(), site.written.manifest_digest);
+    kindling(&["create", "ignition-configs", "--dir", os]).expect(0);
+}
+
+/// The demo on loopback, with nothing in its mirror.
+fn demo_on_loopback_without_mirror(http_port: u16, mcs_port: u16) -> tempfile::TempDir {
+    let dir = demo_on_loopback(http_port, mcs_port);
+    std::fs::remove_dir_all(dir.path().join("mirror")).unwrap();
+    dir
+}

@@ -7,6 +7,7 @@
 //! binaries); [`Mirror`] is the read side the server's registry answers from.
 
 pub mod digest;
+pub mod fetch;
 pub mod files;
 pub mod import;
 pub mod layout;

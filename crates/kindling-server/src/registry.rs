@@ -382,8 +382,14 @@ async fn blob(
         // hyper stops polling a body once its Content-Length has gone out, so a whole blob
         // is told by its count rather than by the stream's end.
         done: Some(Box::new(move |sent, took| {
-            let detail = if sent == count {
+            let detail = if sent == count && count == len {
                 format!("{what}: {} in {}", bytes(sent), millis(took))
+            } else if sent == count {
+                format!(
+                    "{what}: {} (bytes {start}-{end} of {len}) in {}",
+                    bytes(sent),
+                    millis(took)
+                )
             } else {
                 format!("{what}: stopped after {} of {}", bytes(sent), bytes(count))
             };

@@ -86,6 +86,58 @@ pub fn run(args: &MirrorArgs) -> Result<(), Failure> {
         }
     }
 
+    if let Some(via) = &args.from_registry {
+        let (_, wanted) =
+            kindling_assets::payload::missing(dir, &description).map_err(|e| anyhow!(e))?;
+        let ca_pem = match &args.registry_ca {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
+            None => None,
+        };
+        let credentials = match &args.registry_creds {
+            Some(creds) => Some(
+                creds
+                    .split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+                    .ok_or_else(|| Failure {
+                        code: Code::Usage,
+                        error: Some(anyhow!("--registry-creds takes USER:PASSWORD")),
+                    })?,
+            ),
+            None => None,
+        };
+        let source = kindling_mirror::fetch::Source {
+            via: (!via.is_empty()).then(|| via.clone()),
+            ca_pem,
+            credentials,
+        };
+        let puller = kindling_mirror::fetch::Puller::new(&source).map_err(|e| anyhow!(e))?;
+        for image in &wanted {
+            let reference: kindling_mirror::Reference =
+                image.parse().map_err(|e: String| anyhow!(e))?;
+            let bar = bar(show, image, 0);
+            let pulled = puller
+                .pull(&store, &reference, &mut |n| bar.inc(n))
+                .with_context(|| format!("pulling {image}"))?;
+            bar.finish_and_clear();
+            if !args.json {
+                println!(
+                    "image  {}  {}  {}",
+                    pulled.reference,
+                    pulled.digest,
+                    size(pulled.bytes)
+                );
+            }
+            images.push(json!({
+                "image": pulled.reference.to_string(),
+                "digest": pulled.digest.to_string(),
+                "bytes": pulled.bytes,
+                "from": source.via.clone().unwrap_or_else(|| reference.registry.clone()),
+            }));
+        }
+    }
+
     let (missing_files, missing_images) =
         kindling_assets::payload::missing(dir, &description).map_err(|e| anyhow!(e))?;
     if args.json {
@@ -115,7 +167,7 @@ pub fn run(args: &MirrorArgs) -> Result<(), Failure> {
     }
     if !missing_images.is_empty() {
         lacks.push(format!(
-            "images: {} (give --from-archive the output of docker save or skopeo copy for each)",
+            "images: {} (give --from-archive the output of docker save or skopeo copy for each, or pull them with --from-registry)",
             missing_images.join(", ")
         ));
     }
@@ -152,12 +204,20 @@ fn bar(show: bool, what: &str, total: u64) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
+    // A registry says each blob's size only as it comes to it: no total, no ETA.
+    let (bar, template) = if total == 0 {
+        (
+            ProgressBar::new_spinner(),
+            "{spinner} {msg} {bytes} {bytes_per_sec}",
+        )
+    } else {
+        (
+            ProgressBar::new(total),
             "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(what.to_string());
     bar

@@ -136,6 +136,18 @@ pub struct MirrorArgs {
     /// <file>.sha256 beside it when there is one (as dl.k8s.io publishes).
     #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
+    /// Pull every image still missing from a registry, on a host that is online: each image's
+    /// own (registry.k8s.io, ghcr.io, ...), or, given HOST[:PORT], one that holds them all under
+    /// their full names (another kindling serve, or a mirror laid out so).
+    #[arg(long, value_name = "REGISTRY", num_args = 0..=1, default_missing_value = "")]
+    pub from_registry: Option<String>,
+    /// A PEM file of CA certificates to trust for --from-registry (e.g. another kindling
+    /// serve's tls/root-ca.crt).
+    #[arg(long, value_name = "FILE", requires = "from_registry")]
+    pub registry_ca: Option<PathBuf>,
+    /// USER:PASSWORD for --from-registry (kindling serve takes a machine's name and token).
+    #[arg(long, value_name = "USER:PASSWORD", requires = "from_registry")]
+    pub registry_creds: Option<String>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
