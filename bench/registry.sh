@@ -71,7 +71,7 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+js
 read -r manifest manifest_size < <(put "$work/manifest")
 printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"1"}}]}' \
   "$manifest" "$manifest_size" > "$layout/index.json"
-"$bin" mirror --dir "$d" --from-archive "$layout" --as registry.k8s.io/bench/big --log-level error > /dev/null || true
+"$bin" mirror --dir "$d" --from-archive "$layout" --as registry.k8s.io/bench/big --log-level error > /dev/null 2>&1 || true  # the cluster's other images are not needed here
 rm -rf "$layout"
 blob=$d/mirror/blobs/sha256/${layer#sha256:}
 [ -f "$blob" ] || { echo "the layer did not reach the mirror" >&2; exit 1; }
@@ -123,7 +123,7 @@ pull_all() { # url, extra curl args...: $CLIENTS parallel GETs on core 1; prints
   wait $(jobs -p | grep -v "^$server$" | grep -v "^${sampler:-x}$") 2> /dev/null || true
   end=$(date +%s.%N)
   local bytes
-  bytes=$(awk '{s += $1} END {print s + 0}' "$work/sizes")
+  bytes=$(awk '{s += $1} END {printf "%d", s}' "$work/sizes")
   rm -f "$work/sizes"
   echo "$(echo "$end - $start" | bc) $bytes"
 }
@@ -133,14 +133,14 @@ echo "machine: $(nproc) cpu, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2
 echo "$CLIENTS clients x one $SIZE_MB MB layer ($layer_size bytes) over TLS, $RUNS runs each; servers on core 0, curl on core 1"
 start=$(date +%s.%N)
 taskset -c 1 curl -sf -o /dev/null --cacert "$ca" -u "worker0:$token" "$kindling_url"
-echo "warm-up pull (includes kindling's first digest check of the blob): $(echo "$(date +%s.%N) - $start" | bc | cut -c1-5) s"
+printf "warm-up pull (includes kindling's first digest check of the blob): %.2f s\n" "$(echo "$(date +%s.%N) - $start" | bc)"
 echo
-echo "| server | run | seconds | MB/s | bytes |"
+echo "| server | run | seconds | MiB/s | bytes |"
 echo "|---|---|---|---|---|"
 peak=0
 for run in $(seq "$RUNS"); do
   read -r secs bytes < <(pull_all "$nginx_url")
-  echo "| nginx $(nginx -v 2>&1 | cut -d/ -f2) | $run | $secs | $(echo "$bytes / 1048576 / $secs" | bc) | $bytes |"
+  printf '| nginx %s | %s | %.2f | %.0f | %s |\n' "$(nginx -v 2>&1 | cut -d/ -f2)" "$run" "$secs" "$(echo "$bytes / 1048576 / $secs" | bc -l)" "$bytes"
   # kindling serve's RSS, sampled every 50 ms while its pulls run.
   (while true; do awk '/^VmRSS/ {print $2}' "/proc/$server/status"; sleep 0.05; done > "$work/rss") &
   sampler=$!
@@ -150,7 +150,7 @@ for run in $(seq "$RUNS"); do
   sampler=""
   max=$(sort -n "$work/rss" | tail -1)
   [ "$max" -gt "$peak" ] && peak=$max
-  echo "| kindling serve | $run | $secs | $(echo "$bytes / 1048576 / $secs" | bc) | $bytes |"
+  printf '| kindling serve | %s | %.2f | %.0f | %s |\n' "$run" "$secs" "$(echo "$bytes / 1048576 / $secs" | bc -l)" "$bytes"
 done
 echo
 echo "kindling serve RSS: peak during the pulls $((peak / 1024)) MB; VmHWM $(awk '/^VmHWM/ {printf "%d", $2 / 1024}' "/proc/$server/status") MB; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -417,7 +417,7 @@ fn kindling_mirror_pulls_what_is_missing_from_a_registry_and_resumes_a_cut_blob(
             bins.to_str().unwrap(),
             "--from-registry",
             &registry,
-            "--registry-ca",
+            "--ca",
             ca.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
@@ -480,4 +480,143 @@ fn demo_on_loopback_without_mirror(http_port: u16, mcs_port: u16) -> tempfile::T
     let dir = demo_on_loopback(http_port, mcs_port);
     std::fs::remove_dir_all(dir.path().join("mirror")).unwrap();
     dir
+}
+
+/// `kindling mirror --from-release` on a host that is online: the node binaries from where their
+/// projects publish them (here a web server laid out as dl.k8s.io and GitHub's release paths),
+/// each checked against the .sha256 published beside it.
+#[test]
+fn kindling_mirror_downloads_the_node_binaries_and_checks_each_against_its_published_digest() {
+    let publish = tempfile::tempdir().unwrap();
+    let p = publish.path();
+    let sha256 = |bytes: &[u8]| -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let put = |relative: &str, bytes: &[u8], companion: &str| {
+        let path = p.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::write(format!("{}.sha256", path.display()), companion).unwrap();
+    };
+    let k8s = "dl.k8s.io/release/v1.34.1/bin/linux/amd64";
+    for binary in ["kubelet", "kubectl"] {
+        let bytes = format!("#!/bin/sh\n# A stand-in for {binary}.\n");
+        // dl.k8s.io's .sha256 holds the digest alone.
+        put(
+            &format!("{k8s}/{binary}"),
+            bytes.as_bytes(),
+            &sha256(bytes.as_bytes()),
+        );
+    }
+    // The release tarballs, and their "digest  name" files.
+    let stage = tempfile::tempdir().unwrap();
+    let s = stage.path();
+    std::fs::write(s.join("crictl"), "#!/bin/sh\necho crictl\n").unwrap();
+    for plugin in ["bridge", "host-local", "loopback", "portmap", "macvlan"] {
+        std::fs::write(s.join(plugin), format!("#!/bin/sh\necho {plugin}\n")).unwrap();
+    }
+    let tarball = |name: &str, files: &[&str]| -> Vec<u8> {
+        let out = s.join(name);
+        let status = Command::new("tar")
+            .arg("-czf")
+            .arg(&out)
+            .arg("-C")
+            .arg(s)
+            .args(files)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read(out).unwrap()
+    };
+    let crictl = tarball("crictl-v1.34.0-linux-amd64.tar.gz", &["crictl"]);
+    put(
+        "github.com/kubernetes-sigs/cri-tools/releases/download/v1.34.0/crictl-v1.34.0-linux-amd64.tar.gz",
+        &crictl,
+        &format!("{}  crictl-v1.34.0-linux-amd64.tar.gz\n", sha256(&crictl)),
+    );
+    let cni = tarball(
+        "cni-plugins-linux-amd64-v1.7.1.tgz",
+        &[
+            "./bridge",
+            "./host-local",
+            "./loopback",
+            "./portmap",
+            "./macvlan",
+        ],
+    );
+    put(
+        "github.com/containernetworking/plugins/releases/download/v1.7.1/cni-plugins-linux-amd64-v1.7.1.tgz",
+        &cni,
+        &format!("{}  cni-plugins-linux-amd64-v1.7.1.tgz\n", sha256(&cni)),
+    );
+    let port = kindling_testkit::port();
+    let server = ignition_runner::HttpsServer::start_on(p, None, port);
+    let base = server.url();
+
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let dir = demo_on_loopback_without_mirror(http_port, mcs_port);
+    let d = dir.path();
+    // An interrupted earlier run left part of the kubelet; this server ignores ranges, so the
+    // download starts again rather than append to it.
+    let downloads = d.join("mirror/.downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    std::fs::write(downloads.join("kubelet.partial"), "#!/bin/sh\n# A stand-in").unwrap();
+    let run = kindling(&[
+        "mirror",
+        "--dir",
+        d.to_str().unwrap(),
+        "--from-release",
+        &base,
+        "--json",
+    ]);
+    run.expect(8); // the images are still missing
+    let out: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(out["missing"]["files"], serde_json::json!([]), "{out}");
+    let files = kindling_mirror::Files::read(&d.join("mirror")).unwrap();
+    for (path, bytes) in [
+        (
+            "kubernetes/v1.34.1/kubelet",
+            std::fs::read(p.join(k8s).join("kubelet")).unwrap(),
+        ),
+        (
+            "kubernetes/v1.34.1/crictl",
+            std::fs::read(s.join("crictl")).unwrap(),
+        ),
+        ("cni/portmap", std::fs::read(s.join("portmap")).unwrap()),
+    ] {
+        assert_eq!(
+            std::fs::read(d.join("mirror/files").join(path)).unwrap(),
+            bytes,
+            "{path}"
+        );
+        assert_eq!(files.get(path).unwrap().sha256, sha256(&bytes), "{path}");
+    }
+    assert!(
+        !downloads.exists(),
+        "the staging directory is gone once all is in"
+    );
+
+    // A download that does not match its published digest is refused, and not stored.
+    std::fs::write(p.join(k8s).join("kubectl"), "#!/bin/sh\n# tampered\n").unwrap();
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let other = demo_on_loopback_without_mirror(http_port, mcs_port);
+    let run = kindling(&[
+        "mirror",
+        "--dir",
+        other.path().to_str().unwrap(),
+        "--from-release",
+        &base,
+    ]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("kubectl") && run.stderr().contains("digest"),
+        "{}",
+        run.stderr()
+    );
+    let files = kindling_mirror::Files::read(&other.path().join("mirror")).unwrap();
+    assert!(files.get("kubernetes/v1.34.1/kubectl").is_none());
 }

@@ -12,6 +12,7 @@ pub mod files;
 pub mod import;
 pub mod layout;
 mod reference;
+pub mod release;
 mod store;
 #[cfg(test)]
 mod tests;

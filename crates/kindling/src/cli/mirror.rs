@@ -86,15 +86,28 @@ pub fn run(args: &MirrorArgs) -> Result<(), Failure> {
         }
     }
 
+    let ca_pem = match &args.ca {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    if let Some(base) = &args.from_release {
+        let bar = bar(show, "node binaries", 0);
+        let stored = kindling_mirror::release::fetch(
+            &store,
+            version,
+            (!base.is_empty()).then_some(base.as_str()),
+            ca_pem.as_deref(),
+            &mut |_, n| bar.inc(n),
+        )
+        .context("downloading the node binaries")?;
+        bar.finish_and_clear();
+        files.extend(stored);
+    }
     if let Some(via) = &args.from_registry {
         let (_, wanted) =
             kindling_assets::payload::missing(dir, &description).map_err(|e| anyhow!(e))?;
-        let ca_pem = match &args.registry_ca {
-            Some(path) => {
-                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-            }
-            None => None,
-        };
         let credentials = match &args.registry_creds {
             Some(creds) => Some(
                 creds
@@ -109,7 +122,7 @@ pub fn run(args: &MirrorArgs) -> Result<(), Failure> {
         };
         let source = kindling_mirror::fetch::Source {
             via: (!via.is_empty()).then(|| via.clone()),
-            ca_pem,
+            ca_pem: ca_pem.clone(),
             credentials,
         };
         let puller = kindling_mirror::fetch::Puller::new(&source).map_err(|e| anyhow!(e))?;

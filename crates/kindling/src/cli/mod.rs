@@ -141,10 +141,16 @@ pub struct MirrorArgs {
     /// their full names (another kindling serve, or a mirror laid out so).
     #[arg(long, value_name = "REGISTRY", num_args = 0..=1, default_missing_value = "")]
     pub from_registry: Option<String>,
-    /// A PEM file of CA certificates to trust for --from-registry (e.g. another kindling
-    /// serve's tls/root-ca.crt).
-    #[arg(long, value_name = "FILE", requires = "from_registry")]
-    pub registry_ca: Option<PathBuf>,
+    /// Download the kubelet, kubectl, crictl and the CNI plugins for the cluster's Kubernetes
+    /// version where their projects publish them (dl.k8s.io, GitHub releases), each checked
+    /// against the .sha256 published beside it; given BASE, from a web server that mirrors
+    /// their paths as BASE/<host>/<path>. Interrupted downloads are resumed.
+    #[arg(long, value_name = "BASE", num_args = 0..=1, default_missing_value = "")]
+    pub from_release: Option<String>,
+    /// A PEM file of CA certificates to trust for --from-registry and --from-release (e.g.
+    /// another kindling serve's tls/root-ca.crt).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// USER:PASSWORD for --from-registry (kindling serve takes a machine's name and token).
     #[arg(long, value_name = "USER:PASSWORD", requires = "from_registry")]
     pub registry_creds: Option<String>,
