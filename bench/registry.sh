@@ -123,7 +123,7 @@ pull_all() { # url, extra curl args...: $CLIENTS parallel GETs on core 1; prints
   wait $(jobs -p | grep -v "^$server$" | grep -v "^${sampler:-x}$") 2> /dev/null || true
   end=$(date +%s.%N)
   local bytes
-  bytes=$(awk '{s += $1} END {printf "%d", s}' "$work/sizes")
+  bytes=$(awk '{s += $1} END {printf "%.0f", s}' "$work/sizes")
   rm -f "$work/sizes"
   echo "$(echo "$end - $start" | bc) $bytes"
 }

@@ -474,6 +474,32 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
     );
 
     let resolver = named.addr().to_string();
+    // The OS images the boot script names are not there yet: the machines would stop half way
+    // through their boot.
+    let (code, findings, out) = lab.doctor(&["--resolver", &resolver, "--area", "provisioning"]);
+    assert_eq!(code, 4, "{out}");
+    let images = with(&findings, "error", Some("provisioning.boot-image"));
+    let named_images: Vec<String> = images.iter().map(|f| text(f, "subject")).collect();
+    assert_eq!(
+        named_images,
+        [
+            format!("http://127.0.0.1:{http}/assets/fcos/fedora-coreos-live-kernel-x86_64"),
+            format!("http://127.0.0.1:{http}/assets/fcos/fedora-coreos-live-rootfs.x86_64.img"),
+            format!("http://127.0.0.1:{http}/assets/fcos/fedora-coreos-live-initramfs.x86_64.img"),
+        ],
+        "{out}"
+    );
+    assert!(text(images[0], "what").contains("404"), "{out}");
+    assert!(text(images[0], "fix").contains("/assets/"), "{out}");
+    for file in [
+        "fedora-coreos-live-kernel-x86_64",
+        "fedora-coreos-live-initramfs.x86_64.img",
+        "fedora-coreos-live-rootfs.x86_64.img",
+    ] {
+        let path = lab.path().join("assets/fcos").join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, file).unwrap();
+    }
     let (code, findings, out) = lab.doctor(&[
         "--resolver",
         &resolver,
@@ -481,6 +507,11 @@ fn provisioning_against_kindling_serve_and_the_runbooks_boot_script() {
         "provisioning,certificates",
     ]);
     assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        with(&findings, "ok", Some("provisioning.boot-image")).len(),
+        3,
+        "{out}"
+    );
     assert_eq!(
         with(&findings, "ok", Some("provisioning.boot-script")).len(),
         1,

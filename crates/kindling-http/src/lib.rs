@@ -312,6 +312,15 @@ impl Client {
         self.exchange(target, request).await
     }
 
+    /// `HEAD path`: the status and headers of what a GET would answer, without its body.
+    pub fn head(&self, target: &Target, path: &str) -> Result<Response, HttpError> {
+        let request = self.request(target, hyper::Method::HEAD, path, "*/*")?;
+        let request = request
+            .body(Full::default())
+            .map_err(|_| HttpError::Path(path.to_string()))?;
+        block_on(self.exchange(target, request))?
+    }
+
     /// `POST path` with a JSON body.
     pub fn post_json(
         &self,

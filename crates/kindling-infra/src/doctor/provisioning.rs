@@ -27,7 +27,111 @@ pub fn check(req: &Request) -> Vec<Finding> {
         )
     })];
     out.push(mcs);
+    out.extend(boot_images(req));
     out
+}
+
+/// The URLs a boot script names for the machine to download: the kernel, each initrd, and the
+/// images its arguments point at (the live root filesystem, the disk image). Not the Ignition
+/// config: that one is the machine's own and is fetched with its token.
+pub fn boot_urls(script: &str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for line in script.lines() {
+        let mut words = line.split_whitespace();
+        let Some(command) = words.next() else {
+            continue;
+        };
+        let words: Vec<&str> = words.collect();
+        if matches!(command, "kernel" | "initrd" | "imgfetch" | "chain")
+            && let Some(url) = words
+                .iter()
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        {
+            urls.push(url.to_string());
+        }
+        if command == "kernel" {
+            for arg in &words {
+                if let Some((key, value)) = arg.split_once('=')
+                    && (value.starts_with("http://") || value.starts_with("https://"))
+                    && !key.contains("ignition")
+                {
+                    urls.push(value.to_string());
+                }
+            }
+        }
+    }
+    urls.dedup();
+    urls
+}
+
+/// Every image a machine's boot script names answers HEAD with 200: a missing kernel, initrd or
+/// disk image stops a machine in the middle of its boot, after DHCP and iPXE went well.
+fn boot_images(req: &Request) -> Vec<Finding> {
+    let server_url = &req.description.inventory.provisioning.server_url;
+    let (Some(machine), Some(url)) = (
+        req.description.inventory.machines.first(),
+        parse_url(server_url),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(addr) = resolve(req, &url.host, url.port) else {
+        return Vec::new(); // the boot script check says why
+    };
+    let ca = url.https.then(|| req.dir.join("tls/root-ca.crt"));
+    let Ok(client) = req.http_client(ca.as_deref()) else {
+        return Vec::new();
+    };
+    let target = kindling_http::Target::at(addr, &url.host);
+    let path = format!("{}/ipxe?mac={}", url.path, machine.macs[0].hexhyp());
+    let script = match client.get(&target, &path) {
+        Ok(r) if r.status == 200 => String::from_utf8_lossy(&r.body).into_owned(),
+        _ => return Vec::new(),
+    };
+    let why = "the machine downloads it while it boots; without it the boot stops half way";
+    boot_urls(&script)
+        .into_iter()
+        .map(|image| {
+            let check = "provisioning.boot-image";
+            let Some(u) = parse_url(&image) else {
+                return finding(Severity::Error, check, &image, "is not an http(s) URL".into());
+            };
+            let addr = match resolve(req, &u.host, u.port) {
+                Ok(a) => a,
+                Err(e) => return finding(Severity::Error, check, &image, e).why(why),
+            };
+            // Only kindling's own server is known to chain to the cluster's CA.
+            let client = if u.https && u.host != url.host {
+                return finding(Severity::Info, check, &image, "not checked: an https server other than kindling serve, whose CA doctor does not know".into());
+            } else if u.https {
+                client.clone()
+            } else {
+                match req.http_client(None) {
+                    Ok(c) => c,
+                    Err(e) => return finding(Severity::Error, check, &image, e.to_string()),
+                }
+            };
+            let target = kindling_http::Target::at(addr, &u.host);
+            let query = image.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+            match client.head(&target, &format!("{}{query}", u.path)) {
+                Ok(r) if r.status == 200 => {
+                    let size = r
+                        .headers
+                        .get("content-length")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|n| format!(" ({n} bytes)"))
+                        .unwrap_or_default();
+                    finding(Severity::Ok, check, &image, format!("answers 200{size}"))
+                }
+                Ok(r) => finding(Severity::Error, check, &image, format!("answers HTTP {}", r.status))
+                    .why(why)
+                    .fix(format!(
+                        "put the file where the URL points: for kindling serve, under {}/assets/ (README: \"OS images\"; for fcos, kindling mirror --from-release fetches them), or set provisioning.osImages to where they are",
+                        req.dir.display()
+                    )),
+                Err(e) => finding(Severity::Error, check, &image, format!("no answer: {e}")).why(why),
+            }
+        })
+        .collect()
 }
 
 /// An http(s) URL taken apart.
@@ -250,6 +354,20 @@ fn mcs(req: &Request) -> Finding {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_boot_scripts_downloads_are_found_but_not_its_ignition_config() {
+        let script = "#!ipxe\nkernel http://10.0.0.2:8080/assets/fcos/kernel initrd=main coreos.live.rootfs_url=http://10.0.0.2:8080/assets/fcos/rootfs.img coreos.inst.ignition_url=http://10.0.0.2:8080/ignition?mac=52-54-00-00-00-01&token=t console=ttyS0\ninitrd --name main http://10.0.0.2:8080/assets/fcos/initramfs.img\nboot\n";
+        assert_eq!(
+            boot_urls(script),
+            [
+                "http://10.0.0.2:8080/assets/fcos/kernel",
+                "http://10.0.0.2:8080/assets/fcos/rootfs.img",
+                "http://10.0.0.2:8080/assets/fcos/initramfs.img",
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]
