@@ -553,6 +553,30 @@ fn kindling_mirror_downloads_the_node_binaries_and_checks_each_against_its_publi
         &cni,
         &format!("{}  cni-plugins-linux-amd64-v1.7.1.tgz\n", sha256(&cni)),
     );
+    // Fedora CoreOS's stream metadata, and the PXE images it names.
+    let build = "prod/streams/stable/builds/43.1/x86_64";
+    let mut pxe = serde_json::Map::new();
+    for (key, name) in [
+        ("kernel", "live-kernel"),
+        ("initramfs", "live-initramfs.img"),
+        ("rootfs", "live-rootfs.img"),
+    ] {
+        let bytes = format!("fcos {key}");
+        let path = format!("builds.coreos.fedoraproject.org/{build}/fedora-coreos-43.1-{name}");
+        std::fs::create_dir_all(p.join(&path).parent().unwrap()).unwrap();
+        std::fs::write(p.join(&path), &bytes).unwrap();
+        pxe.insert(
+            key.into(),
+            serde_json::json!({"location": format!("https://{path}"), "sha256": sha256(bytes.as_bytes())}),
+        );
+    }
+    let stream = serde_json::json!({"stream": "stable", "architectures": {"x86_64": {"artifacts": {"metal": {"formats": {"pxe": pxe}}}}}});
+    std::fs::create_dir_all(p.join("builds.coreos.fedoraproject.org/streams")).unwrap();
+    std::fs::write(
+        p.join("builds.coreos.fedoraproject.org/streams/stable.json"),
+        stream.to_string(),
+    )
+    .unwrap();
     let port = kindling_testkit::port();
     let server = ignition_runner::HttpsServer::start_on(p, None, port);
     let base = server.url();
@@ -599,6 +623,17 @@ fn kindling_mirror_downloads_the_node_binaries_and_checks_each_against_its_publi
         !downloads.exists(),
         "the staging directory is gone once all is in"
     );
+    // And Fedora CoreOS's PXE images, under the names its boot scripts give them.
+    for (file, bytes) in [
+        ("fedora-coreos-live-kernel-x86_64", "fcos kernel"),
+        ("fedora-coreos-live-initramfs.x86_64.img", "fcos initramfs"),
+        ("fedora-coreos-live-rootfs.x86_64.img", "fcos rootfs"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(d.join("assets/fcos").join(file)).unwrap(),
+            bytes
+        );
+    }
 
     // A download that does not match its published digest is refused, and not stored.
     std::fs::write(p.join(k8s).join("kubectl"), "#!/bin/sh\n# tampered\n").unwrap();

@@ -130,7 +130,16 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
     let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
     let dir = demo_on_loopback(http_port, mcs_port);
     let d = dir.path();
-    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let run = kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]);
+    run.expect(0);
+    // The OS images are not in assets/: a warning names each, before anything boots.
+    assert!(
+        run.stderr().contains(
+            "assets/fcos/fedora-coreos-live-kernel-x86_64: the machines' boot script names it, but it is not there"
+        ) && run.stderr().contains("kindling mirror --from-release"),
+        "{}",
+        run.stderr()
+    );
     let server = Server::start(d, http_port, mcs_port);
 
     // What iPXE would fetch, and the pointer config the kernel arguments name.
@@ -180,7 +189,14 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
         })
         .collect();
     let names: Vec<&str> = stages.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(names, ["ipxe", "ignition", "bound", "mcs"], "{events}");
+    assert_eq!(
+        names,
+        [
+            "ipxe", "ignition", "bound", "mcs", "binaries", "binaries", "binaries", "binaries",
+            "binaries", "binaries"
+        ],
+        "{events}"
+    );
     assert_eq!(stages[2].1, "127.0.0.1");
     assert_eq!(stages[3].1, "pool worker, spec 3.3.0");
 

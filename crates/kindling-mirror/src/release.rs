@@ -3,7 +3,8 @@
 //! containernetworking's, each with the `.sha256` published beside it. Downloads land in
 //! `D/mirror/.downloads/`, grow as `<file>.partial` (resumed by range after an interruption)
 //! and are taken into the mirror by [`import::binaries`](crate::import::binaries), which checks
-//! each against its `.sha256`.
+//! each against its `.sha256`. Fedora CoreOS's PXE images come from its stream metadata, each
+//! checked against the sha256 the metadata gives.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -69,19 +70,7 @@ pub fn fetch(
 ) -> Result<Vec<FileRecord>, MirrorError> {
     let staging = store.root().join(".downloads");
     fs::create_dir_all(&staging).map_err(|e| MirrorError::io(&staging, e))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| MirrorError::Source(format!("starting the download runtime: {e}")))?;
-    let mut client = reqwest::Client::builder();
-    if let Some(pem) = ca_pem {
-        let certificate = reqwest::Certificate::from_pem(pem)
-            .map_err(|e| MirrorError::Source(format!("the CA to trust: {e}")))?;
-        client = client.add_root_certificate(certificate);
-    }
-    let client = client
-        .build()
-        .map_err(|e| MirrorError::Source(format!("the HTTP client: {e}")))?;
+    let (runtime, client) = http(ca_pem)?;
     for download in downloads(kubernetes_version, base) {
         let target = staging.join(&download.name);
         if target.exists() {
@@ -132,6 +121,106 @@ async fn get(
     }
     file.sync_all().map_err(|e| MirrorError::io(&partial, e))?;
     fs::rename(&partial, target).map_err(|e| MirrorError::io(target, e))
+}
+
+/// Fedora CoreOS's PXE images, by their key in the stream metadata's
+/// `architectures.x86_64.artifacts.metal.formats.pxe`, and the names kindling serve's boot
+/// scripts give them under `assets/fcos/`.
+pub const FCOS_PXE: [(&str, &str); 3] = [
+    ("kernel", "fedora-coreos-live-kernel-x86_64"),
+    ("initramfs", "fedora-coreos-live-initramfs.x86_64.img"),
+    ("rootfs", "fedora-coreos-live-rootfs.x86_64.img"),
+];
+
+/// Fetches Fedora CoreOS's PXE images for `stream` (stable, testing, next) into `assets`
+/// (`<dir>/assets/fcos/`): their URLs and sha256 from the stream metadata at
+/// builds.coreos.fedoraproject.org (or `<base>/<host>/<path>`), each file checked before it
+/// takes its name. Files already there are kept. Returns the names written.
+pub fn fetch_fcos(
+    assets: &Path,
+    stream: &str,
+    base: Option<&str>,
+    ca_pem: Option<&[u8]>,
+    progress: &mut dyn FnMut(&str, u64),
+) -> Result<Vec<String>, MirrorError> {
+    let rebase = |url: &str| match (base, url.split_once("://")) {
+        (Some(base), Some((_, rest))) => format!("{}/{rest}", base.trim_end_matches('/')),
+        _ => url.to_string(),
+    };
+    let (runtime, client) = http(ca_pem)?;
+    let meta_url = rebase(&format!(
+        "https://builds.coreos.fedoraproject.org/streams/{stream}.json"
+    ));
+    let meta: serde_json::Value = runtime.block_on(async {
+        let response = client
+            .get(&meta_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| MirrorError::Source(format!("fetching {meta_url}: {e}")))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| MirrorError::Source(format!("fetching {meta_url}: {e}")))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| MirrorError::Source(format!("{meta_url} is not stream metadata: {e}")))
+    })?;
+    let pxe = &meta["architectures"]["x86_64"]["artifacts"]["metal"]["formats"]["pxe"];
+    fs::create_dir_all(assets).map_err(|e| MirrorError::io(assets, e))?;
+    let mut written = Vec::new();
+    for (key, name) in FCOS_PXE {
+        let target = assets.join(name);
+        if target.exists() {
+            continue;
+        }
+        let (Some(location), Some(sha256)) =
+            (pxe[key]["location"].as_str(), pxe[key]["sha256"].as_str())
+        else {
+            return Err(MirrorError::Source(format!(
+                "{meta_url} names no x86_64 metal pxe {key} with a location and a sha256"
+            )));
+        };
+        let download = Download {
+            url: rebase(location),
+            name: name.to_string(),
+        };
+        let staged = assets.join(format!(".{name}"));
+        runtime.block_on(get(&client, &download, &staged, progress))?;
+        let (digest, size) = fs::File::open(&staged)
+            .and_then(crate::digest::sha256_of)
+            .map_err(|e| MirrorError::io(&staged, e))?;
+        if digest.hex() != sha256 {
+            let _ = fs::remove_file(&staged);
+            return Err(MirrorError::DigestMismatch {
+                what: format!("{} (Fedora CoreOS {stream})", download.url),
+                expected: format!("sha256:{sha256}")
+                    .parse()
+                    .map_err(|e: String| MirrorError::Source(e))?,
+                actual: digest,
+                size,
+            });
+        }
+        fs::rename(&staged, &target).map_err(|e| MirrorError::io(&target, e))?;
+        written.push(name.to_string());
+    }
+    Ok(written)
+}
+
+fn http(ca_pem: Option<&[u8]>) -> Result<(tokio::runtime::Runtime, reqwest::Client), MirrorError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| MirrorError::Source(format!("starting the download runtime: {e}")))?;
+    let mut client = reqwest::Client::builder();
+    if let Some(pem) = ca_pem {
+        let certificate = reqwest::Certificate::from_pem(pem)
+            .map_err(|e| MirrorError::Source(format!("the CA to trust: {e}")))?;
+        client = client.add_root_certificate(certificate);
+    }
+    let client = client
+        .build()
+        .map_err(|e| MirrorError::Source(format!("the HTTP client: {e}")))?;
+    Ok((runtime, client))
 }
 
 #[cfg(test)]

@@ -324,21 +324,7 @@ impl Catalog {
     /// The boot images the machines will fetch from this server's `/assets/` that are not in
     /// `<dir>/assets/`: they would get 404 at boot.
     pub fn missing_boot_assets(&self) -> Vec<std::path::PathBuf> {
-        let provisioning = &self.description.inventory.provisioning;
-        let profile = crate::profile::BootProfile::for_machine(&crate::profile::ProfileInputs {
-            os: provisioning.os,
-            images: &provisioning.os_images,
-            server_url: self.server_url(),
-            install_disk: "/dev/sda",
-            ignition_url: "",
-            extra_args: &[],
-        });
-        profile
-            .served_assets(self.server_url())
-            .into_iter()
-            .map(|p| self.dir.join("assets").join(p))
-            .filter(|p| !p.exists())
-            .collect()
+        crate::profile::missing_boot_assets(&self.dir, &self.description)
     }
 
     /// Whether `token` is the machine's, for any of its MACs.

@@ -2,6 +2,7 @@
 //! and GRUB scripts that say so.
 
 use kindling_config::inventory::{Os, OsImages};
+use kindling_mirror::release::FCOS_PXE;
 
 /// What a machine network-boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,16 +44,14 @@ impl BootProfile {
         let console = ["console=tty0", "console=ttyS0,115200n8"].map(String::from);
         let mut profile = match inputs.os {
             // Fedora CoreOS live PXE: the live system installs to disk and reboots into it.
+            // The names are the ones `kindling mirror --from-release` gives them.
             Os::Fcos => BootProfile {
-                kernel: pick(&images.kernel, "fedora-coreos-live-kernel-x86_64"),
-                initrds: vec![pick(
-                    &images.initramfs,
-                    "fedora-coreos-live-initramfs.x86_64.img",
-                )],
+                kernel: pick(&images.kernel, FCOS_PXE[0].1),
+                initrds: vec![pick(&images.initramfs, FCOS_PXE[1].1)],
                 args: vec![
                     format!(
                         "coreos.live.rootfs_url={}",
-                        pick(&images.rootfs, "fedora-coreos-live-rootfs.x86_64.img")
+                        pick(&images.rootfs, FCOS_PXE[2].1)
                     ),
                     format!("coreos.inst.install_dev={}", inputs.install_disk),
                     format!("coreos.inst.ignition_url={}", inputs.ignition_url),
@@ -130,6 +129,31 @@ impl BootProfile {
     pub fn grub(&self) -> String {
         kindling_matchbox::grub(&self.kernel, &self.initrds, &self.args)
     }
+}
+
+/// The boot images machines of `description` will fetch from kindling serve's `/assets/` that
+/// are not in `<dir>/assets/`: they would get 404 at boot. Images named elsewhere
+/// (`provisioning.osImages` on another server) are not kindling's to check here; doctor HEADs
+/// every URL.
+pub fn missing_boot_assets(
+    dir: &std::path::Path,
+    description: &kindling_config::ClusterDescription,
+) -> Vec<std::path::PathBuf> {
+    let provisioning = &description.inventory.provisioning;
+    let profile = BootProfile::for_machine(&ProfileInputs {
+        os: provisioning.os,
+        images: &provisioning.os_images,
+        server_url: &provisioning.server_url,
+        install_disk: "/dev/sda",
+        ignition_url: "",
+        extra_args: &[],
+    });
+    profile
+        .served_assets(&provisioning.server_url)
+        .into_iter()
+        .map(|p| dir.join("assets").join(p))
+        .filter(|p| !p.exists())
+        .collect()
 }
 
 fn os_dir(os: Os) -> &'static str {

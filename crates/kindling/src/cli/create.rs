@@ -91,6 +91,20 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
 /// stale elsewhere and what to do next.
 pub fn assets_command(args: &AssetArgs, target: Target) -> Result<(), Failure> {
     assets(args, target)?;
+    if target == Target::IgnitionConfigs {
+        let description = load(&args.dir.dir)?;
+        for missing in kindling_server::profile::missing_boot_assets(&args.dir.dir, &description) {
+            tracing::warn!(
+                "{}: the machines' boot script names it, but it is not there, so they would stop at boot with 404; put it there (README: \"OS images\"){}",
+                missing.display(),
+                if description.inventory.provisioning.os == kindling_config::inventory::Os::Fcos {
+                    ", or run kindling mirror --from-release, which fetches Fedora CoreOS's from its stream"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let dir = args.dir.dir.display();
     match target {
         Target::Manifests => println!(

@@ -93,17 +93,40 @@ pub fn run(args: &MirrorArgs) -> Result<(), Failure> {
         None => None,
     };
     if let Some(base) = &args.from_release {
-        let bar = bar(show, "node binaries", 0);
+        let progress = bar(show, "node binaries", 0);
         let stored = kindling_mirror::release::fetch(
             &store,
             version,
             (!base.is_empty()).then_some(base.as_str()),
             ca_pem.as_deref(),
-            &mut |_, n| bar.inc(n),
+            &mut |_, n| progress.inc(n),
         )
         .context("downloading the node binaries")?;
-        bar.finish_and_clear();
+        progress.finish_and_clear();
         files.extend(stored);
+        // Fedora CoreOS publishes its PXE images with a stream's metadata; the other OSes' come
+        // from where the README's "OS images" says.
+        let provisioning = &description.inventory.provisioning;
+        if provisioning.os == kindling_config::inventory::Os::Fcos
+            && provisioning.os_images == Default::default()
+        {
+            let assets = dir.join("assets/fcos");
+            let progress = bar(show, "Fedora CoreOS PXE images", 0);
+            let written = kindling_mirror::release::fetch_fcos(
+                &assets,
+                "stable",
+                (!base.is_empty()).then_some(base.as_str()),
+                ca_pem.as_deref(),
+                &mut |_, n| progress.inc(n),
+            )
+            .context("downloading Fedora CoreOS's PXE images")?;
+            progress.finish_and_clear();
+            for name in written {
+                if !args.json {
+                    println!("os     {}", assets.join(&name).display());
+                }
+            }
+        }
     }
     if let Some(via) = &args.from_registry {
         let (_, wanted) =
