@@ -210,6 +210,20 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
             .any(|r| r["path"] == "/assets/kindling" && r["status"] == 200)
     );
 
+    // A kubelet changed in the mirror after the configs pinned it: Ignition refuses it, and
+    // the machine's install stops there rather than run a binary nobody checked.
+    let kubelet = d.join("mirror/files/kubernetes/v1.34.1/kubelet");
+    let original = std::fs::read(&kubelet).unwrap();
+    std::fs::write(&kubelet, [original.as_slice(), b"# changed\n"].concat()).unwrap();
+    let log = ignition_runner::apply(&d.join("bootstrap.ign"))
+        .err()
+        .expect("Ignition applied a kubelet that does not match its hash");
+    assert!(
+        log.contains("usr/local/bin/kubelet") && log.contains("hash"),
+        "{log}"
+    );
+    std::fs::write(&kubelet, original).unwrap();
+
     // A master boots with the unchanged master.ign: it fetches its pool config over TLS from the
     // machine config server, whose certificate our root CA signed.
     let mcs_root = tempfile::tempdir().unwrap();

@@ -264,7 +264,8 @@ async fn bootstrap_ign_needs_the_bootstrap_machines_token() {
     )
     .await;
     assert_eq!(served.status, StatusCode::OK);
-    // bootstrap.ign as written, plus the agent's identity file, which only the server can make.
+    // bootstrap.ign as written, plus what only the server can make: the agent's identity file,
+    // and the runtime's registry hosts with the machine's own credentials.
     let on_disk: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("bootstrap.ign")).unwrap()).unwrap();
     let mut served = served.json();
@@ -273,7 +274,26 @@ async fn bootstrap_ign_needs_the_bootstrap_machines_token() {
         Some(format!("mac=52:54:00:7e:01:00\ntoken={token}\n").as_str())
     );
     let files = served["storage"]["files"].as_array_mut().unwrap();
-    files.retain(|f| f["path"] != kindling_assets::layout::AGENT_IDENTITY);
+    let hosts: Vec<String> = files
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .filter(|p| p.starts_with("/etc/containerd/certs.d/"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "/etc/containerd/certs.d/ghcr.io/hosts.toml",
+            "/etc/containerd/certs.d/registry.k8s.io/hosts.toml"
+        ]
+    );
+    files.retain(|f| {
+        f["path"] != kindling_assets::layout::AGENT_IDENTITY
+            && !f["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("/etc/containerd/certs.d/")
+    });
     assert_eq!(served, on_disk);
 }
 
