@@ -339,10 +339,36 @@ fn containerd_and_skopeo_pull_from_kindling_serve_with_what_kindling_gave_the_no
         "{events}"
     );
 
-    // A blob changed in the mirror is refused by kindling, and the pull fails.
+    // containerd checks digests too. A blob changed in place behind kindling's back (same size
+    // and inode, its modification time put back, so kindling does not check an already
+    // verified file again) reaches containerd, which refuses it.
     let layer = d
         .join("mirror/blobs/sha256")
         .join(&written.layer_digest["sha256:".len()..]);
+    let original = std::fs::read(&layer).unwrap();
+    let modified = std::fs::metadata(&layer).unwrap().modified().unwrap();
+    let mut changed = original.clone();
+    changed[100] ^= 0xff;
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&layer)
+            .unwrap();
+        file.write_all(&changed).unwrap();
+        file.set_modified(modified).unwrap();
+    }
+    let behind_its_back = Containerd::start(&config);
+    let (ok, out) = behind_its_back.pull(&hosts, "registry.k8s.io/test/busybox:1.36");
+    assert!(
+        !ok,
+        "containerd took a blob that does not match its digest: {out}"
+    );
+    assert!(out.contains("digest"), "{out}");
+    drop(behind_its_back);
+    std::fs::write(&layer, &original).unwrap();
+
+    // A blob changed in the mirror is refused by kindling, and the pull fails.
     let mut bytes = std::fs::read(&layer).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
