@@ -149,13 +149,7 @@ impl Site {
         );
         kindling(&["create", "ignition-configs", "--dir", ds]).expect(0);
         let server = Server::start(d, http_port, mcs_port);
-        let (_, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
-        let script = String::from_utf8(script).unwrap();
-        let url = script
-            .split_whitespace()
-            .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
-            .unwrap()
-            .to_string();
+        let url = server.ignition_url("52-54-00-7e-01-20");
         let token = url.split("token=").nth(1).unwrap().to_string();
         Site {
             dir,

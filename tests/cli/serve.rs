@@ -70,6 +70,19 @@ impl Server {
         http_get(self.http, path)
     }
 
+    /// The `coreos.inst.ignition_url` the iPXE script of the machine with `mac` (hyphenated)
+    /// names: its first config's URL, with its token.
+    pub(crate) fn ignition_url(&self, mac: &str) -> String {
+        let (status, script) = self.get(&format!("/ipxe?mac={mac}"));
+        assert_eq!(status, 200);
+        String::from_utf8(script)
+            .unwrap()
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
+            .expect("the script names an Ignition URL")
+            .to_string()
+    }
+
     pub(crate) fn log(&self) -> String {
         self.daemon.log()
     }
@@ -143,13 +156,7 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
     let server = Server::start(d, http_port, mcs_port);
 
     // What iPXE would fetch, and the pointer config the kernel arguments name.
-    let (status, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
-    assert_eq!(status, 200);
-    let script = String::from_utf8(script).unwrap();
-    let url = script
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
-        .unwrap();
+    let url = server.ignition_url("52-54-00-7e-01-20");
     let path = url
         .strip_prefix(&format!("http://127.0.0.1:{http_port}"))
         .unwrap();
@@ -787,13 +794,7 @@ fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
     std::fs::write(d.join("install-config.yaml"), without_key).unwrap();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
     let server = Server::start(d, http_port, mcs_port);
-    let (_, script) = server.get("/ipxe?mac=52-54-00-7e-01-20");
-    let script = String::from_utf8(script).unwrap();
-    let url = script
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
-        .unwrap()
-        .to_string();
+    let url = server.ignition_url("52-54-00-7e-01-20");
 
     // The OS installer's own fetch: no Ignition Accept header, so the inventory's 3.3.0.
     let path = url

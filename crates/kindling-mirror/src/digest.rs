@@ -77,23 +77,14 @@ pub struct Hashes {
 }
 
 /// Reads `reader` to the end, copying into `sink`, and hashes what passed.
-pub fn hash_reader(mut reader: impl Read, mut sink: impl io::Write) -> io::Result<Hashes> {
+pub fn hash_reader(reader: impl Read, mut sink: impl io::Write) -> io::Result<Hashes> {
     let mut sha256 = Sha256::new();
     let mut sha512 = Sha512::new();
-    let mut size = 0u64;
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        sha256.update(&buffer[..n]);
-        sha512.update(&buffer[..n]);
-        sink.write_all(&buffer[..n])?;
-        size += n as u64;
-    }
+    let size = each_chunk(reader, |chunk| {
+        sha256.update(chunk);
+        sha512.update(chunk);
+        sink.write_all(chunk)
+    })?;
     Ok(Hashes {
         size,
         sha256: Digest(format!("sha256:{}", hex(&sha256.finalize()))),
@@ -101,22 +92,33 @@ pub fn hash_reader(mut reader: impl Read, mut sink: impl io::Write) -> io::Resul
     })
 }
 
-/// The sha256 digest of what `reader` yields, without a second copy.
-pub fn sha256_of(mut reader: impl Read) -> io::Result<(Digest, u64)> {
+/// The sha256 digest of what `reader` yields, and its size.
+pub fn sha256_of(reader: impl Read) -> io::Result<(Digest, u64)> {
     let mut sha256 = Sha256::new();
-    let mut size = 0u64;
+    let size = each_chunk(reader, |chunk| {
+        sha256.update(chunk);
+        Ok(())
+    })?;
+    Ok((Digest(format!("sha256:{}", hex(&sha256.finalize()))), size))
+}
+
+/// Calls `f` with each chunk `reader` yields, to the end; the bytes read.
+fn each_chunk(
+    mut reader: impl Read,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
     let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
     loop {
         let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
+            Ok(0) => return Ok(size),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        sha256.update(&buffer[..n]);
+        f(&buffer[..n])?;
         size += n as u64;
     }
-    Ok((Digest(format!("sha256:{}", hex(&sha256.finalize()))), size))
 }
 
 fn hex(bytes: &[u8]) -> String {
