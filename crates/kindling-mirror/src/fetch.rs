@@ -90,7 +90,7 @@ impl Puller {
             .map_err(|e| MirrorError::Source(format!("{remote}: {e}")))?;
         self.runtime.block_on(async {
             let what = image.to_string();
-            let (top, bytes) = self.manifest(store, &remote, None, &what).await?;
+            let (top, bytes) = self.manifest(&remote, None, &what).await?;
             let mut total = top.size;
             match layout::parse_manifest(&bytes, &top.media_type)
                 .map_err(|e| MirrorError::Source(format!("{what}: {e}")))?
@@ -99,8 +99,7 @@ impl Puller {
                     let mut found = false;
                     for child in index.manifests.iter().filter(|c| is_linux_amd64(c)) {
                         found = true;
-                        let (child, bytes) =
-                            self.manifest(store, &remote, Some(child), &what).await?;
+                        let (child, bytes) = self.manifest(&remote, Some(child), &what).await?;
                         total += child.size
                             + self
                                 .image(store, &remote, &bytes, &child, &what, progress)
@@ -132,7 +131,6 @@ impl Puller {
     /// match the digest asked for (or the one the registry declares).
     async fn manifest(
         &self,
-        _store: &Store,
         remote: &oci_client::Reference,
         child: Option<&Descriptor>,
         what: &str,
