@@ -675,3 +675,95 @@ fn kindling_mirror_downloads_the_node_binaries_and_checks_each_against_its_publi
     let files = kindling_mirror::Files::read(&other.path().join("mirror")).unwrap();
     assert!(files.get("kubernetes/v1.34.1/kubectl").is_none());
 }
+
+/// A site that already runs a registry mirror says so in install-config.yaml, as for
+/// openshift-install: `imageContentSources` sends registry.k8s.io to it, `additionalTrustBundle`
+/// is its CA, the pull secret holds its credentials. The machines' containerd then pulls from
+/// that mirror (here the first site's kindling serve), and kindling's own mirror need not hold
+/// those images.
+#[test]
+fn a_sites_own_mirror_in_install_config_is_where_containerd_pulls_from() {
+    use base64::Engine as _;
+    let first = Site::start();
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    let ds = d.to_str().unwrap();
+    let mirror_host = format!("127.0.0.1:{}", first.mcs_port);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("worker0:{}", first.token));
+    let ca = std::fs::read_to_string(first.dir.path().join("tls/root-ca.crt")).unwrap();
+    let ic = std::fs::read_to_string(d.join("install-config.yaml")).unwrap();
+    let pull_secret = ic.lines().find(|l| l.starts_with("pullSecret:")).unwrap();
+    let mut ic = ic.replace(
+        pull_secret,
+        &format!("pullSecret: '{{\"auths\":{{\"{mirror_host}\":{{\"auth\":\"{auth}\"}}}}}}'"),
+    );
+    ic.push_str(&format!(
+        "imageContentSources:\n- source: registry.k8s.io\n  mirrors:\n  - {mirror_host}/registry.k8s.io\nadditionalTrustBundle: |\n{}",
+        ca.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    ));
+    std::fs::write(d.join("install-config.yaml"), ic).unwrap();
+    // A manifest of the user's names the first site's test image, which this site's mirror
+    // does not hold: the site's own mirror covers registry.k8s.io.
+    kindling(&["create", "manifests", "--dir", ds]).expect(0);
+    std::fs::write(
+        d.join("manifests/cluster/90-tool.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tool\n  namespace: default\nspec:\n  containers:\n    - name: tool\n      image: registry.k8s.io/test/busybox:1.36\n",
+    )
+    .unwrap();
+    kindling(&["create", "ignition-configs", "--dir", ds]).expect(0);
+    let server = Server::start(d, http_port, mcs_port);
+    let url = server.ignition_url("52-54-00-7e-01-20");
+    let (status, pointer) = server.get(
+        url.strip_prefix(&format!("http://127.0.0.1:{http_port}"))
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    let pointer_path = first.work.path().join("second-worker0.ign");
+    std::fs::write(&pointer_path, pointer).unwrap();
+    let applied = ignition_runner::apply(&pointer_path)
+        .unwrap_or_else(|log| panic!("{log}\n--- server ---\n{}", server.log()));
+    let root = applied.root();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/kindling/additional-trust-bundle.pem")).unwrap(),
+        ca
+    );
+    let hosts = root.join("etc/containerd/certs.d");
+    let toml_path = hosts.join("registry.k8s.io/hosts.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    assert!(
+        toml.contains(&format!(
+            "[host.\"https://{mirror_host}/v2/registry.k8s.io\"]"
+        )),
+        "{toml}"
+    );
+    // ghcr.io is not the site's: it still comes from this site's kindling serve.
+    let ghcr = std::fs::read_to_string(hosts.join("ghcr.io/hosts.toml")).unwrap();
+    assert!(
+        ghcr.contains(&format!("https://127.0.0.1:{mcs_port}/v2/ghcr.io")),
+        "{ghcr}"
+    );
+    // The one change: the CA files it names are under the scratch root, not at /.
+    std::fs::write(
+        &toml_path,
+        toml.replace("\"/etc/", &format!("\"{}/etc/", root.display())),
+    )
+    .unwrap();
+
+    let containerd = Containerd::start(&root.join("etc/containerd/config.toml"));
+    let (ok, out) = containerd.pull(&hosts, "registry.k8s.io/test/busybox:1.36");
+    assert!(ok, "{out}\n--- containerd ---\n{}", containerd.log());
+    // The first site's registry served it (containerd resolves the tag with HEAD, then gets
+    // the manifest by digest), to the credentials of the pull secret.
+    assert!(
+        first.events().iter().any(|e| e["stage"] == "images"
+            && e["machine"] == "worker0"
+            && e["detail"]
+                == format!(
+                    "pull registry.k8s.io/test/busybox@{}",
+                    first.written.manifest_digest
+                )),
+        "{:?}",
+        first.events()
+    );
+}
