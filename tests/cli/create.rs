@@ -192,6 +192,29 @@ fn demo_writes_the_example_and_creates_its_assets() {
         ]
     );
 
+    // Its Ignition configs wait for the mirror, which nothing here can fill; the demo says so
+    // and what to run, and writes no config that would pin a missing kubelet.
+    assert!(
+        run.stdout()
+            .contains("Next: the machines pull 9 images and 6 node binaries")
+            && run
+                .stdout()
+                .contains(&format!("kindling mirror --dir {}", d.display())),
+        "{}",
+        run.stdout()
+    );
+    assert!(!d.join("bootstrap.ign").exists());
+    // With a mirror, the demo goes on to them.
+    crate::seed_mirror(&d);
+    let run = kindling(&["demo", "--dir", d.to_str().unwrap()]);
+    run.expect(0);
+    assert!(d.join("bootstrap.ign").exists() && d.join("ignition/worker.ign").exists());
+    assert!(
+        run.stdout().contains("Next: kindling serve --dir"),
+        "{}",
+        run.stdout()
+    );
+
     // A changed example input is the user's: demo keeps it.
     let edited = read(&d.join("inventory.yaml")).replace("192.168.126.122", "192.168.126.123");
     std::fs::write(d.join("inventory.yaml"), &edited).unwrap();

@@ -49,13 +49,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         );
     } else {
         println!(
-            "Next: the machines pull {} images and {} node binaries (the kubelet, crictl, CNI plugins) from kindling serve, not the internet. Put them in {}/mirror with kindling mirror --dir {} --from-dir DIR --from-archive ARCHIVE, then run kindling create ignition-configs --dir {} and kindling serve --dir {}",
+            "Next: the machines pull {} images and {} node binaries (the kubelet, crictl, CNI plugins) from kindling serve, not the internet. Put them in {d}/mirror with kindling mirror --dir {d} --from-registry --from-release (on a host that is online) or --from-dir DIR --from-archive ARCHIVE (from files you brought), then run kindling create ignition-configs --dir {d} and kindling serve --dir {d}",
             images.len(),
             files.len(),
-            dir.display(),
-            dir.display(),
-            dir.display(),
-            dir.display()
+            d = dir.display(),
         );
     }
     Ok(())
