@@ -651,6 +651,49 @@ passwd:
         }
     }
 
+    /// Ignition 0.35 (RHCOS 4.5) follows a spec 2.2 or 2.3 pointer over HTTPS, trusting the CA
+    /// it carries, and appends the full config it fetches.
+    #[test]
+    fn ignition_0_35_follows_a_spec_2_pointer_over_https_with_its_ca() {
+        const TEST: &str = "ignition_0_35_follows_a_spec_2_pointer_over_https_with_its_ca";
+        let Some(legacy) = Runner::legacy(TEST) else {
+            return;
+        };
+        let ca = TestCa::new();
+        let served = tempfile::tempdir().unwrap();
+        let server = HttpsServer::start(served.path(), &ca.server_cert(), &ca.server_key());
+        let mut full = Config::new();
+        full.add_file("/etc/served-by-mcs", b"worker pool\n", 0o644);
+        write(
+            served.path(),
+            "config/worker",
+            &full.render(IgnitionVersion::V2_2).unwrap(),
+        );
+        let scratch = tempfile::tempdir().unwrap();
+        for version in [IgnitionVersion::V2_2, IgnitionVersion::V2_3] {
+            let pointer = PointerConfig {
+                source: format!(
+                    "{}/config/worker?mac=52-54-00-00-00-01&token=t",
+                    server.url()
+                ),
+                root_ca_pem: ca.ca_pem(),
+                http_headers: Vec::new(),
+            };
+            let path = write(
+                scratch.path(),
+                &format!("pointer-{version}.ign"),
+                &pointer.render(version).unwrap(),
+            );
+            let applied =
+                apply_with(&legacy, &path).unwrap_or_else(|e| panic!("pointer {version}: {e}"));
+            assert_eq!(
+                fs::read(applied.root().join("etc/served-by-mcs")).unwrap(),
+                b"worker pool\n",
+                "{version}"
+            );
+        }
+    }
+
     #[test]
     fn a_remote_file_with_the_wrong_hash_stops_ignition() {
         let ca = TestCa::new();

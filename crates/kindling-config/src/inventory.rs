@@ -214,7 +214,8 @@ impl IgnitionVersion {
     /// The spec to answer a client that reads up to `major.minor` in. A 3.x client gets the
     /// highest 3.x kindling writes that it reads. Every 2.x client gets 2.2.0, as the
     /// machine-config-operator answers: it is what Ignition 0.35 (RHCOS 4.5) asks for, and
-    /// 0.35's own validator does not know 2.3.0's `ignition.security.tls`.
+    /// 0.35's own validator warns about 2.3.0's `ignition.security.tls` (which its runner
+    /// honours: tests/cli/ignition_runner.rs).
     pub fn for_client(major: u32, minor: u32) -> Option<IgnitionVersion> {
         match major {
             2 => Some(IgnitionVersion::V2_2),
