@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use kindling_config::ClusterDescription;
-
 use kindling_mirror::{FileRecord, Mirror, NodeFiles, Reference};
 use kindling_node::Node;
 use kindling_node::mirror::SiteMirror;
@@ -86,8 +85,7 @@ pub fn images_in(text: &str) -> impl Iterator<Item = String> + '_ {
 /// The node binaries and images the machines of this description need, found in the mirror.
 pub struct Resolved {
     pub node: Node,
-    /// `(path on the machine, URL, record)` for each binary kindling brings.
-    pub binaries: Vec<(String, String, FileRecord)>,
+    pub binaries: Binaries,
 }
 
 /// Finds the payload in `D/mirror`, or says what is missing and how to add it.
@@ -110,7 +108,8 @@ pub fn resolve(ctx: &Context<'_>) -> Result<Resolved, AssetError> {
     })
 }
 
-type Binaries = Vec<(String, String, FileRecord)>;
+/// `(path on the machine, URL, record)` for each binary kindling brings.
+pub type Binaries = Vec<(String, String, FileRecord)>;
 
 /// The binaries found, and the binaries and images missing.
 fn lookup(
@@ -196,25 +195,14 @@ fn check_site_mirrors(d: &ClusterDescription) -> Result<(), AssetError> {
     for (i, source) in d.install_config.image_sources.iter().enumerate() {
         if source.source.contains('/') {
             return Err(AssetError::UserFile(format!(
-                "install-config.yaml: image source {i} ({}): containerd, the runtime of {:?} machines, mirrors whole registries, not repositories; give the registry ({}) with a mirror that holds its repositories under the same names, or leave these images to kindling's mirror",
+                "install-config.yaml: image source {i} ({}): containerd, the runtime of {} machines, mirrors whole registries, not repositories; give the registry ({}) with a mirror that holds its repositories under the same names, or leave these images to kindling's mirror",
                 source.source,
-                d.inventory.provisioning.os,
+                format!("{:?}", d.inventory.provisioning.os).to_lowercase(),
                 source.source.split('/').next().unwrap_or_default()
             )));
         }
     }
     Ok(())
-}
-
-/// The upstream registries of the images the cluster pulls (`registry.k8s.io`, `ghcr.io`), for
-/// the runtime's mirror configuration.
-pub fn registries(images: &[String]) -> Vec<String> {
-    let hosts: BTreeSet<String> = images
-        .iter()
-        .filter_map(|i| i.parse::<Reference>().ok())
-        .map(|r| r.registry)
-        .collect();
-    hosts.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -232,9 +220,5 @@ mod tests {
             .replace("[{", "[{\n")
             .replace(",}", ",\n}");
         assert_eq!(images_in(&json).collect::<Vec<_>>(), ["busybox:1.36"]);
-        assert_eq!(
-            registries(&["busybox".into(), "registry.k8s.io/pause:3.10.1".into()]),
-            ["docker.io", "registry.k8s.io"]
-        );
     }
 }
