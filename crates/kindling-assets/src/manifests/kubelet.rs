@@ -8,12 +8,13 @@
 //! `[*.]kubelet.kubernetes.io/` or `[*.]node.kubernetes.io/`): see `ValidateKubeletFlags` and
 //! `IsKubeletLabel` in Kubernetes. NodeRestriction then stops the node from adding such labels
 //! later. So the role labels (`node-role.kubernetes.io/*`) cannot come from the kubelet: the unit
-//! carries only the labels [`kubelet_may_set_label`] allows, and a later agent, with cluster-admin
-//! credentials, applies the full [`node_labels`] once the node has registered.
+//! carries only the labels [`kubelet_may_set_label`] allows, and kindling's CSR approver
+//! (`approve-csrs`, `serve --approve-csrs`), with cluster-admin credentials, applies the full
+//! [`node_labels`] once the node has registered (kindling_cluster::csr::label_nodes).
 //!
 //! Taints have no such limit at registration, so `--register-with-taints` carries all of
 //! [`node_taints`]. NodeRestriction forbids a node to change its taints afterwards, so taints added
-//! to the inventory later must also be applied by that agent.
+//! to the inventory later must be applied by kindling too (not yet: the day-2 issue).
 
 use std::collections::BTreeMap;
 

@@ -55,11 +55,13 @@ pub struct Policy {
     join_token_secret: Option<serde_json::Value>,
 }
 
-/// The names and address a machine's certificates may carry.
+/// The names and address a machine's certificates may carry, and the labels its Node must
+/// have, which the kubelet cannot give itself.
 #[derive(Debug, Clone)]
 struct MachineIdentity {
     fqdn: String,
     ip: IpAddr,
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,7 @@ impl Policy {
                         MachineIdentity {
                             fqdn: description.fqdn(m),
                             ip: m.ip,
+                            labels: kindling_assets::manifests::node_labels(description, m),
                         },
                     )
                 })
@@ -543,11 +546,13 @@ async fn pass(
     }
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
-    let node_names: BTreeSet<String> = nodes
+    let node_list = nodes
         .list_metadata(&ListParams::default())
         .await
         .map_err(|e| ClusterError::api("listing Nodes", e))?
-        .items
+        .items;
+    label_nodes(&nodes, policy, &node_list).await?;
+    let node_names: BTreeSet<String> = node_list
         .into_iter()
         .filter_map(|n| n.metadata.name)
         .collect();
@@ -561,6 +566,65 @@ async fn pass(
         outcomes.push(handle(&csrs, &nodes, policy, csr, Some(&node_names), logged).await?);
     }
     Ok((outcomes, version))
+}
+
+/// The field manager of the labels kindling gives nodes.
+pub const LABELS_MANAGER: &str = "kindling-labels";
+
+/// Gives each registered inventory machine's Node the labels the kubelet cannot set on itself
+/// (NodeRestriction keeps `node-role.kubernetes.io/*` from it): its role and the inventory's
+/// labels, by server-side apply, so a user's other labels stay. Nodes that have them already are
+/// left alone. Returns the nodes labelled now.
+pub async fn label_nodes(
+    nodes: &Api<Node>,
+    policy: &Policy,
+    registered: &[kube::core::PartialObjectMeta<Node>],
+) -> Result<Vec<String>, ClusterError> {
+    let mut labelled = Vec::new();
+    for node in registered {
+        let Some(name) = node.metadata.name.as_deref() else {
+            continue;
+        };
+        let Some(machine) = policy.machines.get(name) else {
+            continue;
+        };
+        let has = node.metadata.labels.as_ref();
+        let missing = machine
+            .labels
+            .iter()
+            .any(|(k, v)| has.and_then(|l| l.get(k)) != Some(v));
+        if !missing {
+            continue;
+        }
+        let patch = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": machine.labels},
+        });
+        nodes
+            .patch(
+                name,
+                &kube::api::PatchParams::apply(LABELS_MANAGER).force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|e| ClusterError::api(&format!("labelling Node {name}"), e))?;
+        tracing::info!(
+            "node {name}: labelled {}",
+            machine
+                .labels
+                .iter()
+                .map(|(k, v)| if v.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        labelled.push(name.to_string());
+    }
+    Ok(labelled)
 }
 
 fn rfc3339(text: &str) -> Option<time::OffsetDateTime> {
@@ -650,6 +714,12 @@ pub async fn watch(
                 Some(Ok(WatchEvent::Added(csr) | WatchEvent::Modified(csr))) => {
                     if Csr::from_api(&csr).decided.is_none() {
                         handle(&csrs, &nodes, policy, csr, None, &mut logged).await?;
+                        // A kubelet asks for its serving certificate once its Node exists.
+                        let registered = nodes
+                            .list_metadata(&ListParams::default())
+                            .await
+                            .map_err(|e| ClusterError::api("listing Nodes", e))?;
+                        label_nodes(&nodes, policy, &registered.items).await?;
                     }
                 }
                 Some(Ok(WatchEvent::Deleted(csr))) => {

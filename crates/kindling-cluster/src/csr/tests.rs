@@ -551,3 +551,71 @@ async fn the_approver_carries_a_later_token_expiration_to_the_cluster_and_never_
         "the approver brought the join token back"
     );
 }
+
+/// A Node cannot give itself its role (NodeRestriction): the approver does, with the
+/// inventory's labels, leaving labels it did not set alone; nodes that are no inventory machine,
+/// and nodes already labelled, are not touched.
+#[tokio::test]
+async fn the_approver_gives_registered_nodes_their_role_and_inventory_labels() {
+    let fake = FakeApiServer::new();
+    let client = fake.client();
+    fake.put_node("master0", true);
+    fake.put_node("worker2", true);
+    fake.put_node("stranger", true);
+    approve_pending(&client, &policy()).await.unwrap();
+    let labels =
+        |name: &str| fake.get("v1", "Node", None, name).unwrap()["metadata"]["labels"].clone();
+    assert_eq!(
+        labels("master0"),
+        json!({"kubernetes.io/hostname": "master0", "node-role.kubernetes.io/control-plane": ""})
+    );
+    assert_eq!(
+        labels("worker2"),
+        json!({
+            "kubernetes.io/hostname": "worker2",
+            "node-role.kubernetes.io/worker": "",
+            "topology.kubernetes.io/zone": "rack2",
+        })
+    );
+    assert_eq!(
+        labels("stranger"),
+        json!({"kubernetes.io/hostname": "stranger"})
+    );
+
+    // In watch mode, a node that registers later is labelled when its kubelet asks for its
+    // serving certificate.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watching = fake.client();
+    let watcher = tokio::spawn(async move {
+        watch(&watching, &policy(), async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fake.put_node("worker0", true);
+    put_csr(
+        &fake,
+        "serving-worker0",
+        SERVING_SIGNER,
+        "system:node:worker0",
+        SERVING,
+        pem(
+            "system:node:worker0",
+            &["system:nodes"],
+            &["worker0", "worker0.demo.example.localdomain"],
+            &["192.168.126.120"],
+        ),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while labels("worker0")["node-role.kubernetes.io/worker"].is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker0 was not labelled: {}",
+            labels("worker0")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(());
+    watcher.await.unwrap().unwrap();
+}
