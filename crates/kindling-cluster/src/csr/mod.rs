@@ -608,7 +608,7 @@ pub async fn label_nodes(
                 &kube::api::Patch::Apply(&patch),
             )
             .await
-            .map_err(|e| ClusterError::api(&format!("labelling Node {name}"), e))?;
+            .map_err(|e| ClusterError::api(format!("labelling Node {name}"), e))?;
         tracing::info!(
             "node {name}: labelled {}",
             machine
