@@ -22,6 +22,10 @@ use crate::pod::EtcdPod;
 use crate::record::Journal;
 use crate::{AgentError, EtcdAccess};
 
+/// How long after its own add a joining member reads the membership again: longer than etcd
+/// takes to apply a membership change another master proposed at the same moment.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// The stage name in records and the marker `join-master.done`.
 pub const STAGE: &str = "join-master";
 /// The active etcd pod's file name in the static pods directory.
@@ -120,6 +124,17 @@ fn join(
                 match client.member_add(std::slice::from_ref(&peer_url)) {
                     Ok((added, members)) => {
                         tracing::info!("added etcd member {name} ({peer_url}), ID {}", added.id);
+                        // etcd checks an add against the membership before it proposes it, so
+                        // two masters adding at the same moment can both pass, and the answer
+                        // to the first may not list the second yet. Its etcd would then refuse
+                        // to start ("member count is unequal"), for good. Any later add is
+                        // refused while this member has not started, so the membership read
+                        // once the other's change has applied is the one to start with.
+                        std::thread::sleep(SETTLE);
+                        let members = match client.member_list() {
+                            Ok(now) if now.by_peer_url(&peer_url).is_some() => now,
+                            _ => members,
+                        };
                         break JoinOutcome::Added {
                             initial_cluster: members.initial_cluster(&name, &peer_url),
                         };
