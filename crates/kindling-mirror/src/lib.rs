@@ -87,6 +87,9 @@ pub struct Mirror {
     pub files: Files,
     /// Blobs proven to match their digest, with the file state they were proven in.
     verified: Mutex<HashMap<Digest, Stamp>>,
+    /// One lock per blob being hashed: concurrent first requests for a blob hash it once, and
+    /// other blobs do not wait for it.
+    hashing: Mutex<HashMap<Digest, std::sync::Arc<Mutex<()>>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,14 +225,26 @@ impl Mirror {
         let path = self.blob_path(digest);
         let meta = std::fs::metadata(&path).map_err(|_| BlobError::Missing)?;
         let now = stamp(&meta);
-        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if verified.get(digest) == Some(&now) {
+        let proven = |verified: &Mutex<HashMap<Digest, Stamp>>| {
+            let verified = verified.lock().unwrap_or_else(|p| p.into_inner());
+            verified.get(digest) == Some(&now)
+        };
+        if proven(&self.verified) {
             return Ok((path, now.len));
         }
-        // Held while hashing: concurrent first requests for one blob hash it once.
+        let lock = {
+            let mut hashing = self.hashing.lock().unwrap_or_else(|p| p.into_inner());
+            std::sync::Arc::clone(hashing.entry(digest.clone()).or_default())
+        };
+        let _hashing = lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Another request may have proven it while this one waited.
+        if proven(&self.verified) {
+            return Ok((path, now.len));
+        }
         let file = std::fs::File::open(&path).map_err(|_| BlobError::Missing)?;
         let (actual, _) =
             digest::sha256_of(file).map_err(|e| BlobError::Unreadable(e.to_string()))?;
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if actual != *digest {
             verified.remove(digest);
             return Err(BlobError::Corrupt { actual });
