@@ -63,6 +63,9 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
         Ok(outcomes) => {
             report::outcomes(&outcomes);
             say_stale(dir, &outcomes);
+            if target == Target::IgnitionConfigs {
+                warn_missing_boot_assets(dir, &description);
+            }
             Ok(())
         }
         // A bad snippet or manifest is a bad cluster description, with its file and line.
@@ -91,20 +94,6 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
 /// stale elsewhere and what to do next.
 pub fn assets_command(args: &AssetArgs, target: Target) -> Result<(), Failure> {
     assets(args, target)?;
-    if target == Target::IgnitionConfigs {
-        let description = load(&args.dir.dir)?;
-        for missing in kindling_server::profile::missing_boot_assets(&args.dir.dir, &description) {
-            tracing::warn!(
-                "{}: the machines' boot script names it, but it is not there, so they would stop at boot with 404; put it there (README: \"OS images\"){}",
-                missing.display(),
-                if description.inventory.provisioning.os == kindling_config::inventory::Os::Fcos {
-                    ", or run kindling mirror --from-release, which fetches Fedora CoreOS's from its stream"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
     let dir = args.dir.dir.display();
     match target {
         Target::Manifests => println!(
@@ -461,5 +450,21 @@ impl Prompt {
                 Err(_) => return Err(usage(format!("'{answer}' is not valid for {question}"))),
             }
         }
+    }
+}
+
+/// The OS images the machines' boot scripts name that are not in `<dir>/assets/`: the machines
+/// would stop at boot with 404.
+fn warn_missing_boot_assets(dir: &Path, description: &kindling_config::ClusterDescription) {
+    for missing in kindling_server::profile::missing_boot_assets(dir, description) {
+        tracing::warn!(
+            "{}: the machines' boot script names it, but it is not there, so they would stop at boot with 404; put it there (README: \"OS images\"){}",
+            missing.display(),
+            if description.inventory.provisioning.os == kindling_config::inventory::Os::Fcos {
+                ", or run kindling mirror --from-release, which fetches Fedora CoreOS's from its stream"
+            } else {
+                ""
+            }
+        );
     }
 }
