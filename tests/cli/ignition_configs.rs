@@ -289,22 +289,41 @@ fn certificates_kubeconfigs_and_manifests_pass_their_real_checks() {
     };
     let server = ["-purpose", "sslserver"];
     let client = ["-purpose", "sslclient"];
-    verify("tls/root-ca.crt", "tls/apiserver.crt", &server);
-    for name in [
-        "api.demo.example.localdomain",
-        "api-int.demo.example.localdomain",
-        "kubernetes.default.svc.cluster.local",
-        "localhost",
+    // Each machine that runs an apiserver has its own serving certificate: the cluster's names
+    // and VIPs, and its own address and names, so a direct https://<master-ip>:6443 verifies.
+    for (m, own_ip) in [
+        ("bootstrap", "192.168.126.100"),
+        ("master0", "192.168.126.110"),
+        ("master1", "192.168.126.111"),
     ] {
-        verify(
-            "tls/root-ca.crt",
-            "tls/apiserver.crt",
-            &["-verify_hostname", name],
-        );
+        let cert = format!("tls/apiserver/{m}.crt");
+        verify("tls/root-ca.crt", &cert, &server);
+        for name in [
+            "api.demo.example.localdomain",
+            "api-int.demo.example.localdomain",
+            "kubernetes.default.svc.cluster.local",
+            "localhost",
+            &format!("{m}.demo.example.localdomain"),
+        ] {
+            verify("tls/root-ca.crt", &cert, &["-verify_hostname", name]);
+        }
+        for ip in ["172.30.0.1", "127.0.0.1", "192.168.126.10", own_ip] {
+            verify("tls/root-ca.crt", &cert, &["-verify_ip", ip]);
+        }
     }
-    for ip in ["172.30.0.1", "127.0.0.1", "192.168.126.10"] {
-        verify("tls/root-ca.crt", "tls/apiserver.crt", &["-verify_ip", ip]);
-    }
+    // ... and not another master's address.
+    let (ok, out) = tool(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            &p("tls/root-ca.crt"),
+            "-verify_ip",
+            "192.168.126.111",
+            &p("tls/apiserver/master0.crt"),
+        ],
+    );
+    assert!(!ok && out.contains("IP address mismatch"), "{out}");
     verify(
         "tls/root-ca.crt",
         "tls/mcs.crt",
@@ -355,7 +374,7 @@ fn certificates_kubeconfigs_and_manifests_pass_their_real_checks() {
             "verify",
             "-CAfile",
             &p("tls/etcd-ca.crt"),
-            &p("tls/apiserver.crt"),
+            &p("tls/apiserver/master0.crt"),
         ],
     );
     assert!(
@@ -367,7 +386,7 @@ fn certificates_kubeconfigs_and_manifests_pass_their_real_checks() {
     for key in [
         "tls/root-ca.key",
         "tls/csr-signer.key",
-        "tls/apiserver.key",
+        "tls/apiserver/master0.key",
         "tls/sa.key",
         "auth/kubeconfig",
         "auth/bootstrap-token",

@@ -186,11 +186,6 @@ fn control_plane_pki(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
     )?;
     files.copy(pki::CLIENT_CA_BUNDLE, layout::CLIENT_CA_BUNDLE, 0o644)?;
     files.pair(
-        "tls/apiserver",
-        layout::APISERVER_CERT,
-        layout::APISERVER_KEY,
-    )?;
-    files.pair(
         "tls/apiserver-kubelet-client",
         layout::APISERVER_KUBELET_CLIENT_CERT,
         layout::APISERVER_KUBELET_CLIENT_KEY,
@@ -272,6 +267,13 @@ fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError
         .config
         .add_file(layout::KUBELET_ENV, env.as_bytes(), 0o644);
     let etcd = |kind| format!("tls/etcd/{}-{kind}", m.name);
+    if matches!(m.role, Role::Master | Role::Bootstrap) {
+        files.pair(
+            &pki::apiserver_base(&m.name),
+            layout::APISERVER_CERT,
+            layout::APISERVER_KEY,
+        )?;
+    }
     match m.role {
         Role::Master => {
             files.pair(
@@ -495,6 +497,7 @@ const IGNITION_DEPS: &[Dependency] = &[
     Dependency::Asset("front-proxy-ca"),
     Dependency::Asset("service-account-key"),
     Dependency::Asset("apiserver-cert"),
+    Dependency::Asset("apiserver-bootstrap-cert"),
     Dependency::Asset("apiserver-kubelet-client-cert"),
     Dependency::Asset("apiserver-etcd-client-cert"),
     Dependency::Asset("front-proxy-client-cert"),

@@ -253,43 +253,67 @@ fn ip(text: &str) -> IpAddr {
     text.parse().expect("a literal address")
 }
 
-/// The kube-apiserver serving certificate: every name a client may use to reach the API.
-pub static APISERVER: LeafAsset = LeafAsset {
-    id: "apiserver-cert",
-    ca: &ROOT_CA,
-    depends_on: ROOT_LEAF_DEPS,
-    lifetime: Lifetime::Leaf,
-    certs: |d| {
-        let lb = &d.inventory.load_balancer;
-        let mut ips = vec![
-            kubernetes_service_ip(d),
-            ip("127.0.0.1"),
-            lb.api_vip,
-            lb.api_int_vip,
-        ];
-        ips.dedup();
-        let mut dns_names = vec![d.api_host(), d.api_int_host()];
-        dns_names.extend(
-            [
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                "localhost",
-            ]
-            .map(String::from),
-        );
-        vec![(
-            "tls/apiserver".into(),
-            LeafSpec {
+/// The kube-apiserver serving certificates, one for each machine that runs an apiserver
+/// (`tls/apiserver/<machine>`): every name a client may use to reach the API, plus the machine's
+/// own address and names, as kubeadm does, so that `https://<master-ip>:6443` verifies too.
+fn apiserver_certs(d: &ClusterDescription, role: Role) -> Vec<(String, LeafSpec)> {
+    let lb = &d.inventory.load_balancer;
+    d.inventory
+        .with_role(role)
+        .map(|m| {
+            let mut ips = vec![
+                kubernetes_service_ip(d),
+                ip("127.0.0.1"),
+                lb.api_vip,
+                lb.api_int_vip,
+                m.ip,
+            ];
+            ips.dedup();
+            let mut dns_names = vec![d.api_host(), d.api_int_host(), d.fqdn(m), m.name.clone()];
+            dns_names.extend(
+                [
+                    "kubernetes",
+                    "kubernetes.default",
+                    "kubernetes.default.svc",
+                    "kubernetes.default.svc.cluster.local",
+                    "localhost",
+                ]
+                .map(String::from),
+            );
+            let spec = LeafSpec {
                 common_name: "kube-apiserver".into(),
                 organizations: vec![],
                 dns_names,
                 ips,
                 usage: Usage::Server,
-            },
-        )]
-    },
+            };
+            (apiserver_base(&m.name), spec)
+        })
+        .collect()
+}
+
+/// Where a machine's apiserver serving certificate and key are: `<base>.crt`, `<base>.key`.
+pub fn apiserver_base(machine: &str) -> String {
+    format!("tls/apiserver/{machine}")
+}
+
+/// The masters' apiserver serving certificates.
+pub static APISERVER: LeafAsset = LeafAsset {
+    id: "apiserver-cert",
+    ca: &ROOT_CA,
+    depends_on: ROOT_LEAF_DEPS,
+    lifetime: Lifetime::Leaf,
+    certs: |d| apiserver_certs(d, Role::Master),
+};
+
+/// The bootstrap machine's apiserver serving certificate: short-lived, like everything only it
+/// holds.
+pub static APISERVER_BOOTSTRAP: LeafAsset = LeafAsset {
+    id: "apiserver-bootstrap-cert",
+    ca: &ROOT_CA,
+    depends_on: ROOT_LEAF_DEPS,
+    lifetime: Lifetime::Bootstrap,
+    certs: |d| apiserver_certs(d, Role::Bootstrap),
 };
 
 /// The first address of the service network: the `kubernetes` Service's ClusterIP.
@@ -700,6 +724,7 @@ pub fn assets() -> Vec<&'static dyn Asset> {
         &ServiceAccountKey,
         &BootstrapTokenAsset,
         &APISERVER,
+        &APISERVER_BOOTSTRAP,
         &APISERVER_KUBELET_CLIENT,
         &APISERVER_ETCD_CLIENT,
         &FRONT_PROXY_CLIENT,

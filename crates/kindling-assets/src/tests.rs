@@ -374,7 +374,7 @@ fn bootstrap_leaves_near_expiry_are_re_signed_under_the_same_ca() {
     let etcd_ca = read("tls/etcd-ca.crt");
     let bootstrap_etcd = read("tls/etcd/bootstrap-peer.crt");
     let master_etcd = read("tls/etcd/master0-peer.crt");
-    let apiserver = read("tls/apiserver.crt");
+    let apiserver = read("tls/apiserver/master0.crt");
 
     // An hour later nothing is due.
     let outcomes = run_at(d, Target::Manifests, t0 + time::Duration::hours(1));
@@ -389,6 +389,10 @@ fn bootstrap_leaves_near_expiry_are_re_signed_under_the_same_ca() {
     assert_eq!(action(&outcomes, "etcd-bootstrap-certs"), Action::Renewed);
     assert_eq!(action(&outcomes, "bootstrap-admin-cert"), Action::Renewed);
     assert_eq!(
+        action(&outcomes, "apiserver-bootstrap-cert"),
+        Action::Renewed
+    );
+    assert_eq!(
         action(&outcomes, "kubeconfigs"),
         Action::Regenerated,
         "the kubeconfig embedding the renewed cert follows"
@@ -399,7 +403,7 @@ fn bootstrap_leaves_near_expiry_are_re_signed_under_the_same_ca() {
     assert_eq!(read("tls/root-ca.crt"), root_ca);
     assert_eq!(read("tls/etcd-ca.crt"), etcd_ca);
     assert_eq!(read("tls/etcd/master0-peer.crt"), master_etcd);
-    assert_eq!(read("tls/apiserver.crt"), apiserver);
+    assert_eq!(read("tls/apiserver/master0.crt"), apiserver);
     assert_ne!(read("tls/etcd/bootstrap-peer.crt"), bootstrap_etcd);
 
     // The old bootstrap cert would have expired inside the window; the new one is good for it,
@@ -428,7 +432,7 @@ fn bootstrap_leaves_near_expiry_are_re_signed_under_the_same_ca() {
     assert_eq!(read("tls/root-ca.crt"), root_ca);
     verify_at(
         &d.join("tls/root-ca.crt"),
-        &d.join("tls/apiserver.crt"),
+        &d.join("tls/apiserver/master0.crt"),
         t2 + time::Duration::hours(1),
     )
     .unwrap();
@@ -441,7 +445,7 @@ fn an_edited_certificate_is_kept_even_when_it_would_be_renewed() {
     let t0 = time::OffsetDateTime::now_utc();
     run_at(d, Target::Manifests, t0);
     // The user brings their own MCS certificate (here: a copy of the apiserver's).
-    let own = fs::read(d.join("tls/apiserver.crt")).unwrap();
+    let own = fs::read(d.join("tls/apiserver/master0.crt")).unwrap();
     fs::write(d.join("tls/mcs.crt"), &own).unwrap();
     let outcomes = run_at(d, Target::Manifests, t0 + time::Duration::days(400));
     let mcs = outcomes.iter().find(|o| o.asset == "mcs-cert").unwrap();
@@ -699,7 +703,7 @@ fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
     let dir = demo_dir();
     let d = dir.path();
     run(d);
-    let apiserver = fs::read(d.join("tls/apiserver.crt")).unwrap();
+    let apiserver = fs::read(d.join("tls/apiserver/master0.crt")).unwrap();
     let before = crate::tests::snapshot_dir(d);
     fs::remove_file(d.join("tls/root-ca.key")).unwrap();
     let err = try_run(d, &settings()).unwrap_err();
@@ -713,7 +717,7 @@ fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
         "{shown}"
     );
     assert!(
-        shown.contains("tls/apiserver.crt") || shown.contains("more"),
+        shown.contains("tls/apiserver/master0.crt") || shown.contains("more"),
         "{shown}"
     );
     assert!(shown.contains("--rotate-ca"), "{shown}");
@@ -740,10 +744,13 @@ fn a_missing_ca_key_is_an_error_until_rotated_on_purpose() {
     };
     let outcomes = try_run(d, &rotate).unwrap();
     assert_eq!(action(&outcomes, "root-ca"), Action::Regenerated);
-    assert_ne!(fs::read(d.join("tls/apiserver.crt")).unwrap(), apiserver);
+    assert_ne!(
+        fs::read(d.join("tls/apiserver/master0.crt")).unwrap(),
+        apiserver
+    );
     verify_at(
         &d.join("tls/root-ca.crt"),
-        &d.join("tls/apiserver.crt"),
+        &d.join("tls/apiserver/master0.crt"),
         time::OffsetDateTime::now_utc(),
     )
     .unwrap();
@@ -822,7 +829,8 @@ fn a_workers_address_or_labels_do_not_re_key_the_control_plane() {
         after["ignition/machines/worker0.ign"]
     );
 
-    // A master's new address is in its etcd certificates: those are re-issued, and only those.
+    // A master's new address is in its etcd and apiserver certificates: those are re-issued,
+    // and only those.
     let text = fs::read_to_string(&inventory).unwrap();
     fs::write(
         &inventory,
@@ -840,7 +848,15 @@ fn a_workers_address_or_labels_do_not_re_key_the_control_plane() {
         again["tls/etcd/master0-peer.crt"],
         after["tls/etcd/master0-peer.crt"]
     );
-    assert_eq!(again["tls/apiserver.crt"], after["tls/apiserver.crt"]);
+    assert_eq!(action(&outcomes, "apiserver-cert"), Action::Regenerated);
+    assert_ne!(
+        again["tls/apiserver/master1.crt"],
+        after["tls/apiserver/master1.crt"]
+    );
+    assert_eq!(
+        again["tls/apiserver/master0.crt"],
+        after["tls/apiserver/master0.crt"]
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn finding(severity: Severity, check: &'static str, subject: &str, what: String)
 }
 
 struct Cert {
-    /// Relative to the asset directory, e.g. `tls/apiserver.crt`.
+    /// Relative to the asset directory, e.g. `tls/apiserver/master0.crt`.
     path: String,
     is_ca: bool,
     not_before: OffsetDateTime,
