@@ -319,7 +319,6 @@ fn the_root_ca_key_never_leaves_the_asset_directory_and_each_key_has_its_reason(
     // The README's list, "What the machines hold": each key with the component that needs it.
     let control_plane = [
         "/etc/kubernetes/pki/csr-signer.key", // controller manager: signs kubelet CSRs
-        "/etc/kubernetes/pki/apiserver.key",  // apiserver: serves the API
         "/etc/kubernetes/pki/apiserver-kubelet-client.key", // apiserver: logs, exec on kubelets
         "/etc/kubernetes/pki/apiserver-etcd-client.key", // apiserver: its etcd client
         "/etc/kubernetes/pki/front-proxy-client.key", // apiserver: aggregated APIs
@@ -332,6 +331,7 @@ fn the_root_ca_key_never_leaves_the_asset_directory_and_each_key_has_its_reason(
     let mut bootstrap: Vec<&str> = control_plane.to_vec();
     bootstrap.extend([
         "/etc/kubernetes/admin.conf", // the bootstrap agent applies the manifests
+        "/etc/kubernetes/pki/apiserver.key", // apiserver: serves the API (its own address)
         "/etc/kubernetes/pki/etcd/server.key", // its temporary etcd member
         "/etc/kubernetes/pki/etcd/peer.key",
     ]);
@@ -345,6 +345,7 @@ fn the_root_ca_key_never_leaves_the_asset_directory_and_each_key_has_its_reason(
         (
             "ignition/machines/master0.ign",
             vec![
+                "/etc/kubernetes/pki/apiserver.key",
                 "/etc/kubernetes/pki/etcd/server.key",
                 "/etc/kubernetes/pki/etcd/peer.key",
             ],
