@@ -29,6 +29,11 @@ APT_PACKAGES=(
   containerd       # pulls test images from kindling serve's registry with the hosts.toml and config.toml kindling gives nodes (tests/cli/registry.rs)
   runc             # containerd's runtime (a dependency it is started with)
   skopeo           # inspects and copies images from kindling's registry, and writes the OCI archives kindling mirror reads
+  iproute2         # ip netns: each real-cluster test runs its site in a network namespace of its own (tests/cli/kube.rs)
+  util-linux       # nsenter: runs the cluster's programs inside that namespace
+  containernetworking-plugins  # the bridge, host-local and loopback CNI plugins the real kubelet's pods get (tests/cli/kube.rs)
+  gcc              # builds the pod sandbox's pause from the Kubernetes source (tests/k8s/binaries.sh)
+  libc6-dev        # ... statically
 )
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(
@@ -83,6 +88,11 @@ for spec in "${PYPI_PACKAGES[@]}"; do
 done
 # Tests find the tools here.
 export PATH="$PWD/$venv/bin:$PATH"
+
+# Real Kubernetes for tests/cli/kube.rs: the cache's binaries, or a one-time build from
+# Debian's source package (about 8 minutes on an idle 2-core machine, 18 on a busy one).
+KINDLING_K8S_BIN=$(tests/k8s/binaries.sh)
+export KINDLING_K8S_BIN
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

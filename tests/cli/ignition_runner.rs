@@ -93,6 +93,16 @@ impl Runner {
 
 /// [`apply`] with a given runner.
 pub fn apply_with(runner: &Runner, config_path: &Path) -> Result<Applied, String> {
+    apply_in(runner, config_path, &[])
+}
+
+/// [`apply_with`], the runner started through `wrapper` (a command and its arguments, such as a
+/// test site's `nsenter`), so that it fetches from where the machine would.
+pub fn apply_in(
+    runner: &Runner,
+    config_path: &Path,
+    wrapper: &[std::ffi::OsString],
+) -> Result<Applied, String> {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     seed_root(&w.join("root"));
@@ -112,7 +122,14 @@ pub fn apply_with(runner: &Runner, config_path: &Path) -> Result<Applied, String
     let mut log = String::new();
     for stage in ["fetch", "files"] {
         let log_file = w.join(format!("{stage}.log"));
-        let mut command = Command::new(&runner.program);
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&runner.program);
+                command
+            }
+            None => Command::new(&runner.program),
+        };
         if runner.legacy {
             command.args(["-oem", "file"]);
         } else {

@@ -8,6 +8,7 @@ mod ignition_configs;
 mod ignition_runner;
 mod infra;
 mod invalid;
+mod kube;
 mod qemu;
 mod registry;
 mod secrets;

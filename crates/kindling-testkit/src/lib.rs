@@ -14,6 +14,7 @@
 
 mod daemon;
 mod haproxy;
+pub mod kube;
 pub mod mirror;
 mod named;
 pub mod oci;

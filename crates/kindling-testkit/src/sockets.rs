@@ -1,4 +1,4 @@
-//! Which process holds a socket: the kernel's socket tables (`/proc/net/{tcp,udp}{,6}`) give each
+//! Which process holds a socket: the kernel's socket tables (`/proc/<pid>/net/{tcp,udp}{,6}`) give each
 //! bound socket's inode, and `/proc/<pid>/fd` links to the inodes a process holds.
 
 use std::collections::HashSet;
@@ -22,11 +22,12 @@ pub fn listens(pid: u32, addr: SocketAddr, proto: Proto) -> bool {
     }
     let (tables, state) = match proto {
         // TCP_LISTEN; a bound, unconnected UDP socket is TCP_CLOSE.
-        Proto::Tcp => (["/proc/net/tcp", "/proc/net/tcp6"], "0A"),
-        Proto::Udp => (["/proc/net/udp", "/proc/net/udp6"], "07"),
+        Proto::Tcp => (["tcp", "tcp6"], "0A"),
+        Proto::Udp => (["udp", "udp6"], "07"),
     };
     tables.iter().any(|table| {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
+        // The tables of the process's own network namespace, which may not be the test's.
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
         text.lines().skip(1).any(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             f.len() > 9

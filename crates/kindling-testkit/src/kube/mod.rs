@@ -1,0 +1,307 @@
+//! A real Kubernetes for the tests: Debian's etcd and the Kubernetes 1.20.2 binaries that
+//! `tests/k8s/binaries.sh` builds, run from what kindling wrote for a machine (its static pods,
+//! kubeconfigs, kubelet unit and configuration, containerd's configuration), in a network
+//! namespace that holds the machines' addresses.
+//!
+//! The harness never makes a certificate or a flag of its own: every change it makes to
+//! kindling's output is in [`mapping`], and is printed.
+
+pub mod mapping;
+mod site;
+
+pub use site::Site;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kindling_config::yaml;
+
+use crate::{Daemon, StartError};
+
+/// The programs the tests run, from `$KINDLING_K8S_BIN` or the cache `tests/k8s/binaries.sh`
+/// fills.
+pub struct Binaries {
+    dir: PathBuf,
+}
+
+impl Binaries {
+    /// The binaries, or `None` with the test named as skipped and why. `./test.sh` builds them
+    /// (once per machine) and sets `$KINDLING_K8S_BIN`; a bare `cargo test` finds them in the
+    /// cache when an earlier `./test.sh` built them.
+    pub fn find(test: &str) -> Option<Binaries> {
+        let dir = match std::env::var_os("KINDLING_K8S_BIN") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/k8s/binaries.sh");
+                let out = Command::new(&script).arg("--cached").output();
+                match out {
+                    Ok(out) if out.status.success() => {
+                        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+                    }
+                    Ok(out) => {
+                        eprintln!(
+                            "SKIPPED {test}: no Kubernetes binaries ({}); ./test.sh builds them once \
+                             per machine, or set KINDLING_K8S_BIN",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        eprintln!("SKIPPED {test}: {}: {e}", script.display());
+                        return None;
+                    }
+                }
+            }
+        };
+        for program in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kubectl",
+        ] {
+            assert!(
+                dir.join(program).is_file(),
+                "{} has no {program}: KINDLING_K8S_BIN must name a directory with every binary \
+                 tests/k8s/binaries.sh builds",
+                dir.display()
+            );
+        }
+        Some(Binaries { dir })
+    }
+
+    /// The path of `program` (`kube-apiserver`, `kubectl`, …; `pause` too).
+    pub fn path(&self, program: &str) -> PathBuf {
+        self.dir.join(program)
+    }
+}
+
+/// A static pod's command line: the `command` list of its first container.
+pub fn pod_command(manifest: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let pod = yaml::parse(&text).unwrap_or_else(|e| panic!("{}: {e:?}", manifest.display()));
+    let container = pod
+        .get("spec")
+        .and_then(|s| s.get("containers"))
+        .and_then(|c| match &c.value {
+            yaml::Value::Seq(items) => items.first(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{}: no spec.containers[0]", manifest.display()));
+    match &container.get("command").map(|c| &c.value) {
+        Some(yaml::Value::Seq(items)) => items
+            .iter()
+            .map(|i| match &i.value {
+                yaml::Value::Scalar { text, .. } => text.to_string(),
+                other => panic!("{}: a command item is {other:?}", manifest.display()),
+            })
+            .collect(),
+        other => panic!("{}: command is {other:?}", manifest.display()),
+    }
+}
+
+/// A systemd unit's command line as the machine would run it: `ExecStart` (the last one, its
+/// continuation lines joined) with `$VAR` and `${VAR}` taken from its `EnvironmentFile`s (under
+/// `root`), split at whitespace as systemd splits an unquoted variable.
+pub fn unit_command(root: &Path, unit: &str) -> Vec<String> {
+    let path = root.join("etc/systemd/system").join(unit);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let joined = text.replace("\\\n", " ");
+    let mut env = std::collections::BTreeMap::new();
+    let mut exec = None;
+    for line in joined.lines() {
+        if let Some(file) = line.strip_prefix("EnvironmentFile=") {
+            let file = root.join(file.trim_start_matches('-').trim_start_matches('/'));
+            for l in std::fs::read_to_string(&file).unwrap_or_default().lines() {
+                if let Some((k, v)) = l.split_once('=')
+                    && !l.starts_with('#')
+                {
+                    env.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+                }
+            }
+        } else if let Some(command) = line.strip_prefix("ExecStart=")
+            && !command.trim().is_empty()
+        {
+            exec = Some(command.to_string());
+        }
+    }
+    let exec = exec.unwrap_or_else(|| panic!("{}: no ExecStart", path.display()));
+    exec.split_whitespace()
+        .flat_map(|word| {
+            let name = word
+                .strip_prefix("${")
+                .and_then(|w| w.strip_suffix('}'))
+                .or_else(|| word.strip_prefix('$'));
+            match name {
+                Some(name) => env
+                    .get(name)
+                    .map(|v| v.split_whitespace().map(String::from).collect())
+                    .unwrap_or_default(),
+                None => vec![word.to_string()],
+            }
+        })
+        .collect()
+}
+
+/// One process of the control plane or a node, stopped (and named, with its PID) when dropped.
+pub struct Process {
+    daemon: Option<Daemon>,
+    name: String,
+}
+
+impl Process {
+    /// Starts `command` as `name`, its output to `log`; stopped (and named) when dropped.
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Result<Process, StartError> {
+        Ok(Process {
+            daemon: Some(Daemon::spawn(name, command, log)?),
+            name: name.to_string(),
+        })
+    }
+
+    /// The daemon, to wait for it.
+    pub fn daemon(&mut self) -> &mut Daemon {
+        self.daemon.as_mut().expect("running until dropped")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.as_ref().map_or(0, Daemon::pid)
+    }
+
+    /// The last lines of its log.
+    pub fn log(&self) -> String {
+        self.daemon.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            eprintln!(
+                "kube harness: stopping {} (pid {})",
+                self.name,
+                daemon.pid()
+            );
+            drop(daemon);
+        }
+    }
+}
+
+/// A control plane run from one machine's static pods: etcd, kube-apiserver,
+/// kube-controller-manager and kube-scheduler as processes in the site's network namespace,
+/// each with the command kindling wrote (mapped by [`mapping`]), reading the machine's files
+/// under `root`.
+pub struct ControlPlane {
+    // Dropped in reverse order of start: the scheduler first, etcd last.
+    pub scheduler: Process,
+    pub controller_manager: Process,
+    pub apiserver: Process,
+    pub etcd: Process,
+}
+
+/// How long a component may take to become ready. kube-apiserver takes 6–12 s on an idle
+/// 2-core machine; a loaded one is slower.
+pub const READY: Duration = Duration::from_secs(120);
+
+impl ControlPlane {
+    /// Starts the control plane whose static pods are in `<root>/etc/kubernetes/manifests`,
+    /// logs in `logs`; each is ready before the next starts.
+    pub fn start(
+        site: &Site,
+        root: &Path,
+        bins: &Binaries,
+        logs: &Path,
+    ) -> Result<ControlPlane, StartError> {
+        eprintln!("{}", mapping::describe());
+        let manifests = root.join("etc/kubernetes/manifests");
+        let root_text = root.display().to_string();
+        let start = |component: mapping::Component, pod: &str, program: PathBuf| {
+            let command = pod_command(&manifests.join(format!("{pod}.yaml")));
+            let args = mapping::flags(component, &command[1..], &root_text);
+            let mut cmd = site.command(&program);
+            cmd.args(&args);
+            std::fs::create_dir_all(logs)
+                .map_err(|e| StartError::new(format!("{}: {e}", logs.display())))?;
+            let daemon = Daemon::spawn(pod, cmd, &logs.join(format!("{pod}.log")))?;
+            Ok::<_, StartError>((daemon, args))
+        };
+
+        let (mut etcd, _) = start(mapping::Component::Etcd, "etcd", PathBuf::from("etcd"))?;
+        etcd.wait_ready("healthy (http://127.0.0.1:2381/health)", READY, |_| {
+            site.answers("http://127.0.0.1:2381/health")
+        })?;
+        let etcd = Process {
+            daemon: Some(etcd),
+            name: "etcd".into(),
+        };
+
+        let (mut apiserver, _) = start(
+            mapping::Component::KubeApiserver,
+            "kube-apiserver",
+            bins.path("kube-apiserver"),
+        )?;
+        let admin = root.join("etc/kubernetes/admin.conf");
+        let kubectl = bins.path("kubectl");
+        apiserver.wait_ready("ready (kubectl get --raw /readyz)", READY, |_| {
+            site.command(&kubectl)
+                .arg(format!("--kubeconfig={}", admin.display()))
+                .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })?;
+        let apiserver = Process {
+            daemon: Some(apiserver),
+            name: "kube-apiserver".into(),
+        };
+
+        let (mut kcm, _) = start(
+            mapping::Component::KubeControllerManager,
+            "kube-controller-manager",
+            bins.path("kube-controller-manager"),
+        )?;
+        kcm.wait_ready("healthy (https://127.0.0.1:10257/healthz)", READY, |_| {
+            site.answers("https://127.0.0.1:10257/healthz")
+        })?;
+        let controller_manager = Process {
+            daemon: Some(kcm),
+            name: "kube-controller-manager".into(),
+        };
+
+        let (mut scheduler, _) = start(
+            mapping::Component::KubeScheduler,
+            "kube-scheduler",
+            bins.path("kube-scheduler"),
+        )?;
+        scheduler.wait_ready("healthy (https://127.0.0.1:10259/healthz)", READY, |_| {
+            site.answers("https://127.0.0.1:10259/healthz")
+        })?;
+        let scheduler = Process {
+            daemon: Some(scheduler),
+            name: "kube-scheduler".into(),
+        };
+
+        Ok(ControlPlane {
+            scheduler,
+            controller_manager,
+            apiserver,
+            etcd,
+        })
+    }
+}
+
+/// Polls `check` every 250 ms until it holds or `timeout` passes; `what` names it in the panic.
+pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let started = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) if started.elapsed() > timeout => {
+                panic!("{what}: not after {} s: {why}", timeout.as_secs())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
