@@ -6,15 +6,24 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use std::net::SocketAddr;
 
 use kindling_testkit::Proto;
-use kindling_testkit::kube::{Binaries, ControlPlane, Process, READY, Site, mapping, unit_command};
+use kindling_testkit::kube::{
+    Binaries, ControlPlane, Node, Process, READY, Site, eventually, mapping, unit_command,
+};
 
 use crate::ignition_configs::demo_on_loopback;
 use crate::ignition_runner::{self, Applied};
 use crate::kindling;
+
+/// worker0's labels and taint in the tests with a real node: one label the kubelet may set on
+/// itself, one only kindling may set (a node-role), and a taint.
+const WORKER0_EXTRA: &str = "    labels:\n      topology.kubernetes.io/zone: rack1\n      \
+                             node-role.kubernetes.io/storage: \"\"\n    taints:\n      \
+                             - dedicated=storage:NoSchedule\n";
 
 /// A cluster's asset directory, `kindling serve` and the bootstrap machine (its root as the real
 /// Ignition wrote it, its control plane) in one site.
@@ -27,22 +36,54 @@ pub struct Cluster {
     pub bootstrap: Applied,
     pub dir: tempfile::TempDir,
     pub logs: tempfile::TempDir,
+    pub http: SocketAddr,
 }
 
 impl Cluster {
     /// The demo cluster's bootstrap control plane, or `None` (and a printed skip) without the
     /// Kubernetes binaries.
     pub fn start(test: &str) -> Option<Cluster> {
+        Cluster::start_with(test, false)
+    }
+
+    /// [`Cluster::start`], and with `real_nodes` a mirror that holds what a real node runs
+    /// (the kubelet, the CNI plugins, the pause image) and worker0 labelled and tainted in
+    /// inventory.yaml.
+    pub fn start_with(test: &str, real_nodes: bool) -> Option<Cluster> {
         let bins = Binaries::find(test)?;
         let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
         let dir = demo_on_loopback(http_port, mcs_port);
         let d = dir.path();
+        if real_nodes {
+            let version = kindling_config::inventory::DEFAULT_KUBERNETES_VERSION;
+            let pause = kindling_assets::manifests::Images::for_version(version).pause;
+            kindling_testkit::kube::seed_mirror(d, version, &bins, &pause);
+            let inventory = d.join("inventory.yaml");
+            let text = std::fs::read_to_string(&inventory).unwrap();
+            let labelled = text.replace(
+                "    ip: 192.168.126.120\n",
+                &format!("    ip: 192.168.126.120\n{WORKER0_EXTRA}"),
+            );
+            assert_ne!(labelled, text);
+            std::fs::write(&inventory, labelled).unwrap();
+        }
         kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
         let description = kindling_config::ClusterDescription::load(d)
             .unwrap()
             .description;
         let site = Site::for_cluster(&description);
-        let logs = tempfile::tempdir().unwrap();
+        // $KINDLING_TEST_LOGS keeps every process's log after the test, for a look at a failure.
+        let logs = match std::env::var_os("KINDLING_TEST_LOGS") {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).unwrap();
+                tempfile::Builder::new()
+                    .prefix(&format!("{test}-"))
+                    .disable_cleanup(true)
+                    .tempdir_in(dir)
+                    .unwrap()
+            }
+            None => tempfile::tempdir().unwrap(),
+        };
 
         // kindling serve on the site's loopback, where the description puts it.
         let http = SocketAddr::from(([127, 0, 0, 1], http_port));
@@ -81,6 +122,7 @@ impl Cluster {
             bootstrap,
             dir,
             logs,
+            http,
         })
     }
 
@@ -101,6 +143,37 @@ impl Cluster {
             .daemon()
             .wait_ready(&format!("done with {stage}"), READY, |_| marker.exists())
             .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// GETs `url` inside the site; panics unless it answers 2xx.
+    pub fn get(&self, url: &str) -> Vec<u8> {
+        let out = self
+            .site
+            .command("curl")
+            .args(["-fsS", "--max-time", "30", url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET {url}: {}", text(&out));
+        out.stdout
+    }
+
+    /// The machine with `mac` (hyphenated) as it installs: the config its iPXE script names,
+    /// from `kindling serve`, applied by the real Ignition inside the site.
+    pub fn install(&self, mac: &str) -> Applied {
+        let script =
+            String::from_utf8(self.get(&format!("http://{}/ipxe?mac={mac}", self.http))).unwrap();
+        let url = script
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("coreos.inst.ignition_url="))
+            .unwrap_or_else(|| panic!("no Ignition URL in {script}"));
+        let pointer = self.logs.path().join(format!("{mac}.ign"));
+        std::fs::write(&pointer, self.get(url)).unwrap();
+        ignition_runner::apply_in(
+            &ignition_runner::Runner::debian(),
+            &pointer,
+            &self.site.wrapper(),
+        )
+        .unwrap_or_else(|log| panic!("{mac}'s config failed:\n{log}"))
     }
 
     /// A file of the asset directory.
@@ -160,9 +233,13 @@ fn can_i(cluster: &Cluster, kubeconfig: &Path, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i"];
     all.extend(args);
     let out = cluster.kubectl(kubeconfig, &all);
-    match String::from_utf8_lossy(&out.stdout).trim() {
-        "yes" => true,
-        "no" => false,
+    // "yes", or "no" with the authorizer's reason after it.
+    match String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+    {
+        Some("yes") => true,
+        Some("no") => false,
         _ => panic!("kubectl auth can-i {args:?}: {}", text(&out)),
     }
 }
@@ -274,4 +351,220 @@ fn the_bootstrap_token_may_ask_for_a_certificate_and_nothing_else() {
             "the bootstrap token may {denied:?}"
         );
     }
+}
+
+/// A pod on worker0 from one of the mirror's images (busybox under every name the cluster
+/// pulls): it says hello, then waits.
+const HELLO_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+  namespace: default
+spec:
+  nodeName: worker0
+  tolerations:
+  - key: dedicated
+    operator: Equal
+    value: storage
+    effect: NoSchedule
+  containers:
+  - name: hello
+    image: IMAGE
+    command: ["/bin/sh", "-c", "echo hello from worker0; exec sleep 3600"]
+"#;
+
+/// A static pod the kubelet runs from its manifest directory, as it runs the control plane's.
+const STATIC_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: static-hello
+  namespace: kube-system
+spec:
+  hostNetwork: true
+  containers:
+  - name: hello
+    image: IMAGE
+    command: ["/bin/sh", "-c", "exec sleep 3600"]
+"#;
+
+fn jsonpath(cluster: &Cluster, args: &[&str], path: &str) -> String {
+    let jp = format!("-o=jsonpath={path}");
+    let mut all = args.to_vec();
+    all.push(&jp);
+    let out = cluster.kubectl(&cluster.asset("auth/kubeconfig"), &all);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods() {
+    let Some(cluster) = Cluster::start_with(
+        "a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods",
+        true,
+    ) else {
+        return;
+    };
+    cluster.bootstrap_agent_until("apply-manifests");
+    let d = cluster.dir.path();
+    let image = kindling_assets::manifests::Images::for_version(
+        kindling_config::inventory::DEFAULT_KUBERNETES_VERSION,
+    )
+    .coredns;
+
+    // worker0 installs from kindling serve and starts its containerd and kubelet.
+    let worker = cluster.install("52-54-00-7e-01-20");
+    let root = worker.root();
+    let node = Node::start(&cluster.site, "worker0", &root, cluster.logs.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Its client CSR waits for kindling: nothing else approves it.
+    eventually("worker0's client CSR", READY, || {
+        let csrs = jsonpath(&cluster, &["get", "csr"], "{.items[*].spec.username}");
+        csrs.contains("system:bootstrap:")
+            .then_some(())
+            .ok_or(format!("CSRs by {csrs:?}\n{}", node.kubelet_log()))
+    });
+    assert!(
+        jsonpath(&cluster, &["get", "nodes"], "{.items[*].metadata.name}").is_empty(),
+        "no Node before kindling approves"
+    );
+
+    let mut command = cluster.site.command(env!("CARGO_BIN_EXE_kindling"));
+    command.args(["approve-csrs", "--watch", "--dir"]).arg(d);
+    let approver = Process::spawn(
+        "kindling approve-csrs --watch",
+        command,
+        &cluster.logs.path().join("approve-csrs.log"),
+    )
+    .unwrap();
+    eventually("worker0 Ready", Duration::from_secs(180), || {
+        let ready = jsonpath(
+            &cluster,
+            &["get", "node", "worker0"],
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        );
+        (ready == "True").then_some(()).ok_or(format!(
+            "Ready={ready:?}\n--- kubelet ---\n{}\n--- approve-csrs ---\n{}",
+            node.kubelet_log(),
+            approver.log()
+        ))
+    });
+
+    // Both of its CSRs were approved by kindling and issued by the controller manager.
+    let csrs = cluster.admin(&[
+        "get",
+        "csr",
+        "-o=jsonpath={range .items[*]}{.spec.signerName} {.status.conditions[0].type} {.status.conditions[0].reason}{\"\\n\"}{end}",
+    ]);
+    for signer in [
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        "kubernetes.io/kubelet-serving",
+    ] {
+        assert!(
+            csrs.lines()
+                .any(|l| l == format!("{signer} Approved KindlingInventoryMatch")),
+            "{signer}: {csrs}"
+        );
+    }
+
+    // kindling's labels (the ones a kubelet may not set on itself too) and taint.
+    eventually("worker0's labels", READY, || {
+        let labels = jsonpath(&cluster, &["get", "node", "worker0"], "{.metadata.labels}");
+        [
+            "node-role.kubernetes.io/worker",
+            "node-role.kubernetes.io/storage",
+            "\"topology.kubernetes.io/zone\":\"rack1\"",
+        ]
+        .iter()
+        .all(|l| labels.contains(l))
+        .then_some(())
+        .ok_or(labels)
+    });
+    let taints = jsonpath(&cluster, &["get", "node", "worker0"], "{.spec.taints}");
+    assert!(
+        taints.contains("\"key\":\"dedicated\"") && taints.contains("NoSchedule"),
+        "{taints}"
+    );
+
+    // A pod runs with an image containerd pulled from kindling serve's registry; logs and exec
+    // reach it through the kubelet's serving certificate, which kindling's CA check accepts.
+    let pod = cluster.logs.path().join("hello.yaml");
+    std::fs::write(&pod, HELLO_POD.replace("IMAGE", &image)).unwrap();
+    cluster.admin(&["apply", "-f", pod.to_str().unwrap()]);
+    eventually("the hello pod Running", Duration::from_secs(120), || {
+        let phase = jsonpath(&cluster, &["get", "pod", "hello"], "{.status.phase}");
+        (phase == "Running").then_some(()).ok_or(format!(
+            "phase {phase:?}: {}\n--- kubelet ---\n{}",
+            cluster.admin(&["describe", "pod", "hello"]),
+            node.kubelet_log()
+        ))
+    });
+    eventually("kubectl logs", READY, || {
+        let out = cluster.kubectl(&cluster.asset("auth/kubeconfig"), &["logs", "hello"]);
+        text(&out)
+            .contains("hello from worker0")
+            .then_some(())
+            .ok_or(text(&out))
+    });
+    let exec = cluster.admin(&[
+        "exec",
+        "hello",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo exec on $(hostname)",
+    ]);
+    assert_eq!(exec.trim(), "exec on hello");
+    let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("\"images\"") && l.contains("worker0")),
+        "kindling serve's registry saw no pull by worker0: {events}"
+    );
+
+    // A static pod from the kubelet's manifest directory runs, and its mirror pod shows it.
+    std::fs::write(
+        root.join("etc/kubernetes/manifests/static-hello.yaml"),
+        STATIC_POD.replace("IMAGE", &image),
+    )
+    .unwrap();
+    eventually(
+        "the static pod's mirror pod Running",
+        Duration::from_secs(120),
+        || {
+            let phase = jsonpath(
+                &cluster,
+                &["get", "pod", "-n", "kube-system", "static-hello-worker0"],
+                "{.status.phase}",
+            );
+            (phase == "Running").then_some(()).ok_or(phase)
+        },
+    );
+
+    // The node's own identity: system:node:worker0, held to its own Node by NodeRestriction,
+    // which is why kindling, not the kubelet, sets node-role labels.
+    let kubelet_conf = root.join("etc/kubernetes/kubelet.conf");
+    assert_eq!(user_of(&cluster, &kubelet_conf), "system:node:worker0");
+    let out = cluster.kubectl(
+        &kubelet_conf,
+        &[
+            "label",
+            "node",
+            "worker0",
+            "node-role.kubernetes.io/storage-",
+        ],
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("is not allowed to modify labels"),
+        "{}",
+        text(&out)
+    );
+    assert!(!can_i(
+        &cluster,
+        &kubelet_conf,
+        &["list", "secrets", "-n", "kube-system"]
+    ));
+    assert!(can_i(&cluster, &kubelet_conf, &["get", "nodes"]));
+    drop(approver);
+    drop(node);
 }

@@ -39,12 +39,23 @@ fn put(dir: &Path, bytes: &[u8]) -> String {
 
 /// Writes a linux/amd64 image with `files` (and `links`, symlink path → target) in one gzip
 /// layer as an OCI layout at `dir`, named `ref_name` in its index (a bare tag, as `skopeo
-/// copy … oci:DIR:TAG` writes it, or a full reference).
+/// copy … oci:DIR:TAG` writes it, or a full reference). Its command is `/bin/sh`.
 pub fn write_layout(
     dir: &Path,
     ref_name: &str,
     files: &[ImageFile<'_>],
     links: &[(&str, &str)],
+) -> Written {
+    write_image(dir, ref_name, files, links, &["/bin/sh"])
+}
+
+/// [`write_layout`] with the image's command (`Cmd`).
+pub fn write_image(
+    dir: &Path,
+    ref_name: &str,
+    files: &[ImageFile<'_>],
+    links: &[(&str, &str)],
+    cmd: &[&str],
 ) -> Written {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
@@ -80,7 +91,7 @@ pub fn write_layout(
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
+        "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     })
     .to_string();

@@ -116,6 +116,13 @@ pub const RULES: &[Rule] = &[
         why: "the test host runs no systemd-resolved, so /run/systemd/resolve/resolv.conf does not exist",
     },
     Rule {
+        component: Component::KubeletConfig,
+        name: "cgroupRoot",
+        change: Change::Add("cgroupRoot: {cgroup}"),
+        why: "pods go under a cgroup of the node's own, so that the nodes of tests running side \
+              by side do not meet, and stopping a node finds every container it started",
+    },
+    Rule {
         component: Component::Kubelet,
         name: "--container-runtime",
         change: Change::Add("--container-runtime=remote"),
@@ -147,6 +154,13 @@ pub const RULES: &[Rule] = &[
         change: Change::Add("restrict_oom_score_adj = true"),
         why: "this VM lacks CAP_SYS_RESOURCE: without it every pod sandbox fails with \
               \"nsexec: failed to update /proc/self/oom_score_adj: Permission denied\"",
+    },
+    Rule {
+        component: Component::Containerd,
+        name: CRI,
+        change: Change::Add("netns_mounts_under_state_dir = true"),
+        why: "pods' network namespaces are the machine's: under its state directory (its root), \
+              not in the host's /run/netns",
     },
     Rule {
         component: Component::Containerd,
@@ -281,8 +295,9 @@ pub fn flags(component: Component, args: &[String], root: &str) -> Vec<String> {
     out
 }
 
-/// kindling's KubeletConfiguration (block-style YAML, as kindling writes it) as it runs here.
-pub fn kubelet_config(text: &str, root: &str) -> String {
+/// kindling's KubeletConfiguration (block-style YAML, as kindling writes it) as it runs here,
+/// its pods under the cgroup `cgroup`.
+pub fn kubelet_config(text: &str, root: &str, cgroup: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
@@ -304,6 +319,11 @@ pub fn kubelet_config(text: &str, root: &str) -> String {
             _ => {
                 let _ = writeln!(out, "{indent}{key}: {}", under_root(value, root));
             }
+        }
+    }
+    for rule in rules(Component::KubeletConfig) {
+        if let Change::Add(line) = rule.change {
+            let _ = writeln!(out, "{}", line.replace("{cgroup}", cgroup));
         }
     }
     out
@@ -408,10 +428,11 @@ mod tests {
         let config = kubelet_config(
             "cgroupDriver: systemd\ncontainerRuntimeEndpoint: unix:///run/containerd/containerd.sock\nauthentication:\n  x509:\n    clientCAFile: /etc/kubernetes/pki/ca.crt\nclusterDNS:\n- \"172.30.0.10\"\n",
             "/r",
+            "/t1",
         );
         assert_eq!(
             config,
-            "cgroupDriver: cgroupfs\nauthentication:\n  x509:\n    clientCAFile: /r/etc/kubernetes/pki/ca.crt\nclusterDNS:\n- \"172.30.0.10\"\n"
+            "cgroupDriver: cgroupfs\nauthentication:\n  x509:\n    clientCAFile: /r/etc/kubernetes/pki/ca.crt\nclusterDNS:\n- \"172.30.0.10\"\ncgroupRoot: /t1\n"
         );
     }
 
@@ -423,7 +444,7 @@ mod tests {
         );
         assert_eq!(
             mapped,
-            "version = 2\nroot = \"/r/var/lib/containerd\"\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n  sandbox_image = \"registry.k8s.io/pause:3.10.1\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n"
+            "version = 2\nroot = \"/r/var/lib/containerd\"\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n  sandbox_image = \"registry.k8s.io/pause:3.10.1\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n"
         );
     }
 

@@ -7,8 +7,10 @@
 //! kindling's output is in [`mapping`], and is printed.
 
 pub mod mapping;
+mod node;
 mod site;
 
+pub use node::{Node, seed_mirror};
 pub use site::Site;
 
 use std::path::{Path, PathBuf};

@@ -34,7 +34,7 @@ impl Site {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         run(Command::new("ip").args(["netns", "add", &name]));
-        // `ip netns exec` mounts the files of /etc/netns/<name>/ over /etc's.
+        // The files of /etc/netns/<name>/ go over /etc's, as `ip netns exec` does it.
         let etc = PathBuf::from("/etc/netns").join(&name);
         std::fs::create_dir_all(&etc).unwrap();
         let mut text = String::from("127.0.0.1 localhost\n");
@@ -50,11 +50,37 @@ impl Site {
             let prefix = if ip.is_ipv4() { "32" } else { "128" };
             exec(&["ip", "addr", "add", &format!("{ip}/{prefix}"), "dev", "lo"]);
         }
-        let anchor = Command::new("ip")
-            .args(["netns", "exec", &name, "sleep", "infinity"])
+        // Not `ip netns exec`: it mounts a fresh /sys, which hides the cgroup hierarchies the
+        // kubelet and containerd need. A mount namespace of its own (nothing mounted inside
+        // reaches the host) with the site's /etc/hosts, in the site's network namespace.
+        let mut anchor = Command::new("unshare")
+            .args(["--mount", "--propagation", "slave", "nsenter"])
+            .arg(format!("--net=/run/netns/{name}"))
+            .args([
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/hosts && exec sleep infinity",
+            ])
+            .arg(etc.join("hosts"))
             .stdin(Stdio::null())
             .spawn()
-            .expect("ip netns exec runs");
+            .expect("unshare runs");
+        // Ready once it sleeps: its namespaces are set up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = anchor.try_wait().unwrap() {
+                panic!("the site's namespaces could not be set up: {status}");
+            }
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", anchor.id()));
+            if comm.is_ok_and(|c| c.trim() == "sleep") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the site's namespaces were not set up in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Site { name, anchor, etc }
     }
 
