@@ -30,7 +30,7 @@ const WORKER0_EXTRA: &str = "    labels:\n      topology.kubernetes.io/zone: rac
 pub struct Cluster {
     // Dropped first: the processes, then the namespace, then the files.
     _control_plane: ControlPlane,
-    _serve: Process,
+    serve: Process,
     pub site: Site,
     pub bins: Binaries,
     pub bootstrap: Applied,
@@ -43,13 +43,13 @@ impl Cluster {
     /// The demo cluster's bootstrap control plane, or `None` (and a printed skip) without the
     /// Kubernetes binaries.
     pub fn start(test: &str) -> Option<Cluster> {
-        Cluster::start_with(test, false)
+        Cluster::start_with(test, false, &[])
     }
 
     /// [`Cluster::start`], and with `real_nodes` a mirror that holds what a real node runs
     /// (the kubelet, the CNI plugins, the pause image) and worker0 labelled and tainted in
-    /// inventory.yaml.
-    pub fn start_with(test: &str, real_nodes: bool) -> Option<Cluster> {
+    /// inventory.yaml; `serve_args` go to `kindling serve`.
+    pub fn start_with(test: &str, real_nodes: bool, serve_args: &[&str]) -> Option<Cluster> {
         let bins = Binaries::find(test)?;
         let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
         let dir = demo_on_loopback(http_port, mcs_port);
@@ -95,6 +95,7 @@ impl Cluster {
             "--mcs",
             &mcs.to_string(),
         ]);
+        command.args(serve_args);
         let mut serve = Process::spawn("kindling serve", command, &logs.path().join("serve.log"))
             .unwrap_or_else(|e| panic!("{e}"));
         let healthz = format!("http://{http}/healthz");
@@ -116,7 +117,7 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{e}"));
         Some(Cluster {
             _control_plane: control_plane,
-            _serve: serve,
+            serve,
             site,
             bins,
             bootstrap,
@@ -400,6 +401,7 @@ fn a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods() {
     let Some(cluster) = Cluster::start_with(
         "a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods",
         true,
+        &[],
     ) else {
         return;
     };
@@ -567,4 +569,93 @@ fn a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods() {
     assert!(can_i(&cluster, &kubelet_conf, &["get", "nodes"]));
     drop(approver);
     drop(node);
+}
+
+#[test]
+fn serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending() {
+    let Some(cluster) = Cluster::start_with(
+        "serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending",
+        true,
+        &["--approve-csrs"],
+    ) else {
+        return;
+    };
+    cluster.bootstrap_agent_until("apply-manifests");
+
+    // A machine that is not in the inventory, with the bootstrap token (copied from worker1's
+    // config): its kubelet asks, and kindling leaves it asking.
+    let stolen = cluster.install("52-54-00-7e-01-21");
+    let root = stolen.root();
+    let env = root.join("etc/kubernetes/kubelet.env");
+    let text = std::fs::read_to_string(&env).unwrap();
+    let intruder = text.replace(
+        "--hostname-override=worker1 --node-ip=192.168.126.121",
+        "--hostname-override=intruder --node-ip=192.168.126.121",
+    );
+    assert_ne!(intruder, text);
+    std::fs::write(&env, intruder).unwrap();
+    let node = Node::start(&cluster.site, "intruder", &root, cluster.logs.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("serve's word on the intruder's CSR", READY, || {
+        let log = cluster.serve.log();
+        log.contains("left CSR").then_some(()).ok_or(format!(
+            "--- serve ---\n{log}\n--- kubelet ---\n{}",
+            node.kubelet_log()
+        ))
+    });
+    assert!(
+        cluster.serve.log().contains("intruder"),
+        "{}",
+        cluster.serve.log()
+    );
+    let conditions = jsonpath(&cluster, &["get", "csr"], "{.items[*].status.conditions}");
+    assert!(
+        conditions.is_empty(),
+        "the intruder's CSR was decided: {conditions}"
+    );
+    assert!(jsonpath(&cluster, &["get", "nodes"], "{.items[*].metadata.name}").is_empty());
+    drop(node);
+
+    // worker0, which is in the inventory, joins with no one but kindling serve approving.
+    let worker = cluster.install("52-54-00-7e-01-20");
+    let node = Node::start(
+        &cluster.site,
+        "worker0",
+        &worker.root(),
+        cluster.logs.path(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    eventually(
+        "worker0 Ready with its labels",
+        Duration::from_secs(180),
+        || {
+            let ready = jsonpath(
+                &cluster,
+                &["get", "node", "worker0"],
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            );
+            let labels = jsonpath(&cluster, &["get", "node", "worker0"], "{.metadata.labels}");
+            (ready == "True" && labels.contains("node-role.kubernetes.io/storage"))
+                .then_some(())
+                .ok_or(format!(
+                    "Ready={ready:?} labels {labels}\n--- kubelet ---\n{}\n--- serve ---\n{}",
+                    node.kubelet_log(),
+                    cluster.serve.log()
+                ))
+        },
+    );
+    let csrs = cluster.admin(&[
+        "get",
+        "csr",
+        "-o=jsonpath={range .items[*]}{.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        csrs.lines()
+            .any(|l| l.starts_with("system:bootstrap:") && !l.contains("Approved")),
+        "the intruder's CSR is still pending: {csrs}"
+    );
+    assert!(
+        csrs.lines().any(|l| l == "system:node:worker0 Approved"),
+        "worker0's serving CSR: {csrs}"
+    );
 }
