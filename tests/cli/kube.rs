@@ -127,19 +127,29 @@ impl Cluster {
         })
     }
 
-    /// Runs the bootstrap machine's `kindling agent bootstrap`, as its unit starts it, until
-    /// its stage `stage` is done; then stops it.
-    pub fn bootstrap_agent_until(&self, stage: &str) {
+    /// Starts the bootstrap machine's `kindling agent bootstrap`, as its unit starts it.
+    pub fn bootstrap_agent(&self) -> Process {
         let root = self.bootstrap.root();
         let command = unit_command(&root, "kindling-bootstrap.service");
         let root_text = root.display().to_string();
-        let args = mapping::flags(mapping::Component::Agent, &command[1..], &root_text);
+        let args = mapping::flags(
+            mapping::Component::BootstrapAgent,
+            &command[1..],
+            &root_text,
+        );
         let mut cmd = self.site.command(format!("{root_text}{}", command[0]));
         cmd.args(&args);
         let log = self.logs.path().join("agent-bootstrap.log");
-        let mut agent =
-            Process::spawn("kindling agent bootstrap", cmd, &log).unwrap_or_else(|e| panic!("{e}"));
-        let marker = root.join(format!("opt/kindling/{stage}.done"));
+        Process::spawn("kindling agent bootstrap", cmd, &log).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs the bootstrap agent until its stage `stage` is done; then stops it.
+    pub fn bootstrap_agent_until(&self, stage: &str) {
+        let mut agent = self.bootstrap_agent();
+        let marker = self
+            .bootstrap
+            .root()
+            .join(format!("opt/kindling/{stage}.done"));
         agent
             .daemon()
             .wait_ready(&format!("done with {stage}"), READY, |_| marker.exists())
@@ -657,5 +667,73 @@ fn serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending() {
     assert!(
         csrs.lines().any(|l| l == "system:node:worker0 Approved"),
         "worker0's serving CSR: {csrs}"
+    );
+}
+
+#[test]
+fn the_bootstrap_agent_labels_a_master_as_it_registers() {
+    let Some(cluster) = Cluster::start_with(
+        "the_bootstrap_agent_labels_a_master_as_it_registers",
+        true,
+        &[],
+    ) else {
+        return;
+    };
+    // The agent as the bootstrap machine runs it; it waits for the masters from here on.
+    let agent = cluster.bootstrap_agent();
+    let master = cluster.install("52-54-00-7e-01-10");
+    let node = Node::start(
+        &cluster.site,
+        "master0",
+        &master.root(),
+        cluster.logs.path(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Its CSRs approved by hand, as a user without kindling's approver would: the labels then
+    // come from the agent alone.
+    eventually("master0 registered", Duration::from_secs(180), || {
+        let pending = jsonpath(
+            &cluster,
+            &["get", "csr"],
+            "{range .items[?(@.status.conditions)]}{end}{.items[*].metadata.name}",
+        );
+        for csr in pending.split_whitespace() {
+            let _ = cluster.kubectl(
+                &cluster.asset("auth/kubeconfig"),
+                &["certificate", "approve", csr],
+            );
+        }
+        let nodes = jsonpath(&cluster, &["get", "nodes"], "{.items[*].metadata.name}");
+        (nodes == "master0").then_some(()).ok_or(format!(
+            "nodes {nodes:?}\n--- kubelet ---\n{}",
+            node.kubelet_log()
+        ))
+    });
+    eventually(
+        "master0's role label from the agent",
+        Duration::from_secs(60),
+        || {
+            let labels = jsonpath(&cluster, &["get", "node", "master0"], "{.metadata.labels}");
+            labels
+                .contains("node-role.kubernetes.io/control-plane")
+                .then_some(())
+                .ok_or(format!("{labels}\n--- agent ---\n{}", agent.log()))
+        },
+    );
+    let managers = jsonpath(
+        &cluster,
+        &["get", "node", "master0"],
+        "{.metadata.managedFields[*].manager}",
+    );
+    assert!(managers.contains("kindling-labels"), "{managers}");
+    let taints = jsonpath(&cluster, &["get", "node", "master0"], "{.spec.taints}");
+    assert!(
+        taints.contains("node-role.kubernetes.io/control-plane") && taints.contains("NoSchedule"),
+        "{taints}"
+    );
+    assert!(
+        agent.log().contains("node master0: labelled"),
+        "{}",
+        agent.log()
     );
 }

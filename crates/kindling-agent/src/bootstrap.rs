@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use kindling_etcd::Membership;
 
-use crate::kube::{BootstrapRecord, BootstrapStatus, Kubernetes};
+use crate::kube::{BootstrapRecord, BootstrapStatus, Kubernetes, NodeLabels};
 use crate::record::Journal;
 use crate::{AgentError, EtcdAccess, io_error};
 
@@ -92,6 +92,9 @@ pub struct BootstrapRequest {
     pub masters: Vec<String>,
     /// The bootstrap machine's etcd member name; None when the first master bootstraps.
     pub bootstrap_member: Option<String>,
+    /// The labels the masters' Nodes must have and their kubelets may not set on themselves
+    /// (their role and the inventory's): given as each Node registers.
+    pub node_labels: NodeLabels,
     /// Each stage gives up after this long (systemd starts the agent again).
     pub stage_timeout: Duration,
     /// Time between checks.
@@ -106,6 +109,26 @@ pub struct BootstrapAgent<'a> {
     pub local: &'a dyn Kubernetes,
     pub cluster: &'a dyn Kubernetes,
     pub journal: &'a Journal,
+}
+
+/// The masters' labels from `path` (JSON: node name → labels), as `create` writes them into
+/// the bootstrap machine's config; none when the file is absent (a config made before it was).
+pub fn read_node_labels(path: &Path) -> Result<NodeLabels, AgentError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(
+                "no {}: the masters' nodes are labelled by approve-csrs only",
+                path.display()
+            );
+            return Ok(NodeLabels::new());
+        }
+        Err(e) => return Err(io_error("reading", path)(e)),
+    };
+    serde_json::from_str(&text).map_err(|e| AgentError::Manifest {
+        path: path.to_path_buf(),
+        reason: format!("not a map of node names to labels: {e}"),
+    })
 }
 
 /// The marker file of a stage.
@@ -174,6 +197,7 @@ impl BootstrapAgent<'_> {
             Stage::ApplyManifests => self.apply_manifests(),
             Stage::WaitMasters => {
                 let members = self.wait("every master to join etcd", || {
+                    self.label_masters(self.local);
                     let members = self.members(&self.request.etcd.endpoints)?;
                     let missing = self.missing_masters(&members);
                     if missing.is_empty() {
@@ -205,6 +229,17 @@ impl BootstrapAgent<'_> {
                 Ok("status: complete".into())
             }
             Stage::StopTemporaryControlPlane => self.stop_temporary_control_plane(),
+        }
+    }
+
+    /// Best effort, on every check while the masters come up: their Nodes get kindling's labels
+    /// as they register. A failure is tried again at the next check.
+    fn label_masters(&self, api: &dyn Kubernetes) {
+        if self.request.node_labels.is_empty() {
+            return;
+        }
+        if let Err(e) = api.label_nodes(&self.request.node_labels) {
+            tracing::debug!("labelling the masters' nodes: {e}");
         }
     }
 
@@ -380,6 +415,7 @@ impl BootstrapAgent<'_> {
                 unhealthy.join(", ")
             ));
         }
+        self.label_masters(self.local);
         let ready = self
             .local
             .ready_apiservers(&self.request.masters)
@@ -529,6 +565,9 @@ mod tests {
         fn ready_apiservers(&self, _: &[String]) -> Result<Vec<String>, KubeError> {
             Ok(Vec::new())
         }
+        fn label_nodes(&self, _: &NodeLabels) -> Result<Vec<String>, KubeError> {
+            Ok(Vec::new())
+        }
         fn write_record(&self, _: &BootstrapRecord) -> Result<(), KubeError> {
             Ok(())
         }
@@ -562,6 +601,7 @@ mod tests {
             },
             masters: vec!["master0".into()],
             bootstrap_member: Some("bootstrap".into()),
+            node_labels: NodeLabels::new(),
             stage_timeout: Duration::from_secs(5),
             poll: Duration::from_millis(10),
             pause: None,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kindling_cluster::bootstrap;
 pub use kindling_cluster::bootstrap::{BootstrapRecord, BootstrapStatus};
+pub use kindling_cluster::labels::NodeLabels;
 use serde_json::Value;
 
 use crate::AgentError;
@@ -26,6 +27,9 @@ pub trait Kubernetes {
     fn apply(&self, object: &Value) -> Result<(), KubeError>;
     /// Which of `masters` (node names) run a Ready kube-apiserver (its mirror pod).
     fn ready_apiservers(&self, masters: &[String]) -> Result<Vec<String>, KubeError>;
+    /// Gives the registered Nodes among `wanted`'s their labels (kindling-cluster's `labels`);
+    /// returns the nodes labelled now.
+    fn label_nodes(&self, wanted: &NodeLabels) -> Result<Vec<String>, KubeError>;
     /// Writes ConfigMap `kube-system/bootstrap` (kindling-cluster's `bootstrap` module owns the
     /// contract with `wait-for`).
     fn write_record(&self, record: &BootstrapRecord) -> Result<(), KubeError>;
@@ -108,6 +112,13 @@ impl Kubernetes for Cluster {
             .filter(|p| p.component == "kube-apiserver" && p.ready)
             .map(|p| p.node)
             .collect())
+    }
+
+    fn label_nodes(&self, wanted: &NodeLabels) -> Result<Vec<String>, KubeError> {
+        self.call(kindling_cluster::labels::apply_registered(
+            &self.client,
+            wanted,
+        ))
     }
 
     fn write_record(&self, record: &BootstrapRecord) -> Result<(), KubeError> {

@@ -107,7 +107,19 @@ fn agent_manifests(files: &mut Files<'_, '_>) -> Result<(), AssetError> {
         manifests_asset::CLUSTER_DIR,
         layout::AGENT_MANIFESTS_DIR,
         0o600,
-    )
+    )?;
+    // The labels the masters' kubelets may not give themselves, which the agent applies.
+    let d = files.ctx.description;
+    let labels: std::collections::BTreeMap<&str, _> = d
+        .inventory
+        .with_role(Role::Master)
+        .map(|m| (m.name.as_str(), crate::manifests::node_labels(d, m)))
+        .collect();
+    let json = serde_json::to_string_pretty(&labels).expect("labels serialize");
+    files
+        .config
+        .add_file(layout::NODE_LABELS, json.as_bytes(), 0o644);
+    Ok(())
 }
 
 /// What every machine gets: the root CA, the site's additional trust bundle and the core

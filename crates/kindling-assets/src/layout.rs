@@ -61,6 +61,8 @@ pub const KUBELET_UNIT: &str = "kubelet.service";
 pub const KINDLING_BIN: &str = "/usr/local/bin/kindling";
 /// Cluster manifests that `kindling agent bootstrap` applies, in file-name order.
 pub const AGENT_MANIFESTS_DIR: &str = "/opt/kindling/manifests";
+/// The masters' labels, for the bootstrap agent (JSON: node name to labels).
+pub const NODE_LABELS: &str = "/opt/kindling/node-labels.json";
 /// A master's etcd member pod; `kindling agent join-master` adds the member to the cluster, then
 /// moves this file into `STATIC_PODS_DIR` with the membership it found.
 pub const ETCD_MEMBER_POD: &str = "/opt/kindling/etcd-member.yaml";

@@ -3,7 +3,7 @@
 //!
 //! The node agent uses [`client`] ([`connect`], [`server_version`], [`apply`],
 //! [`parse_manifests`], [`apply_manifests`]), [`health`] (Ready nodes, control-plane mirror
-//! pods) and [`bootstrap`] (the record that `wait-for bootstrap-complete` reads; its module doc
+//! pods), [`labels`] (the masters' labels) and [`bootstrap`] (the record that `wait-for bootstrap-complete` reads; its module doc
 //! is the contract). The CLI's commands use [`csr`], [`wait`] and [`gather`]. No clap here: each
 //! command builds a request value and calls in.
 //!
@@ -15,6 +15,7 @@ pub mod client;
 pub mod csr;
 pub mod gather;
 pub mod health;
+pub mod labels;
 pub mod progress;
 pub mod wait;
 

@@ -10,7 +10,7 @@
 //! later. So the role labels (`node-role.kubernetes.io/*`) cannot come from the kubelet: the unit
 //! carries only the labels [`kubelet_may_set_label`] allows, and kindling's CSR approver
 //! (`approve-csrs`, `serve --approve-csrs`), with cluster-admin credentials, applies the full
-//! [`node_labels`] once the node has registered (kindling_cluster::csr::label_nodes).
+//! [`node_labels`] once the node has registered (kindling_cluster::labels).
 //!
 //! Taints have no such limit at registration, so `--register-with-taints` carries all of
 //! [`node_taints`]. NodeRestriction forbids a node to change its taints afterwards, so taints added

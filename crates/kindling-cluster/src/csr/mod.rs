@@ -55,6 +55,13 @@ pub struct Policy {
     join_token_secret: Option<serde_json::Value>,
 }
 
+impl Policy {
+    /// The labels inventory machine `name`'s Node must have; `None` for a name not in it.
+    fn labels(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.machines.get(name).map(|m| &m.labels)
+    }
+}
+
 /// The names and address a machine's certificates may carry, and the labels its Node must
 /// have, which the kubelet cannot give itself.
 #[derive(Debug, Clone)]
@@ -551,7 +558,7 @@ async fn pass(
         .await
         .map_err(|e| ClusterError::api("listing Nodes", e))?
         .items;
-    label_nodes(&nodes, policy, &node_list).await?;
+    crate::labels::apply(&nodes, |name| policy.labels(name), &node_list).await?;
     let node_names: BTreeSet<String> = node_list
         .into_iter()
         .filter_map(|n| n.metadata.name)
@@ -566,65 +573,6 @@ async fn pass(
         outcomes.push(handle(&csrs, &nodes, policy, csr, Some(&node_names), logged).await?);
     }
     Ok((outcomes, version))
-}
-
-/// The field manager of the labels kindling gives nodes.
-pub const LABELS_MANAGER: &str = "kindling-labels";
-
-/// Gives each registered inventory machine's Node the labels the kubelet cannot set on itself
-/// (NodeRestriction keeps `node-role.kubernetes.io/*` from it): its role and the inventory's
-/// labels, by server-side apply, so a user's other labels stay. Nodes that have them already are
-/// left alone. Returns the nodes labelled now.
-pub async fn label_nodes(
-    nodes: &Api<Node>,
-    policy: &Policy,
-    registered: &[kube::core::PartialObjectMeta<Node>],
-) -> Result<Vec<String>, ClusterError> {
-    let mut labelled = Vec::new();
-    for node in registered {
-        let Some(name) = node.metadata.name.as_deref() else {
-            continue;
-        };
-        let Some(machine) = policy.machines.get(name) else {
-            continue;
-        };
-        let has = node.metadata.labels.as_ref();
-        let missing = machine
-            .labels
-            .iter()
-            .any(|(k, v)| has.and_then(|l| l.get(k)) != Some(v));
-        if !missing {
-            continue;
-        }
-        let patch = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "labels": machine.labels},
-        });
-        nodes
-            .patch(
-                name,
-                &kube::api::PatchParams::apply(LABELS_MANAGER).force(),
-                &kube::api::Patch::Apply(&patch),
-            )
-            .await
-            .map_err(|e| ClusterError::api(format!("labelling Node {name}"), e))?;
-        tracing::info!(
-            "node {name}: labelled {}",
-            machine
-                .labels
-                .iter()
-                .map(|(k, v)| if v.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{k}={v}")
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        labelled.push(name.to_string());
-    }
-    Ok(labelled)
 }
 
 fn rfc3339(text: &str) -> Option<time::OffsetDateTime> {
@@ -719,7 +667,8 @@ pub async fn watch(
                             .list_metadata(&ListParams::default())
                             .await
                             .map_err(|e| ClusterError::api("listing Nodes", e))?;
-                        label_nodes(&nodes, policy, &registered.items).await?;
+                        crate::labels::apply(&nodes, |name| policy.labels(name), &registered.items)
+                            .await?;
                     }
                 }
                 Some(Ok(WatchEvent::Deleted(csr))) => {

@@ -31,8 +31,8 @@ pub enum Component {
     Containerd,
     /// The CNI configuration in `/etc/cni/net.d`.
     Cni,
-    /// A `kindling agent` unit's command line.
-    Agent,
+    /// The `kindling agent bootstrap` unit's command line.
+    BootstrapAgent,
 }
 
 impl Component {
@@ -46,7 +46,7 @@ impl Component {
             Component::KubeletConfig => "kubelet config.yaml",
             Component::Containerd => "containerd config.toml",
             Component::Cni => "CNI",
-            Component::Agent => "kindling agent",
+            Component::BootstrapAgent => "kindling agent bootstrap",
         }
     }
 }
@@ -169,43 +169,49 @@ pub const RULES: &[Rule] = &[
         why: "cgroupfs, as the kubelet (above): no systemd as PID 1",
     },
     Rule {
-        component: Component::Agent,
+        component: Component::BootstrapAgent,
         name: "--state-dir",
         change: Change::Add("--state-dir={root}/opt/kindling"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::Agent,
+        component: Component::BootstrapAgent,
         name: "--log-dir",
         change: Change::Add("--log-dir={root}/var/log/kindling"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::Agent,
+        component: Component::BootstrapAgent,
         name: "--static-pods-dir",
         change: Change::Add("--static-pods-dir={root}/etc/kubernetes/manifests"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::Agent,
+        component: Component::BootstrapAgent,
         name: "--etcd-ca",
         change: Change::Add("--etcd-ca={root}/etc/kubernetes/pki/etcd/ca.crt"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::Agent,
+        component: Component::BootstrapAgent,
         name: "--etcd-cert",
         change: Change::Add("--etcd-cert={root}/etc/kubernetes/pki/apiserver-etcd-client.crt"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::Agent,
+        component: Component::BootstrapAgent,
         name: "--etcd-key",
         change: Change::Add("--etcd-key={root}/etc/kubernetes/pki/apiserver-etcd-client.key"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::Agent,
+        component: Component::BootstrapAgent,
+        name: "--node-labels",
+        change: Change::Add("--node-labels={root}/opt/kindling/node-labels.json"),
+        why: AGENT_DEFAULTS,
+    },
+    Rule {
+        component: Component::BootstrapAgent,
         name: "--identity-file",
         change: Change::Add("--identity-file={root}/etc/kindling/identity"),
         why: AGENT_DEFAULTS,

@@ -92,6 +92,9 @@ pub struct BootstrapArgs {
     /// cluster with no bootstrap machine: nothing is removed or stopped.
     #[arg(long, value_name = "NAME")]
     pub bootstrap_member: Option<String>,
+    /// The labels the masters' Nodes get as they register (JSON: node name to labels).
+    #[arg(long, default_value = layout::NODE_LABELS, value_name = "FILE")]
+    pub node_labels: PathBuf,
     /// Each stage gives up after this many seconds (systemd starts the agent again).
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub stage_timeout: u64,
@@ -176,6 +179,8 @@ fn bootstrap(args: &BootstrapArgs) -> Result<(), Failure> {
         etcd: etcd(&args.common),
         masters: args.masters.clone(),
         bootstrap_member: args.bootstrap_member.clone(),
+        node_labels: kindling_agent::bootstrap::read_node_labels(&args.node_labels)
+            .context("reading the masters' labels")?,
         stage_timeout: Duration::from_secs(args.stage_timeout),
         poll: Duration::from_secs(args.common.poll_interval.max(1)),
         pause: pause()?,
