@@ -19,53 +19,89 @@ use crate::ignition_configs::demo_on_loopback;
 use crate::ignition_runner::{self, Applied};
 use crate::kindling;
 
-/// worker0's labels and taint in the tests with a real node: one label the kubelet may set on
-/// itself, one only kindling may set (a node-role), and a taint.
+/// inventory.yaml with worker0 labelled and tainted: one label the kubelet may set on itself,
+/// one only kindling may set (a node-role), and a taint.
+fn labelled_worker0(text: &str) -> String {
+    let labelled = text.replace(
+        "    ip: 192.168.126.120\n",
+        &format!("    ip: 192.168.126.120\n{WORKER0_EXTRA}"),
+    );
+    assert_ne!(labelled, text);
+    labelled
+}
+
 const WORKER0_EXTRA: &str = "    labels:\n      topology.kubernetes.io/zone: rack1\n      \
                              node-role.kubernetes.io/storage: \"\"\n    taints:\n      \
                              - dedicated=storage:NoSchedule\n";
 
-/// A cluster's asset directory, `kindling serve` and the bootstrap machine (its root as the real
-/// Ignition wrote it, its control plane) in one site.
-pub struct Cluster {
+/// What a lab's asset directory holds before `create ignition-configs`.
+pub struct Setup<'a> {
+    /// A mirror with what a real node runs (the kubelet, the CNI plugins, the pause image).
+    pub real_nodes: bool,
+    /// The control-plane images, built from the Kubernetes binaries (they need `real_nodes`).
+    pub control_plane_images: bool,
+    /// inventory.yaml, changed.
+    pub inventory: &'a dyn Fn(&str) -> String,
+    /// install-config.yaml, changed.
+    pub install_config: &'a dyn Fn(&str) -> String,
+    /// More `kindling serve` arguments.
+    pub serve_args: &'a [&'a str],
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            real_nodes: false,
+            control_plane_images: false,
+            inventory: &|text| text.to_string(),
+            install_config: &|text| text.to_string(),
+            serve_args: &[],
+        }
+    }
+}
+
+/// A cluster's asset directory (its configs made) and `kindling serve` in a site of its own.
+pub struct Lab {
     // Dropped first: the processes, then the namespace, then the files.
-    _control_plane: ControlPlane,
     serve: Process,
     pub site: Site,
     pub bins: Binaries,
-    pub bootstrap: Applied,
     pub dir: tempfile::TempDir,
     pub logs: tempfile::TempDir,
     pub http: SocketAddr,
 }
 
-impl Cluster {
-    /// The demo cluster's bootstrap control plane, or `None` (and a printed skip) without the
+impl Lab {
+    /// The demo cluster, changed as `setup` says; `None` (and a printed skip) without the
     /// Kubernetes binaries.
-    pub fn start(test: &str) -> Option<Cluster> {
-        Cluster::start_with(test, false, &[])
-    }
-
-    /// [`Cluster::start`], and with `real_nodes` a mirror that holds what a real node runs
-    /// (the kubelet, the CNI plugins, the pause image) and worker0 labelled and tainted in
-    /// inventory.yaml; `serve_args` go to `kindling serve`.
-    pub fn start_with(test: &str, real_nodes: bool, serve_args: &[&str]) -> Option<Cluster> {
+    pub fn start(test: &str, setup: &Setup<'_>) -> Option<Lab> {
         let bins = Binaries::find(test)?;
         let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
         let dir = demo_on_loopback(http_port, mcs_port);
         let d = dir.path();
-        if real_nodes {
-            let version = kindling_config::inventory::DEFAULT_KUBERNETES_VERSION;
-            let pause = kindling_assets::manifests::Images::for_version(version).pause;
-            kindling_testkit::kube::seed_mirror(d, version, &bins, &pause);
-            let inventory = d.join("inventory.yaml");
-            let text = std::fs::read_to_string(&inventory).unwrap();
-            let labelled = text.replace(
-                "    ip: 192.168.126.120\n",
-                &format!("    ip: 192.168.126.120\n{WORKER0_EXTRA}"),
+        for (file, edit) in [
+            ("inventory.yaml", setup.inventory),
+            ("install-config.yaml", setup.install_config),
+        ] {
+            let text = std::fs::read_to_string(d.join(file)).unwrap();
+            std::fs::write(d.join(file), edit(&text)).unwrap();
+        }
+        let version = kindling_config::inventory::DEFAULT_KUBERNETES_VERSION;
+        let images = kindling_assets::manifests::Images::for_version(version);
+        if setup.real_nodes {
+            kindling_testkit::kube::seed_mirror(d, version, &bins, &images.pause);
+        }
+        if setup.control_plane_images {
+            kindling_testkit::kube::seed_control_plane_images(
+                d,
+                &bins,
+                &[
+                    (&images.kube_apiserver, "kube-apiserver"),
+                    (&images.kube_controller_manager, "kube-controller-manager"),
+                    (&images.kube_scheduler, "kube-scheduler"),
+                    (&images.etcd, "etcd"),
+                ],
             );
-            assert_ne!(labelled, text);
-            std::fs::write(&inventory, labelled).unwrap();
         }
         kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
         let description = kindling_config::ClusterDescription::load(d)
@@ -95,7 +131,7 @@ impl Cluster {
             "--mcs",
             &mcs.to_string(),
         ]);
-        command.args(serve_args);
+        command.args(setup.serve_args);
         let mut serve = Process::spawn("kindling serve", command, &logs.path().join("serve.log"))
             .unwrap_or_else(|e| panic!("{e}"));
         let healthz = format!("http://{http}/healthz");
@@ -105,55 +141,39 @@ impl Cluster {
                 site.answers(&healthz)
             })
             .unwrap_or_else(|e| panic!("{e}"));
-
-        // The bootstrap machine: bootstrap.ign by the real Ignition, fetching from serve.
-        let bootstrap = ignition_runner::apply_in(
-            &ignition_runner::Runner::debian(),
-            &d.join("bootstrap.ign"),
-            &site.wrapper(),
-        )
-        .unwrap_or_else(|log| panic!("bootstrap.ign failed:\n{log}"));
-        let control_plane = ControlPlane::start(&site, &bootstrap.root(), &bins, logs.path())
-            .unwrap_or_else(|e| panic!("{e}"));
-        Some(Cluster {
-            _control_plane: control_plane,
+        Some(Lab {
             serve,
             site,
             bins,
-            bootstrap,
             dir,
             logs,
             http,
         })
     }
 
-    /// Starts the bootstrap machine's `kindling agent bootstrap`, as its unit starts it.
-    pub fn bootstrap_agent(&self) -> Process {
-        let root = self.bootstrap.root();
-        let command = unit_command(&root, "kindling-bootstrap.service");
-        let root_text = root.display().to_string();
-        let args = mapping::flags(
-            mapping::Component::BootstrapAgent,
-            &command[1..],
-            &root_text,
-        );
-        let mut cmd = self.site.command(format!("{root_text}{}", command[0]));
-        cmd.args(&args);
-        let log = self.logs.path().join("agent-bootstrap.log");
-        Process::spawn("kindling agent bootstrap", cmd, &log).unwrap_or_else(|e| panic!("{e}"))
+    /// `kindling serve`'s last log lines.
+    pub fn serve_log(&self) -> String {
+        self.serve.log()
     }
 
-    /// Runs the bootstrap agent until its stage `stage` is done; then stops it.
-    pub fn bootstrap_agent_until(&self, stage: &str) {
-        let mut agent = self.bootstrap_agent();
-        let marker = self
-            .bootstrap
-            .root()
-            .join(format!("opt/kindling/{stage}.done"));
-        agent
-            .daemon()
-            .wait_ready(&format!("done with {stage}"), READY, |_| marker.exists())
-            .unwrap_or_else(|e| panic!("{e}"));
+    /// A kindling command inside the site.
+    pub fn kindling(&self, args: &[&str]) -> Output {
+        self.site
+            .command(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// A `kindling agent` as the unit `unit` on the machine with root `root` starts it.
+    pub fn agent(&self, root: &Path, unit: &str, component: mapping::Component) -> Process {
+        let command = unit_command(root, unit);
+        let root_text = root.display().to_string();
+        let args = mapping::flags(component, &command[1..], &root_text);
+        let mut cmd = self.site.command(format!("{root_text}{}", command[0]));
+        cmd.args(&args);
+        let log = self.logs.path().join(format!("{unit}.log"));
+        Process::spawn(unit, cmd, &log).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// GETs `url` inside the site; panics unless it answers 2xx.
@@ -216,7 +236,73 @@ impl Cluster {
     }
 }
 
-fn text(out: &Output) -> String {
+/// A lab whose bootstrap machine has installed (its root as the real Ignition wrote it) and runs
+/// its control plane.
+pub struct Cluster {
+    // Dropped first: the control plane, then the machine's files, then the lab.
+    _control_plane: ControlPlane,
+    pub bootstrap: Applied,
+    pub lab: Lab,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl Cluster {
+    /// The demo cluster's bootstrap control plane, or `None` (and a printed skip) without the
+    /// Kubernetes binaries.
+    pub fn start(test: &str) -> Option<Cluster> {
+        Cluster::start_with(test, &Setup::default())
+    }
+
+    /// [`Cluster::start`] in a lab made as `setup` says.
+    pub fn start_with(test: &str, setup: &Setup<'_>) -> Option<Cluster> {
+        let lab = Lab::start(test, setup)?;
+        // The bootstrap machine: bootstrap.ign by the real Ignition, fetching from serve.
+        let bootstrap = ignition_runner::apply_in(
+            &ignition_runner::Runner::debian(),
+            &lab.asset("bootstrap.ign"),
+            &lab.site.wrapper(),
+        )
+        .unwrap_or_else(|log| panic!("bootstrap.ign failed:\n{log}"));
+        let control_plane =
+            ControlPlane::start(&lab.site, &bootstrap.root(), &lab.bins, lab.logs.path())
+                .unwrap_or_else(|e| panic!("{e}"));
+        Some(Cluster {
+            _control_plane: control_plane,
+            bootstrap,
+            lab,
+        })
+    }
+
+    /// Starts the bootstrap machine's `kindling agent bootstrap`, as its unit starts it.
+    pub fn bootstrap_agent(&self) -> Process {
+        self.agent(
+            &self.bootstrap.root(),
+            "kindling-bootstrap.service",
+            mapping::Component::BootstrapAgent,
+        )
+    }
+
+    /// Runs the bootstrap agent until its stage `stage` is done; then stops it.
+    pub fn bootstrap_agent_until(&self, stage: &str) {
+        let mut agent = self.bootstrap_agent();
+        let marker = self
+            .bootstrap
+            .root()
+            .join(format!("opt/kindling/{stage}.done"));
+        agent
+            .daemon()
+            .wait_ready(&format!("done with {stage}"), READY, |_| marker.exists())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -226,7 +312,7 @@ fn text(out: &Output) -> String {
 
 /// Who the apiserver says `kubeconfig` is. 1.20 has no `kubectl auth whoami`: a request the
 /// identity may not make is refused with the user's name in the reason.
-fn user_of(cluster: &Cluster, kubeconfig: &Path) -> String {
+fn user_of(cluster: &Lab, kubeconfig: &Path) -> String {
     let out = cluster.kubectl(
         kubeconfig,
         &["create", "namespace", "kindling-whoami", "--dry-run=server"],
@@ -240,7 +326,7 @@ fn user_of(cluster: &Cluster, kubeconfig: &Path) -> String {
         .to_string()
 }
 
-fn can_i(cluster: &Cluster, kubeconfig: &Path, args: &[&str]) -> bool {
+fn can_i(cluster: &Lab, kubeconfig: &Path, args: &[&str]) -> bool {
     let mut all = vec!["auth", "can-i"];
     all.extend(args);
     let out = cluster.kubectl(kubeconfig, &all);
@@ -398,7 +484,7 @@ spec:
     command: ["/bin/sh", "-c", "exec sleep 3600"]
 "#;
 
-fn jsonpath(cluster: &Cluster, args: &[&str], path: &str) -> String {
+pub fn jsonpath(cluster: &Lab, args: &[&str], path: &str) -> String {
     let jp = format!("-o=jsonpath={path}");
     let mut all = args.to_vec();
     all.push(&jp);
@@ -410,8 +496,11 @@ fn jsonpath(cluster: &Cluster, args: &[&str], path: &str) -> String {
 fn a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods() {
     let Some(cluster) = Cluster::start_with(
         "a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods",
-        true,
-        &[],
+        &Setup {
+            real_nodes: true,
+            inventory: &labelled_worker0,
+            ..Setup::default()
+        },
     ) else {
         return;
     };
@@ -585,8 +674,12 @@ fn a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods() {
 fn serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending() {
     let Some(cluster) = Cluster::start_with(
         "serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending",
-        true,
-        &["--approve-csrs"],
+        &Setup {
+            real_nodes: true,
+            inventory: &labelled_worker0,
+            serve_args: &["--approve-csrs"],
+            ..Setup::default()
+        },
     ) else {
         return;
     };
@@ -607,16 +700,16 @@ fn serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending() {
     let node = Node::start(&cluster.site, "intruder", &root, cluster.logs.path())
         .unwrap_or_else(|e| panic!("{e}"));
     eventually("serve's word on the intruder's CSR", READY, || {
-        let log = cluster.serve.log();
+        let log = cluster.serve_log();
         log.contains("left CSR").then_some(()).ok_or(format!(
             "--- serve ---\n{log}\n--- kubelet ---\n{}",
             node.kubelet_log()
         ))
     });
     assert!(
-        cluster.serve.log().contains("intruder"),
+        cluster.serve_log().contains("intruder"),
         "{}",
-        cluster.serve.log()
+        cluster.serve_log()
     );
     let conditions = jsonpath(&cluster, &["get", "csr"], "{.items[*].status.conditions}");
     assert!(
@@ -650,7 +743,7 @@ fn serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending() {
                 .ok_or(format!(
                     "Ready={ready:?} labels {labels}\n--- kubelet ---\n{}\n--- serve ---\n{}",
                     node.kubelet_log(),
-                    cluster.serve.log()
+                    cluster.serve_log()
                 ))
         },
     );
@@ -674,8 +767,10 @@ fn serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending() {
 fn the_bootstrap_agent_labels_a_master_as_it_registers() {
     let Some(cluster) = Cluster::start_with(
         "the_bootstrap_agent_labels_a_master_as_it_registers",
-        true,
-        &[],
+        &Setup {
+            real_nodes: true,
+            ..Setup::default()
+        },
     ) else {
         return;
     };

@@ -1,6 +1,7 @@
 //! Tests that run the real `kindling` binary, as a user would.
 
 mod agent;
+mod bringup;
 mod cluster;
 mod create;
 mod doctor;

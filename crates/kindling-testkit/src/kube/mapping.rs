@@ -31,8 +31,12 @@ pub enum Component {
     Containerd,
     /// The CNI configuration in `/etc/cni/net.d`.
     Cni,
+    /// Both `kindling agent` units' command lines (their common arguments).
+    Agent,
     /// The `kindling agent bootstrap` unit's command line.
     BootstrapAgent,
+    /// The `kindling agent join-master` unit's command line.
+    JoinMasterAgent,
 }
 
 impl Component {
@@ -46,7 +50,9 @@ impl Component {
             Component::KubeletConfig => "kubelet config.yaml",
             Component::Containerd => "containerd config.toml",
             Component::Cni => "CNI",
+            Component::Agent => "kindling agent",
             Component::BootstrapAgent => "kindling agent bootstrap",
+            Component::JoinMasterAgent => "kindling agent join-master",
         }
     }
 }
@@ -169,37 +175,37 @@ pub const RULES: &[Rule] = &[
         why: "cgroupfs, as the kubelet (above): no systemd as PID 1",
     },
     Rule {
-        component: Component::BootstrapAgent,
+        component: Component::Agent,
         name: "--state-dir",
         change: Change::Add("--state-dir={root}/opt/kindling"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::BootstrapAgent,
+        component: Component::Agent,
         name: "--log-dir",
         change: Change::Add("--log-dir={root}/var/log/kindling"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::BootstrapAgent,
+        component: Component::Agent,
         name: "--static-pods-dir",
         change: Change::Add("--static-pods-dir={root}/etc/kubernetes/manifests"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::BootstrapAgent,
+        component: Component::Agent,
         name: "--etcd-ca",
         change: Change::Add("--etcd-ca={root}/etc/kubernetes/pki/etcd/ca.crt"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::BootstrapAgent,
+        component: Component::Agent,
         name: "--etcd-cert",
         change: Change::Add("--etcd-cert={root}/etc/kubernetes/pki/apiserver-etcd-client.crt"),
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::BootstrapAgent,
+        component: Component::Agent,
         name: "--etcd-key",
         change: Change::Add("--etcd-key={root}/etc/kubernetes/pki/apiserver-etcd-client.key"),
         why: AGENT_DEFAULTS,
@@ -211,7 +217,13 @@ pub const RULES: &[Rule] = &[
         why: AGENT_DEFAULTS,
     },
     Rule {
-        component: Component::BootstrapAgent,
+        component: Component::JoinMasterAgent,
+        name: "--member-pod",
+        change: Change::Add("--member-pod={root}/opt/kindling/etcd-member.yaml"),
+        why: AGENT_DEFAULTS,
+    },
+    Rule {
+        component: Component::Agent,
         name: "--identity-file",
         change: Change::Add("--identity-file={root}/etc/kindling/identity"),
         why: AGENT_DEFAULTS,
@@ -254,7 +266,13 @@ pub fn describe() -> String {
 }
 
 fn rules(component: Component) -> impl Iterator<Item = &'static Rule> {
-    RULES.iter().filter(move |r| r.component == component)
+    let agent = matches!(
+        component,
+        Component::BootstrapAgent | Component::JoinMasterAgent
+    );
+    RULES
+        .iter()
+        .filter(move |r| r.component == component || (agent && r.component == Component::Agent))
 }
 
 fn under_root(value: &str, root: &str) -> String {
@@ -299,6 +317,42 @@ pub fn flags(component: Component, args: &[String], root: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A static pod manifest as the kubelet runs it here: its command's flags as [`flags`] maps
+/// them (inside the container the paths are the pod's own), and its `hostPath` volumes under
+/// the machine's root.
+pub fn static_pod(component: Component, text: &str, root: &str) -> String {
+    let mut out = String::new();
+    let mut in_host_path = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let host_path = std::mem::replace(&mut in_host_path, trimmed.ends_with("hostPath:"));
+        if let Some(arg) = trimmed.strip_prefix("- --") {
+            for mapped in flags(component, &[format!("--{arg}")], "") {
+                let _ = writeln!(out, "{indent}- {mapped}");
+            }
+        } else if let Some(path) = trimmed.strip_prefix("path: /").filter(|_| host_path) {
+            // A probe's `path:` is a URL path; only a hostPath's names a file.
+            let _ = writeln!(out, "{indent}path: {root}/{path}");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The component a static pod manifest runs, by its file name (`etcd.yaml`, …).
+pub fn pod_component(file_name: &str) -> Option<Component> {
+    match file_name {
+        "etcd.yaml" => Some(Component::Etcd),
+        "kube-apiserver.yaml" => Some(Component::KubeApiserver),
+        "kube-controller-manager.yaml" => Some(Component::KubeControllerManager),
+        "kube-scheduler.yaml" => Some(Component::KubeScheduler),
+        _ => None,
+    }
 }
 
 /// kindling's KubeletConfiguration (block-style YAML, as kindling writes it) as it runs here,
@@ -451,6 +505,15 @@ mod tests {
         assert_eq!(
             mapped,
             "version = 2\nroot = \"/r/var/lib/containerd\"\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n  sandbox_image = \"registry.k8s.io/pause:3.10.1\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n"
+        );
+    }
+
+    #[test]
+    fn a_static_pod_keeps_its_paths_inside_the_container_and_takes_host_paths_under_the_root() {
+        let pod = "  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd\n    - --watch-progress-notify-interval=5s\n    livenessProbe:\n      httpGet:\n        path: /health\n  volumes:\n  - hostPath:\n      path: /var/lib/etcd\n";
+        assert_eq!(
+            static_pod(Component::Etcd, pod, "/r"),
+            "  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd\n    - --experimental-watch-progress-notify-interval=5s\n    livenessProbe:\n      httpGet:\n        path: /health\n  volumes:\n  - hostPath:\n      path: /r/var/lib/etcd\n"
         );
     }
 

@@ -10,7 +10,7 @@ pub mod mapping;
 mod node;
 mod site;
 
-pub use node::{Node, seed_mirror};
+pub use node::{Node, seed_control_plane_images, seed_mirror};
 pub use site::Site;
 
 use std::path::{Path, PathBuf};
@@ -166,6 +166,21 @@ impl Process {
     /// The daemon, to wait for it.
     pub fn daemon(&mut self) -> &mut Daemon {
         self.daemon.as_mut().expect("running until dropped")
+    }
+
+    /// Waits up to `timeout` for the process to exit (a oneshot unit's); `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.daemon().child();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The process id.

@@ -254,3 +254,56 @@ pub fn seed_mirror(dir: &Path, kubernetes_version: &str, bins: &Binaries, pause_
     );
     import::archive(&store, layout.path(), None, &mut |_| {}).unwrap();
 }
+
+/// Puts control-plane images into the asset directory's mirror, each under the name kindling
+/// pins (`images`: reference and program): the program in `/usr/local/bin`, from the built
+/// Kubernetes binaries, or Debian's `etcd` in `/usr/bin` with the libraries it links. Made here
+/// because no image can come from the internet; run by the kubelet with the commands kindling's
+/// static pods give.
+pub fn seed_control_plane_images(dir: &Path, bins: &Binaries, images: &[(&str, &str)]) {
+    let store = Store::open(&dir.join("mirror")).unwrap();
+    for (reference, program) in images {
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        if *program == "etcd" {
+            files.push((
+                "usr/bin/etcd".into(),
+                std::fs::read("/usr/bin/etcd").unwrap(),
+            ));
+            for lib in linked_libraries(Path::new("/usr/bin/etcd")) {
+                let bytes = std::fs::read(&lib).unwrap();
+                files.push((lib.trim_start_matches('/').to_string(), bytes));
+            }
+        } else {
+            files.push((
+                format!("usr/local/bin/{program}"),
+                std::fs::read(bins.path(program)).unwrap(),
+            ));
+        }
+        let image_files: Vec<crate::oci::ImageFile<'_>> = files
+            .iter()
+            .map(|(path, contents)| crate::oci::ImageFile {
+                path,
+                contents,
+                mode: 0o755,
+            })
+            .collect();
+        let layout = tempfile::tempdir().unwrap();
+        crate::oci::write_image(layout.path(), reference, &image_files, &[], &[program]);
+        import::archive(&store, layout.path(), None, &mut |_| {}).unwrap();
+    }
+}
+
+/// The shared libraries `program` loads, as `ldd` lists them (the dynamic loader included).
+fn linked_libraries(program: &Path) -> Vec<String> {
+    let out = Command::new("ldd").arg(program).output().expect("ldd runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            }?;
+            path.starts_with('/').then(|| path.to_string())
+        })
+        .collect()
+}
