@@ -832,3 +832,104 @@ fn the_bootstrap_agent_labels_a_master_as_it_registers() {
         agent.log()
     );
 }
+
+#[test]
+fn gather_collects_the_real_clusters_state_and_no_secret() {
+    let Some(cluster) = Cluster::start("gather_collects_the_real_clusters_state_and_no_secret")
+    else {
+        return;
+    };
+    // The cluster's RBAC, the token's Secret and the bootstrap record, as the agent writes them.
+    cluster.bootstrap_agent_until("apply-manifests");
+    let d = cluster.dir.path();
+    let token = std::fs::read_to_string(d.join("auth/bootstrap-token")).unwrap();
+    let secret = token.trim().split_once('.').unwrap().1.to_string();
+    // Events a machine could have sent with secrets in them: a token in a URL, the bootstrap
+    // token in an error.
+    let events = d.join(".kindling/events.jsonl");
+    let mut log = std::fs::read_to_string(&events).unwrap_or_default();
+    for line in [
+        serde_json::json!({"time": "2026-11-26T04:00:00Z", "machine": "master0", "stage": "ipxe", "status": 200,
+               "detail": "GET /ipxe?mac=52:54:00:7e:01:10&token=deadbeef"}),
+        serde_json::json!({"time": "2026-11-26T04:01:00Z", "machine": "master0", "stage": "agent-version", "detail": "0.1.0"}),
+        serde_json::json!({"time": "2026-11-26T04:02:00Z", "machine": "master0", "stage": "join-master",
+               "detail": format!("failed: kubelet said {}", token.trim())}),
+    ] {
+        log.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(&events, log).unwrap();
+
+    let output = cluster.logs.path().join("debug.tar.gz");
+    let run = cluster.kindling(&[
+        "gather",
+        "--dir",
+        d.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let listing = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    for expected in [
+        "events.jsonl",
+        "agent-stages.jsonl",
+        "versions.json",
+        "description/inventory.yaml",
+        "description/cluster.json",
+        "description/metadata.json",
+        "cluster/version.json",
+        "cluster/nodes.json",
+        "cluster/csrs.json",
+        "cluster/kube-system-pods.json",
+        "cluster/bootstrap-configmap.json",
+        "gather.txt",
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.ends_with(&format!("/{expected}"))),
+            "{expected} missing from:\n{listing}"
+        );
+    }
+    assert!(
+        !listing.contains("tls/") && !listing.contains("auth/") && !listing.contains(".ign"),
+        "{listing}"
+    );
+    let contents = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let contents = String::from_utf8_lossy(&contents.stdout);
+    assert!(
+        !contents.contains("PRIVATE KEY"),
+        "a private key was gathered"
+    );
+    assert!(
+        !contents.contains(&secret),
+        "the bootstrap token was gathered"
+    );
+    assert!(
+        !contents.contains("deadbeef"),
+        "a machine token was gathered"
+    );
+    assert!(contents.contains("token=REDACTED"));
+    assert!(
+        contents.contains("\"master0\": \"0.1.0\""),
+        "the agent's version is missing"
+    );
+    // The real cluster's answers: its version and the agent's bootstrap record.
+    assert!(contents.contains("v1.20.2"), "the API's version is missing");
+    let record = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(&output)
+        .args(["--wildcards", "*/cluster/bootstrap-configmap.json"])
+        .output()
+        .unwrap();
+    let record = String::from_utf8_lossy(&record.stdout);
+    assert!(record.contains("\"status\": \"progressing\""), "{record}");
+}
