@@ -16,6 +16,29 @@
 //!
 //! Use it in-process ([`FakeApiServer::client`]), or on a loopback port for another process
 //! ([`FakeApiServer::start_in_thread`] + [`FakeApiServer::kubeconfig`]).
+//!
+//! ## Where it still serves, and why not a real control plane
+//!
+//! Every flow a real 1.20 control plane can serve runs against one in `tests/cli/kube.rs` and
+//! `tests/cli/bringup.rs`: the certificates and identities, the bootstrap token's RBAC, a
+//! kubelet's join with `approve-csrs` and `serve --approve-csrs`, labels from both and from the
+//! bootstrap agent, `gather`, the bootstrap agent's stages to the end and `wait-for
+//! bootstrap-complete`. The fake stays for these, each for the reason given:
+//!
+//! - The unit tests of this crate (`wait`, `csr`, `health`, `bootstrap`, `client`): they run
+//!   in-process in milliseconds on any machine, with no binaries; each path they cover also
+//!   runs against the real apiserver in the tests above.
+//! - `tests/cli/cluster.rs`, `wait-for`'s failure and timing cases (a stage stuck past its
+//!   deadline, a deadline extended by progress, an API that never answers) and `install-complete`:
+//!   they need the bootstrap record and the nodes in states set at chosen moments, and
+//!   install-complete needs six Ready nodes, three masters' control planes and a running CoreDNS,
+//!   whose image cannot be had here.
+//! - `tests/cli/cluster.rs`, `approve-csrs` refusing CSRs from identities a test cannot hold
+//!   (another node's credentials, another cluster's token, other signers): the real cluster
+//!   covers one approval of each kind and the refusal of an unknown machine.
+//! - `tests/cli/agent.rs`, the etcd hand-over across three masters and a bootstrap member (real
+//!   etcd): the rule also waits for two masters' Ready apiservers, which would take three real
+//!   control planes on a 2-core machine; the bring-up runs the same rule for real with one.
 
 // A refused request is answered with its `Status` response as the error value: a test fake
 // favours the plainest code over a smaller `Result`.

@@ -500,8 +500,8 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<Draft> {
     })
 }
 
-/// Kubernetes minor versions kindling knows how to configure.
-const KUBERNETES_MINORS: std::ops::RangeInclusive<u32> = 30..=37;
+/// The Kubernetes minor versions kindling supports (1.30 to 1.37).
+pub const KUBERNETES_MINORS: std::ops::RangeInclusive<u32> = 30..=37;
 
 fn decode_kubernetes(node: &Node, path: FieldPath, r: &mut Report) -> Option<Kubernetes> {
     let mut m = MapReader::new(node, path, r)?;

@@ -13,6 +13,8 @@
 
 mod addons;
 mod check;
+#[cfg(test)]
+mod flags;
 mod images;
 mod kubelet;
 mod static_pods;
