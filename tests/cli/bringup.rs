@@ -146,20 +146,48 @@ fn bringup_one_master_founds_the_cluster_and_bootstrap_completes() {
             "{stage}"
         );
     }
-    // The control plane runs as the kubelet's static pods, which the API shows as mirror pods.
-    let pods = crate::kube::jsonpath(
-        &lab,
-        &["get", "pods", "-n", "kube-system"],
-        "{.items[*].metadata.name}",
+    // The control plane runs as the kubelet's static pods, which the API shows as mirror pods
+    // (the kubelet may be re-creating one at any moment: it deletes and makes a mirror pod again
+    // when it finds it out of date).
+    kindling_testkit::kube::eventually(
+        "the control plane's mirror pods",
+        Duration::from_secs(60),
+        || {
+            let pods = crate::kube::jsonpath(
+                &lab,
+                &["get", "pods", "-n", "kube-system"],
+                "{.items[*].metadata.name}",
+            );
+            [
+                "etcd-master0",
+                "kube-apiserver-master0",
+                "kube-controller-manager-master0",
+                "kube-scheduler-master0",
+            ]
+            .iter()
+            .all(|pod| pods.split_whitespace().any(|p| p == *pod))
+            .then_some(())
+            .ok_or(pods)
+        },
     );
-    for pod in [
-        "etcd-master0",
-        "kube-apiserver-master0",
-        "kube-controller-manager-master0",
-        "kube-scheduler-master0",
-    ] {
-        assert!(pods.contains(pod), "{pod}: {pods}");
-    }
+    // install-complete reads the real cluster too: the node and the control plane are up, and
+    // CoreDNS, whose image here is a stand-in, is what it names as missing.
+    let install = lab.kindling(&[
+        "wait-for",
+        "install-complete",
+        "--dir",
+        d.to_str().unwrap(),
+        "--install-timeout",
+        "3s",
+        "--poll-interval",
+        "1s",
+    ]);
+    assert_eq!(install.status.code(), Some(6), "{}", text(&install));
+    assert!(
+        text(&install).contains("1/1 nodes Ready; CoreDNS has no available replica yet"),
+        "{}",
+        text(&install)
+    );
     let elapsed = started.elapsed();
     eprintln!(
         "bring-up: bootstrap complete {} s after the start",
