@@ -129,6 +129,15 @@ pub const RULES: &[Rule] = &[
               by side do not meet, and stopping a node finds every container it started",
     },
     Rule {
+        component: Component::KubeletConfig,
+        name: "evictionHard",
+        change: Change::Add(
+            "evictionHard: {imagefs.available: \"1%\", nodefs.available: \"1%\", memory.available: \"100Mi\"}",
+        ),
+        why: "the test host's disk is shared with the builds: the default thresholds (imagefs \
+              15% free) evict every pod for the host's fill level, not the test's",
+    },
+    Rule {
         component: Component::Kubelet,
         name: "--container-runtime",
         change: Change::Add("--container-runtime=remote"),
@@ -492,7 +501,7 @@ mod tests {
         );
         assert_eq!(
             config,
-            "cgroupDriver: cgroupfs\nauthentication:\n  x509:\n    clientCAFile: /r/etc/kubernetes/pki/ca.crt\nclusterDNS:\n- \"172.30.0.10\"\ncgroupRoot: /t1\n"
+            "cgroupDriver: cgroupfs\nauthentication:\n  x509:\n    clientCAFile: /r/etc/kubernetes/pki/ca.crt\nclusterDNS:\n- \"172.30.0.10\"\ncgroupRoot: /t1\nevictionHard: {imagefs.available: \"1%\", nodefs.available: \"1%\", memory.available: \"100Mi\"}\n"
         );
     }
 
