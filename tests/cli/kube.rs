@@ -761,6 +761,11 @@ fn serve_approves_an_inventory_kubelet_and_leaves_an_unknown_one_pending() {
         csrs.lines().any(|l| l == "system:node:worker0 Approved"),
         "worker0's serving CSR: {csrs}"
     );
+    let token = std::fs::read_to_string(cluster.asset("auth/bootstrap-token")).unwrap();
+    assert!(
+        !cluster.serve_log().contains(token.trim()),
+        "the bootstrap token was logged"
+    );
 }
 
 #[test]

@@ -29,10 +29,12 @@
 //!   in-process in milliseconds on any machine, with no binaries; each path they cover also
 //!   runs against the real apiserver in the tests above.
 //! - `tests/cli/cluster.rs`, `wait-for`'s failure and timing cases (a stage stuck past its
-//!   deadline, a deadline extended by progress, an API that never answers) and `install-complete`:
-//!   they need the bootstrap record and the nodes in states set at chosen moments, and
-//!   install-complete needs six Ready nodes, three masters' control planes and a running CoreDNS,
-//!   whose image cannot be had here.
+//!   deadline, a deadline extended by progress, an API that never answers), bootstrap-complete
+//!   with a bootstrap machine to remove, and `install-complete`'s success: they need the
+//!   bootstrap record and the nodes in states set at chosen moments, a bootstrap machine's
+//!   completion needs three masters' control planes, and install-complete needs six Ready nodes
+//!   and a running CoreDNS, whose image cannot be had here (the bring-up runs install-complete
+//!   against the real cluster up to that point).
 //! - `tests/cli/cluster.rs`, `approve-csrs` refusing CSRs from identities a test cannot hold
 //!   (another node's credentials, another cluster's token, other signers): the real cluster
 //!   covers one approval of each kind and the refusal of an unknown machine.
