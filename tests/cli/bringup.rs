@@ -133,14 +133,7 @@ fn bringup_one_master_founds_the_cluster_and_bootstrap_completes() {
         .wait_exit(Duration::from_secs(60))
         .unwrap_or_else(|| panic!("the bootstrap agent did not finish:\n{}", agent.log()));
     assert!(status.success(), "{}", agent.log());
-    for stage in [
-        "wait-apiserver",
-        "apply-manifests",
-        "wait-masters",
-        "remove-bootstrap-member",
-        "bootstrap-complete",
-        "stop-temporary-control-plane",
-    ] {
+    for stage in kindling_agent::bootstrap::Stage::ALL.map(|s| s.name()) {
         assert!(
             root.join(format!("opt/kindling/{stage}.done")).exists(),
             "{stage}"

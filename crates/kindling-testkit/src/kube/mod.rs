@@ -235,70 +235,55 @@ impl ControlPlane {
         eprintln!("{}", mapping::describe());
         let manifests = root.join("etc/kubernetes/manifests");
         let root_text = root.display().to_string();
-        let start = |component: mapping::Component, pod: &str, program: PathBuf| {
-            let command = pod_command(&manifests.join(format!("{pod}.yaml")));
-            let args = mapping::flags(component, &command[1..], &root_text);
-            let mut cmd = site.command(&program);
-            cmd.args(&args);
-            std::fs::create_dir_all(logs)
-                .map_err(|e| StartError::new(format!("{}: {e}", logs.display())))?;
-            let daemon = Daemon::spawn(pod, cmd, &logs.join(format!("{pod}.log")))?;
-            Ok::<_, StartError>((daemon, args))
-        };
+        std::fs::create_dir_all(logs)
+            .map_err(|e| StartError::new(format!("{}: {e}", logs.display())))?;
+        // Starts the pod's command as a process and waits until `ready` holds (`what`).
+        let start =
+            |component, pod: &str, program: PathBuf, what: &str, ready: &dyn Fn() -> bool| {
+                let command = pod_command(&manifests.join(format!("{pod}.yaml")));
+                let mut cmd = site.command(&program);
+                cmd.args(mapping::flags(component, &command[1..], &root_text));
+                let mut process = Process::spawn(pod, cmd, &logs.join(format!("{pod}.log")))?;
+                process.daemon().wait_ready(what, READY, |_| ready())?;
+                Ok::<_, StartError>(process)
+            };
+        let healthy = |url: &'static str| move || site.answers(url);
 
-        let (mut etcd, _) = start(mapping::Component::Etcd, "etcd", PathBuf::from("etcd"))?;
-        etcd.wait_ready("healthy (http://127.0.0.1:2381/health)", READY, |_| {
-            site.answers("http://127.0.0.1:2381/health")
-        })?;
-        let etcd = Process {
-            daemon: Some(etcd),
-            name: "etcd".into(),
-        };
-
-        let (mut apiserver, _) = start(
+        let etcd = start(
+            mapping::Component::Etcd,
+            "etcd",
+            PathBuf::from("etcd"),
+            "healthy (http://127.0.0.1:2381/health)",
+            &healthy("http://127.0.0.1:2381/health"),
+        )?;
+        let admin = root.join("etc/kubernetes/admin.conf");
+        let apiserver = start(
             mapping::Component::KubeApiserver,
             "kube-apiserver",
             bins.path("kube-apiserver"),
+            "ready (kubectl get --raw /readyz)",
+            &|| {
+                site.command(bins.path("kubectl"))
+                    .arg(format!("--kubeconfig={}", admin.display()))
+                    .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
         )?;
-        let admin = root.join("etc/kubernetes/admin.conf");
-        let kubectl = bins.path("kubectl");
-        apiserver.wait_ready("ready (kubectl get --raw /readyz)", READY, |_| {
-            site.command(&kubectl)
-                .arg(format!("--kubeconfig={}", admin.display()))
-                .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })?;
-        let apiserver = Process {
-            daemon: Some(apiserver),
-            name: "kube-apiserver".into(),
-        };
-
-        let (mut kcm, _) = start(
+        let controller_manager = start(
             mapping::Component::KubeControllerManager,
             "kube-controller-manager",
             bins.path("kube-controller-manager"),
+            "healthy (https://127.0.0.1:10257/healthz)",
+            &healthy("https://127.0.0.1:10257/healthz"),
         )?;
-        kcm.wait_ready("healthy (https://127.0.0.1:10257/healthz)", READY, |_| {
-            site.answers("https://127.0.0.1:10257/healthz")
-        })?;
-        let controller_manager = Process {
-            daemon: Some(kcm),
-            name: "kube-controller-manager".into(),
-        };
-
-        let (mut scheduler, _) = start(
+        let scheduler = start(
             mapping::Component::KubeScheduler,
             "kube-scheduler",
             bins.path("kube-scheduler"),
+            "healthy (https://127.0.0.1:10259/healthz)",
+            &healthy("https://127.0.0.1:10259/healthz"),
         )?;
-        scheduler.wait_ready("healthy (https://127.0.0.1:10259/healthz)", READY, |_| {
-            site.answers("https://127.0.0.1:10259/healthz")
-        })?;
-        let scheduler = Process {
-            daemon: Some(scheduler),
-            name: "kube-scheduler".into(),
-        };
 
         Ok(ControlPlane {
             scheduler,
