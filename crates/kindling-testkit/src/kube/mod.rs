@@ -28,10 +28,22 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// The binaries, or `None` with the test named as skipped and why. `./test.sh` builds them
-    /// (once per machine) and sets `$KINDLING_K8S_BIN`; a bare `cargo test` finds them in the
-    /// cache when an earlier `./test.sh` built them.
+    /// The binaries, or `None` with the test named as skipped and why (also when not root).
+    /// `./test.sh` builds them (once per machine) and sets `$KINDLING_K8S_BIN`; a bare
+    /// `cargo test` finds them in the cache when an earlier `./test.sh` built them.
     pub fn find(test: &str) -> Option<Binaries> {
+        // Network namespaces, cgroups and a kubelet need root.
+        let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        });
+        if !root {
+            eprintln!(
+                "SKIPPED {test}: a real cluster needs root (network namespaces, cgroups, the \
+                 kubelet); run ./test.sh as root, as CI does"
+            );
+            return None;
+        }
         let dir = match std::env::var_os("KINDLING_K8S_BIN") {
             Some(dir) => PathBuf::from(dir),
             None => {
