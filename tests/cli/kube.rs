@@ -1,14 +1,13 @@
 //! kindling's identities, RBAC and join flow against a real control plane: Debian's etcd and
 //! Kubernetes 1.20.2 built from Debian's source (tests/k8s/binaries.sh), started from the files
-//! the real Ignition put on the bootstrap machine, in a network namespace holding the site's
-//! addresses. What the harness changes to run 1.20 here is the list in
+//! the real Ignition put on the machines from `kindling serve`, in a network namespace holding
+//! the site's addresses (a [`Lab`]). What the harness changes to run 1.20 here is the list in
 //! kindling-testkit's kube/mapping.rs, printed by each test.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-
-use std::net::SocketAddr;
 
 use kindling_testkit::Proto;
 use kindling_testkit::kube::{

@@ -75,6 +75,7 @@ impl Binaries {
             "kube-scheduler",
             "kubelet",
             "kubectl",
+            "pause",
         ] {
             assert!(
                 dir.join(program).is_file(),
