@@ -23,9 +23,11 @@ pub struct Node {
     pub name: String,
 }
 
-/// The cgroup v1 hierarchies the kubelet's cgroupfs driver uses.
+/// The cgroup hierarchies the kubelet's cgroupfs driver and runc use: the v1 controllers, and
+/// the hybrid host's v2 tree (`unified`), where runc makes the containers' cgroups too.
 const CONTROLLERS: &[&str] = &[
     "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd",
+    "unified",
 ];
 
 impl Node {
