@@ -8,8 +8,8 @@
 //! lets the master's kubelet join; `kindling agent bootstrap` runs its stages to the end; and
 //! `kindling wait-for bootstrap-complete` says so.
 //!
-//! On its own: `cargo test --test cli bringup` (under 3 minutes; ./test.sh builds the
-//! Kubernetes binaries once per machine).
+//! On its own: `cargo test --test cli bringup` (about two minutes; bounded at five, for when
+//! other tests share the machine; ./test.sh builds the Kubernetes binaries once per machine).
 
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,10 @@ fn one_master(install_config: &str) -> String {
     edited
 }
 
-/// How long the bring-up may take, from an empty directory to bootstrap-complete.
-const BUDGET: Duration = Duration::from_secs(180);
+/// How long the bring-up may take, from an empty directory to bootstrap-complete. On its own it
+/// takes about two minutes (BENCHMARKS.md); the bound leaves room for the other real-cluster
+/// test that `cargo test` runs beside it on two cores.
+const BOUND: Duration = Duration::from_secs(300);
 
 #[test]
 fn bringup_one_master_founds_the_cluster_and_bootstrap_completes() {
@@ -92,7 +94,7 @@ fn bringup_one_master_founds_the_cluster_and_bootstrap_completes() {
         "kindling-bootstrap.service",
         mapping::Component::BootstrapAgent,
     );
-    let left = BUDGET.saturating_sub(started.elapsed());
+    let left = BOUND.saturating_sub(started.elapsed());
     let wait = lab.kindling(&[
         "wait-for",
         "bootstrap-complete",
@@ -124,6 +126,16 @@ fn bringup_one_master_founds_the_cluster_and_bootstrap_completes() {
             lab.serve_log()
         );
     }
+    let complete = started.elapsed();
+    eprintln!(
+        "bring-up: bootstrap complete {} s after the start",
+        complete.as_secs()
+    );
+    assert!(
+        complete < BOUND,
+        "the bring-up took {} s",
+        complete.as_secs()
+    );
     assert!(
         text(&wait).contains("bootstrap complete"),
         "{}",
@@ -163,32 +175,29 @@ fn bringup_one_master_founds_the_cluster_and_bootstrap_completes() {
             .ok_or(pods)
         },
     );
-    // install-complete reads the real cluster too: the node and the control plane are up, and
-    // CoreDNS, whose image here is a stand-in, is what it names as missing.
-    let install = lab.kindling(&[
-        "wait-for",
-        "install-complete",
-        "--dir",
-        d.to_str().unwrap(),
-        "--install-timeout",
-        "3s",
-        "--poll-interval",
-        "1s",
-    ]);
-    assert_eq!(install.status.code(), Some(6), "{}", text(&install));
-    assert!(
-        text(&install).contains("1/1 nodes Ready; CoreDNS has no available replica yet"),
-        "{}",
-        text(&install)
-    );
-    let elapsed = started.elapsed();
-    eprintln!(
-        "bring-up: bootstrap complete {} s after the start",
-        elapsed.as_secs()
-    );
-    assert!(
-        elapsed < BUDGET,
-        "the bring-up took {} s",
-        elapsed.as_secs()
+    // install-complete reads the real cluster too: the node and, once their probes pass, the
+    // control plane's pods are up, and CoreDNS, whose image here is a stand-in, is what it
+    // names as missing.
+    kindling_testkit::kube::eventually(
+        "install-complete naming only CoreDNS",
+        Duration::from_secs(90),
+        || {
+            let install = lab.kindling(&[
+                "wait-for",
+                "install-complete",
+                "--dir",
+                d.to_str().unwrap(),
+                "--install-timeout",
+                "3s",
+                "--poll-interval",
+                "1s",
+            ]);
+            (install.status.code() == Some(6)
+                && text(&install).contains(
+                    "not done after 3s: 1/1 nodes Ready; CoreDNS has no available replica yet",
+                ))
+            .then_some(())
+            .ok_or(text(&install))
+        },
     );
 }
