@@ -5,6 +5,7 @@ mod bringup;
 mod cluster;
 mod create;
 mod doctor;
+mod fleet;
 mod ignition_configs;
 mod ignition_runner;
 mod infra;

@@ -205,7 +205,15 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
         "{events}"
     );
     assert_eq!(stages[2].1, "127.0.0.1");
-    assert_eq!(stages[3].1, "pool worker, spec 3.3.0");
+    // The config is the worker pool's rendering, named in the event and on the machine.
+    let rendering = std::fs::read_to_string(root.join("etc/kindling/rendering")).unwrap();
+    let rendering = rendering.trim();
+    assert!(rendering.starts_with("rendered-worker-"), "{rendering}");
+    assert!(
+        d.join(format!("ignition/rendered/{rendering}.ign"))
+            .is_file()
+    );
+    assert_eq!(stages[3].1, format!("pool worker, {rendering}, spec 3.3.0"));
 
     // Only worker0, with its own token, gets worker0's config.
     let mcs = format!("https://127.0.0.1:{mcs_port}/config/worker");

@@ -36,6 +36,17 @@ fn pools(d: &ClusterDescription) -> Vec<(&'static str, Role)> {
     pools
 }
 
+/// The pools the inventory needs, each with its machines' names.
+pub fn pool_members(d: &ClusterDescription) -> Vec<(&'static str, Vec<&str>)> {
+    pools(d)
+        .into_iter()
+        .map(|(pool, role)| {
+            let members = d.inventory.with_role(role).map(|m| m.name.as_str());
+            (pool, members.collect())
+        })
+        .collect()
+}
+
 /// `ignition/<pool>.ign`.
 pub fn pool_path(pool: &str) -> String {
     format!("ignition/{pool}.ign")

@@ -72,6 +72,9 @@ pub const AGENT_LOG_DIR: &str = "/var/log/kindling";
 /// The machine's MAC and token for `kindling serve` (`mac=`, `token=`), root only: the agent
 /// sends its stage records as events with them, and the first boot its install report.
 pub const AGENT_IDENTITY: &str = "/etc/kindling/identity";
+/// The rendering of its pool a machine runs (`rendered-<pool>-<hash>`), which `kindling serve`
+/// adds to the config it serves; the node agent reads it at first boot.
+pub const RENDERING: &str = "/etc/kindling/rendering";
 /// Every machine's report, from its first boot, that its install is done: `kindling serve` then
 /// stops serving its secret-bearing configs (its install window closes). The marker keeps it
 /// to one report per install.

@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod manifests_asset;
 pub mod payload;
 pub mod pki;
+pub mod renderings;
 pub mod state;
 pub mod storage;
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use kindling_assets::companion::{ConfigMaker, config_maker};
 use kindling_assets::ignition::{BOOTSTRAP_IGN, machine_path, pool_of, pool_path};
 use kindling_assets::layout;
+use kindling_assets::renderings::{self, PoolState};
 use kindling_config::inventory::Os;
 use kindling_config::{ClusterDescription, LoadError, MacAddr, Machine, Role};
 use kindling_ignition::Config;
@@ -33,6 +34,61 @@ pub enum CatalogError {
     BadConfig { path: PathBuf, message: String },
     #[error("the mirror cannot be read: {0}")]
     Mirror(#[from] kindling_mirror::MirrorError),
+    #[error(transparent)]
+    Rendering(#[from] kindling_assets::renderings::RenderingError),
+    #[error(
+        "{path} is missing, but ignition/pools/{pool}.json says machines are meant to run it; restore it from a backup, or move them with kindling update --pool {pool}"
+    )]
+    MissingRendering { path: PathBuf, pool: String },
+}
+
+/// A pool's renderings that machines are meant to be on: its target, and those that machines
+/// not moved yet by a rolling update still run.
+#[derive(Debug)]
+struct Pool {
+    state: PoolState,
+    renderings: HashMap<String, Arc<Config>>,
+}
+
+impl Pool {
+    /// The pool's state and the renderings it points at. A pool whose configs were made before
+    /// renderings were kept has only `ignition/<pool>.ign`: that is its target.
+    fn load(dir: &Path, pool: &str) -> Result<Option<Pool>, CatalogError> {
+        let mut state = PoolState::load(dir, pool)?;
+        let mut renderings = HashMap::new();
+        if state.target.is_none() {
+            let path = dir.join(pool_path(pool));
+            let Some(bytes) = read(&path)? else {
+                return Ok(None);
+            };
+            let name = renderings::name_of(pool, &bytes);
+            renderings.insert(name.clone(), Arc::new(parse(&path, &bytes)?));
+            state.target = Some(name);
+            return Ok(Some(Pool { state, renderings }));
+        }
+        let wanted = state.target.iter().chain(state.machines.values());
+        for name in wanted {
+            if renderings.contains_key(name) {
+                continue;
+            }
+            let path = dir.join(renderings::rendering_path(name));
+            let config = config(&path)?.ok_or_else(|| CatalogError::MissingRendering {
+                path: path.clone(),
+                pool: pool.to_string(),
+            })?;
+            renderings.insert(name.clone(), config);
+        }
+        Ok(Some(Pool { state, renderings }))
+    }
+
+    /// The rendering `machine` is meant to be on, and its config.
+    fn desired(&self, machine: Option<&str>) -> Option<(&str, &Arc<Config>)> {
+        let name = match machine {
+            Some(machine) => self.state.desired(machine)?,
+            None => self.state.target.as_deref()?,
+        };
+        Some((name, self.renderings.get(name)?))
+    }
 }
 
 /// One machine of the inventory and what the server knows about it.
@@ -62,8 +118,8 @@ pub struct Catalog {
     by_ip: Vec<u32>,
     /// The pools of the inventory's machines, ready or not.
     known_pools: Vec<&'static str>,
-    /// `ignition/<pool>.ign`, read back; absent until `create ignition-configs` has run.
-    pools: HashMap<&'static str, Arc<Config>>,
+    /// Each pool's renderings in use; absent until `create ignition-configs` has run.
+    pools: HashMap<&'static str, Pool>,
     /// Configs served as they are, by role: bootstrap.ign always; in OpenShift companion mode
     /// ([`config_maker`]) also openshift-install's master.ign and worker.ign.
     as_is: HashMap<Role, Arc<Vec<u8>>>,
@@ -178,9 +234,9 @@ impl Catalog {
             }
             if let Some(pool) = pool
                 && !pools.contains_key(pool)
-                && let Some(config) = config(&dir.join(pool_path(pool)))?
+                && let Some(loaded) = Pool::load(dir, pool)?
             {
-                pools.insert(pool, config);
+                pools.insert(pool, loaded);
             }
             let part_path = dir.join(machine_path(&m.name));
             let fqdn = description.fqdn(&m);
@@ -278,6 +334,18 @@ impl Catalog {
         config.add_file(layout::AGENT_IDENTITY, identity.as_bytes(), 0o600);
     }
 
+    /// Adds the file that names the rendering a machine runs, for its node agent. kindling's own
+    /// configs only: openshift-install's are served as they are.
+    pub fn add_rendering_name(&self, rendering: &str, config: &mut Config) {
+        if self.kindling_configs {
+            config.add_file(
+                layout::RENDERING,
+                format!("{rendering}\n").as_bytes(),
+                0o644,
+            );
+        }
+    }
+
     /// Adds the container runtime's registry settings that send every image to this server's
     /// registry (on the machine config server's listener, trusted through the cluster's root
     /// CA), or to the site's own mirror for the registries install-config.yaml's image sources
@@ -343,9 +411,18 @@ impl Catalog {
         self.known_pools.contains(&pool)
     }
 
-    /// A pool's config alone, for servers that cannot tell machines apart.
-    pub fn pool_config(&self, pool: &str) -> Option<kindling_ignition::Config> {
-        self.pools.get(pool).map(|c| c.as_ref().clone())
+    /// A pool's target rendering alone, for servers that cannot tell machines apart: its name
+    /// and config.
+    pub fn pool_config(&self, pool: &str) -> Option<(String, Config)> {
+        let (name, config) = self.pools.get(pool)?.desired(None)?;
+        Some((name.to_string(), config.as_ref().clone()))
+    }
+
+    /// The rendering a machine is meant to be on, by name.
+    pub fn desired_rendering(&self, entry: &Entry) -> Option<&str> {
+        let pool = self.pools.get(entry.pool?)?;
+        pool.desired(Some(&entry.machine.name))
+            .map(|(name, _)| name)
     }
 
     /// `<machine>.<cluster domain>`; made when asked, rather than kept for every machine
@@ -354,9 +431,12 @@ impl Catalog {
         self.description.fqdn(&entry.machine)
     }
 
-    /// A machine's full config from the MCS: its pool's config with its own part merged in.
-    pub fn machine_config(&self, entry: &Entry) -> Option<Config> {
-        let mut config = self.pools.get(entry.pool?)?.as_ref().clone();
+    /// A machine's full config from the MCS: the rendering of its pool it is meant to be on
+    /// (its name, and the config), with the machine's own part merged in.
+    pub fn machine_config(&self, entry: &Entry) -> Option<(String, Config)> {
+        let pool = self.pools.get(entry.pool?)?;
+        let (name, rendering) = pool.desired(Some(&entry.machine.name))?;
+        let mut config = rendering.as_ref().clone();
         let fqdn = self.fqdn(entry);
         // Checked when the catalog was loaded, so it parses.
         let mut ip = String::new();
@@ -373,7 +453,7 @@ impl Catalog {
             }
             config.set_hostname(&fqdn);
         }
-        Some(config)
+        Some((name.to_string(), config))
     }
 
     /// A config served as it is for this machine's role, if there is one.

@@ -104,6 +104,9 @@ pub struct AppState {
     /// Which machines may still be served their secrets, and to which address.
     pub window: window::InstallWindow,
     metrics: metrics::Metrics,
+    /// The rendering each machine was last served, as recorded under `.kindling/served/`
+    /// (read when first needed); kept here so that a request writes only when it changes.
+    served: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
 }
 
 impl AppState {
@@ -156,6 +159,7 @@ impl AppState {
             binary,
             window,
             metrics: metrics::Metrics::default(),
+            served: std::sync::Mutex::new(None),
         })
     }
 
@@ -181,6 +185,47 @@ impl AppState {
                 Err(Failure::new(StatusCode::FORBIDDEN, reason))
             }
             Some(reason) => Err(self.deny(entry, what, &reason)),
+        }
+    }
+
+    /// Records that `machine` was served `rendering` in the asset directory, where
+    /// `create ignition-configs` and `kindling update` read it (see
+    /// [`kindling_assets::renderings`]). A failure is logged: the machine still gets its config,
+    /// and a rolling update finds where it is from its agent.
+    pub(crate) async fn record_served(
+        &self,
+        dir: &std::path::Path,
+        machine: &str,
+        rendering: &str,
+    ) {
+        {
+            let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+            let served = served.get_or_insert_with(|| {
+                kindling_assets::renderings::served(dir).unwrap_or_default()
+            });
+            if served.get(machine).map(String::as_str) == Some(rendering) {
+                return;
+            }
+            served.insert(machine.to_string(), rendering.to_string());
+        }
+        let (dir, machine_name, name) = (
+            dir.to_path_buf(),
+            machine.to_string(),
+            rendering.to_string(),
+        );
+        let written = tokio::task::spawn_blocking(move || {
+            kindling_assets::renderings::record_served(
+                &dir,
+                &kindling_assets::AtomicFiles,
+                &machine_name,
+                &name,
+            )
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(machine, "{e}"),
+            Err(e) => tracing::error!(machine, "recording its rendering: {e}"),
         }
     }
 
@@ -529,8 +574,11 @@ fn limit_connections(
         .max_buf_size(64 * 1024);
 }
 
-/// The files whose change means the catalog must be rebuilt.
+/// The files whose change means the catalog must be rebuilt: the description, the assets, the
+/// mirror, and the pools' states (a rolling update moves machines between renderings without
+/// any other change).
 fn fingerprint(dir: &std::path::Path) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    let pools = ["master", "worker", "infra"].map(kindling_assets::renderings::state_path);
     [
         "inventory.yaml",
         "install-config.yaml",
@@ -539,6 +587,8 @@ fn fingerprint(dir: &std::path::Path) -> Vec<Option<(std::time::SystemTime, u64)
         "mirror/files.json",
     ]
     .iter()
+    .copied()
+    .chain(pools.iter().map(String::as_str))
     .map(|f| {
         std::fs::metadata(dir.join(f))
             .ok()

@@ -16,6 +16,10 @@ use crate::client::ClientAddr;
 use crate::events::Event;
 use crate::{AppState, Failure, McsAuth};
 
+/// The response header that names the rendering a config is.
+pub const RENDERING_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-kindling-rendering");
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/config/{pool}", get(config))
@@ -83,15 +87,16 @@ async fn config(
     }
     let default = catalog.description.inventory.provisioning.ignition_version;
     let version = version_from_accept(&headers, default);
-    let config = match state.mcs_auth {
+    let (rendering, config) = match state.mcs_auth {
         // Static pointer files copied elsewhere carry no identity: every machine of the pool
         // gets the pool's config, without a machine part.
         McsAuth::None => {
-            let mut config = catalog.pool_config(&pool).ok_or_else(|| {
+            let (rendering, mut config) = catalog.pool_config(&pool).ok_or_else(|| {
                 Failure::unavailable(&format!("the {pool} pool's config is not generated yet"))
             })?;
             catalog.add_registry_access(None, false, &mut config);
-            config
+            catalog.add_rendering_name(&rendering, &mut config);
+            (rendering, config)
         }
         McsAuth::Token | McsAuth::SourceIp => {
             let client = client.map(|Extension(ClientAddr(ip))| ip).ok_or_else(|| {
@@ -140,26 +145,33 @@ async fn config(
                 )));
             }
             state.admit(entry, client, &format!("{pool} config"))?;
+            let (rendering, mut config) = catalog
+                .machine_config(entry)
+                .ok_or_else(|| Failure::unavailable("no config yet"))?;
             state.events.record(Event::now(
                 Some(&entry.machine.name),
                 "mcs",
                 Some(200),
-                format!("pool {pool}, spec {version}"),
+                format!("pool {pool}, {rendering}, spec {version}"),
             ));
-            let mut config = catalog
-                .machine_config(entry)
-                .ok_or_else(|| Failure::unavailable("no config yet"))?;
             catalog.add_agent_identity(entry, &mut config);
             let credentials = state.mcs_auth == McsAuth::Token;
             catalog.add_registry_access(Some(entry), credentials, &mut config);
-            config
+            catalog.add_rendering_name(&rendering, &mut config);
+            state
+                .record_served(&catalog.dir, &entry.machine.name, &rendering)
+                .await;
+            (rendering, config)
         }
     };
     let bytes = config
         .render(version)
         .map_err(|e| Failure::unrenderable(&format!("the {pool} config"), version, e))?;
     Ok((
-        [(header::CONTENT_TYPE, "application/vnd.coreos.ignition+json")],
+        [
+            (header::CONTENT_TYPE, "application/vnd.coreos.ignition+json"),
+            (RENDERING_HEADER, rendering.as_str()),
+        ],
         bytes,
     )
         .into_response())

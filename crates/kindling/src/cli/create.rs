@@ -64,6 +64,7 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
             report::outcomes(&outcomes);
             say_stale(dir, &outcomes);
             if target == Target::IgnitionConfigs {
+                publish_renderings(dir, &description)?;
                 warn_missing_boot_assets(dir, &description);
             }
             Ok(())
@@ -88,6 +89,31 @@ pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
             .context(format!("creating the assets in {}", dir.display()))
             .into()),
     }
+}
+
+/// Keeps each pool's config as a rendering and says where each pool stands.
+fn publish_renderings(dir: &Path, description: &ClusterDescription) -> Result<(), Failure> {
+    let pools = kindling_assets::ignition::pool_members(description);
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .context("formatting the time")?;
+    let published = kindling_assets::renderings::publish(dir, &AtomicFiles, &pools, &now)
+        .with_context(|| format!("keeping the pools' renderings in {}", dir.display()))?;
+    for p in published {
+        let made = if p.new { "new" } else { "unchanged" };
+        match (&p.moved_from, p.behind) {
+            (Some(from), 0) => println!("pool {}: {} ({made}), was {from}", p.pool, p.rendering),
+            (_, behind) if behind > 0 => println!(
+                "pool {}: {} ({made}); {behind} machine(s) stay on what they run until kindling update --pool {} --dir {}",
+                p.pool,
+                p.rendering,
+                p.pool,
+                dir.display()
+            ),
+            _ => println!("pool {}: {} ({made})", p.pool, p.rendering),
+        }
+    }
+    Ok(())
 }
 
 /// `create manifests | ignition-configs` as a command of its own: [`assets`], then what is
