@@ -1,8 +1,13 @@
 //! Day 2: the pools' renderings, as `create ignition-configs` keeps them and `kindling serve`
 //! hands them out, checked with the real Ignition.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use kindling_agent::AgentError;
+use kindling_agent::node::disk::{self, Fetch};
+use kindling_ignition::Config;
 
 use crate::ignition_configs::demo_on_loopback;
 use crate::serve::Server;
@@ -10,16 +15,20 @@ use crate::{ignition_runner, kindling};
 
 /// Installs the machine with `mac` (hyphenated) as its first boot would: the pointer config its
 /// iPXE script names, applied by Debian's Ignition, which fetches the rest from the MCS.
-/// Returns the rendering written on it and whether it has `path`.
-fn install(server: &Server, dir: &Path, mac: &str, path: &str) -> (String, bool) {
+fn install_root(server: &Server, dir: &Path, mac: &str) -> ignition_runner::Applied {
     let url = server.ignition_url(mac);
     let path_and_query = &url[url.find("/ignition").unwrap()..];
     let (status, pointer) = server.get(path_and_query);
     assert_eq!(status, 200);
     let pointer_path = dir.join(format!("{mac}-pointer.ign"));
     std::fs::write(&pointer_path, pointer).unwrap();
-    let applied = ignition_runner::apply(&pointer_path)
-        .unwrap_or_else(|log| panic!("{log}\n--- server ---\n{}", server.log()));
+    ignition_runner::apply(&pointer_path)
+        .unwrap_or_else(|log| panic!("{log}\n--- server ---\n{}", server.log()))
+}
+
+/// [`install_root`]: the rendering written on the machine, and whether it has `path`.
+fn install(server: &Server, dir: &Path, mac: &str, path: &str) -> (String, bool) {
+    let applied = install_root(server, dir, mac);
     let rendering = std::fs::read_to_string(applied.root().join("etc/kindling/rendering")).unwrap();
     let has = applied.root().join(path.trim_start_matches('/')).exists();
     (rendering.trim().to_string(), has)
@@ -101,4 +110,120 @@ fn a_machine_gets_the_rendering_it_is_meant_to_be_on() {
     let (again, has_motd) = install(&server, d, "52-54-00-7e-01-20", "/etc/motd.d/day2");
     assert_eq!(again, first);
     assert!(!has_motd);
+}
+
+/// The config Ignition applied to a root, as kindling reads configs. Ignition 2.14 caches it in
+/// its own newest spec, 3.4.0-experimental, which adds nothing the configs use to 3.3.0.
+fn applied_config(applied: &ignition_runner::Applied) -> Config {
+    let mut merged = applied.merged_config();
+    assert_eq!(merged["ignition"]["version"], "3.4.0-experimental");
+    merged["ignition"]["version"] = "3.3.0".into();
+    Config::from_json(&serde_json::to_vec(&merged).unwrap()).unwrap()
+}
+
+/// The node binaries, from `kindling serve` as Ignition downloads them.
+struct FromServer<'s>(&'s Server);
+
+impl Fetch for FromServer<'_> {
+    fn fetch(&self, url: &str, _sha512: Option<&str>) -> Result<Vec<u8>, AgentError> {
+        let path = &url[url.find("/assets/").unwrap()..];
+        let (status, body) = self.0.get(path);
+        assert_eq!(status, 200, "{url}");
+        Ok(body)
+    }
+}
+
+/// The node agent reads a root the way the real Ignition wrote it: no drift on a fresh install;
+/// an edited file is found, and reverted byte for byte; and a newer rendering written over an
+/// older machine leaves exactly what Ignition writes from that rendering.
+#[test]
+fn the_node_agent_sees_the_disk_as_ignition_wrote_it() {
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let server = Server::start(d, http_port, mcs_port);
+    let worker0 = install_root(&server, d, "52-54-00-7e-01-20");
+    let root = worker0.root();
+    let first = applied_config(&worker0);
+    assert!(disk::expected(&first).len() > 20);
+    assert_eq!(disk::check(&root, &first).unwrap(), []);
+
+    // Someone edits the kubelet's arguments and opens up the CA certificate.
+    let env = root.join("etc/kubernetes/kubelet.env");
+    let original = std::fs::read(&env).unwrap();
+    std::fs::write(&env, b"KUBELET_ARGS=--v=9\n").unwrap();
+    let ca = root.join("etc/kubernetes/pki/ca.crt");
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let drift: Vec<String> = disk::check(&root, &first)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        drift,
+        [
+            "/etc/kubernetes/kubelet.env: contents changed",
+            "/etc/kubernetes/pki/ca.crt: mode 0666, not 0644"
+        ]
+    );
+    let reverted = disk::write(&root, None, &first, &FromServer(&server)).unwrap();
+    assert_eq!(reverted.changed.len(), 2);
+    assert_eq!(std::fs::read(&env).unwrap(), original);
+    assert_eq!(disk::check(&root, &first).unwrap(), []);
+
+    // A new rendering of the worker pool, installed on worker1 by Ignition and written over
+    // worker0 by the agent: the same files, byte for byte and mode for mode.
+    let snippets = d.join("snippets/worker");
+    std::fs::create_dir_all(&snippets).unwrap();
+    std::fs::write(
+        snippets.join("more.bu"),
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/motd.d/day2\n      \
+         mode: 0600\n      contents:\n        inline: day two\nsystemd:\n  units:\n    - name: day2.service\n      \
+         enabled: true\n      contents: |\n        [Service]\n        ExecStart=/bin/true\n",
+    )
+    .unwrap();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let second = pool_state(d, "worker")["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let worker1 = loop {
+        let applied = install_root(&server, d, "52-54-00-7e-01-21");
+        let on = std::fs::read_to_string(applied.root().join("etc/kindling/rendering")).unwrap();
+        if on.trim() == second || Instant::now() > deadline {
+            break applied;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let newer = applied_config(&worker1);
+    let written = disk::write(&root, Some(&first), &newer, &FromServer(&server)).unwrap();
+    for path in [
+        "/etc/motd.d/day2",
+        "/etc/systemd/system/day2.service",
+        disk::PRESET_FILE,
+    ] {
+        assert!(
+            written.changed.iter().any(|p| p == path),
+            "{path}: {written:?}"
+        );
+    }
+    assert_eq!(disk::check(&root, &newer).unwrap(), []);
+    for path in disk::expected(&newer).keys() {
+        let ours = disk::on_disk(&root, path);
+        let theirs = disk::on_disk(&worker1.root(), path);
+        let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+        assert_eq!(
+            meta(&ours).permissions().mode(),
+            meta(&theirs).permissions().mode(),
+            "{path}"
+        );
+        if meta(&ours).is_file() {
+            assert!(
+                std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(),
+                "{path}"
+            );
+        }
+    }
 }

@@ -9,10 +9,12 @@
 //!   `kindling serve` as an event (best effort).
 //! - [`kube`]: the Kubernetes API steps, behind a trait; over the real API through
 //!   kindling-cluster.
+//! - [`node`]: on every machine, the rendering it runs: applied, and checked for drift.
 
 pub mod bootstrap;
 pub mod join;
 pub mod kube;
+pub mod node;
 pub mod pod;
 pub mod record;
 pub mod report;
@@ -94,7 +96,10 @@ pub(crate) fn write_atomic(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
     }
-    let tmp = path.with_extension("kindling-tmp");
+    // Beside the file, named after all of its name: `a.env` and `a.conf` never share one.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".kindling-tmp");
+    let tmp = path.with_file_name(tmp_name);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -103,6 +108,10 @@ pub(crate) fn write_atomic(
         .open(&tmp)
         .map_err(io_error("creating", &tmp))?;
     file.write_all(bytes).map_err(io_error("writing", &tmp))?;
+    // The exact mode, whatever the umask took away when the file was created.
+    use std::os::unix::fs::PermissionsExt as _;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_error("setting the mode of", &tmp))?;
     file.sync_all().map_err(io_error("syncing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_error("renaming into place", path))
 }
