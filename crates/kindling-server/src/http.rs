@@ -14,8 +14,11 @@ use kindling_ignition::PointerConfig;
 
 use crate::catalog::{Catalog, Entry};
 use crate::events::Event;
+use crate::fleetlock;
 use crate::profile::{BootProfile, ProfileInputs};
 use crate::{AppState, Failure};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
 
 /// The router of the boot server (plain HTTP: iPXE firmware has no TLS).
 pub fn router(state: Arc<AppState>) -> Router {
@@ -30,6 +33,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/assets/{*path}", get(crate::assets::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/machines", get(machines))
+        .route(
+            "/v1/pre-reboot",
+            post(crate::fleetlock::pre_reboot).layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
+        )
+        .route(
+            "/v1/steady-state",
+            post(crate::fleetlock::steady_state)
+                .layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
+        )
         .route(
             "/api/v1/events",
             get(event_stream)

@@ -9,6 +9,7 @@ mod assets;
 pub mod catalog;
 pub mod client;
 pub mod events;
+pub mod fleetlock;
 mod http;
 mod mcs;
 mod metrics;

@@ -18,9 +18,14 @@ const DEMO_IC: &str = include_str!("../../../examples/demo/install-config.yaml")
 const DEMO_INV: &str = include_str!("../../../examples/demo/inventory.yaml");
 
 fn demo(target: Target) -> tempfile::TempDir {
+    demo_with(target, DEMO_INV)
+}
+
+/// [`demo`] with another inventory.
+fn demo_with(target: Target, inventory: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("install-config.yaml"), DEMO_IC).unwrap();
-    std::fs::write(dir.path().join("inventory.yaml"), DEMO_INV).unwrap();
+    std::fs::write(dir.path().join("inventory.yaml"), inventory).unwrap();
     let description = ClusterDescription::load(dir.path()).unwrap().description;
     let version = &description.inventory.kubernetes.version;
     let images = kindling_assets::manifests::Images::for_version(version);
@@ -1024,4 +1029,169 @@ async fn with_source_ip_the_install_window_holds_too() {
         mcs_from(&state, "worker", None, worker0).await.status,
         StatusCode::OK
     );
+}
+
+/// A FleetLock request as Zincati sends it: its body pretty-printed (serde_json's
+/// `to_string_pretty`), the protocol header, no Content-Type.
+fn fleetlock(path: &str, id: &str, group: &str, from: [u8; 4]) -> Request<Body> {
+    let body = format!(
+        "{{\n  \"client_params\": {{\n    \"id\": \"{id}\",\n    \"group\": \"{group}\"\n  }}\n}}"
+    );
+    let mut request = Request::post(path)
+        .header("fleet-lock-protocol", "true")
+        .body(Body::from(body))
+        .unwrap();
+    request.extensions_mut().insert(ClientAddr(from.into()));
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fleetlock_lets_no_more_than_max_unavailable_reboot_at_once_under_50_clients() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut inventory = DEMO_INV.to_string();
+    for i in 0..50u8 {
+        inventory.push_str(&format!(
+            "  - name: fl{i}\n    role: worker\n    mac: \"52:54:00:7f:00:{i:02x}\"\n    ip: 192.168.126.{}\n",
+            150 + u16::from(i)
+        ));
+    }
+    let dir = demo_with(Target::Manifests, &inventory);
+    let policy = dir.path().join(".kindling/fleet/worker.json");
+    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    std::fs::write(&policy, r#"{"policy": {"maxUnavailable": "2"}}"#).unwrap();
+    let state = state(dir.path(), McsAuth::Token);
+
+    let out = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for i in 0..50u8 {
+        let (state, out, peak) = (state.clone(), out.clone(), peak.clone());
+        clients.push(tokio::spawn(async move {
+            let from = [192, 168, 126, 150 + i];
+            let id = format!("{i:032x}");
+            loop {
+                let reply = call(
+                    crate::http_router(state.clone()),
+                    fleetlock("/v1/pre-reboot", &id, "worker", from),
+                )
+                .await;
+                if reply.status == StatusCode::OK {
+                    break;
+                }
+                assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text());
+                let error: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+                assert_eq!(error["kind"], "failed_lock");
+                assert!(
+                    error["value"]
+                        .as_str()
+                        .unwrap()
+                        .contains("2 of the pool's machines may be out at once")
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // Out of service (rebooting) from the grant until it says it is back.
+            let now_out = out.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now_out, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            out.fetch_sub(1, Ordering::SeqCst);
+            let reply = call(
+                crate::http_router(state.clone()),
+                fleetlock("/v1/steady-state", &id, "worker", from),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        }));
+    }
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(120), client)
+            .await
+            .expect("every client rebooted in turn")
+            .unwrap();
+    }
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "never more than 2, and 2 at times"
+    );
+    let events: Vec<String> = stages(&state, crate::fleetlock::STAGE)
+        .iter()
+        .map(|e| e.detail.clone())
+        .collect();
+    let taken = events.iter().filter(|d| d.contains("taken")).count();
+    let released = events.iter().filter(|d| d.contains("released")).count();
+    assert_eq!((taken, released), (50, 50));
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&policy).unwrap()).unwrap();
+    assert_eq!(kept["slots"], serde_json::json!({}));
+    assert_eq!(kept["policy"]["maxUnavailable"], "2");
+}
+
+#[tokio::test]
+async fn fleetlock_refuses_what_is_not_a_pool_machine_asking_for_itself() {
+    let dir = demo(Target::Manifests);
+    let state = state(dir.path(), McsAuth::Token);
+    let router = || crate::http_router(state.clone());
+    let worker0 = [192, 168, 126, 120];
+    let reply = call(
+        router(),
+        fleetlock("/v1/pre-reboot", "a", "worker", [10, 0, 0, 9]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.text().contains("unknown_machine"), "{}", reply.text());
+    let reply = call(
+        router(),
+        fleetlock("/v1/pre-reboot", "a", "master", worker0),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.text().contains("worker0 is in pool worker"),
+        "{}",
+        reply.text()
+    );
+    let mut bare = fleetlock("/v1/pre-reboot", "a", "worker", worker0);
+    bare.headers_mut().remove("fleet-lock-protocol");
+    let reply = call(router(), bare).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.text().contains("missing_header"), "{}", reply.text());
+    let mut huge = fleetlock("/v1/pre-reboot", &"x".repeat(10_000), "worker", worker0);
+    huge.extensions_mut().insert(ClientAddr(worker0.into()));
+    assert_eq!(
+        call(router(), huge).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    // A window that is closed now: no slot, and the reply names the window.
+    let fleet = dir.path().join(".kindling/fleet/worker.json");
+    std::fs::create_dir_all(fleet.parent().unwrap()).unwrap();
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let later = (now.hour() + 3) % 24;
+    let window = format!("{later:02}:00-{:02}:00 UTC", (later + 1) % 24);
+    std::fs::write(
+        &fleet,
+        format!(r#"{{"policy": {{"windows": ["{window}"]}}}}"#),
+    )
+    .unwrap();
+    let reply = call(
+        router(),
+        fleetlock("/v1/pre-reboot", "a", "worker", worker0),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(reply.text().contains(&window), "{}", reply.text());
+
+    // A slot a rolling update holds is not Zincati's to release.
+    std::fs::write(
+        &fleet,
+        r#"{"slots": {"worker0": {"by": "kindling update", "since": "2026-12-07T00:00:00Z"}}}"#,
+    )
+    .unwrap();
+    let reply = call(
+        router(),
+        fleetlock("/v1/steady-state", "a", "worker", worker0),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&fleet).unwrap()).unwrap();
+    assert_eq!(kept["slots"]["worker0"]["by"], "kindling update");
 }

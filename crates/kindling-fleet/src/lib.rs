@@ -1,0 +1,12 @@
+//! Day 2 of a cluster: what `kindling update` and `kindling serve` share about taking machines
+//! out of service.
+//!
+//! - [`window`]: maintenance windows in a named time zone.
+//! - [`slots`]: the reboot slots of a pool, a counting semaphore kept in the asset directory
+//!   that Zincati's FleetLock requests (through `kindling serve`) and rolling updates take from
+//!   alike, so that together they never take more machines out than the pool allows.
+//! - [`policy`]: a pool's update policy: how many machines may be out at once, and when.
+
+pub mod policy;
+pub mod slots;
+pub mod window;
