@@ -220,10 +220,219 @@ fn the_node_agent_sees_the_disk_as_ignition_wrote_it() {
             "{path}"
         );
         if meta(&ours).is_file() {
+            let (mut ours, mut theirs) = (
+                std::fs::read(&ours).unwrap(),
+                std::fs::read(&theirs).unwrap(),
+            );
+            if path == disk::PRESET_FILE {
+                // The same lines; Ignition orders them as its merge left the units.
+                for text in [&mut ours, &mut theirs] {
+                    let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+                    lines.sort();
+                    *text = lines.join(&b'\n');
+                }
+            }
             assert!(
-                std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(),
-                "{path}"
+                ours == theirs,
+                "{path}: ours\n{}\ntheirs\n{}",
+                String::from_utf8_lossy(&ours[..ours.len().min(400)]),
+                String::from_utf8_lossy(&theirs[..theirs.len().min(400)])
             );
         }
     }
+}
+
+/// A client certificate for `node` from the cluster's CSR signer, as the kubelet's is once its
+/// CSR is approved (`CN=system:node:<node>`, `O=system:nodes`), made by openssl; or from a CA of
+/// its own with `foreign`. Returns the certificate and key paths.
+fn node_certificate(
+    dir: &Path,
+    node: &str,
+    foreign: bool,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let work = dir.join(format!("node-cert-{node}-{foreign}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca, ca_key) = if foreign {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=someone-else",
+            "-days",
+            "1",
+        ]);
+        (work.join("ca.crt"), work.join("ca.key"))
+    } else {
+        (
+            dir.join("tls/csr-signer.crt"),
+            dir.join("tls/csr-signer.key"),
+        )
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+        "-subj",
+        &format!("/O=system:nodes/CN=system:node:{node}"),
+    ]);
+    std::fs::write(work.join("ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        ca.to_str().unwrap(),
+        "-CAkey",
+        ca_key.to_str().unwrap(),
+        "-CAcreateserial",
+        "-out",
+        "node.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    (work.join("node.crt"), work.join("node.key"))
+}
+
+/// curl to the machine config server with a client certificate: (status, rendering header,
+/// body); status 0 when the TLS handshake fails.
+fn fetch_as(
+    url: &str,
+    ca: &Path,
+    cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> (u16, String, String) {
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "-D", "-", "--cacert"]).arg(ca);
+    if let Some((crt, key)) = cert {
+        curl.arg("--cert").arg(crt).arg("--key").arg(key);
+    }
+    let out = curl.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let rendering = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-kindling-rendering: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    (status, rendering, body.to_string())
+}
+
+/// After its install, a node's agent gets its renderings with the kubelet's client certificate,
+/// and only its own; a certificate from elsewhere or another node's name gets nothing.
+#[test]
+fn a_node_fetches_its_renderings_with_its_kubelet_certificate() {
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let first = pool_state(d, "worker")["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = Server::start(d, http_port, mcs_port);
+    let ca = d.join("tls/root-ca.crt");
+    let url = format!("https://127.0.0.1:{mcs_port}/config/worker");
+
+    let worker0 = node_certificate(d, "worker0", false);
+    let (status, rendering, body) = fetch_as(&url, &ca, Some(&worker0));
+    assert_eq!(
+        (status, rendering.as_str()),
+        (200, first.as_str()),
+        "{body}"
+    );
+    let config = Config::from_json(body.as_bytes()).unwrap();
+    let hostname = config.file("/etc/hostname").unwrap();
+    assert_eq!(
+        hostname.contents,
+        kindling_ignition::Contents::Inline(b"worker0.demo.example.localdomain\n".to_vec())
+    );
+
+    // A new rendering: the node may ask for it by name, and still for the one it runs.
+    std::fs::create_dir_all(d.join("snippets/worker")).unwrap();
+    std::fs::write(
+        d.join("snippets/worker/motd.bu"),
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/motd.d/x\n      contents:\n        inline: x\n",
+    )
+    .unwrap();
+    kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+    let second = pool_state(d, "worker")["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, rendering, _) =
+            fetch_as(&format!("{url}?rendering={second}"), &ca, Some(&worker0));
+        if status == 200 {
+            assert_eq!(rendering, second);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (status, rendering, _) = fetch_as(&format!("{url}?rendering={first}"), &ca, Some(&worker0));
+    assert_eq!((status, rendering.as_str()), (200, first.as_str()));
+    let (status, _, body) = fetch_as(
+        &format!("{url}?rendering=rendered-worker-0000000000000000"),
+        &ca,
+        Some(&worker0),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = fetch_as(
+        &format!("https://127.0.0.1:{mcs_port}/config/master"),
+        &ca,
+        Some(&worker0),
+    );
+    assert_eq!(status, 403, "{body}");
+
+    // No certificate: a rendering by name is refused. A stranger's node name, or a CA of
+    // someone else's, gets nothing.
+    let (status, _, body) = fetch_as(&format!("{url}?rendering={first}"), &ca, None);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("kubelet's client certificate"), "{body}");
+    let stranger = node_certificate(d, "intruder", false);
+    let (status, _, body) = fetch_as(&url, &ca, Some(&stranger));
+    assert_eq!(status, 403, "{body}");
+    let forged = node_certificate(d, "worker0", true);
+    assert_eq!(
+        fetch_as(&url, &ca, Some(&forged)).0,
+        0,
+        "the handshake refuses it"
+    );
 }

@@ -77,8 +77,8 @@ fn bootstrap_ign_and_a_pointer_config_apply_with_the_real_ignition() {
     let configs = ign_files(d);
     assert_eq!(
         configs.len(),
-        3 + 2 + 6,
-        "bootstrap + 2 pointers + 2 pools + 6 machines: {configs:?}"
+        3 + 2 + 2 + 6,
+        "bootstrap + 2 pointers + 2 pools + their 2 renderings + 6 machines: {configs:?}"
     );
     for config in &configs {
         let (ok, out) = tool("ignition-validate", &[config.to_str().unwrap()]);

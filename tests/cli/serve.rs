@@ -856,9 +856,10 @@ fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
             .collect();
         assert_eq!(mcs.len(), ran, "one MCS fetch per runner:\n{events}");
         let last_mcs = &mcs[ran - 1];
+        let rendering = std::fs::read_to_string(d.join(".kindling/served/worker0")).unwrap();
         assert_eq!(
             last_mcs["detail"],
-            format!("pool worker, spec {spec}"),
+            format!("pool worker, {}, spec {spec}", rendering.trim()),
             "Ignition {}",
             runner.name
         );
@@ -879,7 +880,10 @@ fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
     )
     .unwrap();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
-    let token = url.split("token=").nth(1).unwrap().to_string();
+    // worker0 stays on the rendering it was served until a rolling update moves it; worker1,
+    // which never installed, gets the new one.
+    let worker1 = server.ignition_url("52-54-00-7e-01-21");
+    let token = worker1.split("token=").nth(1).unwrap().to_string();
     let mcs = format!("https://127.0.0.1:{mcs_port}/config/worker");
     let ca = d.join("tls/root-ca.crt");
     let ask = |accept: &str| {
@@ -887,7 +891,7 @@ fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
             &mcs,
             &ca,
             &[
-                ("X-Kindling-Mac", "52-54-00-7e-01-20"),
+                ("X-Kindling-Mac", "52-54-00-7e-01-21"),
                 ("X-Kindling-Token", &token),
                 ("Accept", accept),
             ],

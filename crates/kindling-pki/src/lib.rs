@@ -4,6 +4,7 @@
 //! back from disk signs exactly like the one that was generated. Keys are ECDSA P-256 unless RSA
 //! 2048 is asked for. Nothing here logs key material.
 
+pub mod inspect;
 pub mod kubeconfig;
 mod token;
 

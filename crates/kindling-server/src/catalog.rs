@@ -436,7 +436,37 @@ impl Catalog {
     pub fn machine_config(&self, entry: &Entry) -> Option<(String, Config)> {
         let pool = self.pools.get(entry.pool?)?;
         let (name, rendering) = pool.desired(Some(&entry.machine.name))?;
-        let mut config = rendering.as_ref().clone();
+        Some((name.to_string(), self.with_part(entry, rendering)))
+    }
+
+    /// [`Catalog::machine_config`] for another of the pool's renderings, by name: what a node
+    /// agent asks for to check its disk against, or to move to. Renderings no machine is meant
+    /// to be on are read from disk when asked (the node agents' rare requests, not the boot
+    /// path). `Ok(None)` when the pool has no such rendering.
+    pub fn machine_config_at(
+        &self,
+        entry: &Entry,
+        rendering: &str,
+    ) -> Result<Option<Config>, CatalogError> {
+        let Some(pool) = entry.pool.and_then(|p| self.pools.get(p)) else {
+            return Ok(None);
+        };
+        if let Some(config) = pool.renderings.get(rendering) {
+            return Ok(Some(self.with_part(entry, config)));
+        }
+        if pool.state.check(rendering).is_err() {
+            return Ok(None);
+        }
+        let path = self.dir.join(renderings::rendering_path(rendering));
+        let Some(config) = config(&path)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.with_part(entry, &config)))
+    }
+
+    /// A rendering with the machine's own part merged in.
+    fn with_part(&self, entry: &Entry, rendering: &Config) -> Config {
+        let mut config = rendering.clone();
         let fqdn = self.fqdn(entry);
         // Checked when the catalog was loaded, so it parses.
         let mut ip = String::new();
@@ -453,7 +483,7 @@ impl Catalog {
             }
             config.set_hostname(&fqdn);
         }
-        Some((name.to_string(), config))
+        config
     }
 
     /// A config served as it is for this machine's role, if there is one.

@@ -332,3 +332,57 @@ mod tests {
         assert!(read_header(&mut server).await.is_err());
     }
 }
+
+/// The node a machine config server client proved to be with its client certificate: the
+/// kubelet's own (`CN=system:node:<name>`, `O=system:nodes`), issued by the cluster's CSR
+/// signer or root CA. Only a machine that has joined the cluster holds one, so the node agent
+/// fetches its renderings with it after the install window has closed. Clients without a
+/// certificate (Ignition, container runtimes) are served as before, as `PeerNode(None)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerNode(pub Option<String>);
+
+impl PeerNode {
+    /// The node a verified certificate names, if it is a node's.
+    pub fn from_certificate(der: &[u8]) -> Option<String> {
+        let info = kindling_pki::inspect::inspect_der(der).ok()?;
+        let name = info.common_name?.strip_prefix("system:node:")?.to_string();
+        info.organizations
+            .iter()
+            .any(|o| o == "system:nodes")
+            .then_some(name)
+    }
+}
+
+/// Adds [`PeerNode`] to every request of a TLS connection, after the handshake verified it.
+#[derive(Debug, Clone)]
+pub struct NodeAcceptor<A>(pub A);
+
+impl<A, I, S> Accept<I, S> for NodeAcceptor<A>
+where
+    A: Accept<I, S, Stream = tokio_rustls::server::TlsStream<TcpStream>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    A::Future: Send + 'static,
+    A::Service: Send + 'static,
+    I: Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = axum::middleware::AddExtension<A::Service, PeerNode>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let inner = self.0.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = inner.await?;
+            let (_, connection) = stream.get_ref();
+            let node = connection
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| PeerNode::from_certificate(leaf));
+            Ok((stream, Extension(PeerNode(node)).layer(service)))
+        })
+    }
+}

@@ -29,7 +29,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use client::ClientAcceptor;
+use client::{ClientAcceptor, NodeAcceptor};
 
 pub use catalog::{Catalog, CatalogError};
 pub use events::{Event, EventLog};
@@ -529,7 +529,7 @@ pub async fn serve(
             // TCP_NODELAY on both servers: TLS 1.3 sends its session tickets in a small write
             // of their own, and Nagle's algorithm then holds the response back until the
             // client's delayed ACK, 40 ms later on Linux, on every connection.
-            .map(|tls| tls.acceptor(ClientAcceptor::new(proxy_from)));
+            .map(|tls| NodeAcceptor(tls.acceptor(ClientAcceptor::new(proxy_from))));
         limit_connections(server.http_builder());
         server
             .handle(mcs_handle)
@@ -670,10 +670,37 @@ fn tls_config(dir: &std::path::Path) -> Result<axum_server::tls_rustls::RustlsCo
         .map_err(|e| err(&cert_path, format!("{e}; run kindling create manifests")))?;
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| err(&key_path, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| err(&cert_path, e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| err(&cert_path, e.to_string()))?;
+    // Nodes may present their kubelet's client certificate (see client::PeerNode); everyone
+    // else connects without one, as before. The CAs are the API server's client CAs.
+    let bundle_path = dir.join(kindling_assets::pki::CLIENT_CA_BUNDLE);
+    let client_cas: Vec<CertificateDer<'static>> = match CertificateDer::pem_file_iter(&bundle_path)
+    {
+        Ok(certs) => certs
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(&bundle_path, e.to_string()))?,
+        // openshift-install's asset directories have no such bundle: no node identities.
+        Err(_) => Vec::new(),
+    };
+    let builder = if client_cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in client_cas {
+            roots
+                .add(ca)
+                .map_err(|e| err(&bundle_path, e.to_string()))?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| err(&bundle_path, e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| err(&cert_path, e.to_string()))?;
     Ok(axum_server::tls_rustls::RustlsConfig::from_config(

@@ -12,9 +12,11 @@ use axum::{Extension, Router};
 use kindling_config::MacAddr;
 use kindling_ignition::IgnitionVersion;
 
-use crate::client::ClientAddr;
+use crate::catalog::Catalog;
+use crate::client::{ClientAddr, PeerNode};
 use crate::events::Event;
 use crate::{AppState, Failure, McsAuth};
+use kindling_ignition::Config;
 
 /// The response header that names the rendering a config is.
 pub const RENDERING_HEADER: header::HeaderName =
@@ -77,6 +79,7 @@ async fn config(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     client: Option<Extension<ClientAddr>>,
+    peer: Option<Extension<PeerNode>>,
 ) -> Result<Response, Failure> {
     let catalog = state.catalog()?;
     if !catalog.knows_pool(&pool) {
@@ -87,10 +90,18 @@ async fn config(
     }
     let default = catalog.description.inventory.provisioning.ignition_version;
     let version = version_from_accept(&headers, default);
-    let (rendering, config) = match state.mcs_auth {
+    let node = peer.and_then(|Extension(PeerNode(node))| node);
+    let (rendering, config) = match (node, state.mcs_auth) {
+        (Some(node), _) => node_config(&state, &catalog, &pool, &node, params.get("rendering"))?,
+        (None, _) if params.contains_key("rendering") => {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "a rendering by name is served only to its node, which proves itself with its kubelet's client certificate",
+            ));
+        }
         // Static pointer files copied elsewhere carry no identity: every machine of the pool
         // gets the pool's config, without a machine part.
-        McsAuth::None => {
+        (None, McsAuth::None) => {
             let (rendering, mut config) = catalog.pool_config(&pool).ok_or_else(|| {
                 Failure::unavailable(&format!("the {pool} pool's config is not generated yet"))
             })?;
@@ -98,7 +109,7 @@ async fn config(
             catalog.add_rendering_name(&rendering, &mut config);
             (rendering, config)
         }
-        McsAuth::Token | McsAuth::SourceIp => {
+        (None, McsAuth::Token | McsAuth::SourceIp) => {
             let client = client.map(|Extension(ClientAddr(ip))| ip).ok_or_else(|| {
                 Failure::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -175,6 +186,60 @@ async fn config(
         bytes,
     )
         .into_response())
+}
+
+/// What a joined node's agent asks for, with its kubelet's certificate: a rendering of its
+/// pool by name (the one it runs, to check its disk against; or the one it is told to move to),
+/// else the one it is meant to be on. No install window applies: the certificate is the proof.
+fn node_config(
+    state: &AppState,
+    catalog: &Catalog,
+    pool: &str,
+    node: &str,
+    rendering: Option<&String>,
+) -> Result<(String, Config), Failure> {
+    let entry = catalog.by_name(node).ok_or_else(|| {
+        Failure::new(
+            StatusCode::FORBIDDEN,
+            format!("no machine named {node} in inventory.yaml"),
+        )
+    })?;
+    if entry.pool != Some(pool) {
+        return Err(state.deny(entry, "mcs", &format!("{node} is not in pool {pool}")));
+    }
+    let name = match rendering {
+        Some(name) => name.clone(),
+        None => catalog
+            .desired_rendering(entry)
+            .ok_or_else(|| Failure::unavailable("no config yet"))?
+            .to_string(),
+    };
+    let mut config = catalog
+        .machine_config_at(entry, &name)
+        .map_err(|e| {
+            tracing::error!("{e}");
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the rendering cannot be read",
+            )
+        })?
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("the {pool} pool has no rendering {name}"),
+            )
+        })?;
+    state.events.record(Event::now(
+        Some(node),
+        "node-config",
+        Some(200),
+        format!("{name}, for its node agent"),
+    ));
+    catalog.add_agent_identity(entry, &mut config);
+    let credentials = state.mcs_auth == McsAuth::Token;
+    catalog.add_registry_access(Some(entry), credentials, &mut config);
+    catalog.add_rendering_name(&name, &mut config);
+    Ok((name, config))
 }
 
 #[cfg(test)]

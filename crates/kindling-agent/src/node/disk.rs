@@ -5,7 +5,7 @@
 //! directories and links at their paths (files 0644 and directories 0755 unless the config says
 //! otherwise); a unit's contents at `/etc/systemd/system/<unit>`, its drop-ins under
 //! `<unit>.d/`; a mask as a link to `/dev/null`; and each unit the config enables or disables as
-//! a line of `/etc/systemd/system-preset/20-ignition.preset`, in the config's order.
+//! a line of `/etc/systemd/system-preset/20-ignition.preset` (compared as a set of lines).
 //!
 //! Not checked: users and their SSH keys (Ignition runs `useradd`; the keys are the user's to
 //! change), and whether systemd has applied the presets (that is the running system's state,
@@ -204,6 +204,7 @@ fn difference(root: &Path, path: &str, want: &Want) -> Result<Option<Difference>
             }
             let bytes = std::fs::read(&at).map_err(io_error("reading", &at))?;
             let same = match source {
+                Source::Inline(contents) if path == PRESET_FILE => same_lines(&bytes, contents),
                 Source::Inline(contents) => bytes == *contents,
                 Source::Remote { sha512, .. } => {
                     sha512.as_ref().is_none_or(|h| *h == sha512_hex(&bytes))
@@ -244,6 +245,18 @@ fn difference(root: &Path, path: &str, want: &Want) -> Result<Option<Difference>
             })
         }
     })
+}
+
+/// Whether two preset files hold the same lines. The order Ignition writes them in follows the
+/// order its merge leaves the units in, and means nothing to systemd for exact unit names.
+fn same_lines(a: &[u8], b: &[u8]) -> bool {
+    let lines = |bytes: &[u8]| {
+        let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+        lines.retain(|l| !l.is_empty());
+        lines.sort();
+        lines
+    };
+    lines(a) == lines(b)
 }
 
 /// Every path under `root` that differs from what `config` put there.
