@@ -16,6 +16,7 @@ pub mod csr;
 pub mod gather;
 pub mod health;
 pub mod labels;
+pub mod node_config;
 pub mod progress;
 pub mod wait;
 

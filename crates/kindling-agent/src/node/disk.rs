@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
+use kindling_assets::layout;
 use kindling_ignition::{Config, Contents};
 
 use crate::{AgentError, io_error};
@@ -297,11 +298,15 @@ pub fn write(
 ) -> Result<Written, AgentError> {
     let want = expected(config);
     let mut written = Written::default();
-    // Directories first, so that a file's directory has its mode before the file lands.
+    // Directories first, so that a file's directory has its mode before the file lands; the
+    // file that names the rendering last, so that it never names one that is half written.
     let (dirs, rest): (Vec<_>, Vec<_>) = want
         .iter()
         .partition(|(_, w)| matches!(w, Want::Directory { .. }));
-    for (path, want) in dirs.into_iter().chain(rest) {
+    let (last, rest): (Vec<_>, Vec<_>) = rest
+        .into_iter()
+        .partition(|(path, _)| *path == layout::RENDERING);
+    for (path, want) in dirs.into_iter().chain(rest).chain(last) {
         if difference(root, path, want)?.is_none() {
             continue;
         }
@@ -351,6 +356,25 @@ pub fn write(
         }
     }
     Ok(written)
+}
+
+/// What differs between two renderings, as [`Written`] would say it of a disk that held the
+/// first: the paths the second changes or adds, and those it drops (directories stay). What
+/// a move between them calls for follows from this, even when the move is finished after a
+/// crash and the disk already holds part of it.
+pub fn changes(earlier: &Config, config: &Config) -> Written {
+    let (before, after) = (expected(earlier), expected(config));
+    let changed = after
+        .iter()
+        .filter(|(path, want)| before.get(*path) != Some(*want))
+        .map(|(path, _)| path.clone())
+        .collect();
+    let removed = before
+        .iter()
+        .filter(|(path, was)| !after.contains_key(*path) && !matches!(was, Want::Directory { .. }))
+        .map(|(path, _)| path.clone())
+        .collect();
+    Written { changed, removed }
 }
 
 /// A directory where a file or link must go is removed (only if empty: never someone's data).
