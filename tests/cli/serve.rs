@@ -200,7 +200,7 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
         names,
         [
             "ipxe", "ignition", "bound", "mcs", "binaries", "binaries", "binaries", "binaries",
-            "binaries", "binaries"
+            "binaries", "binaries", "binaries"
         ],
         "{events}"
     );
@@ -413,7 +413,8 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
             "worker0:bound",
             "worker0:mcs",
             // Fedora CoreOS has no kubelet: Ignition fetched it, crictl and the CNI plugins
-            // from the mirror (in an order of its own).
+            // from the mirror, and kindling for the node agent (in an order of its own).
+            "worker0:binaries",
             "worker0:binaries",
             "worker0:binaries",
             "worker0:binaries",
@@ -432,6 +433,7 @@ fn a_pxe_booted_vm_applies_its_config_from_kindling_serve() {
     assert_eq!(
         binaries,
         [
+            "kindling",
             "mirror/cni/bridge",
             "mirror/cni/host-local",
             "mirror/cni/loopback",

@@ -80,6 +80,19 @@ impl Cluster {
         Ok(Cluster { client, runtime })
     }
 
+    /// The client, for calls of kindling-cluster's.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Runs one of kindling-cluster's calls to its end, bounded like every call.
+    pub fn run<T>(
+        &self,
+        future: impl Future<Output = Result<T, kindling_cluster::ClusterError>>,
+    ) -> Result<T, AgentError> {
+        self.call(future).map_err(AgentError::Kubernetes)
+    }
+
     fn call<T>(
         &self,
         future: impl Future<Output = Result<T, kindling_cluster::ClusterError>>,

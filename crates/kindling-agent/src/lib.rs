@@ -71,6 +71,12 @@ pub enum AgentError {
     },
     #[error("paused after stage {0} (KINDLING_AGENT_PAUSE_AFTER)")]
     Paused(String),
+    /// A server (`kindling serve`, a download) or a local program did not do what was asked.
+    #[error("{what}: {reason}")]
+    Remote { what: String, reason: String },
+    /// The Kubernetes API refused or did not answer.
+    #[error("{0}")]
+    Kubernetes(String),
 }
 
 pub(crate) fn io_error(

@@ -481,6 +481,31 @@ WantedBy=multi-user.target
 /// etcd pod only once join-master has added the member and activated the pod. A oneshot that
 /// waits as long as it takes (the bootstrap member may come up later), run again on failure; on
 /// a machine that has joined it ends at once (its marker).
+/// The node agent's unit on every machine of a pool: it keeps the machine on its rendering
+/// (drift reported, updates applied) for the cluster's life. It waits for the kubelet, whose
+/// client certificate is its identity.
+pub fn node_agent_unit(d: &ClusterDescription) -> String {
+    format!(
+        "[Unit]
+Description=kindling node agent: this machine's rendering, its drift, and its updates
+Wants=network-online.target
+After=network-online.target {kubelet}
+
+[Service]
+ExecStart={bin} agent node --mcs {mcs} --server {server}
+Restart=always
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+",
+        kubelet = layout::KUBELET_UNIT,
+        bin = layout::KINDLING_BIN,
+        mcs = d.mcs_url().trim_end_matches('/'),
+        server = d.inventory.provisioning.server_url.trim_end_matches('/'),
+    )
+}
+
 pub fn join_master_unit(d: &ClusterDescription) -> String {
     let endpoints = etcd_client_urls(
         d.inventory
@@ -673,9 +698,14 @@ impl Asset for PoolIgnition {
                             .config
                             .add_file(ZINCATI_CONFIG, zincati.as_bytes(), 0o644);
                     }
+                    agent_binary(ctx, files.config)?;
+                    files.config.add_unit(
+                        layout::NODE_AGENT_UNIT,
+                        &node_agent_unit(ctx.description),
+                        true,
+                    );
                     if pool == "master" {
                         control_plane_pki(files)?;
-                        agent_binary(ctx, files.config)?;
                         files.config.add_unit(
                             layout::JOIN_MASTER_UNIT,
                             &join_master_unit(ctx.description),

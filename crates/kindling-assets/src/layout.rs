@@ -82,5 +82,7 @@ pub const INSTALLED_REPORT_UNIT: &str = "kindling-installed.service";
 pub const INSTALLED_MARKER: &str = "/var/lib/kindling/installed-reported";
 /// The join-master unit on masters.
 pub const JOIN_MASTER_UNIT: &str = "kindling-join-master.service";
+/// The node agent's unit, on every machine of a pool.
+pub const NODE_AGENT_UNIT: &str = "kindling-node-agent.service";
 /// The agent's systemd unit on the bootstrap machine.
 pub const BOOTSTRAP_AGENT_UNIT: &str = "kindling-bootstrap.service";

@@ -505,10 +505,10 @@ impl Catalog {
     }
 
     /// What downloading `/assets/<path>` means in a boot: the kernel, the initrd, a node binary
-    /// from the mirror, or some other asset. Firmware names no machine when it downloads, so
-    /// this is the only clue.
+    /// (from the mirror, or kindling itself for the node agent), or some other asset. Firmware
+    /// names no machine when it downloads, so this is the only clue.
     pub fn asset_stage(&self, path: &str) -> &'static str {
-        if path.starts_with("mirror/") {
+        if path.starts_with("mirror/") || path == "kindling" {
             return "binaries";
         }
         let profile = crate::profile::BootProfile::for_machine(&crate::profile::ProfileInputs {

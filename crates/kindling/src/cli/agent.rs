@@ -29,6 +29,35 @@ pub enum AgentCommand {
     /// On a master, before its etcd starts: add its etcd member to the cluster and activate its
     /// etcd pod with the membership etcd reports.
     JoinMaster(JoinMasterArgs),
+    /// On every machine: check its disk against the rendering it runs and report drift; move to
+    /// the rendering its Node is told to be on (restarting or rebooting as needed).
+    Node(NodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The machine's root; every path the agent reads or writes is under it.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// The machine config server (https://api-int.<cluster>.<domain>:22623), asked for
+    /// renderings with the kubelet's client certificate.
+    #[arg(long, value_name = "URL")]
+    pub mcs: String,
+    /// `kindling serve`'s boot server, where drift and updates are also sent as events.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Put the rendering back over files and units that drifted from it.
+    #[arg(long)]
+    pub revert_drift: bool,
+    /// The systemctl that restarts units and reboots the machine.
+    #[arg(long, default_value = "systemctl", value_name = "PROGRAM")]
+    pub systemctl: PathBuf,
+    /// Seconds between passes.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub interval: u64,
+    /// One pass, then exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// Options both agents share.
@@ -116,6 +145,7 @@ pub fn run(command: &AgentCommand) -> Result<(), Failure> {
     match command {
         AgentCommand::Bootstrap(args) => bootstrap(args),
         AgentCommand::JoinMaster(args) => join_master(args),
+        AgentCommand::Node(args) => node(args),
     }
 }
 
@@ -225,5 +255,19 @@ fn join_master(args: &JoinMasterArgs) -> Result<(), Failure> {
             println!("first member of a new etcd cluster: {initial_cluster}")
         }
     }
+    Ok(())
+}
+
+fn node(args: &NodeArgs) -> Result<(), Failure> {
+    let request = kindling_agent::node::NodeRequest {
+        root: args.root.clone(),
+        mcs: args.mcs.clone(),
+        server: args.server.clone(),
+        revert_drift: args.revert_drift,
+        systemctl: args.systemctl.clone(),
+        interval: Duration::from_secs(args.interval.max(1)),
+        once: args.once,
+    };
+    kindling_agent::node::run(&request).context("node agent")?;
     Ok(())
 }
