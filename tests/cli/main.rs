@@ -4,6 +4,7 @@ mod agent;
 mod bringup;
 mod cluster;
 mod create;
+mod day2;
 mod doctor;
 mod fleet;
 mod ignition_configs;

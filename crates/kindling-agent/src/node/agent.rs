@@ -173,7 +173,7 @@ impl NodeAgent<'_> {
                 let message = format!("reverted to {current}:\n{lines}");
                 self.node.event(false, "DriftReverted", &message)?;
                 self.say("drift", "reverted", &message);
-                self.after(&written, &config)?;
+                self.carry_out(&action_for(&written, &config))?;
                 self.node.report(
                     &node,
                     &Report {
@@ -279,58 +279,80 @@ impl NodeAgent<'_> {
         let changes = earlier
             .as_ref()
             .map_or(written, |e| disk::changes(e, &target));
-        let action = self.after(&changes, &target)?;
-        if let Action::Reboot { .. } = action {
-            return Ok(Outcome::Moved {
-                to: to.to_string(),
-                action,
-            });
-        }
-        self.remove_marker("applying")?;
-        let message = format!("{} -> {to}", from.unwrap_or("?"));
+        let action = action_for(&changes, &target);
+        let then = match &action {
+            Action::Nothing => String::new(),
+            Action::Restart(units) => format!("; restarting {}", join(units)),
+            Action::Reboot { because } => format!("; rebooting, as {because}"),
+        };
+        let message = format!("{} -> {to}{then}", from.unwrap_or("?"));
         self.node.event(false, "RenderingApplied", &message)?;
         self.say("rendering", "applied", &message);
-        self.node.report(
-            node,
-            &Report {
-                current: to,
-                state: State::Done,
-                reason: "",
-                drift: None,
-                reverted: false,
-            },
-        )?;
+        if let Action::Reboot { because } = &action {
+            // The agent that starts after the reboot finds itself on `to` and says Done.
+            write_atomic(&self.marker("rebooting"), to.as_bytes(), 0o600)?;
+            self.remove_marker("applying")?;
+            self.node.report(
+                node,
+                &Report {
+                    current: to,
+                    state: State::Rebooting,
+                    reason: because,
+                    drift: None,
+                    reverted: false,
+                },
+            )?;
+            self.host.reboot()?;
+        } else {
+            self.carry_out(&action)?;
+            self.remove_marker("applying")?;
+            self.node.report(
+                node,
+                &Report {
+                    current: to,
+                    state: State::Done,
+                    reason: "",
+                    drift: None,
+                    reverted: false,
+                },
+            )?;
+        }
         Ok(Outcome::Moved {
             to: to.to_string(),
             action,
         })
     }
 
-    /// Restarts or reboots as the written paths call for.
-    fn after(&self, written: &disk::Written, config: &Config) -> Result<Action, AgentError> {
-        let masks: BTreeSet<String> = config
-            .units()
-            .filter(|u| config.unit(u).is_some_and(|u| u.mask == Some(true)))
-            .map(str::to_string)
-            .collect();
-        let action = action::after(&written.changed, &written.removed, &masks);
-        match &action {
-            Action::Nothing => {}
-            Action::Restart(units) => self.host.restart(units)?,
+    /// Restarts units, or reboots, as `action` says.
+    fn carry_out(&self, action: &Action) -> Result<(), AgentError> {
+        match action {
+            Action::Nothing => Ok(()),
+            Action::Restart(units) => self.host.restart(units),
             Action::Reboot { because } => {
-                let into = std::fs::read_to_string(disk::on_disk(&self.root, layout::RENDERING))
-                    .unwrap_or_default();
-                write_atomic(&self.marker("rebooting"), into.as_bytes(), 0o600)?;
-                self.remove_marker("applying")?;
                 tracing::info!("rebooting: {because}");
-                self.say("rendering", "rebooting", because);
-                self.host.reboot()?;
+                self.host.reboot()
             }
         }
-        Ok(action)
     }
 }
 
+fn join(units: &BTreeSet<String>) -> String {
+    units
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the changed paths of `config` call for (units it masks are not restarted).
+fn action_for(changes: &disk::Written, config: &Config) -> Action {
+    let masks: BTreeSet<String> = config
+        .units()
+        .filter(|u| config.unit(u).is_some_and(|u| u.mask == Some(true)))
+        .map(str::to_string)
+        .collect();
+    action::after(&changes.changed, &changes.removed, &masks)
+}
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;

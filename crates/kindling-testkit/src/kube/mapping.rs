@@ -37,6 +37,8 @@ pub enum Component {
     BootstrapAgent,
     /// The `kindling agent join-master` unit's command line.
     JoinMasterAgent,
+    /// The `kindling agent node` unit's command line.
+    NodeAgent,
 }
 
 impl Component {
@@ -53,6 +55,7 @@ impl Component {
             Component::Agent => "kindling agent",
             Component::BootstrapAgent => "kindling agent bootstrap",
             Component::JoinMasterAgent => "kindling agent join-master",
+            Component::NodeAgent => "kindling agent node",
         }
     }
 }
@@ -236,6 +239,19 @@ pub const RULES: &[Rule] = &[
         name: "--identity-file",
         change: Change::Add("--identity-file={root}/etc/kindling/identity"),
         why: AGENT_DEFAULTS,
+    },
+    Rule {
+        component: Component::NodeAgent,
+        name: "--root",
+        change: Change::Add("--root={root}"),
+        why: "every path the node agent reads and writes is under the machine's root",
+    },
+    Rule {
+        component: Component::NodeAgent,
+        name: "--systemctl",
+        change: Change::Add("--systemctl={root}/run/kindling-test/systemctl"),
+        why: "no systemd runs as PID 1 here: a stand-in (kube::systemctl_stand_in) records each \
+              call, and the test restarts what the agent asked for",
     },
     Rule {
         component: Component::Cni,

@@ -118,6 +118,24 @@ pub fn pod_command(manifest: &Path) -> Vec<String> {
     }
 }
 
+/// The stand-in for systemctl that [`mapping`] gives the node agent on a machine with root
+/// `root` (there is no systemd here): it appends each call's arguments as a line to the file
+/// it returns, and succeeds.
+pub fn systemctl_stand_in(root: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = root.join("run/kindling-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let calls = dir.join("systemctl.calls");
+    let script = dir.join("systemctl");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    calls
+}
+
 /// A systemd unit's command line as the machine would run it: `ExecStart` (the last one, its
 /// continuation lines joined) with `$VAR` and `${VAR}` taken from its `EnvironmentFile`s (under
 /// `root`), split at whitespace as systemd splits an unquoted variable.

@@ -36,19 +36,32 @@ impl Node {
         let root_text = root.display().to_string();
         let io =
             |path: &Path, e: std::io::Error| StartError::new(format!("{}: {e}", path.display()));
-        let rewrite = |path: &Path, map: &dyn Fn(&str) -> String| -> Result<(), StartError> {
-            let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-            std::fs::write(path, map(&text)).map_err(|e| io(path, e))
-        };
+        // The machine's files stay as Ignition wrote them (the node agent checks them); the
+        // processes run with mapped copies under run/kindling-test.
+        let run = root.join("run/kindling-test");
+        let mapped =
+            |from: &Path, to: &Path, map: &dyn Fn(&str) -> String| -> Result<(), StartError> {
+                let text = std::fs::read_to_string(from).map_err(|e| io(from, e))?;
+                let dir = to.parent().unwrap_or(to);
+                std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+                std::fs::write(to, map(&text)).map_err(|e| io(to, e))
+            };
 
-        // containerd's config and the per-registry hosts.toml kindling serve added.
-        let config = root.join("etc/containerd/config.toml");
-        rewrite(&config, &|t| mapping::containerd_config(t, &root_text))?;
-        let hosts = root.join("etc/containerd/certs.d");
+        // containerd's config and the per-registry hosts.toml kindling serve added; the config's
+        // registry directory is the mapped copy's.
+        let config = run.join("containerd/config.toml");
+        let hosts = format!("{root_text}/etc/containerd/certs.d");
+        let mapped_hosts = format!("{}/containerd/certs.d", run.display());
+        mapped(&root.join("etc/containerd/config.toml"), &config, &|t| {
+            mapping::containerd_config(t, &root_text).replace(&hosts, &mapped_hosts)
+        })?;
         for entry in std::fs::read_dir(&hosts).into_iter().flatten().flatten() {
             let toml = entry.path().join("hosts.toml");
             if toml.exists() {
-                rewrite(&toml, &|t| mapping::containerd_config(t, &root_text))?;
+                let copy = Path::new(&mapped_hosts)
+                    .join(entry.file_name())
+                    .join("hosts.toml");
+                mapped(&toml, &copy, &|t| mapping::containerd_config(t, &root_text))?;
             }
         }
         write_cni(root)?;
@@ -79,15 +92,21 @@ impl Node {
             .iter()
             .find_map(|a| a.strip_prefix("--config="))
             .ok_or_else(|| StartError::new("kubelet.service names no --config".into()))?;
-        let config = PathBuf::from(format!("{root_text}{config}"));
+        let written = PathBuf::from(format!("{root_text}{config}"));
+        let config = run.join("kubelet/config.yaml");
         let cgroup_root = format!("/{}", site.name());
-        rewrite(&config, &|t| {
+        mapped(&written, &config, &|t| {
             mapping::kubelet_config(t, &root_text, &cgroup_root)
         })?;
         for dir in ["etc/kubernetes/manifests", "var/lib/kubelet/pki"] {
             std::fs::create_dir_all(root.join(dir)).map_err(|e| io(&root.join(dir), e))?;
         }
-        let args = mapping::flags(mapping::Component::Kubelet, &command[1..], &root_text);
+        let mut args = mapping::flags(mapping::Component::Kubelet, &command[1..], &root_text);
+        for arg in &mut args {
+            if arg.starts_with("--config=") {
+                *arg = format!("--config={}", config.display());
+            }
+        }
         let mut cmd = site.command(format!("{root_text}{}", command[0]));
         cmd.args(&args);
         let kubelet = Process::spawn(

@@ -1,0 +1,213 @@
+//! Day 2 against the real control plane and a real kubelet: the node agent on a joined worker.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use kindling_testkit::kube::{Node, Process, READY, eventually, mapping, unit_command};
+
+use crate::kube::{Cluster, Setup, jsonpath, text};
+
+/// `kindling agent node --once` as the machine's unit runs it (the binary Ignition fetched from
+/// kindling serve, the unit's arguments, the harness's mapping), plus `extra`.
+fn node_agent_run(cluster: &Cluster, root: &Path, extra: &[&str]) -> Output {
+    let command = unit_command(root, "kindling-node-agent.service");
+    let root_text = root.display().to_string();
+    let args = mapping::flags(mapping::Component::NodeAgent, &command[1..], &root_text);
+    cluster
+        .site
+        .command(format!("{root_text}{}", command[0]))
+        .args(&args)
+        .arg("--once")
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// [`node_agent_run`], which must succeed.
+fn node_agent_once(cluster: &Cluster, root: &Path, extra: &[&str]) -> Output {
+    let out = node_agent_run(cluster, root, extra);
+    assert!(out.status.success(), "kindling agent node: {}", text(&out));
+    out
+}
+
+fn annotation(cluster: &Cluster, key: &str) -> String {
+    let escaped = key.replace('.', "\\.");
+    jsonpath(
+        cluster,
+        &["get", "node", "worker0"],
+        &format!("{{.metadata.annotations.{escaped}}}"),
+    )
+}
+
+fn drift_condition(cluster: &Cluster) -> String {
+    jsonpath(
+        cluster,
+        &["get", "node", "worker0"],
+        "{.status.conditions[?(@.type==\"KindlingConfigDrift\")].status}",
+    )
+}
+
+/// The node agent on a worker that joined a real cluster: it says which rendering it runs, finds
+/// an edited file and reports it on the Node (condition, event), reverts it when asked, and
+/// moves to a new rendering when its Node is told to, each read back with kubectl.
+#[test]
+fn the_node_agent_keeps_a_real_node_on_its_rendering() {
+    let Some(cluster) = Cluster::start_with(
+        "the_node_agent_keeps_a_real_node_on_its_rendering",
+        &Setup {
+            real_nodes: true,
+            ..Setup::default()
+        },
+    ) else {
+        return;
+    };
+    cluster.bootstrap_agent_until("apply-manifests");
+    let d = cluster.dir.path();
+    let worker = cluster.install("52-54-00-7e-01-20");
+    let root = worker.root();
+    let calls = kindling_testkit::kube::systemctl_stand_in(&root);
+    let node = Node::start(&cluster.site, "worker0", &root, cluster.logs.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut command = cluster.site.command(env!("CARGO_BIN_EXE_kindling"));
+    command.args(["approve-csrs", "--watch", "--dir"]).arg(d);
+    let _approver = Process::spawn(
+        "kindling approve-csrs --watch",
+        command,
+        &cluster.logs.path().join("approve-csrs.log"),
+    )
+    .unwrap();
+    eventually(
+        "worker0's client certificate",
+        Duration::from_secs(180),
+        || {
+            root.join("var/lib/kubelet/pki/kubelet-client-current.pem")
+                .exists()
+                .then_some(())
+                .ok_or(node.kubelet_log())
+        },
+    );
+    let rendering = std::fs::read_to_string(root.join("etc/kindling/rendering")).unwrap();
+    let first = rendering.trim();
+
+    // Its first pass: the Node says what it runs.
+    eventually("worker0 registered", READY, || {
+        (!jsonpath(&cluster, &["get", "nodes"], "{.items[*].metadata.name}").is_empty())
+            .then_some(())
+            .ok_or(node.kubelet_log())
+    });
+    node_agent_once(&cluster, &root, &[]);
+    assert_eq!(
+        annotation(&cluster, "kindling.dev/current-rendering"),
+        first
+    );
+    assert_eq!(annotation(&cluster, "kindling.dev/state"), "Done");
+
+    // Someone edits the kubelet's arguments on the machine.
+    let env = root.join("etc/kubernetes/kubelet.env");
+    let original = std::fs::read(&env).unwrap();
+    let mut edited = original.clone();
+    edited.extend_from_slice(b"# --v=9\n");
+    std::fs::write(&env, &edited).unwrap();
+    node_agent_once(&cluster, &root, &[]);
+    assert_eq!(drift_condition(&cluster), "True");
+    assert_eq!(annotation(&cluster, "kindling.dev/state"), "Drifted");
+    let message = jsonpath(
+        &cluster,
+        &["get", "node", "worker0"],
+        "{.status.conditions[?(@.type==\"KindlingConfigDrift\")].message}",
+    );
+    assert!(
+        message.contains("/etc/kubernetes/kubelet.env: contents changed"),
+        "{message}"
+    );
+    let events = cluster.admin(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=worker0,reason=ConfigDrift",
+        "-o=jsonpath={.items[*].source.component}",
+    ]);
+    assert_eq!(events.trim(), "kindling-node-agent");
+    // The kubelet's own conditions are still there.
+    assert_eq!(
+        jsonpath(
+            &cluster,
+            &["get", "node", "worker0"],
+            "{.status.conditions[?(@.type==\"MemoryPressure\")].type}"
+        ),
+        "MemoryPressure"
+    );
+
+    // The cluster's admin asks for a revert: the file comes back byte for byte and the kubelet
+    // is restarted.
+    cluster.admin(&[
+        "annotate",
+        "node",
+        "worker0",
+        "kindling.dev/revert-drift=true",
+    ]);
+    node_agent_once(&cluster, &root, &[]);
+    assert_eq!(std::fs::read(&env).unwrap(), original);
+    assert_eq!(drift_condition(&cluster), "False");
+    assert_eq!(annotation(&cluster, "kindling.dev/revert-drift"), "");
+    let systemctl = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(systemctl, "daemon-reload\nrestart kubelet.service\n");
+
+    // A new rendering of the worker pool; the Node is told to move to it.
+    std::fs::create_dir_all(d.join("snippets/worker")).unwrap();
+    std::fs::write(
+        d.join("snippets/worker/motd.bu"),
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/motd.d/day2\n      contents:\n        inline: day two\n",
+    )
+    .unwrap();
+    let out = cluster.kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ignition/pools/worker.json")).unwrap())
+            .unwrap();
+    let second = state["target"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    cluster.admin(&[
+        "annotate",
+        "node",
+        "worker0",
+        &format!("kindling.dev/desired-rendering={second}"),
+    ]);
+    // (kindling serve has the new rendering once it has seen the pool change.)
+    eventually("worker0 on the new rendering", READY, || {
+        let out = node_agent_run(&cluster, &root, &[]);
+        let current = annotation(&cluster, "kindling.dev/current-rendering");
+        (current == second).then_some(()).ok_or(format!(
+            "{current}: {}\n{}",
+            text(&out),
+            cluster.serve_log()
+        ))
+    });
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd.d/day2")).unwrap(),
+        "day two"
+    );
+    // A file no program is known to re-read: the machine reboots into it (here the stand-in
+    // records the reboot), and the agent that starts afterwards says Done.
+    assert_eq!(annotation(&cluster, "kindling.dev/state"), "Rebooting");
+    let systemctl = std::fs::read_to_string(&calls).unwrap();
+    assert!(systemctl.ends_with("reboot\n"), "{systemctl}");
+    node_agent_once(&cluster, &root, &[]);
+    assert_eq!(annotation(&cluster, "kindling.dev/state"), "Done");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/kindling/rendering")).unwrap(),
+        format!("{second}\n")
+    );
+    let events = cluster.admin(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=worker0,reason=RenderingApplied",
+        "-o=jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains(&format!(
+            "{first} -> {second}; rebooting, as /etc/motd.d/day2 changed"
+        )),
+        "{events}"
+    );
+}
