@@ -7,7 +7,8 @@
 //!   a `resourceVersion`), get, create (POST), replace (PUT, with resourceVersion conflicts),
 //!   delete, JSON merge patch, and server-side apply (`application/apply-patch+yaml`, JSON body,
 //!   `fieldManager` required);
-//! - the `status` and `approval` subresources (PUT): they replace `status` only.
+//! - the `status` and `approval` subresources (PUT): they replace `status` only;
+//! - `pods/<name>/eviction` (policy/v1), honouring PodDisruptionBudgets' `disruptionsAllowed`.
 //!
 //! What it does not do: authentication and authorization, validation beyond names, admission,
 //! field ownership (an apply merges the applied fields over the object, as a forced apply by a
@@ -129,6 +130,13 @@ pub const RESOURCES: &[Resource] = &[
         &["status", "approval"],
     ),
     resource("coordination.k8s.io/v1", "Lease", "leases", true, &[]),
+    resource(
+        "policy/v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+        &["status"],
+    ),
 ];
 
 fn find_resource(
@@ -447,6 +455,68 @@ fn key_of(resource: &'static Resource, object: &Value) -> Option<Key> {
 }
 
 /// A `Status` failure, as the apiserver sends it.
+/// An Eviction, as the API server's eviction subresource takes it: refused with 429 when a
+/// PodDisruptionBudget selecting the pod allows no disruption now (its
+/// `status.disruptionsAllowed`, which the disruption controller would keep), else the pod is
+/// deleted and the budget's allowance goes down by one.
+fn evict(fake: &FakeApiServer, target: &Target, name: &str, body: &Bytes) -> Response {
+    let eviction = match parse_json(body) {
+        Ok(v) => v,
+        Err(response) => return response,
+    };
+    if eviction["kind"] != "Eviction" || eviction["apiVersion"] != "policy/v1" {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "expected a policy/v1 Eviction, got {} {}",
+                eviction["apiVersion"], eviction["kind"]
+            ),
+        );
+    }
+    let mut store = fake.store();
+    let key = target.key(name);
+    let Some(pod) = store.objects.get(&key).cloned() else {
+        return not_found(&format!("pods \"{name}\""));
+    };
+    let labels = pod["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let budgets: Vec<(Key, Value)> = store
+        .objects
+        .iter()
+        .filter(|(k, v)| {
+            k.plural == "poddisruptionbudgets"
+                && k.namespace == target.namespace
+                && v["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .is_some_and(|m| m.iter().all(|(l, value)| labels.get(l) == Some(value)))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (_, budget) in &budgets {
+        if budget["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) < 1 {
+            return status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                format!(
+                    "Cannot evict pod as it would violate the pod's disruption budget {}.",
+                    budget["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    for (budget_key, mut budget) in budgets {
+        let allowed = budget["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
+        budget["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        store.write(&fake.inner.changes, budget_key, budget, |_, new| new);
+    }
+    store.remove(&fake.inner.changes, &key);
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
 fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
     let body = json!({
         "kind": "Status",
@@ -523,6 +593,11 @@ async fn handle(State(fake): State<FakeApiServer>, request: Request) -> Response
         (Method::PUT, Some(name), None) => replace(&fake, &target, name, &body),
         (Method::PUT, Some(name), Some(sub)) => {
             replace_subresource(&fake, &target, name, sub, &body)
+        }
+        (Method::POST, Some(name), Some(sub))
+            if sub == "eviction" && target.resource.kind == "Pod" =>
+        {
+            evict(&fake, &target, name, &body)
         }
         (Method::PATCH, Some(name), None) => patch(&fake, &target, name, &headers, &query, &body),
         (Method::DELETE, Some(name), None) => {
@@ -605,6 +680,7 @@ fn parse_path(path: &str) -> Option<Target> {
     let subresource = rest.get(2).map(|s| s.to_string());
     if let Some(sub) = &subresource
         && !resource.subresources.contains(&sub.as_str())
+        && !(resource.kind == "Pod" && sub == "eviction")
     {
         return None;
     }
@@ -671,6 +747,12 @@ fn discovery(method: &Method, path: &str) -> Option<Response> {
                     resources.push(json!({
                         "name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
                         "kind": r.kind, "verbs": ["get", "patch", "update"],
+                    }));
+                }
+                if r.kind == "Pod" {
+                    resources.push(json!({
+                        "name": "pods/eviction", "singularName": "", "namespaced": true,
+                        "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"],
                     }));
                 }
             }

@@ -13,6 +13,7 @@
 pub mod bootstrap;
 pub mod client;
 pub mod csr;
+pub mod drain;
 pub mod gather;
 pub mod health;
 pub mod labels;

@@ -6,7 +6,9 @@
 //!   that Zincati's FleetLock requests (through `kindling serve`) and rolling updates take from
 //!   alike, so that together they never take more machines out than the pool allows.
 //! - [`policy`]: a pool's update policy: how many machines may be out at once, and when.
+//! - [`update`]: `kindling update`, the rolling update of a pool, resumable at every step.
 
 pub mod policy;
 pub mod slots;
+pub mod update;
 pub mod window;

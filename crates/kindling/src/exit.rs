@@ -21,6 +21,8 @@ pub enum Code {
     /// The mirror lacks binaries or images the machines need: `create ignition-configs` made no
     /// config, `mirror` could not add them all.
     MirrorIncomplete = 8,
+    /// `update`: a machine halted the rolling update (no progress, drift, its agent failed).
+    UpdateHalted = 9,
 }
 
 /// A command that failed: the exit code, and the error to print if it was not printed already.

@@ -54,6 +54,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Gather(args) => cli::gather::run(&args),
         Command::Machines(command) => cli::machines::run(&command),
         Command::Mirror(args) => cli::mirror::run(&args),
+        Command::Update(args) => cli::update::run(&args),
         Command::Agent(command) => cli::agent::run(&command),
         Command::Completion { shell } => {
             clap_complete::generate(

@@ -10,6 +10,7 @@ pub mod gather;
 pub mod machines;
 pub mod mirror;
 pub mod serve;
+pub mod update;
 pub mod wait_for;
 
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ pub enum Command {
     /// no internet: from image archives and directories of binaries. Resumable; every blob is
     /// checked against its digest before it is kept.
     Mirror(MirrorArgs),
+    /// Move a pool's machines to a rendering (its newest, another, or the one before), a few
+    /// at a time: cordon, drain, apply, reboot if needed, wait Ready, uncordon. Resumable.
+    Update(UpdateArgs),
     /// Manage the machines' install windows.
     #[command(subcommand)]
     Machines(MachinesCommand),
@@ -100,6 +104,7 @@ impl Command {
             Command::Gather(a) => &a.cluster.dir.dir,
             Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
             Command::Mirror(a) => &a.dir.dir,
+            Command::Update(a) => &a.cluster.dir.dir,
             Command::Agent(_) | Command::Completion { .. } => return None,
         })
     }
@@ -336,6 +341,51 @@ pub struct ApproveCsrsArgs {
     /// Keep watching for new requests until interrupted (default: one pass).
     #[arg(long)]
     pub watch: bool,
+}
+
+/// `update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The pool to update (default: every pool, the masters last).
+    #[arg(long, value_name = "POOL")]
+    pub pool: Option<String>,
+    /// The rendering to move to (default: the pool's newest, from create ignition-configs).
+    #[arg(long, value_name = "RENDERING", conflicts_with = "rollback")]
+    pub to: Option<String>,
+    /// Move back to the rendering before the pool's current one.
+    #[arg(long)]
+    pub rollback: bool,
+    /// How many of the pool's machines may be out at once: a number, or a percentage of the
+    /// pool (kept for later updates, and for Zincati's reboots through FleetLock).
+    #[arg(long, value_name = "N|N%")]
+    pub max_unavailable: Option<kindling_fleet::policy::MaxUnavailable>,
+    /// When machines may start to go out, e.g. "Sat,Sun 02:00-06:00 Europe/Paris"; repeat for
+    /// several (kept for later updates and for FleetLock). A machine that started finishes.
+    #[arg(long, value_name = "WINDOW")]
+    pub window: Vec<String>,
+    /// Forget the pool's windows: machines may go out at any time.
+    #[arg(long, conflicts_with = "window")]
+    pub any_time: bool,
+    /// Have each machine's agent put its rendering back over files that drifted, first.
+    #[arg(long)]
+    pub revert_drift: bool,
+    /// Start no more machines (those that started finish); the update's progress is kept.
+    #[arg(long, conflicts_with = "resume")]
+    pub pause: bool,
+    /// Go on with a paused update.
+    #[arg(long)]
+    pub resume: bool,
+    /// A machine with no progress for this many seconds halts the update.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    pub stall: u64,
+    /// Seconds between checks.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub poll: u64,
+    /// Stop, rather than wait, when no machine may start before the next window.
+    #[arg(long)]
+    pub stop_outside_window: bool,
 }
 
 /// `gather`.

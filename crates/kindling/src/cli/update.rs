@@ -1,0 +1,126 @@
+//! `kindling update`: the rolling update of one pool or every pool. The work is kindling-fleet's
+//! (`update`); this reads the arguments, keeps the policy they set, and prints.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use kindling_assets::renderings::PoolState;
+use kindling_fleet::update::{self, Finished, UpdateRequest};
+use kindling_fleet::window::Window;
+
+use crate::cli::UpdateArgs;
+use crate::cli::create::load;
+use crate::exit::{Code, Failure};
+
+/// The pools to update, in order: workers first, the masters last.
+fn pools<'d>(
+    args: &UpdateArgs,
+    description: &'d kindling_config::ClusterDescription,
+) -> Result<Vec<(&'static str, Vec<&'d str>)>, Failure> {
+    let mut all = kindling_assets::ignition::pool_members(description);
+    all.sort_by_key(|(pool, _)| *pool == "master");
+    match &args.pool {
+        None => Ok(all),
+        Some(wanted) => {
+            let known: Vec<&str> = all.iter().map(|(p, _)| *p).collect();
+            all.retain(|(pool, _)| pool == wanted);
+            if all.is_empty() {
+                return Err(Failure {
+                    code: Code::Usage,
+                    error: Some(anyhow!(
+                        "--pool {wanted}: the pools are {}",
+                        known.join(", ")
+                    )),
+                });
+            }
+            Ok(all)
+        }
+    }
+}
+
+pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
+    let dir = &args.cluster.dir.dir;
+    let description = load(dir)?;
+    let pools = pools(args, &description)?;
+    let usage = |e: String| Failure {
+        code: Code::Usage,
+        error: Some(anyhow!(e)),
+    };
+    for w in &args.window {
+        Window::parse(w).map_err(|e| usage(e.to_string()))?;
+    }
+
+    if args.pause || args.resume {
+        for (pool, _) in &pools {
+            if update::set_paused(dir, pool, args.pause).map_err(anyhow::Error::from)? {
+                let what = if args.pause { "paused" } else { "resumed" };
+                println!("pool {pool}: update {what}");
+            }
+        }
+        if args.pause {
+            return Ok(());
+        }
+    }
+
+    // The policy is kept, for later updates and for FleetLock.
+    if args.max_unavailable.is_some() || !args.window.is_empty() || args.any_time {
+        for (pool, _) in &pools {
+            let mut slots = kindling_fleet::slots::lock(dir, pool).map_err(anyhow::Error::from)?;
+            if let Some(max) = args.max_unavailable {
+                slots.fleet.policy.max_unavailable = Some(max.to_string());
+            }
+            if !args.window.is_empty() || args.any_time {
+                slots.fleet.policy.windows = args.window.clone();
+            }
+            slots.save().map_err(anyhow::Error::from)?;
+        }
+    }
+
+    let kubeconfig = args.cluster.kubeconfig();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let etcd = update::etcd_health(dir, &description);
+    runtime.block_on(async {
+        let client = kindling_cluster::connect(&kubeconfig)
+            .await
+            .context("run kindling create manifests first, or give --kubeconfig")?;
+        for (pool, members) in &pools {
+            let to = if args.rollback {
+                let state = PoolState::load(dir, pool).map_err(anyhow::Error::from)?;
+                Some(state.previous().map_err(anyhow::Error::from)?.to_string())
+            } else {
+                args.to.clone()
+            };
+            let say = |line: &str| println!("{line}");
+            let request = UpdateRequest {
+                dir: dir.clone(),
+                pool: pool.to_string(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+                masters: *pool == "master",
+                to,
+                revert_drift: args.revert_drift,
+                stall: Duration::from_secs(args.stall),
+                poll: Duration::from_secs(args.poll.max(1)),
+                stop_outside_window: args.stop_outside_window,
+                etcd_healthy: Some(&etcd),
+                say: &say,
+            };
+            match update::run(&request, &client)
+                .await
+                .map_err(anyhow::Error::from)?
+            {
+                Finished::Done { .. } => {}
+                Finished::Waiting { .. } => return Ok(()),
+                Finished::Halted(halt) => {
+                    return Err(Failure {
+                        code: Code::UpdateHalted,
+                        error: Some(anyhow!("{halt}")),
+                    });
+                }
+            }
+        }
+        Ok::<_, Failure>(())
+    })
+}
