@@ -16,6 +16,7 @@ mod qemu;
 mod registry;
 mod secrets;
 mod serve;
+mod update;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

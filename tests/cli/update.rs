@@ -1,0 +1,345 @@
+//! `kindling update`, the real binary, against the **fake** API server with six workers whose
+//! node agents are played by a thread here: when a Node is told a rendering it goes not Ready
+//! (its reboot), then says it runs the rendering, Ready again.
+//!
+//! Why the fake: six real kubelets (and their node agents rebooting) do not fit a 2-core test
+//! machine, and the rolling update's rules are about the Nodes' annotations, cordons and the
+//! reboot slots; the real node agent's side runs against a real cluster in `day2.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kindling_cluster::fake::FakeApiServer;
+use serde_json::{Value, json};
+
+use crate::ignition_configs::demo_on_loopback;
+use crate::kindling;
+
+const WORKERS: [&str; 6] = [
+    "worker0", "worker1", "worker2", "worker3", "worker4", "worker5",
+];
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    fake: FakeApiServer,
+    kubeconfig: PathBuf,
+    /// The most Nodes cordoned at once, as the agents' thread saw them.
+    peak: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    /// The renderings before and after the change.
+    old: String,
+    new: String,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn target(dir: &Path) -> String {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ignition/pools/worker.json")).unwrap())
+            .unwrap();
+    state["target"].as_str().unwrap().to_string()
+}
+
+impl Fleet {
+    /// Six workers on the worker pool's first rendering, and a second rendering made; the node
+    /// agents ignore the machine named `stuck`.
+    fn new(stuck: Option<&'static str>) -> Fleet {
+        let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+        let dir = demo_on_loopback(http_port, mcs_port);
+        let d = dir.path();
+        let inventory = d.join("inventory.yaml");
+        let mut text = std::fs::read_to_string(&inventory).unwrap();
+        for i in 3..6 {
+            text.push_str(&format!(
+                "  - name: worker{i}\n    role: worker\n    mac: \"52:54:00:7e:01:2{i}\"\n    ip: 192.168.126.12{i}\n"
+            ));
+        }
+        std::fs::write(&inventory, text).unwrap();
+        kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+        let old = target(d);
+        std::fs::create_dir_all(d.join("snippets/worker")).unwrap();
+        std::fs::write(
+            d.join("snippets/worker/motd.bu"),
+            "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/motd.d/x\n      contents:\n        inline: x\n",
+        )
+        .unwrap();
+        kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
+        let new = target(d);
+        assert_ne!(old, new);
+
+        let fake = FakeApiServer::new();
+        let addr = fake.start_in_thread();
+        let kubeconfig = d.join("fake.kubeconfig");
+        std::fs::write(&kubeconfig, FakeApiServer::kubeconfig(addr)).unwrap();
+        for name in WORKERS {
+            let mut node = fake.put_node(name, true);
+            node["metadata"]["annotations"] = json!({
+                "kindling.dev/current-rendering": old, "kindling.dev/state": "Done",
+            });
+            fake.put(node);
+        }
+        let (peak, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let agents = (fake.clone(), peak.clone(), stop.clone());
+        std::thread::spawn(move || play_agents(&agents.0, &agents.1, &agents.2, stuck));
+        Fleet {
+            dir,
+            fake,
+            kubeconfig,
+            peak,
+            stop,
+            old,
+            new,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `kindling update --pool worker ...` started, with `KINDLING_UPDATE_PAUSE_AFTER=<pause>`.
+    fn start(&self, pause: Option<&str>, args: &[&str]) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
+        command
+            .args(["update", "--pool", "worker", "--poll", "1", "--dir"])
+            .arg(self.path())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(step) = pause {
+            command.env("KINDLING_UPDATE_PAUSE_AFTER", step);
+        }
+        command.spawn().unwrap()
+    }
+
+    fn update_state(&self) -> Value {
+        let path = self.path().join(".kindling/fleet/worker.update.json");
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    fn node(&self, name: &str) -> Value {
+        self.fake.get("v1", "Node", None, name).unwrap()
+    }
+
+    fn on(&self, name: &str) -> String {
+        self.node(name)["metadata"]["annotations"]["kindling.dev/current-rendering"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The node agents: a Node told another rendering goes not Ready, then runs it and is Ready.
+fn play_agents(fake: &FakeApiServer, peak: &AtomicUsize, stop: &AtomicBool, stuck: Option<&str>) {
+    while !stop.load(Ordering::SeqCst) {
+        let nodes = fake.list("v1", "Node");
+        let cordoned = nodes
+            .iter()
+            .filter(|n| n["spec"]["unschedulable"] == true)
+            .count();
+        peak.fetch_max(cordoned, Ordering::SeqCst);
+        for mut node in nodes {
+            let name = node["metadata"]["name"].as_str().unwrap().to_string();
+            let annotations = node["metadata"]["annotations"].clone();
+            let desired = annotations["kindling.dev/desired-rendering"].as_str();
+            let current = annotations["kindling.dev/current-rendering"].as_str();
+            if desired.is_none() || desired == current || Some(name.as_str()) == stuck {
+                continue;
+            }
+            let ready = node["status"]["conditions"][0]["status"] == "True";
+            if ready && annotations["kindling.dev/state"] != "Rebooting" {
+                node["metadata"]["annotations"]["kindling.dev/state"] = json!("Rebooting");
+                node["status"]["conditions"][0]["status"] = json!("False");
+            } else {
+                node["metadata"]["annotations"]["kindling.dev/current-rendering"] = json!(desired);
+                node["metadata"]["annotations"]["kindling.dev/state"] = json!("Done");
+                node["status"]["conditions"][0]["status"] = json!("True");
+            }
+            fake.put(node);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `done` holds, or panics after a minute naming `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The update's output, once it exits (within two minutes).
+fn finish(mut child: Child) -> (i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kindling update did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    use std::io::Read as _;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (status.code().unwrap_or(-1), out)
+}
+
+fn assert_all_moved(fleet: &Fleet) {
+    for name in WORKERS {
+        assert_eq!(fleet.on(name), fleet.new, "{name}");
+        assert_ne!(
+            fleet.node(name)["spec"]["unschedulable"],
+            true,
+            "{name} uncordoned"
+        );
+    }
+    let slots: Value = serde_json::from_slice(
+        &std::fs::read(fleet.path().join(".kindling/fleet/worker.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(slots["slots"], json!({}), "every slot given back");
+    let state = fleet.update_state();
+    for name in WORKERS {
+        assert_eq!(state["machines"][name]["step"], "done", "{state}");
+    }
+    assert!(
+        fleet.peak.load(Ordering::SeqCst) <= 2,
+        "never more than 2 out at once"
+    );
+}
+
+/// Killed (SIGKILL) after each of a machine's steps and run again, the update ends where an
+/// uninterrupted one would: every worker on the new rendering, uncordoned, the slots free, and
+/// never more than two out at once.
+#[test]
+fn a_rolling_update_killed_at_every_step_ends_as_if_it_never_was() {
+    let fleet = Fleet::new(None);
+    for step in ["cordoned", "drained", "applying", "done"] {
+        let mut child = fleet.start(Some(step), &["--max-unavailable", "2"]);
+        wait_until(&format!("a machine {step}"), || {
+            fleet.update_state()["machines"]
+                .as_object()
+                .is_some_and(|m| m.values().any(|p| p["step"] == step))
+        });
+        // The state is written before the hook sleeps: kill it there.
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+    let (code, out) = finish(fleet.start(None, &[]));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("pool worker: every machine runs {}", fleet.new)),
+        "{out}"
+    );
+    assert_all_moved(&fleet);
+    assert_eq!(
+        fleet.peak.load(Ordering::SeqCst),
+        2,
+        "two at a time, not one"
+    );
+    // The pool's machines are now meant to be on the new rendering (kindling serve serves it).
+    let pool: Value = serde_json::from_slice(
+        &std::fs::read(fleet.path().join("ignition/pools/worker.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pool["target"], json!(fleet.new));
+    assert!(
+        pool["machines"].as_object().is_none_or(|m| m.is_empty()),
+        "{pool}"
+    );
+    let _ = &fleet.old;
+}
+
+/// A window that closes mid-update: the machines that started finish, no other starts; the
+/// rest go when the update may run again.
+#[test]
+fn no_machine_starts_outside_the_window() {
+    let fleet = Fleet::new(None);
+    let mut child = fleet.start(Some("applying"), &["--max-unavailable", "2"]);
+    wait_until("a machine applying", || {
+        fleet.update_state()["machines"]
+            .as_object()
+            .is_some_and(|m| m.values().any(|p| p["step"] == "applying"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let started: Vec<&str> = WORKERS
+        .into_iter()
+        .filter(|w| fleet.update_state()["machines"][*w]["step"] != "waiting")
+        .collect();
+    assert!(!started.is_empty() && started.len() <= 2, "{started:?}");
+
+    // The window is in three hours: closed now.
+    let hour = (jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .hour()
+        + 3)
+        % 24;
+    let window = format!("{hour:02}:00-{:02}:00 UTC", (hour + 1) % 24);
+    let (code, out) = finish(fleet.start(None, &["--window", &window, "--stop-outside-window"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("outside the pool's maintenance windows"),
+        "{out}"
+    );
+    for name in WORKERS {
+        let moved = fleet.on(name) == fleet.new;
+        assert_eq!(moved, started.contains(&name), "{name}: {out}");
+    }
+    let (code, out) = finish(fleet.start(None, &["--any-time"]));
+    assert_eq!(code, 0, "{out}");
+    assert_all_moved(&fleet);
+}
+
+/// A machine whose agent never answers halts the update, which names it and its step; the
+/// others are not touched while it is stuck.
+#[test]
+fn a_stuck_machine_halts_the_rollout_with_its_name() {
+    let fleet = Fleet::new(Some("worker0"));
+    let (code, out) = finish(fleet.start(None, &["--max-unavailable", "1", "--stall", "3"]));
+    assert_eq!(code, 9, "{out}");
+    assert!(
+        out.contains("worker0 halted the update at step applying: no progress for 3s"),
+        "{out}"
+    );
+    assert_eq!(
+        fleet.node("worker0")["spec"]["unschedulable"],
+        true,
+        "left cordoned"
+    );
+    for name in &WORKERS[1..] {
+        assert_eq!(fleet.on(name), fleet.old, "{name} was not started");
+    }
+}
