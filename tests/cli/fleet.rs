@@ -436,3 +436,103 @@ fn a_node_fetches_its_renderings_with_its_kubelet_certificate() {
         "the handshake refuses it"
     );
 }
+
+/// `kindling certs` and `certs renew`, with the clock moved past the leaves' expiry: they are
+/// listed as expired, a dry run writes nothing, and the renewal re-signs them under the same CAs
+/// (openssl verifies them at the moved clock) into a new master rendering.
+#[test]
+fn certificates_past_their_expiry_are_renewed_under_the_same_cas() {
+    let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
+    let dir = demo_on_loopback(http_port, mcs_port);
+    let d = dir.path();
+    let path = d.to_str().unwrap();
+    kindling(&["create", "ignition-configs", "--dir", path]).expect(0);
+    let master_before = pool_state(d, "master")["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root_ca = std::fs::read(d.join("tls/root-ca.crt")).unwrap();
+
+    let run = kindling(&["certs", "--dir", path, "--json"]);
+    run.expect(0);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&run.stdout()).unwrap();
+    let find = |source: &str| listed.iter().find(|c| c["source"] == source).cloned();
+    let apiserver = find("tls/apiserver/master0.crt").expect("the apiserver's certificate");
+    assert_eq!(apiserver["kind"], "leaf");
+    assert_eq!(apiserver["machine"], "master0");
+    assert!(
+        apiserver["names"]
+            .as_array()
+            .unwrap()
+            .contains(&"api-int.demo.example.localdomain".into())
+    );
+    assert_eq!(find("tls/root-ca.crt").unwrap()["kind"], "ca");
+    assert_eq!(find("auth/kubeconfig").unwrap()["kind"], "kubeconfig");
+    assert_eq!(find("auth/bootstrap-token").unwrap()["bootstrapOnly"], true);
+
+    // 400 days later.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(400);
+    let later_text = later
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let at_later = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+            .args(args)
+            .env("KINDLING_NOW", &later_text)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let table = at_later(&["certs", "--dir", path]);
+    let line = table
+        .lines()
+        .find(|l| l.contains("tls/apiserver/master0.crt"))
+        .unwrap();
+    assert!(line.ends_with("EXPIRED"), "{line}");
+
+    let snapshot = crate::snapshot(d);
+    let dry = at_later(&["certs", "renew", "--dir", path, "--dry-run"]);
+    assert!(
+        dry.contains("would re-sign tls/apiserver/master0.crt"),
+        "{dry}"
+    );
+    assert_eq!(crate::snapshot(d), snapshot, "a dry run writes nothing");
+
+    let renewed = at_later(&["certs", "renew", "--dir", path]);
+    assert!(renewed.contains("kindling update"), "{renewed}");
+    assert_eq!(
+        std::fs::read(d.join("tls/root-ca.crt")).unwrap(),
+        root_ca,
+        "the same CA"
+    );
+    let verify = std::process::Command::new("openssl")
+        .args([
+            "verify",
+            "-attime",
+            &later.unix_timestamp().to_string(),
+            "-CAfile",
+        ])
+        .arg(d.join("tls/root-ca.crt"))
+        .arg(d.join("tls/apiserver/master0.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let table = at_later(&["certs", "--dir", path]);
+    assert!(!table.contains("EXPIRED"), "{table}");
+    // The masters' new certificates are in a new rendering of their pool.
+    let master_after = pool_state(d, "master")["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(master_after, master_before);
+}

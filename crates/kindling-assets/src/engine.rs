@@ -92,6 +92,16 @@ pub struct Settings {
     /// Make missing certificate authorities again, and everything signed by them
     /// (`--rotate-ca`), rather than stop.
     pub rotate_ca: bool,
+    /// Re-sign every leaf that expires within this long (`kindling certs renew`); leaves are
+    /// always re-signed within the bootstrap window.
+    pub renew_before: time::Duration,
+}
+
+impl Settings {
+    /// Until when every leaf must stay valid: a leaf that expires before is re-signed.
+    pub fn valid_until(&self) -> time::OffsetDateTime {
+        self.now + self.lifetimes.bootstrap_window.max(self.renew_before)
+    }
 }
 
 impl Context<'_> {

@@ -204,7 +204,7 @@ impl Asset for LeafAsset {
         };
         let mut outputs = Vec::new();
         // A leaf is re-issued only when what it says would change, or it is near expiry.
-        let valid_until = s.now + s.lifetimes.bootstrap_window;
+        let valid_until = s.valid_until();
         for (base, spec) in (self.certs)(ctx.description) {
             let existing = (
                 ctx.read_text(&format!("{base}.crt")),
@@ -224,9 +224,10 @@ impl Asset for LeafAsset {
         Ok(outputs)
     }
 
-    /// A certificate that is expired, or will be within the bootstrap window, is re-signed.
+    /// A certificate that is expired, or will be within the bootstrap window (or the renewal
+    /// horizon of `kindling certs renew`), is re-signed.
     fn needs_renewal(&self, ctx: &Context<'_>, own: &[String]) -> Result<bool, AssetError> {
-        let deadline = ctx.settings.now + ctx.settings.lifetimes.bootstrap_window;
+        let deadline = ctx.settings.valid_until();
         for path in own.iter().filter(|p| p.ends_with(".crt")) {
             let expiry = kindling_pki::not_after(&ctx.read_text(path)?);
             match expiry {

@@ -6,8 +6,10 @@
 //!   that Zincati's FleetLock requests (through `kindling serve`) and rolling updates take from
 //!   alike, so that together they never take more machines out than the pool allows.
 //! - [`policy`]: a pool's update policy: how many machines may be out at once, and when.
+//! - [`certs`]: every certificate, key and token kindling made or approved, and its expiry.
 //! - [`update`]: `kindling update`, the rolling update of a pool, resumable at every step.
 
+pub mod certs;
 pub mod policy;
 pub mod slots;
 pub mod update;

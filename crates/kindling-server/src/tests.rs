@@ -36,6 +36,7 @@ fn demo_with(target: Target, inventory: &str) -> tempfile::TempDir {
         lifetimes: Default::default(),
         agent_sha512: Some("0".repeat(128)),
         rotate_ca: false,
+        renew_before: time::Duration::ZERO,
     };
     kindling_assets::create(dir.path(), &description, target, &settings, &AtomicFiles).unwrap();
     dir

@@ -2,6 +2,7 @@
 //! to an exit code. The work is done by the library crates.
 
 mod cli;
+mod clock;
 mod exit;
 mod logfile;
 mod report;
@@ -55,6 +56,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Machines(command) => cli::machines::run(&command),
         Command::Mirror(args) => cli::mirror::run(&args),
         Command::Update(args) => cli::update::run(&args),
+        Command::Certs(args) => cli::certs::run(&args),
         Command::Agent(command) => cli::agent::run(&command),
         Command::Completion { shell } => {
             clap_complete::generate(

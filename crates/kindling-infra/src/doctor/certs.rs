@@ -11,6 +11,9 @@ use super::{Area, Finding, Request, Severity};
 /// A CA that expires within this long gets a warning: replacing a CA means re-installing or a
 /// careful rotation, which needs time.
 const CA_WARNING: Duration = Duration::days(365);
+/// A leaf that expires within this long gets a warning, in time for `kindling certs renew` and
+/// the rolling update that delivers it.
+const LEAF_WARNING: Duration = Duration::days(30);
 
 fn finding(severity: Severity, check: &'static str, subject: &str, what: String) -> Finding {
     Finding::new(severity, Area::Certificates, check, subject, what)
@@ -127,6 +130,17 @@ pub fn check(req: &Request) -> Vec<Finding> {
                 )
                 .why("the bootstrap machine uses it until the control plane has moved to the masters, which can take the whole window")
                 .fix(fix),
+            );
+        } else if !bootstrap_only && cert.not_after < req.now + LEAF_WARNING {
+            out.push(
+                finding(
+                    Severity::Warning,
+                    "certs.expiry",
+                    &cert.path,
+                    format!("the certificate expires on {}, within 30 days", date(cert.not_after)),
+                )
+                .why("when it expires, what presents it is refused (an apiserver, an etcd member, a component's client)")
+                .fix("run 'kindling certs renew', then 'kindling update' to deliver the new certificates"),
             );
         } else {
             leaves_ok += 1;
@@ -257,6 +271,7 @@ mod tests {
         write(dir.path(), "tls/bootstrap/admin.crt", &leaf(48));
         write(dir.path(), "tls/etcd/bootstrap-peer.crt", &leaf(12));
         write(dir.path(), "tls/apiserver.crt", &leaf(24 * 365));
+        write(dir.path(), "tls/mcs.crt", &leaf(24 * 20));
         write(dir.path(), "tls/broken.crt", "not a certificate");
 
         let found = check(&request(dir.path(), now));
@@ -279,6 +294,13 @@ mod tests {
                     && f.what.starts_with("the bootstrap certificate expires"))
         );
         assert_eq!(about("tls/broken.crt"), [(Severity::Error, "certs.read")]);
+        // 30 days before a leaf expires, a warning that says what renews it.
+        assert_eq!(about("tls/mcs.crt"), [(Severity::Warning, "certs.expiry")]);
+        assert!(
+            found
+                .iter()
+                .any(|f| f.subject == "tls/mcs.crt" && f.fix.contains("kindling certs renew"))
+        );
         assert!(about("tls/bootstrap/admin.crt").is_empty(), "{found:#?}");
         let ok: Vec<_> = found
             .iter()

@@ -56,9 +56,21 @@ pub fn load_for(dir: &Path, purpose: Use) -> Result<ClusterDescription, Failure>
 /// `create manifests | ignition-configs`: validates the description and brings the assets of
 /// `target` up to date.
 pub fn assets(args: &AssetArgs, target: Target) -> Result<(), Failure> {
+    assets_renewing(args, target, time::Duration::ZERO)
+}
+
+/// [`assets`], re-signing every leaf that expires within `renew_before` (`certs renew`).
+pub fn assets_renewing(
+    args: &AssetArgs,
+    target: Target,
+    renew_before: time::Duration,
+) -> Result<(), Failure> {
     let dir = &args.dir.dir;
     let description = load_for(dir, Use::Install)?;
-    let settings = settings(args, target)?;
+    let settings = Settings {
+        renew_before,
+        ..settings(args, target)?
+    };
     match kindling_assets::create(dir, &description, target, &settings, &AtomicFiles) {
         Ok(outcomes) => {
             report::outcomes(&outcomes);
@@ -174,11 +186,12 @@ pub fn infra(args: &InfraArgs) -> Result<(), Failure> {
     let dir = &args.dir.dir;
     let description = load_for(dir, Use::Machines)?;
     let settings = Settings {
-        now: time::OffsetDateTime::now_utc(),
+        now: crate::clock::now(),
         key_algorithm: Default::default(),
         lifetimes: Lifetimes::default(),
         agent_sha512: None,
         rotate_ca: false,
+        renew_before: time::Duration::ZERO,
     };
     let choices = kindling_infra::Choices {
         phase: args.phase.into(),
@@ -249,7 +262,7 @@ fn settings(args: &AssetArgs, target: Target) -> Result<Settings, Failure> {
         }
     };
     Ok(Settings {
-        now: time::OffsetDateTime::now_utc(),
+        now: crate::clock::now(),
         key_algorithm: args.key_algorithm.parse().map_err(|e: String| anyhow!(e))?,
         lifetimes: Lifetimes {
             root: time::Duration::days(args.ca_days.into()),
@@ -258,6 +271,7 @@ fn settings(args: &AssetArgs, target: Target) -> Result<Settings, Failure> {
         },
         agent_sha512,
         rotate_ca: args.rotate_ca,
+        renew_before: time::Duration::ZERO,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod approve_csrs;
+pub mod certs;
 pub mod create;
 pub mod demo;
 pub mod doctor;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Move a pool's machines to a rendering (its newest, another, or the one before), a few
     /// at a time: cordon, drain, apply, reboot if needed, wait Ready, uncordon. Resumable.
     Update(UpdateArgs),
+    /// List every certificate, key and token kindling made or approved, soonest expiry first;
+    /// `certs renew` re-signs leaves under the same CAs.
+    Certs(CertsArgs),
     /// Manage the machines' install windows.
     #[command(subcommand)]
     Machines(MachinesCommand),
@@ -105,6 +109,10 @@ impl Command {
             Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
             Command::Mirror(a) => &a.dir.dir,
             Command::Update(a) => &a.cluster.dir.dir,
+            Command::Certs(a) => match &a.command {
+                Some(CertsCommand::Renew(r)) => &r.assets.dir.dir,
+                None => &a.cluster.dir.dir,
+            },
             Command::Agent(_) | Command::Completion { .. } => return None,
         })
     }
@@ -341,6 +349,49 @@ pub struct ApproveCsrsArgs {
     /// Keep watching for new requests until interrupted (default: one pass).
     #[arg(long)]
     pub watch: bool,
+}
+
+/// `certs`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CertsArgs {
+    #[command(subcommand)]
+    pub command: Option<CertsCommand>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// JSON, one object per credential.
+    #[arg(long)]
+    pub json: bool,
+    /// Mark what expires within this many days.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub warn_days: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Re-sign the leaf certificates that expire soon (or all of them) under the same CAs, and
+    /// make the pools' new renderings that carry them; kindling update delivers them.
+    Renew(RenewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    #[command(flatten)]
+    pub assets: AssetArgs,
+    /// Say what would be re-signed, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Re-sign the leaves that expire within this many days.
+    #[arg(
+        long,
+        default_value_t = 30,
+        value_name = "DAYS",
+        conflicts_with = "all"
+    )]
+    pub within: u32,
+    /// Re-sign every leaf.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `update`.
