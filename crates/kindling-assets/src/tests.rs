@@ -34,6 +34,7 @@ pub(crate) fn settings() -> Settings {
         lifetimes: kindling_pki::Lifetimes::default(),
         agent_sha512: Some("0".repeat(128)),
         rotate_ca: false,
+        renew_before: time::Duration::ZERO,
     }
 }
 
