@@ -138,6 +138,30 @@ fn the_node_agent_keeps_a_real_node_on_its_rendering() {
         "MemoryPressure"
     );
 
+    // kindling status shows it, with what the cluster says of the node.
+    let out = cluster.kindling(&["status", "--json", "--dir", d.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let machines: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let worker0 = machines.iter().find(|m| m["name"] == "worker0").unwrap();
+    assert_eq!(worker0["agent"], "Drifted", "{worker0}");
+    assert!(
+        worker0["drift"].as_str().unwrap().contains("kubelet.env"),
+        "{worker0}"
+    );
+    assert_eq!(worker0["current"], first);
+    assert_eq!(worker0["ready"], true);
+    assert!(
+        worker0["certificatesExpire"].is_string(),
+        "the kubelet's certificates: {worker0}"
+    );
+    let out = cluster.kindling(&["status", "--dir", d.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with("worker0 ")).unwrap();
+    assert!(
+        row.contains("1 path(s)") && row.contains("Ready"),
+        "{table}"
+    );
+
     // The cluster's admin asks for a revert: the file comes back byte for byte and the kubelet
     // is restarted.
     cluster.admin(&[

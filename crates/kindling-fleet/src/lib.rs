@@ -7,10 +7,12 @@
 //!   alike, so that together they never take more machines out than the pool allows.
 //! - [`policy`]: a pool's update policy: how many machines may be out at once, and when.
 //! - [`certs`]: every certificate, key and token kindling made or approved, and its expiry.
+//! - [`status`]: every machine's stage, renderings, drift, readiness and certificate expiry.
 //! - [`update`]: `kindling update`, the rolling update of a pool, resumable at every step.
 
 pub mod certs;
 pub mod policy;
 pub mod slots;
+pub mod status;
 pub mod update;
 pub mod window;

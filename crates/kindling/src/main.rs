@@ -57,6 +57,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Mirror(args) => cli::mirror::run(&args),
         Command::Update(args) => cli::update::run(&args),
         Command::Certs(args) => cli::certs::run(&args),
+        Command::Status(args) => cli::status::run(&args),
         Command::Agent(command) => cli::agent::run(&command),
         Command::Completion { shell } => {
             clap_complete::generate(

@@ -11,6 +11,7 @@ pub mod gather;
 pub mod machines;
 pub mod mirror;
 pub mod serve;
+pub mod status;
 pub mod update;
 pub mod wait_for;
 
@@ -74,6 +75,9 @@ pub enum Command {
     /// Move a pool's machines to a rendering (its newest, another, or the one before), a few
     /// at a time: cordon, drain, apply, reboot if needed, wait Ready, uncordon. Resumable.
     Update(UpdateArgs),
+    /// Every machine: its role, last stage, the rendering it runs and the one it is meant to be
+    /// on, drift, readiness, a rolling update's step, and its first certificate expiry.
+    Status(StatusArgs),
     /// List every certificate, key and token kindling made or approved, soonest expiry first;
     /// `certs renew` re-signs leaves under the same CAs.
     Certs(CertsArgs),
@@ -109,6 +113,7 @@ impl Command {
             Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
             Command::Mirror(a) => &a.dir.dir,
             Command::Update(a) => &a.cluster.dir.dir,
+            Command::Status(a) => &a.cluster.dir.dir,
             Command::Certs(a) => match &a.command {
                 Some(CertsCommand::Renew(r)) => &r.assets.dir.dir,
                 None => &a.cluster.dir.dir,
@@ -349,6 +354,16 @@ pub struct ApproveCsrsArgs {
     /// Keep watching for new requests until interrupted (default: one pass).
     #[arg(long)]
     pub watch: bool,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// JSON, one object per machine.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `certs`.
