@@ -14,6 +14,7 @@ mod invalid;
 mod kube;
 mod qemu;
 mod registry;
+mod remove;
 mod secrets;
 mod serve;
 mod update;

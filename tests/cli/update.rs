@@ -22,10 +22,10 @@ const WORKERS: [&str; 6] = [
     "worker0", "worker1", "worker2", "worker3", "worker4", "worker5",
 ];
 
-struct Fleet {
-    dir: tempfile::TempDir,
-    fake: FakeApiServer,
-    kubeconfig: PathBuf,
+pub(crate) struct Fleet {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) fake: FakeApiServer,
+    pub(crate) kubeconfig: PathBuf,
     /// The most Nodes cordoned at once, as the agents' thread saw them.
     peak: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -50,7 +50,7 @@ fn target(dir: &Path) -> String {
 impl Fleet {
     /// Six workers on the worker pool's first rendering, and a second rendering made; the node
     /// agents ignore the machine named `stuck`.
-    fn new(stuck: Option<&'static str>) -> Fleet {
+    pub(crate) fn new(stuck: Option<&'static str>) -> Fleet {
         let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
         let dir = demo_on_loopback(http_port, mcs_port);
         let d = dir.path();
@@ -102,7 +102,7 @@ impl Fleet {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -176,7 +176,7 @@ fn play_agents(fake: &FakeApiServer, peak: &AtomicUsize, stop: &AtomicBool, stuc
 }
 
 /// Waits until `done` holds, or panics after a minute naming `what`.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(Instant::now() < deadline, "{what} did not happen");
@@ -185,7 +185,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// The update's output, once it exits (within two minutes).
-fn finish(mut child: Child) -> (i32, String) {
+pub(crate) fn finish(mut child: Child) -> (i32, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

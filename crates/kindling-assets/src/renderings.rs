@@ -334,6 +334,8 @@ pub fn publish(
             });
         }
         let before = state.target.clone();
+        // Machines that left the pool are forgotten, so that a name used again starts afresh.
+        state.machines.retain(|m, _| members.contains(&m.as_str()));
         if state.latest.as_deref() != Some(name.as_str()) || before.is_none() {
             state.retarget(&name, members, &served)?;
             state.latest = Some(name.clone());

@@ -7,6 +7,7 @@
 
 pub mod decode;
 pub mod diagnostic;
+pub mod edit;
 pub mod install_config;
 pub mod inventory;
 pub mod mac;

@@ -38,7 +38,8 @@ pub use site::{InfraError, check};
 pub const INFRA_DIR: &str = "infra";
 
 /// Where the cluster is in its install, as far as the load balancer cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// The bootstrap machine serves the API (and, in OpenShift companion mode, the machine
     /// config server) next to the masters.
@@ -59,14 +60,37 @@ impl Phase {
     }
 }
 
+/// What `create infra` was asked last, so that what renders infra/ again (`remove machine`)
+/// asks the same.
+pub const CHOICES_FILE: &str = ".kindling/infra-choices.json";
+
 /// What `create infra` is asked for besides the description.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Choices {
     pub phase: Phase,
     /// The load balancer puts a PROXY protocol v2 header in front of each machine config server
     /// connection, so that `kindling serve --mcs-auth=source-ip --proxy-from <LB>` knows the
     /// machine by its address.
     pub mcs_proxy_protocol: bool,
+}
+
+impl Choices {
+    /// The choices `create infra` last made in `dir`, if it ran.
+    pub fn remembered(dir: &std::path::Path) -> Option<Choices> {
+        let bytes = std::fs::read(dir.join(CHOICES_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Keeps these choices for [`Choices::remembered`].
+    pub fn remember(self, dir: &std::path::Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(&self).expect("choices serialize");
+        kindling_assets::AtomicFiles.write(
+            &dir.join(CHOICES_FILE),
+            &json,
+            kindling_assets::Mode::Public,
+        )
+    }
 }
 
 /// Something the user should know about the configs written, though nothing is wrong.

@@ -200,6 +200,12 @@ pub fn infra(args: &InfraArgs) -> Result<(), Failure> {
     match kindling_infra::create(dir, &description, choices, &settings, &AtomicFiles) {
         Ok(outcomes) => {
             report::outcomes(&outcomes);
+            choices.remember(dir).with_context(|| {
+                format!(
+                    "writing {}",
+                    dir.join(kindling_infra::CHOICES_FILE).display()
+                )
+            })?;
             for note in kindling_infra::notes(dir, &description) {
                 match note.warning {
                     true => tracing::warn!("{}", note.text),

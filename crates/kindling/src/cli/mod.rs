@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod gather;
 pub mod machines;
 pub mod mirror;
+pub mod remove;
 pub mod serve;
 pub mod status;
 pub mod update;
@@ -75,6 +76,10 @@ pub enum Command {
     /// Move a pool's machines to a rendering (its newest, another, or the one before), a few
     /// at a time: cordon, drain, apply, reboot if needed, wait Ready, uncordon. Resumable.
     Update(UpdateArgs),
+    /// Take a machine out of the cluster and the description: cordon, drain, its etcd member
+    /// (while quorum holds), its Node, inventory.yaml; then render the configs and infra again.
+    #[command(subcommand)]
+    Remove(RemoveCommand),
     /// Every machine: its role, last stage, the rendering it runs and the one it is meant to be
     /// on, drift, readiness, a rolling update's step, and its first certificate expiry.
     Status(StatusArgs),
@@ -114,6 +119,7 @@ impl Command {
             Command::Mirror(a) => &a.dir.dir,
             Command::Update(a) => &a.cluster.dir.dir,
             Command::Status(a) => &a.cluster.dir.dir,
+            Command::Remove(RemoveCommand::Machine(a)) => &a.cluster.dir.dir,
             Command::Certs(a) => match &a.command {
                 Some(CertsCommand::Renew(r)) => &r.assets.dir.dir,
                 None => &a.cluster.dir.dir,
@@ -354,6 +360,30 @@ pub struct ApproveCsrsArgs {
     /// Keep watching for new requests until interrupted (default: one pass).
     #[arg(long)]
     pub watch: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoveCommand {
+    /// One machine, by name. Resumable: run it again after an interruption.
+    Machine(RemoveMachineArgs),
+}
+
+/// `remove machine`.
+#[derive(Debug, Args)]
+pub struct RemoveMachineArgs {
+    /// The machine's name in inventory.yaml.
+    pub name: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Go below the replicas install-config.yaml declares for its role.
+    #[arg(long)]
+    pub force: bool,
+    /// A drain with no progress for this many seconds stops (run the command again to go on).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub stall: u64,
+    /// Seconds between checks while draining.
+    #[arg(long, default_value_t = 2, value_name = "SECONDS")]
+    pub poll: u64,
 }
 
 /// `status`.
