@@ -1000,3 +1000,114 @@ fn without_a_bootstrap_machine_the_first_master_founds_etcd_and_runs_the_stages(
     .unwrap();
     assert!(marker.contains("the real one"), "{marker}");
 }
+
+/// Replacing a failed master, the documented procedure (README, "Replacing a failed master"),
+/// with real etcd: with one master's etcd dead, removing a healthy one is refused (its quorum
+/// would be lost); the dead one is removed (its member, its Node, its lines of inventory.yaml),
+/// and the same name with a new MAC joins again as a new member.
+#[test]
+fn a_failed_master_is_replaced_and_etcd_keeps_its_quorum() {
+    if skip_without_etcd() {
+        return;
+    }
+    let drop_bootstrap = |inv: &str| {
+        inv.replace(
+            "  - name: bootstrap\n    role: bootstrap\n    mac: \"52:54:00:7e:01:00\"\n    ip: 192.168.126.100\n",
+            "",
+        )
+    };
+    let mut lab = Lab::with_inventory(4, drop_bootstrap);
+    for m in MASTERS {
+        lab.join_master(m);
+    }
+    for m in MASTERS {
+        lab.api.put_node(m, true);
+    }
+    lab.write_kubeconfig("master0");
+    let kubeconfig = lab.node("master0", "etc/kubernetes/admin.conf");
+    let dir = lab.assets.path().to_path_buf();
+    let remove = |name: &str, extra: &[&str]| {
+        let mut args = vec!["remove", "machine", name, "--poll", "1", "--dir"];
+        let (dir, kubeconfig) = (dir.to_str().unwrap(), kubeconfig.to_str().unwrap());
+        args.extend([dir, "--kubeconfig", kubeconfig]);
+        args.extend(extra);
+        kindling(&args)
+    };
+
+    // master2's machine dies.
+    let at = lab.etcds.iter().position(|(m, _)| m == "master2").unwrap();
+    drop(lab.etcds.remove(at));
+    lab.api.put_node("master2", false);
+
+    // Removing a healthy master now would leave two members with one healthy: refused, even
+    // with --force (which is only about install-config's replicas).
+    let run = remove("master1", &[]);
+    run.expect(2);
+    assert!(
+        run.stderr().contains("controlPlane.replicas is 3"),
+        "{}",
+        run.stderr()
+    );
+    let run = remove("master1", &["--force"]);
+    run.expect(2);
+    assert!(
+        run.stderr().contains("below their quorum of 2"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(lab.members().len(), 3, "nothing removed");
+    std::fs::remove_file(dir.join(".kindling/fleet/remove-master1.json")).unwrap();
+    assert!(lab.api.get("v1", "Node", None, "master1").is_some());
+
+    // The dead one goes: its member, its Node, its lines of the inventory.
+    let run = remove("master2", &["--force"]);
+    run.expect(0);
+    assert!(
+        run.stdout()
+            .contains("master2: etcd member removed; 2 member(s) left"),
+        "{}",
+        run.stdout()
+    );
+    let members = lab.members();
+    assert_eq!(
+        members.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["master0", "master1"]
+    );
+    assert!(lab.api.get("v1", "Node", None, "master2").is_none());
+    let inventory = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
+    assert!(!inventory.contains("master2"), "{inventory}");
+    assert!(
+        run.stdout()
+            .contains("inventory.yaml needs its replacement now"),
+        "{}",
+        run.stdout()
+    );
+
+    // Its replacement: the same name and address, a new MAC, a new disk.
+    let replacement = format!(
+        "  - name: master2\n    role: master\n    mac: \"52:54:00:7e:09:12\"\n    ip: {}\n",
+        lab.ip("master2")
+    );
+    let at = inventory.find("  - name: worker0").unwrap();
+    let mut with = inventory.clone();
+    with.insert_str(at, &replacement);
+    std::fs::write(dir.join("inventory.yaml"), with).unwrap();
+    kindling(&["create", "ignition-configs", "--dir", dir.to_str().unwrap()]).expect(0);
+    std::fs::remove_dir_all(lab.node("master2", "")).unwrap();
+    lab.join_master("master2");
+    let members = lab.members();
+    assert_eq!(
+        members,
+        MASTERS
+            .map(|m| (m.to_string(), format!("https://{}:2380", lab.ip(m))))
+            .to_vec()
+    );
+    for m in MASTERS {
+        let health = lab.etcdctl(&lab.client_url(m), &["endpoint", "health"]);
+        assert!(
+            health.status.success(),
+            "{m}: {}",
+            String::from_utf8_lossy(&health.stderr)
+        );
+    }
+}

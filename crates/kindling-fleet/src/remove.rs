@@ -210,9 +210,11 @@ pub async fn run(
             Ok(_) => (request.say)(&format!("{name}: Node deleted")),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                return Err(
-                    kindling_cluster::ClusterError::api(format!("deleting Node {name}"), e).into(),
-                );
+                return Err(kindling_cluster::ClusterError::api(
+                    format!("deleting Node {name}"),
+                    e,
+                )
+                .into());
             }
         }
         removal.step = Step::NodeDeleted;

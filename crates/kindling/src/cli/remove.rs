@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kindling_assets::Target;
+use kindling_config::ClusterDescription;
 use kindling_fleet::remove::{self, RemoveRequest};
 
 use crate::cli::create::{assets, infra, load};
@@ -43,6 +44,25 @@ pub fn machine(args: &RemoveMachineArgs) -> Result<(), Failure> {
             })
     })?;
 
+    // Below the declared replicas (--force), the description is not valid until the
+    // replacement is added: rendering waits for it.
+    if let Err(kindling_config::LoadError::Invalid(findings)) = ClusterDescription::load(dir) {
+        remove::finish(dir, &removed.machine).map_err(anyhow::Error::from)?;
+        for finding in findings
+            .iter()
+            .filter(|f| f.severity == kindling_config::Severity::Error)
+        {
+            println!("{finding}");
+        }
+        println!(
+            "{} removed. inventory.yaml needs its replacement now (README: Replacing a failed \
+             master): add it, then run kindling create ignition-configs and kindling create infra \
+             --dir {}",
+            removed.machine,
+            dir.display()
+        );
+        return Ok(());
+    }
     // What depends on the inventory, without the machine.
     assets(&AssetArgs::defaults(dir.clone()), Target::IgnitionConfigs)?;
     let choices = kindling_infra::Choices::remembered(dir).unwrap_or_default();
