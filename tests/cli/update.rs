@@ -51,6 +51,11 @@ impl Fleet {
     /// Six workers on the worker pool's first rendering, and a second rendering made; the node
     /// agents ignore the machine named `stuck`.
     pub(crate) fn new(stuck: Option<&'static str>) -> Fleet {
+        Fleet::with(stuck, None)
+    }
+
+    /// [`Fleet::new`]; the agent of `drifted` reports drift and refuses what it is told.
+    fn with(stuck: Option<&'static str>, drifted: Option<&'static str>) -> Fleet {
         let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
         let dir = demo_on_loopback(http_port, mcs_port);
         let d = dir.path();
@@ -90,7 +95,7 @@ impl Fleet {
             Arc::new(AtomicBool::new(false)),
         );
         let agents = (fake.clone(), peak.clone(), stop.clone());
-        std::thread::spawn(move || play_agents(&agents.0, &agents.1, &agents.2, stuck));
+        std::thread::spawn(move || play_agents(&agents.0, &agents.1, &agents.2, stuck, drifted));
         Fleet {
             dir,
             fake,
@@ -144,7 +149,13 @@ impl Fleet {
 }
 
 /// The node agents: a Node told another rendering goes not Ready, then runs it and is Ready.
-fn play_agents(fake: &FakeApiServer, peak: &AtomicUsize, stop: &AtomicBool, stuck: Option<&str>) {
+fn play_agents(
+    fake: &FakeApiServer,
+    peak: &AtomicUsize,
+    stop: &AtomicBool,
+    stuck: Option<&str>,
+    drifted: Option<&str>,
+) {
     while !stop.load(Ordering::SeqCst) {
         let nodes = fake.list("v1", "Node");
         let cordoned = nodes
@@ -158,6 +169,12 @@ fn play_agents(fake: &FakeApiServer, peak: &AtomicUsize, stop: &AtomicBool, stuc
             let desired = annotations["kindling.dev/desired-rendering"].as_str();
             let current = annotations["kindling.dev/current-rendering"].as_str();
             if desired.is_none() || desired == current || Some(name.as_str()) == stuck {
+                continue;
+            }
+            if Some(name.as_str()) == drifted {
+                node["metadata"]["annotations"]["kindling.dev/state"] = json!("Drifted");
+                node["metadata"]["annotations"]["kindling.dev/refused-rendering"] = json!(desired);
+                fake.put(node);
                 continue;
             }
             let ready = node["status"]["conditions"][0]["status"] == "True";
@@ -342,4 +359,19 @@ fn a_stuck_machine_halts_the_rollout_with_its_name() {
     for name in &WORKERS[1..] {
         assert_eq!(fleet.on(name), fleet.old, "{name} was not started");
     }
+}
+
+/// A machine whose agent reports drift and refuses the rendering halts the update, which says
+/// what to do; nothing is written over its files.
+#[test]
+fn a_drifted_machine_is_never_updated_over() {
+    let fleet = Fleet::with(None, Some("worker0"));
+    let (code, out) = finish(fleet.start(None, &["--max-unavailable", "1"]));
+    assert_eq!(code, 9, "{out}");
+    assert!(
+        out.contains("worker0 halted the update at step applying: its files drifted"),
+        "{out}"
+    );
+    assert!(out.contains("--revert-drift"), "{out}");
+    assert_eq!(fleet.on("worker0"), fleet.old);
 }

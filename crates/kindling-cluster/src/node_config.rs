@@ -5,6 +5,8 @@
 //!   to move to. The node agent acts on it.
 //! - `kindling.dev/current-rendering`: set by the node agent: what is on its disk.
 //! - `kindling.dev/state`: the agent's state ([`State`]), and `kindling.dev/reason` why.
+//! - `kindling.dev/refused-rendering`: the desired rendering the agent will not write over
+//!   drift (unless the rendering itself has what drifted: the description adopted it).
 //! - `kindling.dev/revert-drift`: `"true"` asks the agent to put its rendering back over the
 //!   files that drifted; the agent removes it once done.
 //! - The condition `KindlingConfigDrift`: `True` while files or units differ from the
@@ -27,6 +29,8 @@ pub const CURRENT: &str = "kindling.dev/current-rendering";
 pub const STATE: &str = "kindling.dev/state";
 pub const REASON: &str = "kindling.dev/reason";
 pub const REVERT_DRIFT: &str = "kindling.dev/revert-drift";
+/// Set by the agent to the desired rendering it will not write over drift.
+pub const REFUSED: &str = "kindling.dev/refused-rendering";
 /// The Node condition that reports drift.
 pub const DRIFT_CONDITION: &str = "KindlingConfigDrift";
 /// The component named in the agent's events.
@@ -79,6 +83,8 @@ pub struct NodeConfig {
     pub state: Option<String>,
     pub reason: Option<String>,
     pub revert_drift: bool,
+    /// The desired rendering the agent refuses to write over drift.
+    pub refused: Option<String>,
     /// The drift condition's message while it is `True`.
     pub drift: Option<String>,
     pub ready: bool,
@@ -102,6 +108,7 @@ impl NodeConfig {
             state: get(STATE),
             reason: get(REASON),
             revert_drift: get(REVERT_DRIFT).as_deref() == Some("true"),
+            refused: get(REFUSED),
             drift: condition(DRIFT_CONDITION)
                 .filter(|c| c.status == "True")
                 .map(|c| c.message.unwrap_or_default()),
@@ -135,6 +142,8 @@ pub struct Report<'a> {
     pub drift: Option<&'a str>,
     /// Drop the revert request (it was carried out).
     pub reverted: bool,
+    /// The desired rendering it will not write over the drift.
+    pub refused: Option<&'a str>,
 }
 
 /// Sets the agent's annotations and the drift condition on node `name`. The condition goes
@@ -154,6 +163,10 @@ pub async fn report(
     if report.reverted {
         annotations.insert(REVERT_DRIFT, serde_json::Value::Null);
     }
+    annotations.insert(
+        REFUSED,
+        report.refused.map_or(serde_json::Value::Null, |r| json!(r)),
+    );
     let patch = json!({"metadata": {"annotations": annotations}});
     nodes
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -451,7 +451,10 @@ async fn advance(
             }
             let reason = node.reason.clone().unwrap_or_default();
             match agent_state {
-                Some(State::Drifted) if !state.revert_drift => {
+                // Refused: the rendering does not adopt what drifted (else the agent moves).
+                Some(State::Drifted)
+                    if !state.revert_drift && node.refused.as_deref() == Some(&state.target) =>
+                {
                     state.halted = Some(Halt {
                         machine: machine.to_string(),
                         step: Step::Applying,

@@ -182,15 +182,32 @@ impl NodeAgent<'_> {
                         reason: "",
                         drift: None,
                         reverted: true,
+                        refused: None,
                     },
                 )?;
                 return Ok(Outcome::Reverted(written.changed));
+            }
+            // The description adopted the change: the rendering it is to move to has, at every
+            // path that drifted, what is on disk. Nothing is updated over; it simply moves.
+            if let Some(desired) = node.desired.as_deref().filter(|d| *d != current) {
+                let target = self.rendering(desired)?;
+                let theirs = disk::check(&self.root, &target)?;
+                if drift
+                    .iter()
+                    .all(|d| !theirs.iter().any(|t| t.path == d.path))
+                {
+                    let message = format!("{desired} adopts what changed on disk:\n{lines}");
+                    self.node.event(false, "DriftAdopted", &message)?;
+                    self.say("drift", "adopted", &message);
+                    return self.apply(&node, Some(&current), desired);
+                }
             }
             let mut reason = format!(
                 "{} path(s) differ from {current}; revert them with kindling update --revert-drift, or put the change into the description",
                 drift.len()
             );
-            if let Some(desired) = node.desired.as_deref().filter(|d| *d != current) {
+            let refused = node.desired.as_deref().filter(|d| *d != current);
+            if let Some(desired) = refused {
                 reason.push_str(&format!("; {desired} is not applied over them"));
             }
             if node.drift.as_deref() != Some(&format!("differs from {current}:\n{lines}")[..]) {
@@ -206,6 +223,7 @@ impl NodeAgent<'_> {
                     reason: &reason,
                     drift: Some(&lines),
                     reverted: false,
+                    refused,
                 },
             )?;
             return Ok(Outcome::Drifted(drift));
@@ -225,6 +243,7 @@ impl NodeAgent<'_> {
                             reason: "",
                             drift: None,
                             reverted: false,
+                            refused: None,
                         },
                     )?;
                 }
@@ -262,6 +281,7 @@ impl NodeAgent<'_> {
                     reason,
                     drift: None,
                     reverted: false,
+                    refused: None,
                 },
             )
         };
@@ -300,6 +320,7 @@ impl NodeAgent<'_> {
                     reason: because,
                     drift: None,
                     reverted: false,
+                    refused: None,
                 },
             )?;
             self.host.reboot()?;
@@ -314,6 +335,7 @@ impl NodeAgent<'_> {
                     reason: "",
                     drift: None,
                     reverted: false,
+                    refused: None,
                 },
             )?;
         }
@@ -388,6 +410,7 @@ mod tests {
             if r.reverted {
                 c.revert_drift = false;
             }
+            c.refused = r.refused.map(str::to_string);
             Ok(())
         }
         fn event(&self, warning: bool, reason: &str, _: &str) -> Result<(), AgentError> {
@@ -520,6 +543,45 @@ mod tests {
         assert_eq!(agent(false).tick().unwrap(), Outcome::Done);
         assert_eq!(node.config.borrow().current.as_deref(), Some(C));
         assert!(!tmp.path().join("state/rebooting").exists());
+    }
+
+    #[test]
+    fn drift_that_the_next_rendering_adopts_is_not_in_the_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        // B says what someone wrote on the machine by hand.
+        let served = Served(BTreeMap::from([
+            (A.to_string(), rendering(A, "V=1\n", None)),
+            (B.to_string(), rendering(B, "V=by hand\n", None)),
+        ]));
+        disk::write(&root, None, &served.0[A], &NoFiles).unwrap();
+        std::fs::write(root.join("etc/kubernetes/kubelet.env"), "V=by hand\n").unwrap();
+        let (node, host) = (Node::default(), Systemd::default());
+        let agent = NodeAgent {
+            root: root.clone(),
+            state_dir: tmp.path().join("state"),
+            revert_drift: false,
+            renderings: &served,
+            node: &node,
+            host: &host,
+            files: &NoFiles,
+            reporter: None,
+        };
+        assert!(matches!(agent.tick().unwrap(), Outcome::Drifted(_)));
+        node.config.borrow_mut().desired = Some(B.into());
+        assert!(matches!(agent.tick().unwrap(), Outcome::Moved { .. }));
+        assert_eq!(agent.current().unwrap(), B);
+        assert!(
+            node.events
+                .borrow()
+                .iter()
+                .any(|(_, r)| r == "DriftAdopted")
+        );
+        assert_eq!(agent.tick().unwrap(), Outcome::Done);
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/kubernetes/kubelet.env")).unwrap(),
+            "V=by hand\n"
+        );
     }
 
     #[test]
