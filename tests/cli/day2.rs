@@ -48,15 +48,25 @@ fn drift_condition(cluster: &Cluster) -> String {
     )
 }
 
-/// The node agent on a worker that joined a real cluster: it says which rendering it runs, finds
-/// an edited file and reports it on the Node (condition, event), reverts it when asked, and
-/// moves to a new rendering when its Node is told to, each read back with kubectl.
+const WORKER0: &str = "  - name: worker0\n    role: worker\n    mac: \"52:54:00:7e:01:20\"\n    ip: 192.168.126.120\n";
+
+/// A worker added to a running cluster, and its node agent: only what depends on the new
+/// machine is made again and kindling serve takes it; it joins, and `wait-for node` follows it.
+/// Then the agent says which rendering it runs, finds an edited file and reports it on the Node
+/// (condition, event, `kindling status`), reverts it when asked, and moves to a new rendering
+/// when its Node is told to, each read back with kubectl.
 #[test]
-fn the_node_agent_keeps_a_real_node_on_its_rendering() {
+fn an_added_worker_joins_and_its_node_agent_keeps_it_on_its_rendering() {
+    let without_worker0 = |text: &str| {
+        let without = text.replace(WORKER0, "");
+        assert_ne!(without, text);
+        without
+    };
     let Some(cluster) = Cluster::start_with(
-        "the_node_agent_keeps_a_real_node_on_its_rendering",
+        "an_added_worker_joins_and_its_node_agent_keeps_it_on_its_rendering",
         &Setup {
             real_nodes: true,
+            inventory: &without_worker0,
             ..Setup::default()
         },
     ) else {
@@ -64,6 +74,61 @@ fn the_node_agent_keeps_a_real_node_on_its_rendering() {
     };
     cluster.bootstrap_agent_until("apply-manifests");
     let d = cluster.dir.path();
+    let pools = || {
+        ["worker", "master"]
+            .map(|p| std::fs::read_to_string(d.join(format!("ignition/pools/{p}.json"))).unwrap())
+    };
+    let pools_before = pools();
+
+    // Day 2: worker0 is added to the inventory.
+    let inventory = std::fs::read_to_string(d.join("inventory.yaml")).unwrap();
+    std::fs::write(d.join("inventory.yaml"), format!("{inventory}{WORKER0}")).unwrap();
+    let out = cluster.kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(d.join("ignition/machines/worker0.ign").exists());
+    // No pool changed: the machines that run keep their renderings, nothing to roll out.
+    assert_eq!(pools(), pools_before);
+    let mut command = cluster.site.command(env!("CARGO_BIN_EXE_kindling"));
+    command
+        .args([
+            "wait-for",
+            "node",
+            "worker0",
+            "--poll-interval",
+            "2s",
+            "--dir",
+        ])
+        .arg(d);
+    let mut follower = Process::spawn(
+        "kindling wait-for node worker0",
+        command,
+        &cluster.logs.path().join("wait-for-node.log"),
+    )
+    .unwrap();
+
+    // The machine is racked: its address on the site's network.
+    let description = kindling_config::ClusterDescription::load(d)
+        .unwrap()
+        .description;
+    cluster.site.add_machine(&description, "worker0");
+
+    // kindling serve takes the new machine: its iPXE script is served, then its config.
+    eventually("kindling serve knows worker0", READY, || {
+        let script = cluster
+            .site
+            .command("curl")
+            .args([
+                "-fsS",
+                &format!("http://{}/ipxe?mac=52-54-00-7e-01-20", cluster.http),
+            ])
+            .output()
+            .unwrap();
+        script
+            .status
+            .success()
+            .then_some(())
+            .ok_or(cluster.serve_log())
+    });
     let worker = cluster.install("52-54-00-7e-01-20");
     let root = worker.root();
     let calls = kindling_testkit::kube::systemctl_stand_in(&root);
@@ -77,15 +142,18 @@ fn the_node_agent_keeps_a_real_node_on_its_rendering() {
         &cluster.logs.path().join("approve-csrs.log"),
     )
     .unwrap();
-    eventually(
-        "worker0's client certificate",
-        Duration::from_secs(180),
-        || {
-            root.join("var/lib/kubelet/pki/kubelet-client-current.pem")
-                .exists()
-                .then_some(())
-                .ok_or(node.kubelet_log())
-        },
+    // wait-for node sees it join: Ready, with the labels kindling gives it.
+    let status = follower.wait_exit(Duration::from_secs(180));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}\n--- kubelet ---\n{}",
+        follower.log(),
+        node.kubelet_log()
+    );
+    assert!(
+        follower.log().contains("worker0 joined"),
+        "{}",
+        follower.log()
     );
     let rendering = std::fs::read_to_string(root.join("etc/kindling/rendering")).unwrap();
     let first = rendering.trim();

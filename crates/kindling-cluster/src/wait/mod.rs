@@ -28,6 +28,8 @@ use crate::progress::{MachineStage, ServerProgress};
 pub enum Goal {
     BootstrapComplete,
     InstallComplete,
+    /// One machine's Node (added on day 2): [`Wait::node`] names it.
+    Node,
 }
 
 /// A stretch of the wait, with its own deadline.
@@ -40,6 +42,8 @@ pub enum Phase {
     Bootstrap,
     /// Every node Ready, the control plane and CoreDNS up, no inventory CSR pending.
     Install,
+    /// One Node registered, Ready, with its labels.
+    Node,
 }
 
 impl Phase {
@@ -48,6 +52,7 @@ impl Phase {
             Phase::Api => "api",
             Phase::Bootstrap => "bootstrap",
             Phase::Install => "install",
+            Phase::Node => "node",
         }
     }
 }
@@ -217,6 +222,8 @@ pub struct Wait<'a> {
     /// The id of the bootstrap token kubelets joined with: its Secret is deleted once the
     /// install is complete, as nothing may join with it after.
     pub join_token_id: Option<String>,
+    /// The machine [`Goal::Node`] waits for.
+    pub node: Option<String>,
 }
 
 /// What the install phase found missing; empty when done.
@@ -296,6 +303,7 @@ impl Wait<'_> {
                 self.phase(Phase::Install, observer, &mut machines).await?;
                 self.delete_join_token().await
             }
+            Goal::Node => self.phase(Phase::Node, observer, &mut machines).await,
         }
     }
 
@@ -333,7 +341,7 @@ impl Wait<'_> {
         match phase {
             Phase::Api => self.timing.api,
             Phase::Bootstrap => self.timing.bootstrap,
-            Phase::Install => self.timing.install,
+            Phase::Install | Phase::Node => self.timing.install,
         }
     }
 
@@ -360,6 +368,10 @@ impl Wait<'_> {
                     "every node Ready, the control plane and CoreDNS up, no inventory CSR pending"
                         .into()
                 }
+                Phase::Node => format!(
+                    "Node {} to register and be Ready with its labels",
+                    self.node.as_deref().unwrap_or_default()
+                ),
             },
         });
         let mut last_status = String::new();
@@ -448,6 +460,7 @@ impl Wait<'_> {
 
     async fn poll(&self, phase: Phase) -> Result<Poll, ClusterError> {
         match phase {
+            Phase::Node => self.poll_node().await,
             Phase::Api => Ok(match crate::client::server_version(&self.client).await {
                 Ok(version) => Poll::Done(format!("the API answers ({version})")),
                 Err(e) => Poll::Waiting(
@@ -639,6 +652,49 @@ impl Wait<'_> {
     }
 
     /// "; <machine> last seen at stage <s> (time)", for the machine the phase waits on.
+    /// Whether the machine [`Wait::node`] names has registered, is Ready, and has the labels
+    /// kindling gives it (its role, the inventory's).
+    async fn poll_node(&self) -> Result<Poll, ClusterError> {
+        let name = self.node.clone().unwrap_or_default();
+        let waiting = |why: String| Poll::Waiting(why, vec![name.clone()]);
+        let Some(machine) = self
+            .description
+            .inventory
+            .machines
+            .iter()
+            .find(|m| m.name == name)
+        else {
+            return Ok(Poll::Failed(format!(
+                "no machine named {name} in inventory.yaml"
+            )));
+        };
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let node = nodes
+            .get_opt(&name)
+            .await
+            .map_err(|e| ClusterError::api(format!("reading Node {name}"), e))?;
+        let Some(node) = node else {
+            return Ok(waiting(format!("{name} has not registered its Node yet")));
+        };
+        let config = crate::node_config::NodeConfig::of(&node);
+        if !config.ready {
+            return Ok(waiting(format!("{name} registered, not Ready yet")));
+        }
+        let has = node.metadata.labels.unwrap_or_default();
+        let wanted = kindling_assets::manifests::node_labels(self.description, machine);
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|(k, v)| has.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        if let Some(label) = missing.first() {
+            return Ok(waiting(format!(
+                "{name} is Ready, without its label {label} yet (kindling approve-csrs, or serve --approve-csrs, gives it)"
+            )));
+        }
+        Ok(Poll::Done(format!("{name} is Ready, with its labels")))
+    }
+
     fn stuck_note(&self, phase: Phase, machines: &Machines) -> String {
         let inventory = &self.description.inventory;
         let who: Vec<&str> = match phase {
@@ -648,7 +704,9 @@ impl Wait<'_> {
                 .take(1)
                 .map(|m| m.name.as_str())
                 .collect(),
-            Phase::Install => machines.waiting_on.iter().map(String::as_str).collect(),
+            Phase::Install | Phase::Node => {
+                machines.waiting_on.iter().map(String::as_str).collect()
+            }
         };
         let mut notes = Vec::new();
         for name in who {

@@ -78,6 +78,7 @@ async fn bootstrap_completes_when_the_record_says_so_and_times_out_naming_the_st
         server: None,
         timing: fast(Duration::from_millis(300)),
         join_token_id: None,
+        node: None,
     };
     fake.put(record("progressing", "wait-masters", false));
     let mut seen = Recorder::default();
@@ -140,6 +141,7 @@ async fn install_completes_only_with_every_node_pod_coredns_and_csr_in_place() {
         server: None,
         timing: fast(Duration::from_millis(200)),
         join_token_id: Some("012345".into()),
+        node: None,
     };
     for m in description
         .inventory

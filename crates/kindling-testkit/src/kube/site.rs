@@ -205,6 +205,34 @@ fn remove_abandoned() {
 impl Site {
     /// The site of a described cluster: every machine's address and the load balancer's VIPs,
     /// with the names kindling gives them (`api`, `api-int`, each machine's name and FQDN).
+    /// A machine racked after the site was made (a day-2 addition): its address on the
+    /// loopback device, its names in the hosts file (written in place: the site sees it).
+    pub fn add_machine(&self, d: &kindling_config::ClusterDescription, name: &str) {
+        let m = d
+            .inventory
+            .machines
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no machine {name} in the description"));
+        let prefix = if m.ip.is_ipv4() { "32" } else { "128" };
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args([
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/{prefix}", m.ip),
+                "dev",
+                "lo",
+            ]));
+        use std::io::Write as _;
+        let mut hosts = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.etc.join("hosts"))
+            .unwrap();
+        writeln!(hosts, "{} {}\n{} {}", m.ip, d.fqdn(m), m.ip, m.name).unwrap();
+    }
+
     pub fn for_cluster(d: &kindling_config::ClusterDescription) -> Site {
         let lb = &d.inventory.load_balancer;
         let mut addresses = vec![lb.api_vip, lb.api_int_vip, lb.ingress_vip];

@@ -317,6 +317,9 @@ pub struct WaitForArgs {
     /// What to wait for.
     #[arg(value_enum)]
     pub goal: WaitGoal,
+    /// The machine, for `node`.
+    #[arg(required_if_eq("goal", "node"), value_name = "MACHINE")]
+    pub machine: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// kindling serve, for each machine's last stage (default: provisioning.serverURL).
@@ -346,6 +349,8 @@ pub struct WaitForArgs {
 pub enum WaitGoal {
     BootstrapComplete,
     InstallComplete,
+    /// One machine, added after the install: its Node registered, Ready, with its labels.
+    Node,
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {

@@ -20,6 +20,7 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
     let goal = match args.goal {
         WaitGoal::BootstrapComplete => Goal::BootstrapComplete,
         WaitGoal::InstallComplete => Goal::InstallComplete,
+        WaitGoal::Node => Goal::Node,
     };
     let kubeconfig = args.cluster.kubeconfig();
     let api_url = kindling_cluster::client::kubeconfig_server(&kubeconfig)
@@ -70,6 +71,7 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
             server: Some(ServerProgress::new(&server_url)),
             timing,
             join_token_id,
+            node: args.machine.clone(),
         };
         Ok::<_, anyhow::Error>(wait.run(goal, observer.as_mut()).await)
     })?;
@@ -82,7 +84,7 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
         Err(e) => {
             let (code, what) = match goal {
                 Goal::BootstrapComplete => (Code::BootstrapFailed, "bootstrap failed"),
-                Goal::InstallComplete => (Code::InstallFailed, "install failed"),
+                Goal::InstallComplete | Goal::Node => (Code::InstallFailed, "install failed"),
             };
             Err(Failure {
                 code,
@@ -96,6 +98,7 @@ fn goal_name(goal: Goal) -> &'static str {
     match goal {
         Goal::BootstrapComplete => "bootstrap-complete",
         Goal::InstallComplete => "install-complete",
+        Goal::Node => "node",
     }
 }
 
@@ -128,6 +131,10 @@ fn finished(args: &WaitForArgs, goal: Goal, description: &kindling_config::Clust
             println!("then: kindling wait-for install-complete --dir {dir}");
         }
         Goal::InstallComplete => println!("install complete"),
+        Goal::Node => println!(
+            "{} joined: Ready, with its labels",
+            args.machine.as_deref().unwrap_or_default()
+        ),
     }
 }
 
