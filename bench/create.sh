@@ -13,25 +13,10 @@ trap 'rm -rf "$work"' EXIT
 # The binary's sha512 is cached per user; "cold" runs clear that cache first.
 export XDG_CACHE_HOME=$work/cache
 
-# Inputs: the demo, and the demo's install-config with 1,000 machines on a /21.
-mkdir -p "$work/demo" "$work/big"
+# Inputs: the demo, and 1,000 machines on a /21 (bench/big-cluster.sh).
+mkdir -p "$work/demo"
 cp examples/demo/install-config.yaml examples/demo/inventory.yaml "$work/demo/"
-# hostPrefix 24 leaves room for 1,024 nodes in the /14 pod network.
-sed 's|cidr: 192.168.126.0/24|cidr: 10.20.0.0/21|; s|hostPrefix: 23|hostPrefix: 24|' examples/demo/install-config.yaml > "$work/big/install-config.yaml"
-python3 - "$work/big/inventory.yaml" <<'PY'
-import sys
-lines = ["apiVersion: kindling/v1alpha1", "kind: Inventory",
-         "provisioning: {serverURL: 'http://10.20.0.2:8080'}",
-         "network: {gateway: 10.20.0.1, dnsServers: [10.20.0.2]}",
-         "loadBalancer: {apiVIP: 10.20.0.10, ingressVIP: 10.20.0.11}", "machines:"]
-for i in range(1000):
-    role = "bootstrap" if i == 0 else "master" if i <= 3 else "worker"
-    host = 100 + i
-    lines.append(f"  - {{name: node{i}, role: {role}, mac: '52:54:00:00:{i >> 8:02x}:{i & 255:02x}', ip: 10.20.{host >> 8}.{host & 255}}}")
-open(sys.argv[1], "w").write("\n".join(lines) + "\n")
-PY
-sed -i 's/replicas: 3$/replicas: 996/' "$work/big/install-config.yaml"
-sed -i '0,/replicas: 996/s//replicas: 3/' "$work/big/install-config.yaml"
+bench/big-cluster.sh "$work/big" 1000
 
 # Ignition configs pin the mirror's node binaries: a mirror of stand-ins, filled once per input
 # and linked into each run (it is read, not written).

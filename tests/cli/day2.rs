@@ -303,3 +303,108 @@ fn an_added_worker_joins_and_its_node_agent_keeps_it_on_its_rendering() {
         "{events}"
     );
 }
+
+/// The benchmark of `kindling status` on 1,000 machines against the real control plane of the
+/// tests (bench/status.sh runs it and prints the figures; BENCHMARKS.md records them): the
+/// demo's inventory grown to 1,000 machines on a /21, their 1,000 Nodes in the real apiserver,
+/// Ready, with their node agents' annotations. Baseline in the same run: `kubectl get nodes -o
+/// json`, the same list of Nodes without anything else.
+#[test]
+#[ignore = "a benchmark: bench/status.sh runs it"]
+fn bench_status_of_1000_machines() {
+    const COUNT: usize = 1000;
+    let workers = COUNT - 4;
+    let ip = |i: usize| format!("192.168.{}.{}", 120 + (i + 20) / 250, (i + 20) % 250 + 1);
+    let inventory = move |text: &str| {
+        let mut text = text.to_string();
+        for i in 3..workers {
+            text.push_str(&format!(
+                "  - name: node{i}\n    role: worker\n    mac: \"52:54:00:10:{:02x}:{:02x}\"\n    ip: {}\n",
+                i >> 8,
+                i & 255,
+                ip(i)
+            ));
+        }
+        text
+    };
+    let install_config = move |text: &str| {
+        text.replace("cidr: 192.168.126.0/24", "cidr: 192.168.120.0/21")
+            .replace("hostPrefix: 23", "hostPrefix: 24")
+            .replace(
+                "  - name: worker\n    replicas: 3",
+                &format!("  - name: worker\n    replicas: {workers}"),
+            )
+    };
+    let Some(cluster) = Cluster::start_with(
+        "bench_status_of_1000_machines",
+        &Setup {
+            inventory: &inventory,
+            install_config: &install_config,
+            ..Setup::default()
+        },
+    ) else {
+        return;
+    };
+    let d = cluster.dir.path();
+    let description = kindling_config::ClusterDescription::load(d)
+        .unwrap()
+        .description;
+    assert_eq!(description.inventory.machines.len(), COUNT);
+    let rendering = std::fs::read_to_string(d.join("ignition/pools/worker.json")).unwrap();
+    let rendering: serde_json::Value = serde_json::from_str(&rendering).unwrap();
+    let nodes: Vec<serde_json::Value> = description
+        .inventory
+        .machines
+        .iter()
+        .filter(|m| m.role != kindling_config::Role::Bootstrap)
+        .map(|m| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": m.name, "annotations": {
+                    "kindling.dev/current-rendering": rendering["target"],
+                    "kindling.dev/state": "Done",
+                }},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
+            })
+        })
+        .collect();
+    let list = cluster.logs.path().join("nodes.json");
+    std::fs::write(
+        &list,
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": nodes}).to_string(),
+    )
+    .unwrap();
+    cluster.admin(&["create", "-f", list.to_str().unwrap()]);
+
+    let time = |what: &str, command: &mut dyn FnMut() -> Output| {
+        let mut runs: Vec<Duration> = (0..7)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let out = command();
+                assert!(out.status.success(), "{what}: {}", text(&out));
+                start.elapsed()
+            })
+            .collect();
+        runs.sort();
+        println!(
+            "BENCH {what}: median {:.1} ms, best {:.1} ms (7 runs)",
+            runs[3].as_secs_f64() * 1000.0,
+            runs[0].as_secs_f64() * 1000.0
+        );
+        runs[3]
+    };
+    let status = time("kindling status --json, 1,000 machines", &mut || {
+        cluster.kindling(&["status", "--json", "--dir", d.to_str().unwrap()])
+    });
+    time("baseline: kubectl get nodes -o json", &mut || {
+        cluster.kubectl(&d.join("auth/kubeconfig"), &["get", "nodes", "-o", "json"])
+    });
+    let out = cluster.kindling(&["status", "--json", "--dir", d.to_str().unwrap()]);
+    let machines: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(machines.len(), COUNT);
+    assert_eq!(
+        machines.iter().filter(|m| m["ready"] == true).count(),
+        COUNT - 1
+    );
+    assert!(status < Duration::from_secs(5), "{status:?}");
+}
