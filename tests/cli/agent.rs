@@ -656,6 +656,16 @@ fn etcd_args(command: &[String], lab: &Lab, machine: &str) -> Vec<String> {
     args
 }
 
+/// The demo's inventory without its bootstrap machine: the first master founds etcd.
+fn without_bootstrap(inventory: &str) -> String {
+    let without = inventory.replace(
+        "  - name: bootstrap\n    role: bootstrap\n    mac: \"52:54:00:7e:01:00\"\n    ip: 192.168.126.100\n",
+        "",
+    );
+    assert_ne!(without, inventory);
+    without
+}
+
 fn skip_without_etcd() -> bool {
     if kindling_testkit::have("etcd") && kindling_testkit::have("etcdctl") {
         return false;
@@ -906,14 +916,7 @@ fn without_a_bootstrap_machine_the_first_master_founds_etcd_and_runs_the_stages(
     if skip_without_etcd() {
         return;
     }
-    let mut lab = Lab::with_inventory(3, |inv| {
-        let without = inv.replace(
-            "  - name: bootstrap\n    role: bootstrap\n    mac: \"52:54:00:7e:01:00\"\n    ip: 192.168.126.100\n",
-            "",
-        );
-        assert_ne!(without, inv);
-        without
-    });
+    let mut lab = Lab::with_inventory(3, without_bootstrap);
     assert!(!lab.asset("bootstrap.ign").exists());
     lab.join_master("master0");
     let pod = pod_command(&lab.node("master0", "etc/kubernetes/manifests/etcd.yaml"));
@@ -1010,13 +1013,7 @@ fn a_failed_master_is_replaced_and_etcd_keeps_its_quorum() {
     if skip_without_etcd() {
         return;
     }
-    let drop_bootstrap = |inv: &str| {
-        inv.replace(
-            "  - name: bootstrap\n    role: bootstrap\n    mac: \"52:54:00:7e:01:00\"\n    ip: 192.168.126.100\n",
-            "",
-        )
-    };
-    let mut lab = Lab::with_inventory(4, drop_bootstrap);
+    let mut lab = Lab::with_inventory(4, without_bootstrap);
     for m in MASTERS {
         lab.join_master(m);
     }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::client::ClientAddr;
 use crate::events::Event;
+use kindling_fleet::slots::SlotsError;
 
 /// The event stage of FleetLock's slots.
 pub const STAGE: &str = "fleetlock";
@@ -142,6 +143,31 @@ fn asker(
     })
 }
 
+/// Runs `change` on the asker's pool's slots, locked (a blocking file lock, off the async
+/// threads).
+async fn with_slots<T: Send + 'static>(
+    state: &AppState,
+    pool: &'static str,
+    change: impl FnOnce(&mut kindling_fleet::slots::Locked) -> Result<T, SlotsError> + Send + 'static,
+) -> Result<T, Refused> {
+    let dir = state
+        .catalog()
+        .map_err(|f| refused(f.status, "no_inventory", f.reason))?
+        .dir
+        .clone();
+    let internal = |e: String| {
+        tracing::error!("FleetLock: {e}");
+        refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut slots = kindling_fleet::slots::lock(&dir, pool)?;
+        change(&mut slots)
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(|e| internal(e.to_string()))
+}
+
 pub(crate) async fn pre_reboot(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -149,27 +175,20 @@ pub(crate) async fn pre_reboot(
     body: Bytes,
 ) -> Result<StatusCode, Refused> {
     let who = asker(&state, &headers, &body, client)?;
-    let dir = state
-        .catalog()
-        .map_err(|f| refused(f.status, "no_inventory", f.reason))?
-        .dir
-        .clone();
-    let (machine, pool, by) = (who.machine.clone(), who.pool, format!("zincati {}", who.id));
-    let taken = tokio::task::spawn_blocking(move || {
-        let mut slots = kindling_fleet::slots::lock(&dir, pool)?;
+    let (machine, by, members) = (
+        who.machine.clone(),
+        format!("zincati {}", who.id),
+        who.members,
+    );
+    let (held, outcome) = with_slots(&state, who.pool, move |slots| {
         let held = slots.fleet.slots.contains_key(&machine);
-        let outcome = slots.take(&machine, &by, who.members, jiff::Timestamp::now())?;
+        let outcome = slots.take(&machine, &by, members, jiff::Timestamp::now())?;
         if outcome.is_ok() {
             slots.save()?;
         }
-        Ok::<_, kindling_fleet::slots::SlotsError>((held, outcome))
+        Ok((held, outcome))
     })
-    .await
-    .map_err(|e| refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let (held, outcome) = taken.map_err(|e| {
-        tracing::error!("FleetLock: {e}");
-        refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })?;
+    .await?;
     match outcome {
         Ok(()) => {
             if !held {
@@ -198,14 +217,8 @@ pub(crate) async fn steady_state(
     body: Bytes,
 ) -> Result<StatusCode, Refused> {
     let who = asker(&state, &headers, &body, client)?;
-    let dir = state
-        .catalog()
-        .map_err(|f| refused(f.status, "no_inventory", f.reason))?
-        .dir
-        .clone();
-    let (machine, pool) = (who.machine.clone(), who.pool);
-    let released = tokio::task::spawn_blocking(move || {
-        let mut slots = kindling_fleet::slots::lock(&dir, pool)?;
+    let machine = who.machine.clone();
+    let released = with_slots(&state, who.pool, move |slots| {
         // Only Zincati's own slot: a slot a rolling update holds is the update's to give back.
         let zincati = slots
             .fleet
@@ -216,14 +229,9 @@ pub(crate) async fn steady_state(
             slots.release(&machine);
             slots.save()?;
         }
-        Ok::<_, kindling_fleet::slots::SlotsError>(zincati)
+        Ok(zincati)
     })
-    .await
-    .map_err(|e| refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| {
-        tracing::error!("FleetLock: {e}");
-        refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })?;
+    .await?;
     if released {
         let detail = format!("reboot slot of pool {} released", who.pool);
         state

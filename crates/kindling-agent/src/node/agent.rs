@@ -456,34 +456,58 @@ mod tests {
         c
     }
 
+    /// A machine whose disk holds the first of `renderings`, its Node, systemd and the server.
+    struct Machine {
+        tmp: tempfile::TempDir,
+        served: Served,
+        node: Node,
+        host: Systemd,
+    }
+
+    impl Machine {
+        fn new(renderings: Vec<(&str, Config)>) -> Machine {
+            let tmp = tempfile::tempdir().unwrap();
+            disk::write(&tmp.path().join("root"), None, &renderings[0].1, &NoFiles).unwrap();
+            let served = renderings.into_iter().map(|(n, c)| (n.to_string(), c));
+            Machine {
+                tmp,
+                served: Served(served.collect()),
+                node: Node::default(),
+                host: Systemd::default(),
+            }
+        }
+
+        fn root(&self) -> PathBuf {
+            self.tmp.path().join("root")
+        }
+
+        fn agent(&self, revert_drift: bool) -> NodeAgent<'_> {
+            NodeAgent {
+                root: self.root(),
+                state_dir: self.tmp.path().join("state"),
+                revert_drift,
+                renderings: &self.served,
+                node: &self.node,
+                host: &self.host,
+                files: &NoFiles,
+                reporter: None,
+            }
+        }
+    }
+
     const A: &str = "rendered-worker-aaaaaaaaaaaaaaaa";
     const B: &str = "rendered-worker-bbbbbbbbbbbbbbbb";
     const C: &str = "rendered-worker-cccccccccccccccc";
 
     #[test]
     fn drift_is_reported_once_reverted_on_request_and_updates_wait_for_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let served = Served(BTreeMap::from([
-            (A.to_string(), rendering(A, "V=1\n", None)),
-            (B.to_string(), rendering(B, "V=2\n", None)),
-            (
-                C.to_string(),
-                rendering(C, "V=2\n", Some("/etc/sysctl.d/90-x.conf")),
-            ),
-        ]));
-        disk::write(&root, None, &served.0[A], &NoFiles).unwrap();
-        let (node, host) = (Node::default(), Systemd::default());
-        let agent = |revert_drift| NodeAgent {
-            root: root.clone(),
-            state_dir: tmp.path().join("state"),
-            revert_drift,
-            renderings: &served,
-            node: &node,
-            host: &host,
-            files: &NoFiles,
-            reporter: None,
-        };
+        let machine = Machine::new(vec![
+            (A, rendering(A, "V=1\n", None)),
+            (B, rendering(B, "V=2\n", None)),
+            (C, rendering(C, "V=2\n", Some("/etc/sysctl.d/90-x.conf"))),
+        ]);
+        let (root, node, host) = (machine.root(), &machine.node, &machine.host);
+        let agent = |revert_drift| machine.agent(revert_drift);
         assert_eq!(agent(false).tick().unwrap(), Outcome::Done);
         assert_eq!(node.config.borrow().current.as_deref(), Some(A));
         assert_eq!(node.config.borrow().state.as_deref(), Some("Done"));
@@ -542,31 +566,19 @@ mod tests {
         // After the reboot: on C, and it says so.
         assert_eq!(agent(false).tick().unwrap(), Outcome::Done);
         assert_eq!(node.config.borrow().current.as_deref(), Some(C));
-        assert!(!tmp.path().join("state/rebooting").exists());
+        assert!(!machine.tmp.path().join("state/rebooting").exists());
     }
 
     #[test]
     fn drift_that_the_next_rendering_adopts_is_not_in_the_way() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
         // B says what someone wrote on the machine by hand.
-        let served = Served(BTreeMap::from([
-            (A.to_string(), rendering(A, "V=1\n", None)),
-            (B.to_string(), rendering(B, "V=by hand\n", None)),
-        ]));
-        disk::write(&root, None, &served.0[A], &NoFiles).unwrap();
+        let machine = Machine::new(vec![
+            (A, rendering(A, "V=1\n", None)),
+            (B, rendering(B, "V=by hand\n", None)),
+        ]);
+        let (root, node) = (machine.root(), &machine.node);
         std::fs::write(root.join("etc/kubernetes/kubelet.env"), "V=by hand\n").unwrap();
-        let (node, host) = (Node::default(), Systemd::default());
-        let agent = NodeAgent {
-            root: root.clone(),
-            state_dir: tmp.path().join("state"),
-            revert_drift: false,
-            renderings: &served,
-            node: &node,
-            host: &host,
-            files: &NoFiles,
-            reporter: None,
-        };
+        let agent = machine.agent(false);
         assert!(matches!(agent.tick().unwrap(), Outcome::Drifted(_)));
         node.config.borrow_mut().desired = Some(B.into());
         assert!(matches!(agent.tick().unwrap(), Outcome::Moved { .. }));
@@ -586,36 +598,23 @@ mod tests {
 
     #[test]
     fn an_agent_killed_while_writing_finishes_the_job() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let served = Served(BTreeMap::from([
-            (A.to_string(), rendering(A, "V=1\n", None)),
-            (B.to_string(), rendering(B, "V=2\n", None)),
-        ]));
-        disk::write(&root, None, &served.0[A], &NoFiles).unwrap();
+        let machine = Machine::new(vec![
+            (A, rendering(A, "V=1\n", None)),
+            (B, rendering(B, "V=2\n", None)),
+        ]);
+        let (root, state) = (machine.root(), machine.tmp.path().join("state"));
         // It had said it moves A -> B, and written one file of B, when it was killed.
-        let state = tmp.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
         std::fs::write(state.join("applying"), format!("{A} {B}\n")).unwrap();
         std::fs::write(root.join("etc/kubernetes/kubelet.env"), "V=2\n").unwrap();
-        let (node, host) = (Node::default(), Systemd::default());
-        node.config.borrow_mut().desired = Some(B.into());
-        let agent = NodeAgent {
-            root: root.clone(),
-            state_dir: state.clone(),
-            revert_drift: false,
-            renderings: &served,
-            node: &node,
-            host: &host,
-            files: &NoFiles,
-            reporter: None,
-        };
+        machine.node.config.borrow_mut().desired = Some(B.into());
+        let agent = machine.agent(false);
         assert!(matches!(agent.tick().unwrap(), Outcome::Moved { .. }));
         assert_eq!(agent.current().unwrap(), B);
         // The kubelet restarts for the file written before the kill, too.
-        assert_eq!(*host.0.borrow(), ["restart kubelet.service"]);
+        assert_eq!(*machine.host.0.borrow(), ["restart kubelet.service"]);
         assert!(!state.join("applying").exists());
-        assert_eq!(disk::check(&root, &served.0[B]).unwrap(), []);
+        assert_eq!(disk::check(&root, &machine.served.0[B]).unwrap(), []);
         assert_eq!(agent.tick().unwrap(), Outcome::Done);
     }
 }
