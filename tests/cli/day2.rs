@@ -302,6 +302,83 @@ fn an_added_worker_joins_and_its_node_agent_keeps_it_on_its_rendering() {
         )),
         "{events}"
     );
+
+    // The machine leaves the cluster: its pod is held by a budget, then let go, through the
+    // real apiserver's Eviction (policy/v1beta1, the version 1.20 lists) and disruption
+    // controller.
+    let image = kindling_assets::manifests::Images::for_version(
+        kindling_config::inventory::DEFAULT_KUBERNETES_VERSION,
+    )
+    .coredns;
+    let manifests = cluster.logs.path().join("budgeted.yaml");
+    std::fs::write(&manifests, BUDGETED.replace("IMAGE", &image)).unwrap();
+    cluster.admin(&["apply", "-f", manifests.to_str().unwrap()]);
+    eventually(
+        "the budgeted pod Running, its budget at 0",
+        Duration::from_secs(120),
+        || {
+            let phase = jsonpath(&cluster, &["get", "pod", "web"], "{.status.phase}");
+            let allowed = jsonpath(
+                &cluster,
+                &["get", "pdb", "web"],
+                "{.status.disruptionsAllowed}",
+            );
+            let healthy = jsonpath(&cluster, &["get", "pdb", "web"], "{.status.currentHealthy}");
+            (phase == "Running" && allowed == "0" && healthy == "1")
+                .then_some(())
+                .ok_or(format!(
+                    "phase {phase:?}, allowed {allowed:?}, healthy {healthy:?}"
+                ))
+        },
+    );
+    let mut command = cluster.site.command(env!("CARGO_BIN_EXE_kindling"));
+    command
+        .args([
+            "remove", "machine", "worker0", "--force", "--poll", "1", "--dir",
+        ])
+        .arg(d);
+    let mut removal = Process::spawn(
+        "kindling remove machine worker0",
+        command,
+        &cluster.logs.path().join("remove.log"),
+    )
+    .unwrap();
+    eventually("the budget refusing the eviction", READY, || {
+        removal
+            .log()
+            .contains(
+                "default/web: Cannot evict pod as it would violate the pod's disruption budget",
+            )
+            .then_some(())
+            .ok_or(removal.log())
+    });
+    assert_eq!(
+        jsonpath(&cluster, &["get", "pod", "web"], "{.status.phase}"),
+        "Running"
+    );
+    cluster.admin(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":0}}"#,
+    ]);
+    let status = removal.wait_exit(Duration::from_secs(180));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        removal.log()
+    );
+    assert!(
+        removal.log().contains("worker0: Node deleted"),
+        "{}",
+        removal.log()
+    );
+    let nodes = jsonpath(&cluster, &["get", "nodes"], "{.items[*].metadata.name}");
+    assert!(!nodes.contains("worker0"), "{nodes}");
+    let inventory = std::fs::read_to_string(d.join("inventory.yaml")).unwrap();
+    assert!(!inventory.contains("worker0"), "{inventory}");
 }
 
 /// The benchmark of `kindling status` on 1,000 machines against the real control plane of the
@@ -408,3 +485,29 @@ fn bench_status_of_1000_machines() {
     );
     assert!(status < Duration::from_secs(5), "{status:?}");
 }
+
+/// A pod on worker0 and a budget that keeps one of its kind running.
+const BUDGETED: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: default
+  labels: {app: web}
+spec:
+  nodeName: worker0
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: IMAGE
+    command: ["/bin/sh", "-c", "exec sleep 3600"]
+---
+apiVersion: policy/v1beta1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+  namespace: default
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels: {app: web}
+"#;

@@ -74,6 +74,8 @@ impl Cluster {
             }
             config.connect_timeout = Some(CONNECT_TIMEOUT);
             config.read_timeout = Some(CALL_TIMEOUT);
+            // The stages poll; kube's own retries of 429 and 503 would only hide the wait.
+            config.default_retry = false;
             // The client's request buffer is a task: it must be made inside the runtime.
             kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
         })?;

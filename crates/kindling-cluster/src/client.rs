@@ -137,6 +137,10 @@ pub async fn connect(kubeconfig: &Path) -> Result<kube::Client, ClusterError> {
             source,
         })?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
+    // kube retries 429, 503 and 504 itself, with back-off up to minutes: a refused eviction (a
+    // PodDisruptionBudget says 429) would hang the call. Every kindling caller polls and says
+    // what it waits on, so an answer is returned as it comes.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|source| ClusterError::Client {
         path: kubeconfig.to_path_buf(),
         source,

@@ -39,13 +39,13 @@
 //! - `tests/cli/cluster.rs`, `approve-csrs` refusing CSRs from identities a test cannot hold
 //!   (another node's credentials, another cluster's token, other signers): the real cluster
 //!   covers one approval of each kind and the refusal of an unknown machine.
-//! - `tests/cli/update.rs` and `tests/cli/remove.rs`, `kindling update` on six workers (killed
-//!   at every step, windows, a stuck and a drifted machine) and `remove machine` with a
-//!   PodDisruptionBudget: six kubelets rebooting do not fit a 2-core machine, and the 1.20
-//!   apiserver takes Evictions only as policy/v1beta1 (kindling asks the server's version, so
-//!   this is a difference of setup, not of code); the node agent's side runs on a real kubelet
-//!   in `tests/cli/day2.rs`, and a master's removal against real etcd in `tests/cli/agent.rs`.
-//! - `drain`'s unit test, for the same Eviction reason.
+//! - `tests/cli/update.rs`, `kindling update` on six workers (killed at every step, windows, a
+//!   stuck and a drifted machine): six kubelets rebooting do not fit a 2-core machine; the node
+//!   agent's side runs on a real kubelet in `tests/cli/day2.rs`.
+//! - `tests/cli/remove.rs`, `remove machine` killed between its steps and run again (the real
+//!   removal, its drain held by a real PodDisruptionBudget, runs in `tests/cli/day2.rs`; a
+//!   master's, against real etcd, in `tests/cli/agent.rs`), and `drain`'s unit test: both in
+//!   policy/v1, which the 1.20 apiserver does not serve (kindling asks the server's version).
 //! - `tests/cli/agent.rs`, the etcd hand-over across three masters and a bootstrap member (real
 //!   etcd): the rule also waits for two masters' Ready apiservers, which would take three real
 //!   control planes on a 2-core machine; the bring-up runs the same rule for real with one.
