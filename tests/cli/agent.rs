@@ -1108,3 +1108,110 @@ fn a_failed_master_is_replaced_and_etcd_keeps_its_quorum() {
         );
     }
 }
+
+/// `kindling update` of the master pool, with real etcd: no master starts while a member is not
+/// healthy, and then they go one at a time (their node agents played here, on the fake API).
+#[test]
+fn masters_are_updated_one_at_a_time_with_etcd_healthy() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if skip_without_etcd() {
+        return;
+    }
+    let mut lab = Lab::with_inventory(5, without_bootstrap);
+    for m in MASTERS {
+        lab.join_master(m);
+    }
+    let dir = lab.assets.path().to_path_buf();
+    let target = |dir: &Path| {
+        let pool: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("ignition/pools/master.json")).unwrap())
+                .unwrap();
+        pool["target"].as_str().unwrap().to_string()
+    };
+    let old = target(&dir);
+    for m in MASTERS {
+        let mut node = lab.api.put_node(m, true);
+        node["metadata"]["annotations"] = serde_json::json!({
+            "kindling.dev/current-rendering": old, "kindling.dev/state": "Done",
+        });
+        lab.api.put(node);
+    }
+    std::fs::create_dir_all(dir.join("snippets/master")).unwrap();
+    std::fs::write(
+        dir.join("snippets/master/motd.bu"),
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/motd.d/m\n      contents:\n        inline: m\n",
+    )
+    .unwrap();
+    kindling(&["create", "ignition-configs", "--dir", dir.to_str().unwrap()]).expect(0);
+    let new = target(&dir);
+    assert_ne!(new, old);
+
+    // The masters' node agents: told a rendering, they run it.
+    let (peak, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (api, agents_peak, agents_stop) = (lab.api.clone(), peak.clone(), stop.clone());
+    let agents = std::thread::spawn(move || {
+        while !agents_stop.load(Ordering::SeqCst) {
+            let nodes = api.list("v1", "Node");
+            let cordoned = nodes
+                .iter()
+                .filter(|n| n["spec"]["unschedulable"] == true)
+                .count();
+            agents_peak.fetch_max(cordoned, Ordering::SeqCst);
+            for mut node in nodes {
+                let annotations = &node["metadata"]["annotations"];
+                let desired = annotations["kindling.dev/desired-rendering"].clone();
+                if desired.is_string() && desired != annotations["kindling.dev/current-rendering"] {
+                    node["metadata"]["annotations"]["kindling.dev/current-rendering"] = desired;
+                    api.put(node);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    lab.write_kubeconfig("master0");
+    let kubeconfig = lab.node("master0", "etc/kubernetes/admin.conf");
+    let update = |extra: &[&str]| {
+        let mut args = vec!["update", "--pool", "master", "--poll", "1", "--dir"];
+        let (dir, kubeconfig) = (dir.to_str().unwrap(), kubeconfig.to_str().unwrap());
+        args.extend([dir, "--kubeconfig", kubeconfig]);
+        args.extend(extra);
+        kindling(&args)
+    };
+
+    // master2's etcd is down: no master starts.
+    let at = lab.etcds.iter().position(|(m, _)| m == "master2").unwrap();
+    drop(lab.etcds.remove(at));
+    let run = update(&["--stop-outside-window"]);
+    run.expect(0);
+    assert!(
+        run.stdout().contains("etcd is not healthy"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(peak.load(Ordering::SeqCst), 0, "no master was cordoned");
+
+    // It is back: the masters go, one at a time.
+    let pod = lab.node("master2", "etc/kubernetes/manifests/etcd.yaml");
+    lab.start_etcd("master2", &pod);
+    let run = update(&[]);
+    run.expect(0);
+    assert!(
+        run.stdout().contains(&format!("every machine runs {new}")),
+        "{}",
+        run.stdout()
+    );
+    stop.store(true, Ordering::SeqCst);
+    agents.join().unwrap();
+    assert_eq!(peak.load(Ordering::SeqCst), 1, "one master at a time");
+    for m in MASTERS {
+        let node = lab.api.get("v1", "Node", None, m).unwrap();
+        assert_eq!(
+            node["metadata"]["annotations"]["kindling.dev/current-rendering"],
+            new.as_str()
+        );
+    }
+}

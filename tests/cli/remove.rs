@@ -147,3 +147,36 @@ fn a_removal_below_the_declared_replicas_is_refused() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no machine named worker9"), "{out}");
 }
+
+/// Killed (SIGKILL) after each of its steps and run again, a removal ends as one that was
+/// never interrupted.
+#[test]
+fn a_removal_killed_after_every_step_finishes_when_run_again() {
+    let fleet = Fleet::new(None);
+    let d = fleet.path();
+    let record = d.join(".kindling/fleet/remove-worker4.json");
+    for step in [
+        "started",
+        "drained",
+        "etcd-member-removed",
+        "node-deleted",
+        "out-of-inventory",
+    ] {
+        let mut child = remove(&fleet, "worker4", Some(step), &[]);
+        wait_until(&format!("the removal {step}"), || {
+            std::fs::read_to_string(&record).is_ok_and(|t| t.contains(&format!("\"{step}\"")))
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+    let (code, out) = finish(remove(&fleet, "worker4", None, &[]));
+    assert_eq!(code, 0, "{out}");
+    assert!(fleet.fake.get("v1", "Node", None, "worker4").is_none());
+    let inventory = std::fs::read_to_string(d.join("inventory.yaml")).unwrap();
+    assert!(
+        !inventory.contains("worker4") && inventory.contains("worker5"),
+        "{inventory}"
+    );
+    assert!(!record.exists());
+}

@@ -295,7 +295,22 @@ fn a_rolling_update_killed_at_every_step_ends_as_if_it_never_was() {
         pool["machines"].as_object().is_none_or(|m| m.is_empty()),
         "{pool}"
     );
-    let _ = &fleet.old;
+
+    // A rollback is one command: every worker back on the rendering before.
+    let (code, out) = finish(fleet.start(None, &["--rollback"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("every machine runs {}", fleet.old)),
+        "{out}"
+    );
+    for name in WORKERS {
+        assert_eq!(fleet.on(name), fleet.old, "{name}");
+    }
+    let pool: Value = serde_json::from_slice(
+        &std::fs::read(fleet.path().join("ignition/pools/worker.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pool["target"], json!(fleet.old));
 }
 
 /// A window that closes mid-update: the machines that started finish, no other starts; the
