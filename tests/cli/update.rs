@@ -390,3 +390,30 @@ fn a_drifted_machine_is_never_updated_over() {
     assert!(out.contains("--revert-drift"), "{out}");
     assert_eq!(fleet.on("worker0"), fleet.old);
 }
+
+/// An update interrupted mid-flight, then turned around (`--rollback`): the machines it had
+/// taken out go back with the rest, and none is left cordoned or holding a slot.
+#[test]
+fn an_interrupted_update_rolled_back_leaves_nothing_behind() {
+    let fleet = Fleet::new(None);
+    let mut child = fleet.start(Some("applying"), &["--max-unavailable", "2"]);
+    wait_until("a machine applying", || {
+        fleet.update_state()["machines"]
+            .as_object()
+            .is_some_and(|m| m.values().any(|p| p["step"] == "applying"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let (code, out) = finish(fleet.start(None, &["--rollback"]));
+    assert_eq!(code, 0, "{out}");
+    for name in WORKERS {
+        assert_eq!(fleet.on(name), fleet.old, "{name}");
+        assert_ne!(fleet.node(name)["spec"]["unschedulable"], true, "{name}");
+    }
+    let slots: Value = serde_json::from_slice(
+        &std::fs::read(fleet.path().join(".kindling/fleet/worker.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(slots["slots"], json!({}));
+}

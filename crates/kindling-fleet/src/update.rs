@@ -259,13 +259,28 @@ pub async fn run(
             state.halted = None;
             state
         }
-        // A new target: machines that finished the old one start again.
-        _ => UpdateState {
+        // A new target: machines that finished the old one start again; those in flight (they
+        // hold a slot and are cordoned) go on from their drain to the new target.
+        previous => UpdateState {
             pool: request.pool.clone(),
             target: target.clone(),
             revert_drift: request.revert_drift,
             paused: false,
-            machines: BTreeMap::new(),
+            machines: previous
+                .map(|p| p.machines)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, p)| p.step.in_flight())
+                .map(|(m, p)| {
+                    (
+                        m,
+                        Progress {
+                            step: Step::Cordoned,
+                            ..p
+                        },
+                    )
+                })
+                .collect(),
             halted: None,
         },
     };
