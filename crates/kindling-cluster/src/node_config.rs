@@ -146,6 +146,20 @@ pub struct Report<'a> {
     pub refused: Option<&'a str>,
 }
 
+impl<'a> Report<'a> {
+    /// On `current`, nothing to say.
+    pub fn done(current: &'a str) -> Report<'a> {
+        Report {
+            current,
+            state: State::Done,
+            reason: "",
+            drift: None,
+            reverted: false,
+            refused: None,
+        }
+    }
+}
+
 /// Sets the agent's annotations and the drift condition on node `name`. The condition goes
 /// through a strategic merge patch of the status, which merges by condition type, so the
 /// kubelet's own conditions stay.

@@ -177,12 +177,8 @@ impl NodeAgent<'_> {
                 self.node.report(
                     &node,
                     &Report {
-                        current: &current,
-                        state: State::Done,
-                        reason: "",
-                        drift: None,
                         reverted: true,
-                        refused: None,
+                        ..Report::done(&current)
                     },
                 )?;
                 return Ok(Outcome::Reverted(written.changed));
@@ -235,17 +231,7 @@ impl NodeAgent<'_> {
                     && node.state.as_deref() == Some(State::Done.as_str())
                     && node.drift.is_none();
                 if !done {
-                    self.node.report(
-                        &node,
-                        &Report {
-                            current: &current,
-                            state: State::Done,
-                            reason: "",
-                            drift: None,
-                            reverted: false,
-                            refused: None,
-                        },
-                    )?;
+                    self.node.report(&node, &Report::done(&current))?;
                 }
                 Ok(Outcome::Done)
             }
@@ -327,17 +313,7 @@ impl NodeAgent<'_> {
         } else {
             self.carry_out(&action)?;
             self.remove_marker("applying")?;
-            self.node.report(
-                node,
-                &Report {
-                    current: to,
-                    state: State::Done,
-                    reason: "",
-                    drift: None,
-                    reverted: false,
-                    refused: None,
-                },
-            )?;
+            self.node.report(node, &Report::done(to))?;
         }
         Ok(Outcome::Moved {
             to: to.to_string(),
