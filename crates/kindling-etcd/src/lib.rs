@@ -1,6 +1,7 @@
-//! etcd membership over etcd's v3 JSON gateway: list, add and remove members, and ask a member
-//! whether it is healthy. This is all `kindling agent` needs of etcd: a master joins the cluster
-//! with `member add`, and the bootstrap machine leaves it with `member remove`.
+//! etcd over its v3 JSON gateway: membership (list, add and remove members, and ask a member
+//! whether it is healthy), which `kindling agent` needs: a master joins the cluster with
+//! `member add`, and the bootstrap machine leaves it with `member remove`; and keys, leases and
+//! watches (`kv`), which `kindling serve`'s replicas share their state with.
 //!
 //! etcd (3.4 and later) serves its v3 gRPC API as JSON over HTTP/1.1 on the client port, through
 //! grpc-gateway: `POST /v3/cluster/member/list`, `/v3/cluster/member/add`,
@@ -11,6 +12,7 @@
 //! Everything etcd sends is input: a malformed answer is an error, never a panic.
 
 mod endpoint;
+mod kv;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,10 @@ use kindling_http::{HttpError, TlsSetupError};
 use serde::Deserialize;
 
 pub use endpoint::Endpoint;
+pub use kv::{
+    Change, Changes, Compare, KeyValue, Lease, Op, Range, Ranged, Txn, TxnResult, WATCH_IDLE,
+    Watch, prefix_end,
+};
 
 /// Why an etcd request failed.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +210,8 @@ pub struct Client {
     https: kindling_http::Client,
     /// For `http://` endpoints.
     http: kindling_http::Client,
+    /// The index of the endpoint that answered last, asked first next time (async calls).
+    preferred: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl fmt::Debug for Client {
@@ -238,6 +246,7 @@ impl Client {
             endpoints,
             https: tls.0.clone(),
             http: kindling_http::Client::plain(TIMEOUTS),
+            preferred: Default::default(),
         })
     }
 
@@ -423,18 +432,26 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<kindling_http::Response, EtcdError> {
-        let client = if endpoint.tls {
-            &self.https
-        } else {
-            &self.http
-        };
+        let client = self.client_for(endpoint);
         let target = endpoint.target();
         let answer = match body {
             Some(body) => client.post_json(&target, path, body),
             None => client.get(&target, path),
         };
+        answer.map_err(|e| self.http_error(endpoint, e))
+    }
+
+    fn client_for(&self, endpoint: &Endpoint) -> &kindling_http::Client {
+        if endpoint.tls {
+            &self.https
+        } else {
+            &self.http
+        }
+    }
+
+    fn http_error(&self, endpoint: &Endpoint, e: HttpError) -> EtcdError {
         let url = || endpoint.url.clone();
-        answer.map_err(|e| match e {
+        match e {
             HttpError::Tls { source, .. } => EtcdError::Tls {
                 endpoint: url(),
                 reason: source.to_string(),
@@ -448,7 +465,7 @@ impl Client {
                 endpoint: url(),
                 source,
             },
-        })
+        }
     }
 }
 

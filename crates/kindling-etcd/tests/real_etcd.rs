@@ -199,3 +199,117 @@ fn unreadable_files_are_named() {
         .to_string();
     assert!(error.contains("/nonexistent/ca.crt"), "{error}");
 }
+
+/// Keys, transactions, leases and watches on a real three-member cluster, through the member
+/// that answers: a watch resumed on another member after its own is killed misses nothing, and
+/// without a quorum a write fails within the client's timeouts.
+#[test]
+fn keys_leases_and_watches_against_a_real_three_member_cluster() {
+    use kindling_etcd::{Change, Compare, Op, Range, Txn};
+    use kindling_testkit::{EtcdCluster, EtcdTls};
+    if !have_etcd() {
+        return;
+    }
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let tls = EtcdTls {
+        ca: pki.path("ca.crt"),
+        cert: pki.path("member.crt"),
+        key: pki.path("member.key"),
+    };
+    let mut cluster = EtcdCluster::start(&data.path().join("cluster"), 3, &tls);
+    let client = Client::new(&cluster.client_urls(), &pki.tls("")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let first = client.put(b"/t/a", b"1", 0).await.unwrap();
+        client.put(b"/t/b", b"2", 0).await.unwrap();
+        client.put(b"/u", b"elsewhere", 0).await.unwrap();
+        let a = client.get(b"/t/a").await.unwrap().unwrap();
+        assert_eq!((a.value.as_slice(), a.create_revision), (&b"1"[..], first));
+        assert!(client.get(b"/t/none").await.unwrap().is_none());
+        let all = client.range(&Range::prefix("/t/")).await.unwrap();
+        let keys: Vec<&[u8]> = all.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+        assert_eq!(keys, [&b"/t/a"[..], b"/t/b"]);
+        let one = client
+            .range(&Range {
+                limit: 1,
+                keys_only: true,
+                ..Range::prefix("/t/")
+            })
+            .await
+            .unwrap();
+        assert!(one.more && one.kvs.len() == 1 && one.kvs[0].value.is_empty());
+
+        // Create-if-absent: the second is refused, and its failure branch reads the winner.
+        let create = |value: &str| Txn {
+            compare: vec![Compare::Created(b"/t/once".to_vec(), 0)],
+            success: vec![Op::put("/t/once", value)],
+            failure: vec![Op::Get(Range::key("/t/once"))],
+        };
+        let won = client.txn(&create("first")).await.unwrap();
+        assert!(won.succeeded && won.ranges.is_empty());
+        let lost = client.txn(&create("second")).await.unwrap();
+        assert!(!lost.succeeded);
+        assert_eq!(lost.ranges[0].kvs[0].value, b"first");
+        assert_eq!(lost.ranges[0].kvs[0].mod_revision, won.revision);
+
+        // A key on a lease lives as long as the lease.
+        let lease = client.lease_grant(30).await.unwrap();
+        assert_eq!(lease.ttl, 30);
+        client.put(b"/t/leased", b"x", lease.id).await.unwrap();
+        assert_eq!(
+            client.get(b"/t/leased").await.unwrap().unwrap().lease,
+            lease.id
+        );
+        assert!(client.lease_keep_alive(lease.id).await.unwrap().is_some());
+        client.lease_revoke(lease.id).await.unwrap();
+        assert!(client.get(b"/t/leased").await.unwrap().is_none());
+        assert_eq!(client.lease_keep_alive(lease.id).await.unwrap(), None);
+
+        // A watch from a past revision gives what happened since, then what happens next.
+        let mut watch = client.watch(&Range::prefix("/t/"), first).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            seen.extend(watch.next().await.unwrap().changes);
+        }
+        assert!(matches!(&seen[0], Change::Put(kv) if kv.key == b"/t/a"));
+        assert!(
+            matches!(&seen[4], Change::Delete(key, _) if key == b"/t/leased"),
+            "{seen:?}"
+        );
+        client.delete(b"/t/b", None).await.unwrap();
+        let deleted = watch.next().await.unwrap();
+        let last = match &deleted.changes[..] {
+            [Change::Delete(key, revision)] if key == b"/t/b" => *revision,
+            other => panic!("{other:?}"),
+        };
+        drop(watch);
+
+        // The member the client asks first dies: the watch made again from the revision
+        // after the last one seen, on another member, misses nothing.
+        let preferred = 0;
+        cluster.kill(preferred);
+        client.put(b"/t/c", b"3", 0).await.unwrap();
+        let mut watch = client.watch(&Range::prefix("/t/"), last + 1).await.unwrap();
+        let next = watch.next().await.unwrap();
+        assert!(
+            matches!(&next.changes[..], [Change::Put(kv)] if kv.key == b"/t/c"),
+            "{next:?}"
+        );
+        drop(watch);
+
+        // Two of three down: no quorum, and a write fails within the client's timeouts.
+        let other = (0..3).find(|i| *i != preferred).unwrap();
+        cluster.kill(other);
+        let impatient = client
+            .clone()
+            .with_timeouts(Duration::from_secs(1), Duration::from_secs(2));
+        let started = Instant::now();
+        assert!(impatient.put(b"/t/d", b"4", 0).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Back to a quorum: writes go through again.
+        cluster.restart(other);
+        cluster.wait_healthy_now();
+        client.put(b"/t/d", b"4", 0).await.unwrap();
+    });
+}

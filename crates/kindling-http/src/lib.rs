@@ -11,7 +11,9 @@
 //! headers, `Content-Length`, chunked bodies and trailers are read by a real HTTP
 //! implementation, not by hand. Each call runs on its own current-thread tokio runtime, so the
 //! API is blocking, like its callers (it may also be called from inside a runtime: the call then
-//! runs on a thread of its own). [`Client::get_async`] is the same `GET` for async callers.
+//! runs on a thread of its own). [`Client::get_async`] and [`Client::post_json_async`] are the
+//! same for async callers, and [`Client::post_json_lines`] reads an answer that does not end
+//! (etcd's watch) a line at a time.
 //!
 //! Bounds: resolving the name and connecting take at most [`Timeouts::connect`]; the TLS
 //! handshake, the request and the whole answer at most [`Timeouts::exchange`]; a body larger
@@ -328,13 +330,69 @@ impl Client {
         path: &str,
         body: &[u8],
     ) -> Result<Response, HttpError> {
-        let request = self
-            .request(target, hyper::Method::POST, path, "application/json")?
+        let request = self.json_request(target, path, body.to_vec())?;
+        block_on(self.exchange(target, request))?
+    }
+
+    /// `POST path` with a JSON body, in the caller's tokio runtime.
+    pub async fn post_json_async(
+        &self,
+        target: &Target,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Response, HttpError> {
+        let request = self.json_request(target, path, body)?;
+        self.exchange(target, request).await
+    }
+
+    /// `POST path` with a JSON body, and the answer's body read as it arrives, a line at a
+    /// time: for answers that do not end, such as etcd's watch. The connect and exchange
+    /// timeouts bound the wait for the status line; after it, each line must arrive within
+    /// `idle`, and none may be longer than the client's limit.
+    pub async fn post_json_lines(
+        &self,
+        target: &Target,
+        path: &str,
+        body: Vec<u8>,
+        idle: Duration,
+    ) -> Result<Lines, HttpError> {
+        let request = self.json_request(target, path, body)?;
+        let (addr, tcp) = self.connect(target).await?;
+        let timeout = self.timeouts.exchange;
+        let start = async {
+            match &self.tls {
+                None => start_lines(addr, tcp, request).await,
+                Some(config) => {
+                    let tls = tls_connect(addr, config, target, tcp).await?;
+                    start_lines(addr, tls, request).await
+                }
+            }
+        };
+        let (status, body, connection) = tokio::time::timeout(timeout, start)
+            .await
+            .map_err(|_| HttpError::Timeout { addr, timeout })??;
+        Ok(Lines {
+            addr,
+            status,
+            body,
+            connection,
+            pending: Vec::new(),
+            idle,
+            limit: self.limit,
+        })
+    }
+
+    fn json_request(
+        &self,
+        target: &Target,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Request<Full<Bytes>>, HttpError> {
+        self.request(target, hyper::Method::POST, path, "application/json")?
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONTENT_LENGTH, body.len())
-            .body(Full::new(Bytes::copy_from_slice(body)))
-            .map_err(|_| HttpError::Path(path.to_string()))?;
-        block_on(self.exchange(target, request))?
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| HttpError::Path(path.to_string()))
     }
 
     /// Only the TLS handshake (only the connection for a plain client): Ok when the server's
@@ -477,6 +535,104 @@ impl Client {
                 Ok(()) => exchange.await,
                 Err(e) => Err(hyper_error(e)),
             },
+        }
+    }
+}
+
+/// An answer read a line at a time (see [`Client::post_json_lines`]). Dropping it closes the
+/// connection.
+pub struct Lines {
+    addr: SocketAddr,
+    status: u16,
+    body: hyper::body::Incoming,
+    /// Drives the connection while the body is read; aborted on drop.
+    connection: tokio::task::JoinHandle<()>,
+    /// What has arrived of the next line.
+    pending: Vec<u8>,
+    idle: Duration,
+    limit: usize,
+}
+
+impl Lines {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The next line, without its newline; None once the answer has ended (a last line without
+    /// a newline is given first).
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, HttpError> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            let (addr, idle) = (self.addr, self.idle);
+            let frame = tokio::time::timeout(idle, self.body.frame())
+                .await
+                .map_err(|_| HttpError::Timeout {
+                    addr,
+                    timeout: idle,
+                })?;
+            match frame {
+                None if self.pending.is_empty() => return Ok(None),
+                None => return Ok(Some(std::mem::take(&mut self.pending))),
+                Some(frame) => {
+                    if let Ok(chunk) = frame.map_err(|e| hyper_error(addr, e))?.into_data() {
+                        if self.pending.len() + chunk.len() > self.limit {
+                            return Err(HttpError::TooLarge {
+                                addr,
+                                limit: self.limit,
+                            });
+                        }
+                        self.pending.extend_from_slice(&chunk);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole rest of the answer, within the limit: for an answer that is an error.
+    pub async fn rest(mut self) -> Result<Vec<u8>, HttpError> {
+        let mut all = Vec::new();
+        while let Some(line) = self.next_line().await? {
+            all.extend_from_slice(&line);
+            all.push(b'\n');
+        }
+        Ok(all)
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// Sends `request` on `io` and returns the answer's status and body, with the connection
+/// driven by a task of its own, as a body read over time needs.
+async fn start_lines<S>(
+    addr: SocketAddr,
+    io: S,
+    request: Request<Full<Bytes>>,
+) -> Result<(u16, hyper::body::Incoming, tokio::task::JoinHandle<()>), HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| hyper_error(addr, e))?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    match sender.send_request(request).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            Ok((parts.status.as_u16(), body, connection))
+        }
+        Err(e) => {
+            connection.abort();
+            Err(hyper_error(addr, e))
         }
     }
 }

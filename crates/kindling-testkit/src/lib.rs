@@ -13,6 +13,7 @@
 //!   a new port where the test can choose one.
 
 mod daemon;
+mod etcd;
 mod haproxy;
 pub mod kube;
 pub mod mirror;
@@ -22,6 +23,7 @@ mod ports;
 mod sockets;
 
 pub use daemon::{Daemon, StartError, retry};
+pub use etcd::{EtcdCluster, EtcdTls};
 pub use haproxy::Haproxy;
 pub use named::Named;
 pub use ports::port;

@@ -1,0 +1,266 @@
+//! The site's shared state in etcd, for several `kindling serve` replicas with no single point of
+//! failure. The asset directory stays the source of truth on the host where the user runs
+//! `kindling create`; `kindling store push` publishes it here as a numbered revision, and every
+//! replica follows the revisions and serves the newest from a local copy.
+//!
+//! Layout under the store's prefix (`/kindling` unless the address names another):
+//!
+//! ```text
+//! blobs/<sha256>/<chunk>   a file's bytes (or a manifest's), in chunks of at most 512 KiB
+//! revisions/<n>            a revision: its manifest's digest, when and from where it was pushed
+//! current                  the number of the newest revision
+//! ```
+//!
+//! Blobs are content-addressed and never change, so a push writes only what is new, and one
+//! transaction then creates `revisions/<n>` and moves `current` to it: a replica sees a whole
+//! revision or none of it. Large files (OS images, the mirror) are not put in etcd: the
+//! manifest lists them by digest, and a replica gets them from a directory shared between the
+//! hosts (see [`cache::BlobSources`]).
+
+pub mod cache;
+pub mod follow;
+pub mod push;
+pub mod snapshot;
+
+use std::path::PathBuf;
+
+use kindling_etcd::EtcdError;
+use serde::{Deserialize, Serialize};
+
+pub use cache::{BlobSources, Cache};
+pub use push::{Pushed, push};
+pub use snapshot::{Entry, Manifest};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("'{given}' is not a store address: {reason}")]
+    Address { given: String, reason: String },
+    #[error("{what}: {source}")]
+    Etcd {
+        what: String,
+        #[source]
+        source: Box<EtcdError>,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "revision {found} was pushed while this push was under way (it started from {expected}); nothing was changed: push again if this directory should win"
+    )]
+    Conflict { expected: String, found: u64 },
+    #[error(
+        "nothing has been pushed to the store yet: run kindling store push --dir <asset directory>"
+    )]
+    Empty,
+    #[error("the store has no revision {0}")]
+    NoSuchRevision(u64),
+    #[error("the store's {key} is damaged: {reason}")]
+    Damaged { key: String, reason: String },
+    #[error("{path} ({digest}) is kept outside etcd and none of its sources has it: {tried}")]
+    BlobMissing {
+        path: String,
+        digest: String,
+        tried: String,
+    },
+}
+
+/// The etcd cluster and the prefix the site's state lives under.
+#[derive(Clone, Debug)]
+pub struct Store {
+    etcd: kindling_etcd::Client,
+    prefix: String,
+}
+
+/// Where the store is: etcd's client URLs and the key prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub endpoints: Vec<String>,
+    /// Without a trailing slash.
+    pub prefix: String,
+}
+
+/// The prefix when the address names none.
+pub const DEFAULT_PREFIX: &str = "/kindling";
+
+impl Address {
+    /// Parses `etcd://host1:2379,host2:2379[/prefix]`. The members are asked over TLS when
+    /// `tls` is set (kindling serve's `--etcd-ca`), else over plain HTTP.
+    pub fn parse(given: &str, tls: bool) -> Result<Address, StoreError> {
+        let bad = |reason: &str| StoreError::Address {
+            given: given.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = given
+            .strip_prefix("etcd://")
+            .ok_or_else(|| bad("it must start with etcd:// (etcd://host1:2379,host2:2379)"))?;
+        let (hosts, prefix) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], rest[slash..].trim_end_matches('/')),
+            None => (rest, DEFAULT_PREFIX),
+        };
+        if prefix.is_empty() {
+            return Err(bad(
+                "the prefix after the hosts is empty: leave it out, or name one such as /kindling",
+            ));
+        }
+        if hosts.split(',').any(|host| host.trim().is_empty()) {
+            return Err(bad(
+                "it names no etcd member, or an empty one between commas",
+            ));
+        }
+        let scheme = if tls { "https" } else { "http" };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .map(|host| format!("{scheme}://{}", host.trim()))
+            .collect();
+        for endpoint in &endpoints {
+            kindling_etcd::Endpoint::parse(endpoint).map_err(|e| match e {
+                EtcdError::Url { reason, .. } => bad(&reason),
+                other => bad(&other.to_string()),
+            })?;
+        }
+        Ok(Address {
+            endpoints,
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl Store {
+    pub fn new(etcd: kindling_etcd::Client, prefix: &str) -> Store {
+        Store {
+            etcd,
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The etcd client, for the other kinds of shared state (events, elections).
+    pub fn etcd(&self) -> &kindling_etcd::Client {
+        &self.etcd
+    }
+
+    /// The full key of `path` under the prefix.
+    pub fn key(&self, path: &str) -> Vec<u8> {
+        format!("{}/{path}", self.prefix).into_bytes()
+    }
+
+    /// Where it is, for messages.
+    pub fn describe(&self) -> String {
+        let endpoints: Vec<&str> = self.etcd.endpoints().collect();
+        format!("{} under {}", endpoints.join(","), self.prefix)
+    }
+
+    /// The newest revision, if any has been pushed; with the etcd revision of `current`.
+    pub async fn current(&self) -> Result<Option<(Revision, i64)>, StoreError> {
+        let key = self.key(CURRENT);
+        let found = self
+            .etcd
+            .get(&key)
+            .await
+            .map_err(|source| StoreError::Etcd {
+                what: format!("reading the current revision from {}", self.describe()),
+                source: Box::new(source),
+            })?;
+        let Some(kv) = found else {
+            return Ok(None);
+        };
+        let number = parse_number(&kv.value, &key)?;
+        Ok(Some((self.revision(number).await?, kv.mod_revision)))
+    }
+
+    /// Revision `number`.
+    pub async fn revision(&self, number: u64) -> Result<Revision, StoreError> {
+        let key = self.key(&revision_key(number));
+        let found = self
+            .etcd
+            .get(&key)
+            .await
+            .map_err(|source| StoreError::Etcd {
+                what: format!("reading revision {number}"),
+                source: Box::new(source),
+            })?;
+        let kv = found.ok_or(StoreError::NoSuchRevision(number))?;
+        serde_json::from_slice(&kv.value).map_err(|e| StoreError::Damaged {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The key of the newest revision's number.
+pub(crate) const CURRENT: &str = "current";
+
+pub(crate) fn revision_key(number: u64) -> String {
+    // Zero-padded, so that the keys sort by number.
+    format!("revisions/{number:020}")
+}
+
+pub(crate) fn blob_key(digest: &str, chunk: u64) -> String {
+    format!("blobs/{digest}/{chunk:04}")
+}
+
+fn parse_number(value: &[u8], key: &[u8]) -> Result<u64, StoreError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| StoreError::Damaged {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "not a revision number".into(),
+        })
+}
+
+/// A pushed asset directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    pub number: u64,
+    /// The digest of its [`Manifest`]'s JSON, itself a blob.
+    pub manifest: String,
+    pub manifest_size: u64,
+    pub files: usize,
+    /// The files' bytes, in etcd and outside it.
+    pub bytes: u64,
+    /// RFC 3339.
+    pub pushed_at: String,
+    /// The host and directory it was pushed from.
+    pub pushed_from: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_and_bad_ones_say_why() {
+        let a = Address::parse("etcd://10.0.0.1:2379,10.0.0.2:2379", true).unwrap();
+        assert_eq!(
+            a.endpoints,
+            ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+        );
+        assert_eq!(a.prefix, "/kindling");
+        let a = Address::parse("etcd://etcd.lab/sites/paris/", false).unwrap();
+        assert_eq!(
+            (a.endpoints, a.prefix),
+            (
+                vec!["http://etcd.lab".to_string()],
+                "/sites/paris".to_string()
+            )
+        );
+        for (given, why) in [
+            ("https://10.0.0.1:2379", "must start with etcd://"),
+            ("etcd://", "no etcd member"),
+            ("etcd://a:2379,,b:2379", "empty one"),
+            ("etcd://10.0.0.1:99999", "port"),
+            ("etcd://10.0.0.1:2379//", "prefix"),
+        ] {
+            let e = Address::parse(given, true).unwrap_err().to_string();
+            assert!(e.contains(given) && e.contains(why), "{given}: {e}");
+        }
+    }
+}
