@@ -7,6 +7,7 @@ mod create;
 mod day2;
 mod doctor;
 mod fleet;
+mod ha;
 mod ignition_configs;
 mod ignition_runner;
 mod infra;

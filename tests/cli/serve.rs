@@ -89,7 +89,7 @@ impl Server {
 }
 
 /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(10)) else {
         return (0, Vec::new());
     };

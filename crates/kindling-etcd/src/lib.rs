@@ -169,6 +169,11 @@ pub struct Status {
 pub struct ClientTls(kindling_http::Client);
 
 impl ClientTls {
+    /// No TLS: for a cluster asked over `http://` only.
+    pub fn none() -> ClientTls {
+        ClientTls(kindling_http::Client::plain(TIMEOUTS))
+    }
+
     /// Reads the etcd CA certificate, and the client certificate and key, from PEM files.
     pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> Result<ClientTls, EtcdError> {
         let read = |path: &Path| {

@@ -102,9 +102,16 @@ pub struct Entry {
     part: Option<Arc<[u8]>>,
 }
 
+/// The query parameter that pins a request to a store revision (see [`Catalog::revision`]).
+pub const REVISION_PARAM: &str = "rev";
+
 /// What is served, built from the asset directory.
 pub struct Catalog {
     pub dir: PathBuf,
+    /// The store revision this is (`serve --store`), which the URLs of the boot chain carry
+    /// (`rev=`), so that a machine's every request is answered from the same revision; None
+    /// for an asset directory served as it is.
+    pub revision: Option<u64>,
     /// The description, except that its `inventory.machines` is empty: they are moved into
     /// `machines`, so that each machine is held once (100,000 machines cost ~20 MB each time).
     pub description: ClusterDescription,
@@ -277,6 +284,7 @@ impl Catalog {
         let mirror = Arc::new(kindling_mirror::Mirror::open(&dir.join(MIRROR_DIR))?);
         Ok(Catalog {
             dir: dir.to_path_buf(),
+            revision: None,
             description,
             machines,
             by_mac,
@@ -494,6 +502,17 @@ impl Catalog {
     /// Where the machine config server is, from the machines' point of view.
     pub fn mcs_url(&self) -> String {
         self.description.mcs_url()
+    }
+
+    /// `url` with this catalog's revision added to its query (`rev=N`), if it has one.
+    pub fn pinned(&self, url: String) -> String {
+        match self.revision {
+            Some(n) => {
+                let joint = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{joint}{REVISION_PARAM}={n}")
+            }
+            None => url,
+        }
     }
 
     pub fn server_url(&self) -> &str {

@@ -150,11 +150,16 @@ async fn with_slots<T: Send + 'static>(
     pool: &'static str,
     change: impl FnOnce(&mut kindling_fleet::slots::Locked) -> Result<T, SlotsError> + Send + 'static,
 ) -> Result<T, Refused> {
-    let dir = state
+    state
         .catalog()
-        .map_err(|f| refused(f.status, "no_inventory", f.reason))?
-        .dir
-        .clone();
+        .map_err(|f| refused(f.status, "no_inventory", f.reason))?;
+    let Some(dir) = state.state_dir() else {
+        return Err(refused(
+            StatusCode::NOT_FOUND,
+            "no_inventory",
+            "no asset directory is served here",
+        ));
+    };
     let internal = |e: String| {
         tracing::error!("FleetLock: {e}");
         refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)

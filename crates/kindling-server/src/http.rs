@@ -93,20 +93,23 @@ async fn boot_ipxe(State(state): State<Arc<AppState>>) -> Response {
         return text(kindling_matchbox::BOOT_IPXE.to_string());
     };
     text(format!(
-        "#!ipxe\nchain {}/ipxe?mac=${{mac:hexhyp}}&uuid=${{uuid}}&hostname=${{hostname}}&serial=${{serial}}&arch=${{buildarch:uristring}}\n",
-        catalog.server_url()
+        "#!ipxe\nchain {}\n",
+        catalog.pinned(format!(
+            "{}/ipxe?mac=${{mac:hexhyp}}&uuid=${{uuid}}&hostname=${{hostname}}&serial=${{serial}}&arch=${{buildarch:uristring}}",
+            catalog.server_url()
+        ))
     ))
 }
 
 /// The profile of a machine, with its Ignition URL and token.
 fn profile(catalog: &Catalog, entry: &Entry) -> BootProfile {
     let m = &entry.machine;
-    let ignition_url = format!(
+    let ignition_url = catalog.pinned(format!(
         "{}/ignition?mac={}&token={}",
         catalog.server_url(),
         m.macs[0].hexhyp(),
         catalog.token(entry)
-    );
+    ));
     let provisioning = &catalog.description.inventory.provisioning;
     BootProfile::for_machine(&ProfileInputs {
         os: provisioning.os,
@@ -137,7 +140,8 @@ impl AppState {
         raw_query: Option<&str>,
         stage: &str,
     ) -> Result<Who, Failure> {
-        let kindling = self.catalog().and_then(|catalog| {
+        let revision = params.get(crate::catalog::REVISION_PARAM);
+        let kindling = self.catalog_at(revision).and_then(|catalog| {
             let entry = machine(&catalog, params)?;
             let name = entry.machine.name.clone();
             Ok(Who::Machine { catalog, name })
@@ -366,7 +370,10 @@ async fn ignition(
     let token = catalog.token(entry);
     let mac = m.macs[0].hexhyp();
     let mut pointer = PointerConfig {
-        source: format!("{}/config/{pool}", catalog.mcs_url().trim_end_matches('/')),
+        source: catalog.pinned(format!(
+            "{}/config/{pool}",
+            catalog.mcs_url().trim_end_matches('/')
+        )),
         root_ca_pem: catalog.root_ca_pem.clone(),
         http_headers: vec![
             ("X-Kindling-Mac".into(), mac.clone()),
@@ -376,7 +383,12 @@ async fn ignition(
     // Spec 3.0 has no headers for a merge: the identity goes into the URL instead.
     if version < kindling_ignition::IgnitionVersion::V3_1 {
         pointer.http_headers.clear();
-        pointer.source = format!("{}?mac={mac}&token={token}", pointer.source);
+        let joint = if pointer.source.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        pointer.source = format!("{}{joint}mac={mac}&token={token}", pointer.source);
     }
     let bytes = pointer
         .render(version)

@@ -64,6 +64,18 @@ pub struct ServeOptions {
     pub proxy_from: Vec<std::net::IpAddr>,
     /// The kindling binary served at `/assets/kindling`.
     pub binary: PathBuf,
+    /// Serve the revisions of a shared store rather than `dir` (several replicas).
+    pub store: Option<StoreServing>,
+}
+
+/// `serve --store`: where the site's revisions come from, and where this replica keeps its copy.
+#[derive(Debug, Clone)]
+pub struct StoreServing {
+    pub store: kindling_store::Store,
+    /// The replica's local copy of the store (see [`kindling_store::Cache`]), and its own
+    /// state under `state/`.
+    pub cache: PathBuf,
+    pub sources: kindling_store::BlobSources,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,14 +104,29 @@ pub enum ServeError {
     },
     #[error("loading the machine config server's certificate {path}: {message}")]
     Tls { path: PathBuf, message: String },
+    #[error(transparent)]
+    Store(#[from] kindling_store::StoreError),
+    #[error(
+        "the store ({store}) did not answer ({reason}), and this replica has no copy of a revision yet ({cache}): start it once etcd has a quorum"
+    )]
+    StoreUnreachable {
+        store: String,
+        reason: String,
+        cache: PathBuf,
+    },
 }
 
 /// The server's shared state.
 pub struct AppState {
     catalog: RwLock<Option<Arc<Catalog>>>,
+    /// With `serve --store`: the revisions kept, by number, for requests pinned to one.
+    kept: RwLock<std::collections::BTreeMap<u64, Arc<Catalog>>>,
     /// A matchbox data directory, consulted for requests no inventory machine matches.
     pub matchbox: Option<Arc<kindling_matchbox::DataDir>>,
     pub events: EventLog,
+    /// Where the server keeps what it writes: the records of what was served, FleetLock's
+    /// slots, arm requests. The asset directory itself, unless it serves a store's revisions.
+    state_dir: std::sync::OnceLock<PathBuf>,
     pub mcs_auth: McsAuth,
     pub binary: PathBuf,
     /// Which machines may still be served their secrets, and to which address.
@@ -152,10 +179,18 @@ impl AppState {
                 ),
             ));
         }
+        let catalog = catalog.map(Arc::new);
         Arc::new(AppState {
-            catalog: RwLock::new(catalog.map(Arc::new)),
+            kept: RwLock::new(
+                catalog
+                    .iter()
+                    .filter_map(|c| Some((c.revision?, c.clone())))
+                    .collect(),
+            ),
+            catalog: RwLock::new(catalog),
             matchbox: matchbox.map(Arc::new),
             events,
+            state_dir: std::sync::OnceLock::new(),
             mcs_auth,
             binary,
             window,
@@ -230,6 +265,15 @@ impl AppState {
         }
     }
 
+    /// Where the server keeps what it writes (see the field): as set by [`serve`], else the
+    /// served asset directory.
+    pub(crate) fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir
+            .get()
+            .cloned()
+            .or_else(|| self.catalog().ok().map(|c| c.dir.clone()))
+    }
+
     /// Arms `machine` for a new install, and records it.
     pub fn arm(&self, machine: &str, why: &str) {
         self.window.arm(machine);
@@ -260,14 +304,63 @@ impl AppState {
         })
     }
 
-    /// Replaces the catalog, e.g. after the asset directory changed.
+    /// Replaces the catalog, e.g. after the asset directory changed. A store revision is also
+    /// kept, with the [`KEPT_REVISIONS`] before it, for requests pinned to it.
     pub fn replace_catalog(&self, catalog: Catalog) {
-        match self.catalog.write() {
-            Ok(mut c) => *c = Some(Arc::new(catalog)),
-            Err(poisoned) => *poisoned.into_inner() = Some(Arc::new(catalog)),
+        let catalog = Arc::new(catalog);
+        if let Some(number) = catalog.revision {
+            let mut kept = self.kept.write().unwrap_or_else(|p| p.into_inner());
+            kept.insert(number, catalog.clone());
+            while kept.len() > KEPT_REVISIONS {
+                kept.pop_first();
+            }
         }
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Some(catalog);
+    }
+
+    /// The catalog a request is answered from: the one in force, or with `rev=N` (a boot chain
+    /// begun on store revision N), revision N's. A revision newer than this replica's is
+    /// 503 (the replica is still laying it out: ask again); one no longer kept is 410, since
+    /// answering from another would mix two revisions in one boot.
+    pub fn catalog_at(&self, revision: Option<&String>) -> Result<Arc<Catalog>, Failure> {
+        let current = self.catalog()?;
+        let (Some(asked), Some(serving)) = (revision, current.revision) else {
+            return Ok(current);
+        };
+        let asked: u64 = asked.parse().map_err(|_| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("rev={asked:?} is not a revision number"),
+            )
+        })?;
+        if asked == serving {
+            return Ok(current);
+        }
+        if asked > serving {
+            let mut failure = Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "revision {asked} is not laid out on this replica yet (it serves {serving}); ask again"
+                ),
+            );
+            failure.retry_after = Some(1);
+            return Err(failure);
+        }
+        let kept = self.kept.read().unwrap_or_else(|p| p.into_inner());
+        kept.get(&asked).cloned().ok_or_else(|| {
+            Failure::new(
+                StatusCode::GONE,
+                format!(
+                    "revision {asked} is no longer kept here (revisions {} to {serving} are); boot the machine again",
+                    kept.keys().next().copied().unwrap_or(serving)
+                ),
+            )
+        })
     }
 }
+
+/// Store revisions kept for requests pinned to one, the one in force included.
+pub const KEPT_REVISIONS: usize = 3;
 
 /// A request that cannot be answered: a real status and a one-line reason for the body.
 #[derive(Debug)]
@@ -407,16 +500,28 @@ fn claimed_machine(state: &AppState, request: &Request) -> Option<String> {
 
 /// Runs both servers until `shutdown` completes, then drains them.
 pub async fn serve(
-    options: ServeOptions,
+    mut options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let first_revision = match &options.store {
+        Some(serving) => {
+            let (dir, number) = first_revision(serving).await?;
+            options.dir = Some(dir);
+            Some(number)
+        }
+        None => None,
+    };
     // Loaded on a runtime worker rather than on this (the main) thread: glibc gives each thread
     // its own malloc arena, and so the request handlers, which run on the workers, reuse what
     // the description's parser freed (~40 MB at 100,000 machines) for the events they keep,
     // instead of growing a second arena (bench/serve.sh: 121 -> 96 MB RSS after load).
     let catalog = match options.dir.clone() {
         Some(dir) => match tokio::spawn(async move { Catalog::load(&dir) }).await {
-            Ok(loaded) => Some(loaded?),
+            Ok(loaded) => {
+                let mut catalog = loaded?;
+                catalog.revision = first_revision;
+                Some(catalog)
+            }
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         },
         None => None,
@@ -432,8 +537,19 @@ pub async fn serve(
         }
         None => None,
     };
-    let Some(state_dir) = options.dir.clone().or_else(|| options.data_path.clone()) else {
-        return Err(ServeError::Nothing);
+    let state_dir = match &options.store {
+        Some(serving) => {
+            let dir = serving.cache.join("state");
+            std::fs::create_dir_all(&dir).map_err(|source| ServeError::Events {
+                dir: dir.clone(),
+                source,
+            })?;
+            dir
+        }
+        None => match options.dir.clone().or_else(|| options.data_path.clone()) {
+            Some(dir) => dir,
+            None => return Err(ServeError::Nothing),
+        },
     };
     let mut window = window::InstallWindow::default();
     let events =
@@ -473,6 +589,7 @@ pub async fn serve(
         options.mcs_auth,
         options.binary.clone(),
     );
+    let _ = state.state_dir.set(state_dir.clone());
 
     // OpenShift companion mode has no kindling MCS certificate: OpenShift serves its own. Nor
     // does a matchbox data directory alone.
@@ -514,8 +631,20 @@ pub async fn serve(
         let _ = stop_tx.send(true);
         stopping.graceful_shutdown(Some(DRAIN));
     });
-    if let Some(dir) = kindling_dir {
-        tokio::spawn(watch(state.clone(), dir, stop_rx));
+    match (&options.store, first_revision) {
+        (Some(serving), Some(number)) => {
+            tokio::spawn(follow_store(
+                state.clone(),
+                serving.clone(),
+                number,
+                stop_rx,
+            ));
+        }
+        _ => {
+            if let Some(dir) = kindling_dir {
+                tokio::spawn(watch(state.clone(), dir, stop_rx));
+            }
+        }
     }
     let mcs_app = mcs_router(state.clone());
     let mcs_handle = handle.clone();
@@ -615,26 +744,113 @@ async fn watch(state: Arc<AppState>, dir: PathBuf, mut stop: tokio::sync::watch:
         seen = now;
         let load_dir = dir.clone();
         match tokio::task::spawn_blocking(move || Catalog::load(&load_dir)).await {
-            Ok(Ok(catalog)) => {
-                tracing::info!(
-                    "{} changed: now serving {} machines",
-                    dir.display(),
-                    catalog.machines.len()
-                );
-                let before = state.catalog().ok();
-                for entry in &catalog.machines {
-                    let name = &entry.machine.name;
-                    if before.as_ref().is_some_and(|b| b.by_name(name).is_none()) {
-                        state.arm(name, "added to the inventory");
-                    }
-                }
-                state.replace_catalog(catalog);
-            }
+            Ok(Ok(catalog)) => take_catalog(&state, catalog, &format!("{} changed", dir.display())),
             Ok(Err(e)) => tracing::error!(
                 "{} changed but cannot be served; still serving the previous version: {e}",
                 dir.display()
             ),
             Err(e) => tracing::error!("reloading {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Serves `catalog` from now on; the machines it adds to the inventory are armed for their
+/// first install.
+fn take_catalog(state: &AppState, catalog: Catalog, why: &str) {
+    tracing::info!("{why}: now serving {} machines", catalog.machines.len());
+    let before = state.catalog().ok();
+    for entry in &catalog.machines {
+        let name = &entry.machine.name;
+        if before.as_ref().is_some_and(|b| b.by_name(name).is_none()) {
+            state.arm(name, "added to the inventory");
+        }
+    }
+    state.replace_catalog(catalog);
+}
+
+/// `serve --store`'s first revision: the store's current one, laid out here; or, when etcd
+/// does not answer, the newest this replica laid out before (boot keeps working without a
+/// quorum).
+async fn first_revision(serving: &StoreServing) -> Result<(PathBuf, u64), ServeError> {
+    let cache = kindling_store::Cache::open(&serving.cache)?;
+    let wait = std::time::Duration::from_secs(15);
+    let reason = match tokio::time::timeout(wait, serving.store.current()).await {
+        Ok(Ok(Some((revision, _)))) => {
+            let laid = cache
+                .materialize(&serving.store, &revision, &serving.sources)
+                .await?;
+            warn_missing(&laid);
+            return Ok((laid.dir, laid.number));
+        }
+        Ok(Ok(None)) => return Err(kindling_store::StoreError::Empty.into()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", wait.as_secs()),
+    };
+    match cache.newest() {
+        Some((number, dir)) => {
+            tracing::warn!(
+                "the store ({}) did not answer ({reason}): serving revision {number} from this replica's copy until it is back",
+                serving.store.describe()
+            );
+            Ok((dir, number))
+        }
+        None => Err(ServeError::StoreUnreachable {
+            store: serving.store.describe(),
+            reason,
+            cache: serving.cache.clone(),
+        }),
+    }
+}
+
+fn warn_missing(laid: &kindling_store::cache::Materialized) {
+    for entry in &laid.missing {
+        tracing::warn!(
+            "revision {}: {} ({}) is kept outside etcd and no blob source has it: machines get 404 for it; give its directory with --blobs-from",
+            laid.number,
+            entry.path,
+            entry.digest
+        );
+    }
+}
+
+/// Follows the store from revision `after`: each new revision is laid out, loaded, and served
+/// whole from then on. A revision that cannot be loaded is not served, and says why.
+async fn follow_store(
+    state: Arc<AppState>,
+    serving: StoreServing,
+    after: u64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let cache = match kindling_store::Cache::open(&serving.cache) {
+        Ok(cache) => cache,
+        Err(e) => {
+            tracing::error!("following the store: {e}");
+            return;
+        }
+    };
+    let (laid_out, mut revisions) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(kindling_store::follow::follow(
+        serving.store.clone(),
+        cache,
+        serving.sources.clone(),
+        after,
+        move |laid| {
+            let _ = laid_out.send(laid);
+        },
+        stop,
+    ));
+    while let Some(laid) = revisions.recv().await {
+        warn_missing(&laid);
+        let (dir, number) = (laid.dir.clone(), laid.number);
+        match tokio::task::spawn_blocking(move || Catalog::load(&dir)).await {
+            Ok(Ok(mut catalog)) => {
+                catalog.revision = Some(number);
+                take_catalog(&state, catalog, &format!("store revision {number}"));
+            }
+            Ok(Err(e)) => tracing::error!(
+                "store revision {number} cannot be served; still serving the previous one: {e}"
+            ),
+            Err(e) => tracing::error!("loading store revision {number}: {e}"),
         }
     }
 }

@@ -81,7 +81,7 @@ async fn config(
     client: Option<Extension<ClientAddr>>,
     peer: Option<Extension<PeerNode>>,
 ) -> Result<Response, Failure> {
-    let catalog = state.catalog()?;
+    let catalog = state.catalog_at(params.get(crate::catalog::REVISION_PARAM))?;
     if !catalog.knows_pool(&pool) {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,
@@ -169,9 +169,11 @@ async fn config(
             let credentials = state.mcs_auth == McsAuth::Token;
             catalog.add_registry_access(Some(entry), credentials, &mut config);
             catalog.add_rendering_name(&rendering, &mut config);
-            state
-                .record_served(&catalog.dir, &entry.machine.name, &rendering)
-                .await;
+            if let Some(dir) = state.state_dir() {
+                state
+                    .record_served(&dir, &entry.machine.name, &rendering)
+                    .await;
+            }
             (rendering, config)
         }
     };

@@ -19,6 +19,7 @@
 
 pub mod cache;
 pub mod follow;
+pub mod pull;
 pub mod push;
 pub mod snapshot;
 
@@ -28,6 +29,7 @@ use kindling_etcd::EtcdError;
 use serde::{Deserialize, Serialize};
 
 pub use cache::{BlobSources, Cache};
+pub use pull::{Pulled, pull};
 pub use push::{Pushed, push};
 pub use snapshot::{Entry, Manifest};
 

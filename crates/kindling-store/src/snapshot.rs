@@ -2,7 +2,7 @@
 //!
 //! Everything `kindling serve` reads goes in, secrets included (the store is etcd with client
 //! certificates): the description, the PKI, the Ignition configs and renderings, the token key.
-//! What a running server writes stays out: the event log and the records of what was served
+//! What kindling writes as it runs stays out: its log, the event log and the records of what was served
 //! (the replicas keep those in the store themselves), the fleet's working state, backups and
 //! temporary files. OS images, the kindling binary and the mirror (`assets/`, `mirror/`) are
 //! listed by digest only and kept outside etcd.
@@ -57,8 +57,9 @@ pub enum Kept {
 
 /// Where `path` (relative, `/`-separated) goes.
 pub fn kept(path: &str) -> Kept {
-    const OUT: [&str; 6] = [
+    const OUT: [&str; 7] = [
         ".kindling/events.jsonl",
+        ".kindling/kindling.log",
         ".kindling/served/",
         ".kindling/fleet/",
         ".kindling/backups/",
@@ -166,6 +167,7 @@ mod tests {
         assert_eq!(kept(".kindling/state.json"), Kept::Inline);
         assert_eq!(kept(".kindling/token.key"), Kept::Inline);
         assert_eq!(kept(".kindling/events.jsonl"), Kept::Out);
+        assert_eq!(kept(".kindling/kindling.log"), Kept::Out);
         assert_eq!(kept(".kindling/served/worker0"), Kept::Out);
         assert_eq!(kept(".kindling/fleet/"), Kept::Out);
         assert_eq!(kept("ignition/.worker.ign.kindling-tmp"), Kept::Out);

@@ -54,6 +54,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::ApproveCsrs(args) => cli::approve_csrs::run(&args),
         Command::Gather(args) => cli::gather::run(&args),
         Command::Machines(command) => cli::machines::run(&command),
+        Command::Store(command) => cli::store::run(&command),
         Command::Mirror(args) => cli::mirror::run(&args),
         Command::Update(args) => cli::update::run(&args),
         Command::Certs(args) => cli::certs::run(&args),

@@ -13,6 +13,7 @@ pub mod mirror;
 pub mod remove;
 pub mod serve;
 pub mod status;
+pub mod store;
 pub mod update;
 pub mod wait_for;
 
@@ -89,6 +90,10 @@ pub enum Command {
     /// Manage the machines' install windows.
     #[command(subcommand)]
     Machines(MachinesCommand),
+    /// Publish an asset directory to the shared store (etcd) that several `kindling serve
+    /// --store` replicas serve from, or get it back.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// The node agent, run by systemd on the bootstrap machine and the masters.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -116,6 +121,8 @@ impl Command {
             Command::ApproveCsrs(a) => &a.cluster.dir.dir,
             Command::Gather(a) => &a.cluster.dir.dir,
             Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
+            Command::Store(StoreCommand::Push(a)) => &a.dir.dir,
+            Command::Store(StoreCommand::Pull(_)) => return None,
             Command::Mirror(a) => &a.dir.dir,
             Command::Update(a) => &a.cluster.dir.dir,
             Command::Status(a) => &a.cluster.dir.dir,
@@ -195,6 +202,72 @@ pub enum MachinesCommand {
         #[arg(required = true, value_name = "MACHINE")]
         machines: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Publish the asset directory as the store's next revision, in one transaction: every
+    /// replica switches to it whole. Files kept outside etcd (assets/, mirror/) are listed by
+    /// digest and copied to --blobs-to.
+    Push(StorePushArgs),
+    /// Write a revision (the current one unless --revision) into an empty directory.
+    Pull(StorePullArgs),
+}
+
+/// Where the shared store is, and how to reach it.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The etcd cluster, as etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix /kindling unless
+    /// given).
+    #[arg(long, value_name = "ETCD_URL", env = "KINDLING_STORE")]
+    pub store: String,
+    #[command(flatten)]
+    pub tls: EtcdTlsArgs,
+}
+
+/// The TLS identity kindling presents to etcd.
+#[derive(Debug, Args)]
+pub struct EtcdTlsArgs {
+    /// The CA that signed the etcd members' certificates. Without it, etcd is spoken to over
+    /// plain HTTP, and secrets cross the network in the clear.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_cert", "etcd_key"])]
+    pub etcd_ca: Option<PathBuf>,
+    /// kindling's client certificate for etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_ca")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, value_name = "FILE", requires = "etcd_ca")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StorePushArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// A directory the replicas share (--blobs-from), to copy the files kept outside etcd into,
+    /// by digest.
+    #[arg(long, value_name = "DIR")]
+    pub blobs_to: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StorePullArgs {
+    /// The directory to write the asset directory into; it must not hold one already.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The revision to pull (default: the current one).
+    #[arg(long, value_name = "N")]
+    pub revision: Option<u64>,
+    /// A directory holding the files kept outside etcd, by digest (as push --blobs-to wrote).
+    #[arg(long, value_name = "DIR")]
+    pub blobs_from: Vec<PathBuf>,
 }
 
 /// Options of `create infra`.
@@ -291,6 +364,20 @@ pub struct ServeArgs {
     /// The kubeconfig --approve-csrs uses (default: <dir>/auth/kubeconfig).
     #[arg(long, value_name = "FILE", requires = "approve_csrs")]
     pub kubeconfig: Option<PathBuf>,
+    /// Serve the revisions `kindling store push` publishes to this etcd cluster
+    /// (etcd://HOST:PORT[,HOST:PORT...][/PREFIX]) instead of the asset directory, as one of
+    /// several replicas; --dir is then only where this replica keeps its copy.
+    #[arg(long, value_name = "ETCD_URL", conflicts_with = "data_path")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: EtcdTlsArgs,
+    /// Where this replica keeps its copy of the store (default: <dir>/.kindling/store).
+    #[arg(long, value_name = "DIR", requires = "store")]
+    pub cache_dir: Option<PathBuf>,
+    /// A directory the replicas share, holding the files kept outside etcd by digest (as
+    /// `kindling store push --blobs-to` writes them). Repeat for several.
+    #[arg(long, value_name = "DIR", requires = "store")]
+    pub blobs_from: Vec<PathBuf>,
 }
 
 /// Options shared by the commands that talk to the cluster.

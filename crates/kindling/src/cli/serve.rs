@@ -22,6 +22,19 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         proxy_from: args.proxy_from.clone(),
         binary: std::env::current_exe()
             .context("finding the kindling binary to serve at /assets/kindling")?,
+        store: match &args.store {
+            Some(address) => Some(kindling_server::StoreServing {
+                store: crate::cli::store::open(address, &args.etcd_tls)?,
+                cache: args
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| args.dir.dir.join(".kindling/store")),
+                sources: kindling_store::BlobSources {
+                    dirs: args.blobs_from.clone(),
+                },
+            }),
+            None => None,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,102 @@
+//! `kindling store push|pull`: kindling-store's revisions, from and to an asset directory.
+
+use anyhow::Context as _;
+use kindling_store::{Address, Store};
+
+use crate::cli::{EtcdTlsArgs, StoreCommand};
+use crate::exit::Failure;
+
+pub fn run(command: &StoreCommand) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match command {
+        StoreCommand::Push(args) => {
+            let store = open(&args.store.store, &args.store.tls)?;
+            let dir = &args.dir.dir;
+            // The key of the machines' tokens is made by the first `serve`; every replica must
+            // share it, so it is made here when the directory has none yet.
+            kindling_server::token::TokenKey::load_or_create(dir).with_context(|| {
+                format!(
+                    "making the machine token key {}",
+                    dir.join(kindling_server::token::KEY_FILE).display()
+                )
+            })?;
+            let pushed = runtime
+                .block_on(kindling_store::push(&store, dir, args.blobs_to.as_deref()))
+                .with_context(|| format!("pushing {} to {}", dir.display(), store.describe()))?;
+            if args.json {
+                let json = serde_json::json!({
+                    "revision": pushed.revision,
+                    "new": pushed.new,
+                    "chunksWritten": pushed.chunks_written,
+                    "bytesWritten": pushed.bytes_written,
+                });
+                println!("{json:#}");
+            } else if pushed.new {
+                println!(
+                    "revision {}: {} files ({} bytes), {} chunks ({} bytes) written to {}",
+                    pushed.revision.number,
+                    pushed.revision.files,
+                    pushed.revision.bytes,
+                    pushed.chunks_written,
+                    pushed.bytes_written,
+                    store.describe()
+                );
+            } else {
+                println!(
+                    "unchanged: revision {} is already this directory",
+                    pushed.revision.number
+                );
+            }
+        }
+        StoreCommand::Pull(args) => {
+            let store = open(&args.store.store, &args.store.tls)?;
+            let sources = kindling_store::BlobSources {
+                dirs: args.blobs_from.clone(),
+            };
+            std::fs::create_dir_all(&args.dir)
+                .with_context(|| format!("creating {}", args.dir.display()))?;
+            let pulled = runtime
+                .block_on(kindling_store::pull(
+                    &store,
+                    args.revision,
+                    &args.dir,
+                    &sources,
+                ))
+                .with_context(|| format!("pulling from {}", store.describe()))?;
+            println!(
+                "revision {} ({} files, pushed {} from {}) written to {}",
+                pulled.revision.number,
+                pulled.revision.files,
+                pulled.revision.pushed_at,
+                pulled.revision.pushed_from,
+                args.dir.display()
+            );
+            for entry in &pulled.missing {
+                eprintln!(
+                    "not written: {} ({}) is kept outside etcd; copy it there, or pull with --blobs-from",
+                    entry.path, entry.digest
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The store at `address` (etcd://...), reached with `tls`.
+pub fn open(address: &str, tls: &EtcdTlsArgs) -> anyhow::Result<Store> {
+    let address = Address::parse(address, tls.etcd_ca.is_some())?;
+    let identity = match (&tls.etcd_ca, &tls.etcd_cert, &tls.etcd_key) {
+        (Some(ca), Some(cert), Some(key)) => kindling_etcd::ClientTls::from_files(ca, cert, key)?,
+        _ => {
+            tracing::warn!(
+                "no --etcd-ca: speaking to etcd over plain HTTP; the store holds the cluster's keys"
+            );
+            kindling_etcd::ClientTls::none()
+        }
+    };
+    let etcd = kindling_etcd::Client::new(&address.endpoints, &identity)?;
+    Ok(Store::new(etcd, &address.prefix))
+}

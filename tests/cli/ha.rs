@@ -1,0 +1,304 @@
+//! Several `kindling serve --store` replicas on one real etcd cluster (Debian's etcd-server 3.4,
+//! three members, TLS with client certificates): the asset directory pushed with `kindling store
+//! push`, each replica serving it, a new revision taken up by every replica within a second,
+//! and each machine's boot chain answered from one revision throughout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kindling_testkit::{EtcdCluster, EtcdTls, port};
+
+use crate::ignition_configs::demo_on_loopback;
+use crate::kindling;
+use crate::serve::{Server, http_get};
+
+/// An etcd cluster, an asset directory, and the arguments that reach the store.
+pub(crate) struct Site {
+    /// Runs as long as the site.
+    pub _etcd: EtcdCluster,
+    pub scratch: tempfile::TempDir,
+    pub assets: tempfile::TempDir,
+    /// `--store ... --etcd-ca ... --etcd-cert ... --etcd-key ...`
+    pub store_args: Vec<String>,
+    /// The directory the replicas share the images through.
+    pub shared: PathBuf,
+    /// The machines' view of the provisioning service (serverURL and mcsURL): the load
+    /// balancer in front of the replicas.
+    pub vip_http: u16,
+    pub vip_mcs: u16,
+}
+
+impl Site {
+    /// None (and says so) when etcd is not installed.
+    pub(crate) fn start(test: &str) -> Option<Site> {
+        if !kindling_testkit::have("etcd") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "etcd is missing (test.sh installs etcd-server)"
+            );
+            eprintln!("SKIPPED {test}: etcd is not installed");
+            return None;
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let pki = scratch.path().join("etcd-pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        let tls = EtcdTls::generate(&pki);
+        let etcd = EtcdCluster::start(&scratch.path().join("etcd"), 3, &tls);
+        let hosts: Vec<String> = etcd
+            .client_urls()
+            .iter()
+            .map(|u| u.trim_start_matches("https://").to_string())
+            .collect();
+        let path = |name: &str| pki.join(name).display().to_string();
+        let store_args = vec![
+            "--store".into(),
+            format!("etcd://{}/sites/test", hosts.join(",")),
+            "--etcd-ca".into(),
+            path("ca.crt"),
+            "--etcd-cert".into(),
+            path("client.crt"),
+            "--etcd-key".into(),
+            path("client.key"),
+        ];
+        let (vip_http, vip_mcs) = (port(), port());
+        let assets = demo_on_loopback(vip_http, vip_mcs);
+        kindling(&[
+            "create",
+            "ignition-configs",
+            "--dir",
+            assets.path().to_str().unwrap(),
+        ])
+        .expect(0);
+        let shared = scratch.path().join("shared-blobs");
+        Some(Site {
+            _etcd: etcd,
+            scratch,
+            assets,
+            store_args,
+            shared,
+            vip_http,
+            vip_mcs,
+        })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        self.assets.path()
+    }
+
+    /// `kindling store push` of the asset directory; its output.
+    pub(crate) fn push(&self) -> String {
+        let mut args = vec!["store", "push", "--dir", self.dir().to_str().unwrap()];
+        args.extend(self.store_args.iter().map(String::as_str));
+        args.extend(["--blobs-to", self.shared.to_str().unwrap()]);
+        let run = kindling(&args);
+        run.expect(0);
+        run.stdout()
+    }
+
+    /// A replica on its own ports, with its own copy under the scratch directory.
+    pub(crate) fn replica(&self, name: &str) -> Replica {
+        let dir = self.scratch.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let http = SocketAddr::from(([127, 0, 0, 1], port()));
+        let mcs = SocketAddr::from(([127, 0, 0, 1], port()));
+        let mut extra: Vec<&str> = self.store_args.iter().map(String::as_str).collect();
+        extra.extend(["--blobs-from", self.shared.to_str().unwrap()]);
+        Replica {
+            server: Server::start_at(&dir, http, mcs, &extra),
+            http,
+            mcs,
+        }
+    }
+}
+
+pub(crate) struct Replica {
+    pub server: Server,
+    pub http: SocketAddr,
+    pub mcs: SocketAddr,
+}
+
+impl Replica {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
+        let (status, body) = http_get(self.http, path);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// An MCS request over TLS to this replica, trusting the cluster's root CA: (status, body).
+    pub(crate) fn mcs_get(&self, path: &str, ca: &Path, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(ca)
+            .args([
+                "-H",
+                "Accept: application/vnd.coreos.ignition+json;version=3.3.0",
+            ]);
+        for (name, value) in headers {
+            command.args(["-H", &format!("{name}: {value}")]);
+        }
+        let out = command
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("https://127.0.0.1:{}{path}", self.mcs.port()))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+/// The value of `name=` in a URL or kernel argument line.
+fn param<'a>(text: &'a str, name: &str) -> &'a str {
+    let key = format!("{name}=");
+    let start = text
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name}= in {text}"))
+        + key.len();
+    let rest = &text[start..];
+    let end = rest.find(['&', ' ', '\n', '"']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn replicas_serve_the_pushed_revision_and_switch_whole_to_the_next() {
+    let Some(site) = Site::start("replicas_serve_the_pushed_revision_and_switch_whole_to_the_next")
+    else {
+        return;
+    };
+    let pushed = site.push();
+    assert!(pushed.starts_with("revision 1:"), "{pushed}");
+    let again = site.push();
+    assert!(again.contains("unchanged: revision 1"), "{again}");
+    let replicas: Vec<Replica> = ["a", "b", "c"].iter().map(|n| site.replica(n)).collect();
+    let ca = site.dir().join("tls/root-ca.crt");
+
+    // One machine's boot, each step on another replica: every URL carries revision 1, and the
+    // token made by one replica's copy of the key is accepted by the others.
+    let (status, boot) = replicas[0].get("/boot.ipxe");
+    assert_eq!(status, 200);
+    assert!(boot.contains("&rev=1"), "{boot}");
+    let (status, script) = replicas[0].get("/ipxe?mac=52-54-00-7e-01-20&rev=1");
+    assert_eq!(status, 200, "{script}");
+    let ignition_url = script
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix("coreos.inst.ignition_url="))
+        .unwrap_or_else(|| panic!("{script}"))
+        .to_string();
+    assert_eq!(param(&ignition_url, "rev"), "1");
+    let path = ignition_url
+        .strip_prefix(&format!("http://127.0.0.1:{}", site.vip_http))
+        .unwrap();
+    let (status, pointer) = replicas[1].get(path);
+    assert_eq!(status, 200, "{pointer}");
+    let pointer: serde_json::Value = serde_json::from_str(&pointer).unwrap();
+    let source = pointer["ignition"]["config"]["merge"][0]["source"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        source,
+        format!("https://127.0.0.1:{}/config/worker?rev=1", site.vip_mcs)
+    );
+    let token = param(&ignition_url, "token").to_string();
+    let identity = [
+        ("X-Kindling-Mac", "52-54-00-7e-01-20"),
+        ("X-Kindling-Token", token.as_str()),
+    ];
+    for replica in &replicas {
+        let (status, config) = replica.mcs_get("/config/worker?rev=1", &ca, &identity);
+        assert_eq!(status, 200, "{config}");
+        assert!(
+            config.contains("worker0"),
+            "the machine's own part is in it"
+        );
+        let (status, _) = replica.mcs_get("/config/worker?rev=1", &ca, &[identity[0]]);
+        assert_eq!(status, 403, "no token, no config");
+    }
+
+    // A new revision: the kernel arguments change. Every replica serves it within a second of
+    // the push; a boot begun on revision 1 is still answered from revision 1.
+    let inventory = site.dir().join("inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let edited = text.replace(
+        "  os: fcos\n",
+        "  os: fcos\n  kernelArgs: [kindling.test=revision2]\n",
+    );
+    assert_ne!(text, edited);
+    std::fs::write(&inventory, edited).unwrap();
+    kindling(&[
+        "create",
+        "ignition-configs",
+        "--dir",
+        site.dir().to_str().unwrap(),
+    ])
+    .expect(0);
+    let pushed = site.push();
+    let at = Instant::now();
+    assert!(pushed.starts_with("revision 2:"), "{pushed}");
+    for replica in &replicas {
+        loop {
+            let (_, boot) = replica.get("/boot.ipxe");
+            if boot.contains("&rev=2") {
+                break;
+            }
+            assert!(
+                at.elapsed() < Duration::from_secs(1),
+                "a replica still serves revision 1 {:?} after the push:\n{}",
+                at.elapsed(),
+                replica.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let (_, new) = replicas[2].get("/ipxe?mac=52-54-00-7e-01-20&rev=2");
+    assert!(new.contains("kindling.test=revision2"), "{new}");
+    let (_, old) = replicas[2].get("/ipxe?mac=52-54-00-7e-01-20&rev=1");
+    assert!(
+        !old.contains("kindling.test") && old.contains("rev=1"),
+        "{old}"
+    );
+    let (status, later) = replicas[2].get("/ipxe?mac=52-54-00-7e-01-20&rev=3");
+    assert_eq!(status, 503, "{later}");
+    assert!(
+        later.contains("not laid out on this replica yet"),
+        "{later}"
+    );
+    let (status, bad) = replicas[2].get("/ipxe?mac=52-54-00-7e-01-20&rev=x");
+    assert_eq!(status, 400, "{bad}");
+
+    // `store pull` gives the directory back, secrets with their modes.
+    let pulled = site.scratch.path().join("pulled");
+    let mut args = vec!["store", "pull", "--dir", pulled.to_str().unwrap()];
+    args.extend(site.store_args.iter().map(String::as_str));
+    args.extend(["--blobs-from", site.shared.to_str().unwrap()]);
+    let run = kindling(&args);
+    run.expect(0);
+    assert!(run.stdout().starts_with("revision 2 "), "{}", run.stdout());
+    for file in [
+        "inventory.yaml",
+        "tls/mcs.key",
+        "bootstrap.ign",
+        "tls/machine-token.key",
+    ] {
+        let read = |dir: &Path| {
+            std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        };
+        assert_eq!(read(&pulled), read(site.dir()), "{file}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(pulled.join("tls/mcs.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Pulling over an asset directory is refused, and changes nothing.
+    let run = kindling(&args);
+    run.expect(1);
+    assert!(
+        run.stderr().contains("pull into an empty one"),
+        "{}",
+        run.stderr()
+    );
+}
