@@ -16,8 +16,7 @@ use crate::serve::{Server, http_get};
 
 /// An etcd cluster, an asset directory, and the arguments that reach the store.
 pub(crate) struct Site {
-    /// Runs as long as the site.
-    pub _etcd: EtcdCluster,
+    pub etcd: EtcdCluster,
     pub scratch: tempfile::TempDir,
     pub assets: tempfile::TempDir,
     /// `--store ... --etcd-ca ... --etcd-cert ... --etcd-key ...`
@@ -73,7 +72,7 @@ impl Site {
         .expect(0);
         let shared = scratch.path().join("shared-blobs");
         Some(Site {
-            _etcd: etcd,
+            etcd,
             scratch,
             assets,
             store_args,
@@ -147,6 +146,177 @@ impl Replica {
         let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
         (status.trim().parse().unwrap_or(0), body.to_string())
     }
+}
+
+impl Replica {
+    /// The events of `GET /api/v1/events` after id `since` (0: all), read for `wait`:
+    /// (id, event).
+    pub(crate) fn events(&self, since: u64, wait: Duration) -> Vec<(u64, serde_json::Value)> {
+        let out = Command::new("curl")
+            .args(["-sN", "--max-time", &format!("{}", wait.as_secs_f64())])
+            .args(["-H", &format!("Last-Event-ID: {since}")])
+            .arg(format!("http://{}/api/v1/events", self.http))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut events = Vec::new();
+        let mut id = None;
+        for line in text.lines() {
+            if let Some(value) = line.strip_prefix("id:") {
+                id = value.trim().parse().ok();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                let event = serde_json::from_str(data.trim()).unwrap();
+                events.push((id.take().expect("an id before the data"), event));
+            }
+        }
+        events
+    }
+
+    /// `POST /api/v1/events`, as a machine's agent reports a stage: the status.
+    pub(crate) fn report(&self, body: &serde_json::Value) -> u16 {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "30",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(["-H", "Content-Type: application/json", "--data"])
+            .arg(body.to_string())
+            .arg(format!("http://{}/api/v1/events", self.http))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    fn healthz(&self) -> String {
+        self.get("/healthz").1
+    }
+}
+
+/// Waits up to `limit` for `done`, every 100 ms.
+fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    done()
+}
+
+/// A worker0 report with its token, under report id `id`.
+fn report_of(replica: &Replica, stage: &str, id: &str) -> serde_json::Value {
+    let (_, script) = replica.get("/ipxe?mac=52-54-00-7e-01-20");
+    let token = param(&script, "token").to_string();
+    serde_json::json!({
+        "mac": "52:54:00:7e:01:20",
+        "token": token,
+        "stage": stage,
+        "result": "done",
+        "id": id,
+    })
+}
+
+#[test]
+fn every_replica_shows_every_event_once_and_keeps_reports_through_a_lost_quorum() {
+    let Some(mut site) =
+        Site::start("every_replica_shows_every_event_once_and_keeps_reports_through_a_lost_quorum")
+    else {
+        return;
+    };
+    site.push();
+    let replicas: Vec<Replica> = ["a", "b"].iter().map(|n| site.replica(n)).collect();
+    let (a, b) = (&replicas[0], &replicas[1]);
+
+    // One report sent to both replicas (as an agent does when the first dies before it
+    // answers) is one event; each replica shows it, with the same id.
+    let report = report_of(a, "agent node: apply end", "r-1");
+    assert_eq!(a.report(&report), 204);
+    assert_eq!(b.report(&report), 204);
+    let once = |events: &[(u64, serde_json::Value)]| {
+        events
+            .iter()
+            .filter(|(_, e)| e["stage"] == "agent node: apply end")
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>()
+    };
+    let mut seen = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            seen = [a, b]
+                .iter()
+                .map(|r| once(&r.events(0, Duration::from_millis(700))))
+                .collect();
+            seen.iter().all(|ids| ids.len() == 1)
+        }),
+        "{seen:?}"
+    );
+    assert_eq!(seen[0], seen[1], "the same id on every replica");
+    // An id from replica a resumes the stream on replica b: the events after it, none before.
+    let (_, boot) = a.get("/ipxe?mac=52-54-00-7e-01-21");
+    assert!(boot.contains("#!ipxe"));
+    let after = seen[0][0];
+    let mut later = Vec::new();
+    assert!(eventually(Duration::from_secs(10), || {
+        later = b.events(after, Duration::from_millis(700));
+        later.iter().any(|(_, e)| e["machine"] == "worker1")
+    }));
+    assert!(later.iter().all(|(id, _)| *id > after), "{later:?}");
+    // The machine list of b knows what a saw.
+    let (_, machines) = b.get("/api/v1/machines");
+    assert!(machines.contains("worker1"), "{machines}");
+
+    // Two of three etcd members die: no quorum. Both replicas still serve boot, from what they
+    // have; a report is kept locally and acknowledged, and /healthz says why it is degraded.
+    site.etcd.kill(1);
+    site.etcd.kill(2);
+    let (status, script) = b.get("/ipxe?mac=52-54-00-7e-01-20");
+    assert_eq!(status, 200, "{script}");
+    let kept = report_of(b, "agent node: kept while etcd had no quorum", "r-2");
+    let started = Instant::now();
+    assert_eq!(b.report(&kept), 204);
+    assert!(started.elapsed() < Duration::from_secs(12));
+    assert!(
+        b.healthz().starts_with("degraded: events are kept locally"),
+        "{}",
+        b.healthz()
+    );
+    let pending = site
+        .scratch
+        .path()
+        .join("b/.kindling/store/state/.kindling/pending.jsonl");
+    assert!(
+        std::fs::read_to_string(&pending)
+            .unwrap()
+            .contains("kept while etcd had no quorum"),
+        "the report is on disk"
+    );
+
+    // The quorum returns: the kept report arrives once, on every replica, and b is healthy.
+    site.etcd.restart(1);
+    site.etcd.restart(2);
+    site.etcd.wait_healthy_now();
+    let stage = "agent node: kept while etcd had no quorum";
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            [a, b].iter().all(|r| {
+                let events = r.events(0, Duration::from_millis(700));
+                events.iter().filter(|(_, e)| e["stage"] == stage).count() == 1
+            })
+        }),
+        "the kept report is not on every replica once:\n{}",
+        b.server.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || b.healthz() == "ok\n"));
+    assert_eq!(std::fs::read_to_string(&pending).unwrap(), "");
 }
 
 /// The value of `name=` in a URL or kernel argument line.

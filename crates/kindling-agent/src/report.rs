@@ -65,6 +65,20 @@ pub struct Reporter {
     identity: MachineIdentity,
 }
 
+/// How many times a report is sent before it is given up, and the wait between.
+const ATTEMPTS: u32 = 3;
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// An id unique to one report of this machine: the time, the process and a counter.
+fn report_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}-{n:x}", std::process::id())
+}
+
 impl Reporter {
     /// A reporter for `server_url` (`http://host:port`, `kindling serve`'s boot server).
     pub fn new(server_url: &str, identity: MachineIdentity) -> Option<Reporter> {
@@ -94,7 +108,9 @@ impl Reporter {
         self.send_event(&stage, &record.result, &record.error_message);
     }
 
-    /// Sends an event with this stage name and result.
+    /// Sends an event with this stage name and result, a few times if it must: with an id of
+    /// its own, so that the server records it once however often it arrives (the load
+    /// balancer may hand a retry to another replica).
     pub fn send_event(&self, stage: &str, result: &str, error: &str) {
         let body = serde_json::json!({
             "mac": self.identity.mac,
@@ -102,20 +118,34 @@ impl Reporter {
             "stage": stage,
             "result": result,
             "errorMessage": error,
+            "id": report_id(),
         })
         .to_string();
-        let answer = self
-            .client
-            .post_json(&self.target, "/api/v1/events", body.as_bytes());
-        let problem = match answer {
-            Ok(response) if response.is_success() => return,
-            Ok(response) => format!("HTTP {}", response.status),
-            Err(e) => e.to_string(),
-        };
-        tracing::debug!(
-            "reporting '{stage}' to http://{}: {problem}",
-            self.authority
-        );
+        for attempt in 1..=ATTEMPTS {
+            let answer = self
+                .client
+                .post_json(&self.target, "/api/v1/events", body.as_bytes());
+            // Again only where another try may go better: no connection, or a server that
+            // could not take it now. A refusal stays one; a silent server costs one timeout.
+            let (problem, again) = match answer {
+                Ok(response) if response.is_success() => return,
+                Ok(response) => (format!("HTTP {}", response.status), response.status >= 500),
+                Err(e) => {
+                    let again = !matches!(e, kindling_http::HttpError::Timeout { .. });
+                    (e.to_string(), again)
+                }
+            };
+            tracing::debug!(
+                "reporting '{stage}' to http://{} (attempt {attempt}): {problem}",
+                self.authority
+            );
+            if !again {
+                return;
+            }
+            if attempt < ATTEMPTS {
+                std::thread::sleep(RETRY_AFTER);
+            }
+        }
     }
 }
 
@@ -194,7 +224,17 @@ mod tests {
             head.starts_with("POST /api/v1/events HTTP/1.1\r\n"),
             "{head}"
         );
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let mut body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let id = body["id"].take();
+        let id = id.as_str().unwrap();
+        assert!(
+            id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            "an id the server takes: {id}"
+        );
+        body.as_object_mut().unwrap().remove("id");
         assert_eq!(
             body,
             serde_json::json!({
@@ -205,6 +245,44 @@ mod tests {
                 "errorMessage": "etcd: no",
             })
         );
+    }
+
+    /// A server that cannot take a report now (503, as a replica without its store may answer)
+    /// gets it again, with the same id.
+    #[test]
+    fn a_report_is_sent_again_with_its_id_after_a_server_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut ids = Vec::new();
+            for answer in ["503 Service Unavailable", "204 No Content"] {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                ids.push(body["id"].as_str().unwrap().to_string());
+                let reply = format!("HTTP/1.1 {answer}\r\ncontent-length: 0\r\n\r\n");
+                reader.get_mut().write_all(reply.as_bytes()).unwrap();
+            }
+            ids
+        });
+        let reporter = Reporter::new(&format!("http://127.0.0.1:{port}"), identity()).unwrap();
+        reporter.send_event("installed", "done", "");
+        let ids = server.join().unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0], ids[1], "the same report, so the same id");
     }
 
     /// A server that accepts and never answers holds a report up for the timeout, no longer.

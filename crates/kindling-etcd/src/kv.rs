@@ -40,6 +40,10 @@ pub struct Range {
     pub revision: i64,
     /// Keys and revisions only, no values.
     pub keys_only: bool,
+    /// Only keys last put at this revision or later; 0 for all.
+    pub min_mod_revision: i64,
+    /// Sorted by the revision of their last put (oldest first) rather than by key.
+    pub by_mod_revision: bool,
 }
 
 impl Range {
@@ -75,6 +79,13 @@ impl Range {
         }
         if self.keys_only {
             body["keys_only"] = true.into();
+        }
+        if self.min_mod_revision > 0 {
+            body["min_mod_revision"] = self.min_mod_revision.to_string().into();
+        }
+        if self.by_mod_revision {
+            body["sort_order"] = "ASCEND".into();
+            body["sort_target"] = "MOD".into();
         }
         body
     }

@@ -4,7 +4,10 @@
 //!
 //! An event's id is the log's length in bytes once it is written: ids grow, and the events
 //! after an id are read back from the file, so a stream that reconnects (or falls behind)
-//! misses nothing.
+//! misses nothing. A `serve --store` replica's log mirrors the store's journal instead, with
+//! the journal's ids (see [`shared`]).
+
+mod shared;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -17,6 +20,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub const EVENTS_FILE: &str = ".kindling/events.jsonl";
+
+/// The directory `file` (relative to `dir`) is in.
+fn path_parent(dir: &Path, file: &str) -> PathBuf {
+    dir.join(file).parent().unwrap_or(dir).to_path_buf()
+}
 
 /// One step of a machine's boot or install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +69,8 @@ pub struct EventLog {
     path: Option<PathBuf>,
     last: RwLock<BTreeMap<Box<str>, Last>>,
     stream: broadcast::Sender<(u64, Event)>,
+    /// `serve --store`: events go to the store's journal, which this log mirrors.
+    shared: Option<shared::Outbox>,
 }
 
 /// The appending end of the log.
@@ -68,8 +78,13 @@ struct Writer {
     file: Option<File>,
     /// The events of a log kept in memory.
     kept: Vec<Event>,
-    /// The log's length in bytes: the id of the last event written.
+    /// The id of the last event written: the log's length in bytes; in a mirror of the
+    /// journal, the journal's id of the last event.
     end: u64,
+    /// In a mirror: each event's id and where its line starts, in order.
+    index: Vec<(u64, u64)>,
+    /// In a mirror: the file's length in bytes.
+    length: u64,
 }
 
 /// The most bytes of the file read back at once.
@@ -160,11 +175,160 @@ impl EventLog {
                 file: Some(file),
                 kept: Vec::new(),
                 end,
+                index: Vec::new(),
+                length: end,
             }),
             path: Some(path),
             last: RwLock::new(last),
             stream: broadcast::channel(1024).0,
+            shared: None,
         })
+    }
+
+    /// The log of a `serve --store` replica whose own state is in `dir`: the local mirror of
+    /// the journal read back (`visit` sees each event, in order), and the events a previous
+    /// run could not write yet queued again. [`EventLog::run_shared`] writes them, and the
+    /// replica feeds what the journal gives back to [`EventLog::mirror`].
+    pub fn open_shared(
+        dir: &Path,
+        replica: &str,
+        mut visit: impl FnMut(&Event),
+    ) -> std::io::Result<EventLog> {
+        let path = dir.join(EVENTS_FILE);
+        std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        let mut last = BTreeMap::new();
+        let (mut index, mut length, mut end) = (Vec::new(), 0u64, 0u64);
+        if let Ok(existing) = File::open(&path) {
+            let mut reader = BufReader::new(existing);
+            let mut line = String::new();
+            while reader.read_line(&mut line)? > 0 {
+                let whole = line.ends_with('\n');
+                let parsed = serde_json::from_str::<shared::Line<Event>>(&line).ok();
+                match parsed {
+                    Some(mirrored) if whole && mirrored.id > end => {
+                        visit(&mirrored.event);
+                        if let Some(machine) = &mirrored.event.machine {
+                            last.insert(machine.as_str().into(), Last::of(&mirrored.event));
+                        }
+                        index.push((mirrored.id, length));
+                        end = mirrored.id;
+                        length += line.len() as u64;
+                    }
+                    // A torn line from a crash, and all after it, is fetched again.
+                    _ => break,
+                }
+                line.clear();
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.set_len(length)?;
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+        Ok(EventLog {
+            writer: Mutex::new(Writer {
+                file: Some(file),
+                kept: Vec::new(),
+                end,
+                index,
+                length,
+            }),
+            path: Some(path),
+            last: RwLock::new(last),
+            stream: broadcast::channel(1024).0,
+            shared: Some(shared::Outbox::open(
+                &path_parent(dir, EVENTS_FILE),
+                replica,
+            )?),
+        })
+    }
+
+    /// Writes the events recorded to `journal`, until `stop` (a `serve --store` replica's
+    /// log only).
+    pub async fn run_shared(
+        &self,
+        journal: kindling_store::journal::Journal,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if let Some(outbox) = &self.shared {
+            outbox.run(journal, stop).await;
+        }
+    }
+
+    /// Why events cannot be written to the store now, if they cannot.
+    pub fn trouble(&self) -> Option<String> {
+        let outbox = self.shared.as_ref()?;
+        outbox
+            .trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The last journal id this log has, in a replica's mirror.
+    pub fn mirrored_to(&self) -> u64 {
+        self.lock_writer().end
+    }
+
+    /// Adds an event that came from the journal with `id` to a replica's mirror, unless it has
+    /// it already. Whether it was new.
+    pub fn mirror(&self, id: u64, event: Event) -> bool {
+        let mut writer = self.lock_writer();
+        if id <= writer.end {
+            return false;
+        }
+        let Ok(mut line) = serde_json::to_vec(&shared::Line { id, event: &event }) else {
+            return false;
+        };
+        line.push(b'\n');
+        if let Some(file) = writer.file.as_mut()
+            && let Err(e) = file.write_all(&line)
+        {
+            tracing::warn!("appending to the event log's mirror: {e}");
+            return false;
+        }
+        let start = writer.length;
+        writer.index.push((id, start));
+        writer.length += line.len() as u64;
+        writer.end = id;
+        self.remember(&event);
+        let _ = self.stream.send((id, event));
+        true
+    }
+
+    /// Records `event` and waits until it is safe: in the journal, or kept in the local
+    /// pending file while the store cannot take it. Under `key` if it has one (a machine's
+    /// report with its own id), so that the same report sent twice is recorded once.
+    pub async fn record_durably(&self, event: Event, key: Option<String>) -> Result<(), String> {
+        let Some(outbox) = &self.shared else {
+            self.record(event);
+            return Ok(());
+        };
+        let safe = outbox.send(&event, key);
+        match tokio::time::timeout(std::time::Duration::from_secs(10), safe).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err("the event could be neither written to the store nor kept locally".into()),
+        }
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, event: &Event) {
+        if let Some(machine) = &event.machine
+            && let Ok(mut last) = self.last.write()
+        {
+            match last.get_mut(machine.as_str()) {
+                Some(known) => *known = Last::of(event),
+                None => {
+                    last.insert(machine.as_str().into(), Last::of(event));
+                }
+            }
+        }
     }
 
     /// A log kept in memory only, for tests.
@@ -174,24 +338,23 @@ impl EventLog {
                 file: None,
                 kept: Vec::new(),
                 end: 0,
+                index: Vec::new(),
+                length: 0,
             }),
             path: None,
             last: RwLock::new(BTreeMap::new()),
             stream: broadcast::channel(1024).0,
+            shared: None,
         }
     }
 
     pub fn record(&self, event: Event) {
-        if let Some(machine) = &event.machine
-            && let Ok(mut last) = self.last.write()
-        {
-            match last.get_mut(machine.as_str()) {
-                Some(known) => *known = Last::of(&event),
-                None => {
-                    last.insert(machine.as_str().into(), Last::of(&event));
-                }
-            }
+        if let Some(outbox) = &self.shared {
+            // Back through the journal, with its id, into the mirror.
+            drop(outbox.send(&event, None));
+            return;
         }
+        self.remember(&event);
         // One write(2) per event, the newline included (writeln! on a File makes two), and the
         // JSON made before taking the lock.
         let Ok(mut line) = serde_json::to_vec(&event) else {
@@ -236,6 +399,9 @@ impl EventLog {
         if from >= to {
             return Ok((Vec::new(), from));
         }
+        if self.shared.is_some() {
+            return self.read_back_mirrored(path, from, to);
+        }
         let mut bytes = vec![0u8; (to - from).min(READ_BACK_CHUNK) as usize];
         File::open(path)?.read_exact_at(&mut bytes, from)?;
         let mut events = Vec::new();
@@ -256,6 +422,47 @@ impl EventLog {
             if let Ok(event) = serde_json::from_slice::<Event>(line) {
                 events.push((reached, event));
             }
+        }
+        Ok((events, reached))
+    }
+
+    /// [`EventLog::read_back`] in a replica's mirror: ids are the journal's, found through the
+    /// index.
+    fn read_back_mirrored(
+        &self,
+        path: &Path,
+        from: u64,
+        to: u64,
+    ) -> std::io::Result<(Vec<(u64, Event)>, u64)> {
+        let (start, stop) = {
+            let writer = self.lock_writer();
+            let first = writer.index.partition_point(|(id, _)| *id <= from);
+            let past = writer.index.partition_point(|(id, _)| *id <= to);
+            if first >= past {
+                return Ok((Vec::new(), to));
+            }
+            let stop = match writer.index.get(past) {
+                Some((_, offset)) => *offset,
+                None => writer.length,
+            };
+            (writer.index[first].1, stop)
+        };
+        let mut bytes = vec![0u8; (stop - start).min(READ_BACK_CHUNK) as usize];
+        File::open(path)?.read_exact_at(&mut bytes, start)?;
+        let mut events = Vec::new();
+        let mut reached = from;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if !line.ends_with(b"\n") {
+                break;
+            }
+            if let Ok(mirrored) = serde_json::from_slice::<shared::Line<Event>>(line) {
+                reached = mirrored.id;
+                events.push((mirrored.id, mirrored.event));
+            }
+        }
+        if events.is_empty() {
+            // A line longer than a chunk, which no event is: past it.
+            return Ok((Vec::new(), to));
         }
         Ok((events, reached))
     }

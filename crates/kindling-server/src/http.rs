@@ -31,7 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metadata", get(metadata))
         .route("/generic", get(generic))
         .route("/assets/{*path}", get(crate::assets::serve))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/api/v1/machines", get(machines))
         .route(
             "/v1/pre-reboot",
@@ -80,6 +80,16 @@ fn machine<'c>(
 
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// `ok`, or `degraded: <why>` while the replica serves from what it has (its store cannot be
+/// followed, or cannot take events). Both are 200: a degraded replica still serves boot, and a
+/// load balancer must keep sending machines to it.
+async fn healthz(State(state): State<Arc<AppState>>) -> String {
+    match state.degraded() {
+        None => "ok\n".into(),
+        Some(why) => format!("degraded: {why}\n"),
+    }
 }
 
 /// The first script iPXE fetches: it chains to `/ipxe` with the machine's own identity.
@@ -598,6 +608,18 @@ struct Report {
     result: String,
     #[serde(default)]
     error_message: String,
+    /// The report's own id, the same each time the agent sends it again: a report that
+    /// reaches two replicas (the first died before it answered) is recorded once.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// Whether a report id can be part of a key: 1 to 64 of `[A-Za-z0-9._-]`.
+fn is_report_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 async fn report(
@@ -612,16 +634,30 @@ async fn report(
     if !catalog.verify(entry, &report.token) {
         return Err(state.deny(entry, "report", "wrong or missing machine token"));
     }
+    if let Some(id) = report.id.as_deref()
+        && !is_report_id(id)
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "a report's id is 1 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
     let detail = match (report.result.as_str(), report.error_message.as_str()) {
         (result, "") => result.to_string(),
         (result, error) => format!("{result}: {error}"),
     };
-    state.events.record(Event::now(
-        Some(&entry.machine.name),
-        &report.stage,
-        None,
-        detail,
-    ));
+    let event = Event::now(Some(&entry.machine.name), &report.stage, None, detail);
+    let key = report
+        .id
+        .as_deref()
+        .map(|id| format!("report/{}/{id}", entry.machine.name));
+    // Acknowledged only once it is safe, so that an agent that is told 204 never has to send
+    // it again.
+    state
+        .events
+        .record_durably(event, key)
+        .await
+        .map_err(|reason| Failure::new(StatusCode::SERVICE_UNAVAILABLE, reason))?;
     if report.stage == INSTALLED && report.result == "done" {
         state.disarm(&entry.machine.name, "it reported its install done");
     }

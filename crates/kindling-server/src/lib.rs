@@ -131,6 +131,8 @@ pub struct AppState {
     pub binary: PathBuf,
     /// Which machines may still be served their secrets, and to which address.
     pub window: window::InstallWindow,
+    /// `serve --store`: why the store cannot be followed now, if it cannot.
+    store_trouble: std::sync::Mutex<Option<String>>,
     metrics: metrics::Metrics,
     /// The rendering each machine was last served, as recorded under `.kindling/served/`
     /// (read when first needed); kept here so that a request writes only when it changes.
@@ -191,6 +193,7 @@ impl AppState {
             matchbox: matchbox.map(Arc::new),
             events,
             state_dir: std::sync::OnceLock::new(),
+            store_trouble: std::sync::Mutex::new(None),
             mcs_auth,
             binary,
             window,
@@ -272,6 +275,18 @@ impl AppState {
             .get()
             .cloned()
             .or_else(|| self.catalog().ok().map(|c| c.dir.clone()))
+    }
+
+    /// What keeps this replica from working fully, if anything: it then serves boot from what
+    /// it has, read-only, and `/healthz` says so.
+    pub fn degraded(&self) -> Option<String> {
+        let store = self
+            .store_trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let reasons: Vec<String> = store.into_iter().chain(self.events.trouble()).collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     /// Arms `machine` for a new install, and records it.
@@ -552,13 +567,34 @@ pub async fn serve(
         },
     };
     let mut window = window::InstallWindow::default();
-    let events =
-        EventLog::open_with(&state_dir, |event| window.replay(event)).map_err(|source| {
-            ServeError::Events {
-                dir: state_dir.clone(),
-                source,
+    let events_error = |source| ServeError::Events {
+        dir: state_dir.clone(),
+        source,
+    };
+    let events = match &options.store {
+        Some(serving) => {
+            let replica = format!("{}-{}", hostname(), options.http.port());
+            let events = EventLog::open_shared(&state_dir, &replica, |e| window.replay(e))
+                .map_err(events_error)?;
+            // Every replica's events so far, before the install window is judged: a replica
+            // that starts fresh must not take itself for the first install.
+            let journal = kindling_store::journal::Journal::new(serving.store.clone());
+            let caught_up = catch_up(&journal, &events, |e| window.replay(e));
+            match tokio::time::timeout(std::time::Duration::from_secs(15), caught_up).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    "the store's events could not be read ({e}); going on with this replica's copy"
+                ),
+                Err(_) => tracing::warn!(
+                    "the store's events could not be read within 15 s; going on with this replica's copy"
+                ),
             }
-        })?;
+            events
+        }
+        None => {
+            EventLog::open_with(&state_dir, |event| window.replay(event)).map_err(events_error)?
+        }
+    };
     if options.mcs_auth == McsAuth::None
         && let Some(catalog) = &catalog
         && catalog.kindling_configs
@@ -633,6 +669,11 @@ pub async fn serve(
     });
     match (&options.store, first_revision) {
         (Some(serving), Some(number)) => {
+            let journal = kindling_store::journal::Journal::new(serving.store.clone());
+            let (writer, stop) = (state.clone(), stop_rx.clone());
+            let writing = journal.clone();
+            tokio::spawn(async move { writer.events.run_shared(writing, stop).await });
+            tokio::spawn(replicate_events(state.clone(), journal, stop_rx.clone()));
             tokio::spawn(follow_store(
                 state.clone(),
                 serving.clone(),
@@ -829,6 +870,7 @@ async fn follow_store(
         }
     };
     let (laid_out, mut revisions) = tokio::sync::mpsc::unbounded_channel();
+    let troubled = state.clone();
     tokio::spawn(kindling_store::follow::follow(
         serving.store.clone(),
         cache,
@@ -836,6 +878,12 @@ async fn follow_store(
         after,
         move |laid| {
             let _ = laid_out.send(laid);
+        },
+        move |trouble| {
+            *troubled
+                .store_trouble
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = trouble;
         },
         stop,
     ));
@@ -853,6 +901,88 @@ async fn follow_store(
             Err(e) => tracing::error!("loading store revision {number}: {e}"),
         }
     }
+}
+
+/// Mirrors the journal's events after the last one this replica has, a page at a time;
+/// `visit` sees each new one. The store's revision at the end.
+async fn catch_up(
+    journal: &kindling_store::journal::Journal,
+    events: &EventLog,
+    mut visit: impl FnMut(&Event),
+) -> Result<i64, kindling_store::StoreError> {
+    loop {
+        let after = events.mirrored_to();
+        let (page, more, revision) = journal.read_after(after, 5_000).await?;
+        for (id, json) in page {
+            mirror(events, id, &json, &mut visit);
+        }
+        if !more {
+            return Ok(revision);
+        }
+    }
+}
+
+/// Adds the journal's event `id` to the mirror; `visit` sees it if it was new. An entry that
+/// is not an event is kept as one that says so, so that ids still follow each other.
+fn mirror(events: &EventLog, id: u64, json: &[u8], visit: &mut impl FnMut(&Event)) {
+    let event = serde_json::from_slice::<Event>(json).unwrap_or_else(|e| {
+        Event::now(None, "unreadable", None, format!("journal entry {id}: {e}"))
+    });
+    if events.mirror(id, event.clone()) {
+        visit(&event);
+    }
+}
+
+/// Keeps the replica's event log a mirror of the journal: every replica's events, in the
+/// journal's order, applied to the install window as they come.
+async fn replicate_events(
+    state: Arc<AppState>,
+    journal: kindling_store::journal::Journal,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut failing: Option<String> = None;
+    loop {
+        let following = async {
+            let mut visit = |e: &Event| state.window.apply(e);
+            let revision = catch_up(&journal, &state.events, &mut visit).await?;
+            let mut watch = journal.watch(revision + 1).await?;
+            if failing.take().is_some() {
+                tracing::info!("reading the store's events again");
+            }
+            loop {
+                let changes = watch
+                    .next()
+                    .await
+                    .map_err(|e| kindling_store::StoreError::Etcd {
+                        what: "watching the events".into(),
+                        source: Box::new(e),
+                    })?;
+                for (id, json) in kindling_store::journal::events(changes.changes) {
+                    mirror(&state.events, id, &json, &mut visit);
+                }
+            }
+        };
+        let ended: Result<std::convert::Infallible, kindling_store::StoreError> = tokio::select! {
+            ended = following => ended,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let Err(e) = ended;
+        let message = e.to_string();
+        if failing.as_deref() != Some(message.as_str()) {
+            tracing::warn!("reading the store's events: {message}; trying again");
+            failing = Some(message);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Arms the machines `kindling machines arm` asked for.

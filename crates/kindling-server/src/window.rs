@@ -78,19 +78,25 @@ fn rfc3339(t: OffsetDateTime) -> String {
 impl InstallWindow {
     /// Applies one event read back from the log, in the log's order.
     pub fn replay(&mut self, event: &Event) {
+        self.apply(event);
+    }
+
+    /// Applies one event another replica recorded (it comes back through the store's
+    /// journal), or this one did: applying an event twice changes nothing.
+    pub fn apply(&self, event: &Event) {
         let Some(machine) = &event.machine else {
             if event.stage == ARMED {
                 // "Every machine armed" at a first install.
-                *self.seen_any.get_mut() = true;
+                self.seen_any.store(true, Ordering::Relaxed);
                 self.states
-                    .get_mut()
+                    .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clear();
             }
             return;
         };
         let at = OffsetDateTime::parse(&event.time, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let states = self.states.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         match event.stage.as_str() {
             ARMED => {
                 states.remove(machine.as_str());
@@ -105,7 +111,7 @@ impl InstallWindow {
             }
             _ => return,
         }
-        *self.seen_any.get_mut() = true;
+        self.seen_any.store(true, Ordering::Relaxed);
     }
 
     /// Whether the log had no window event: the server's first install, at which it arms

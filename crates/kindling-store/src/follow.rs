@@ -13,20 +13,35 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Lays out every revision made current from now on (and the current one, if it is newer than
 /// `after`), and hands each to `apply`, in order, until `stop` turns true. etcd being away is
-/// not an end: the replica keeps what it serves, says so once, and follows again when etcd is
-/// back.
+/// not an end: the replica keeps what it serves, says so once (and to `trouble`), and follows
+/// again when etcd is back (`trouble` is then told None).
 pub async fn follow(
     store: Store,
     cache: Cache,
     sources: BlobSources,
     after: u64,
     mut apply: impl FnMut(Materialized) + Send,
+    mut trouble: impl FnMut(Option<String>) + Send,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut applied = after;
     let mut failing: Option<String> = None;
     loop {
-        let followed = follow_once(&store, &cache, &sources, &mut applied, &mut apply).await;
+        let mut watching = || {
+            if failing.take().is_some() {
+                tracing::info!("following the store again");
+                trouble(None);
+            }
+        };
+        let followed = follow_once(
+            &store,
+            &cache,
+            &sources,
+            &mut applied,
+            &mut apply,
+            &mut watching,
+        )
+        .await;
         let Err(e) = followed;
         let message = e.to_string();
         if failing.as_deref() != Some(message.as_str()) {
@@ -34,6 +49,9 @@ pub async fn follow(
                 "following the store ({}): {message}; still serving revision {applied}",
                 store.describe()
             );
+            trouble(Some(format!(
+                "serving revision {applied}, but the store cannot be followed: {message}"
+            )));
             failing = Some(message);
         }
         tokio::select! {
@@ -50,6 +68,7 @@ async fn follow_once(
     sources: &BlobSources,
     applied: &mut u64,
     apply: &mut (impl FnMut(Materialized) + Send),
+    watching: &mut (impl FnMut() + Send),
 ) -> Result<std::convert::Infallible, StoreError> {
     let watched_from = match store.current().await? {
         Some((revision, mod_revision)) => {
@@ -69,6 +88,7 @@ async fn follow_once(
         .watch(&Range::key(store.key(CURRENT)), watched_from)
         .await
         .map_err(etcd_error)?;
+    watching();
     loop {
         let changes = watch.next().await.map_err(etcd_error)?;
         let newest = changes

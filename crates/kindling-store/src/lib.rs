@@ -19,6 +19,7 @@
 
 pub mod cache;
 pub mod follow;
+pub mod journal;
 pub mod pull;
 pub mod push;
 pub mod snapshot;
@@ -135,10 +136,18 @@ impl Address {
     }
 }
 
+/// How long a store request may wait for a member: less than a machine waits on a report, so
+/// that a replica without a quorum can still keep the report locally in time (etcd itself
+/// gives up on a write without a quorum after about 7 s).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 impl Store {
+    /// The store under `prefix` of the cluster `etcd` reaches, asked with this crate's
+    /// timeouts.
     pub fn new(etcd: kindling_etcd::Client, prefix: &str) -> Store {
         Store {
-            etcd,
+            etcd: etcd.with_timeouts(CONNECT_TIMEOUT, REQUEST_TIMEOUT),
             prefix: prefix.trim_end_matches('/').to_string(),
         }
     }

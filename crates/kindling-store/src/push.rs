@@ -168,7 +168,7 @@ async fn existing_chunks(store: &Store) -> Result<BTreeSet<Vec<u8>>, StoreError>
                 end: Some(end.clone()),
                 limit: 10_000,
                 keys_only: true,
-                revision: 0,
+                ..Range::default()
             })
             .await
             .map_err(|source| StoreError::Etcd {

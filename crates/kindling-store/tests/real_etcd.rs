@@ -133,6 +133,7 @@ fn asset_directories_pushed_to_real_etcd_are_laid_out_whole_by_replicas() {
                     move |laid| {
                         let _ = tx.send((Instant::now(), laid));
                     },
+                    |_| {},
                     stop,
                 )
                 .await
