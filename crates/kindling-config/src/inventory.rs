@@ -75,6 +75,10 @@ pub struct Provisioning {
     pub ignition_version: IgnitionVersion,
     /// Extra kernel arguments for every machine's network boot (consoles, drivers, debugging).
     pub kernel_args: Vec<String>,
+    /// The hosts that run `kindling serve --store` side by side (highly available
+    /// provisioning); `serverURL` is then the load balancer's address in front of them. Empty:
+    /// one provisioning host, at `serverURL`.
+    pub replicas: Vec<std::net::IpAddr>,
 }
 
 /// Kernel, initramfs and root filesystem (or disk image) URLs; unset ones take the OS default.
@@ -636,6 +640,20 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
             args
         }),
     };
+    let replicas: Vec<std::net::IpAddr> = match m.take("replicas") {
+        None => Vec::new(),
+        Some((n, p)) => {
+            let replicas = decode::parsed_list(
+                n,
+                &p,
+                r,
+                "an IP address",
+                "write the address of each host that runs kindling serve --store, e.g. [192.0.2.11, 192.0.2.12]",
+            );
+            check_replicas(&replicas, server_url.as_deref(), &p, r);
+            replicas
+        }
+    };
     m.finish(
         UnknownKeys::Reject,
         &[
@@ -646,6 +664,7 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
             "installDisk",
             "ignitionVersion",
             "kernelArgs",
+            "replicas",
         ],
         r,
     );
@@ -657,7 +676,43 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
         install_disk: install_disk?,
         ignition_version: ignition_version?,
         kernel_args: kernel_args?,
+        replicas,
     })
+}
+
+/// Replicas are distinct, and `serverURL` is not one of them: the machines must reach the
+/// load balancer in front of them, or one replica's loss would still stop their boot.
+fn check_replicas(
+    replicas: &[std::net::IpAddr],
+    server_url: Option<&str>,
+    path: &FieldPath,
+    r: &mut Report,
+) {
+    for (i, replica) in replicas.iter().enumerate() {
+        if replicas[..i].contains(replica) {
+            r.error(
+                &path.index(i),
+                format!("{replica} is listed twice"),
+                "list each replica's address once",
+            );
+        }
+    }
+    let host = server_url
+        .and_then(|url| url.split_once("://"))
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .map(|authority| match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        });
+    if let Some(ip) = host.and_then(|h| h.parse::<std::net::IpAddr>().ok())
+        && replicas.contains(&ip)
+    {
+        r.error(
+            path,
+            format!("serverURL's host {ip} is one of the replicas"),
+            "with replicas, serverURL is the load balancer's address in front of them (kindling create infra puts it in haproxy.cfg); give it an address of its own",
+        );
+    }
 }
 
 fn decode_network(node: &Node, path: FieldPath, r: &mut Report) -> Option<Network> {

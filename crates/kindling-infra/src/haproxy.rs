@@ -42,6 +42,16 @@ pub struct Server {
     pub address: IpAddr,
 }
 
+/// The boot server's front end, when several replicas serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provisioning {
+    /// `serverURL`'s address and port: what the machines ask.
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The replicas, each serving on the same port.
+    pub replicas: Vec<Server>,
+}
+
 /// What the load balancer does, before it is text; `kindling doctor` can check each part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadBalancer {
@@ -60,6 +70,8 @@ pub struct LoadBalancer {
     pub machine_config: Vec<Server>,
     /// 22623's connections (health checks too) start with a PROXY protocol v2 header.
     pub mcs_proxy_protocol: bool,
+    /// Network boot in front of `kindling serve --store` replicas (`provisioning.replicas`).
+    pub provisioning: Option<Provisioning>,
     /// 80 and 443: infra machines if any, else workers, else masters.
     pub ingress: Vec<Server>,
     /// The role of the ingress backends.
@@ -97,7 +109,28 @@ pub fn plan(
         api_binds.push(lb.api_int_vip);
     }
     let shared = lb.api_int_vip == lb.api_vip || lb.api_int_vip == lb.ingress_vip;
+    let replicas: Vec<Server> = d
+        .inventory
+        .provisioning
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(i, address)| Server {
+            name: format!("replica{i}"),
+            address: *address,
+        })
+        .collect();
+    let provisioning = (maker == ConfigMaker::Kindling && !replicas.is_empty())
+        .then(|| {
+            Ok::<_, InfraError>(Provisioning {
+                bind: IpAddr::V4(site::provisioning_host(d)?),
+                port: site::server_port(d),
+                replicas: replicas.clone(),
+            })
+        })
+        .transpose()?;
     let machine_config = match maker {
+        ConfigMaker::Kindling if !replicas.is_empty() => replicas,
         ConfigMaker::Kindling => vec![Server {
             name: "provisioning".into(),
             address: IpAddr::V4(site::provisioning_host(d)?),
@@ -116,6 +149,7 @@ pub fn plan(
         api: servers(d, control_plane).collect(),
         machine_config,
         mcs_proxy_protocol: choices.mcs_proxy_protocol,
+        provisioning,
         ingress: servers(d, &[ingress_role]).collect(),
         ingress_role,
     })
@@ -251,6 +285,30 @@ pub fn render(
         ""
     };
     server_lines(&mut out, &plan.machine_config, MCS_PORT, options);
+
+    if let Some(front) = &plan.provisioning {
+        let _ = writeln!(
+            out,
+            "\n# Network boot (serverURL), in front of the `kindling serve --store` replicas. A replica\n\
+             # that dies or stops answering /healthz is left out within seconds, and a request it\n\
+             # dropped goes to another: boot requests are GETs, and agents' reports carry an id of\n\
+             # their own, so sending one again is safe. /healthz says `degraded` (still 200) while\n\
+             # a replica serves without its store: it is kept, since it still serves boot.\n\
+             frontend provisioning\n    mode http\n    option httplog"
+        );
+        bind(&mut out, front.bind, front.port);
+        let _ = writeln!(out, "    default_backend provisioning\n");
+        let _ = writeln!(
+            out,
+            "backend provisioning\n    mode http\n    balance roundrobin\n\
+             \x20   option http-buffer-request\n\
+             \x20   retry-on conn-failure empty-response response-timeout 502 503 504\n\
+             \x20   option redispatch 1\n\
+             \x20   option httpchk GET /healthz\n    http-check expect status 200\n\
+             \x20   default-server check inter 1s fall 2 rise 2"
+        );
+        server_lines(&mut out, &front.replicas, front.port, "");
+    }
 
     let role = role_name(plan.ingress_role);
     let why = match plan.ingress_role {
@@ -400,6 +458,36 @@ mod tests {
         );
         assert!(text.contains("option httpchk GET /healthz"), "{text}");
         assert!(text.contains("option httpchk GET /readyz"), "{text}");
+    }
+
+    #[test]
+    fn replicas_serve_boot_and_the_machine_config_server_behind_server_url() {
+        let d = demo_with(
+            |ic| ic.to_string(),
+            |inv| {
+                inv.replace(
+                    "  os: fcos\n",
+                    "  os: fcos\n  replicas: [192.168.126.3, 192.168.126.4]\n",
+                )
+            },
+        );
+        let text = cfg(&d, Phase::Install, ConfigMaker::Kindling);
+        assert_eq!(binds_of(&text, "provisioning"), ["192.168.126.2:8080"]);
+        assert_eq!(
+            servers_of(&text, "provisioning"),
+            ["replica0 192.168.126.3:8080", "replica1 192.168.126.4:8080"]
+        );
+        assert_eq!(
+            servers_of(&text, "machine-config"),
+            [
+                "replica0 192.168.126.3:22623",
+                "replica1 192.168.126.4:22623"
+            ]
+        );
+        assert!(text.contains("retry-on conn-failure"), "{text}");
+        // One provisioning host: no boot front end.
+        let text = cfg(&demo(), Phase::Install, ConfigMaker::Kindling);
+        assert!(!text.contains("frontend provisioning"), "{text}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `infra/boot.ipxe`: the first script iPXE runs, for sites that serve it from a web server of
-//! their own. It is `kindling serve`'s `/boot.ipxe` (matchbox's script) with the chain made
-//! absolute, so it works from anywhere.
+//! their own (or a TFTP server). Like `kindling serve`'s `/boot.ipxe`, it chains to the
+//! machine's own script with an absolute URL, and tries again when that fails.
 
 use kindling_config::ClusterDescription;
 
@@ -10,11 +10,13 @@ use crate::site::{self, InfraError};
 pub const BOOT_IPXE: &str = "infra/boot.ipxe";
 
 /// The script: `#!ipxe` (iPXE ignores a script that does not start exactly so), then a chain
-/// to `<serverURL>/ipxe?…` with the machine's MAC and UUID.
+/// to `<serverURL>/ipxe?…` with the machine's MAC and UUID, tried again when it fails (see
+/// [`kindling_matchbox::chain_with_retries`]).
 pub fn boot_script(d: &ClusterDescription) -> Result<String, InfraError> {
     let base = site::server_url(d)?;
-    // matchbox's script chains to `ipxe?…` relative to where it was fetched from.
-    Ok(kindling_matchbox::BOOT_IPXE.replacen("chain ipxe?", &format!("chain {base}/ipxe?"), 1))
+    Ok(kindling_matchbox::chain_with_retries(&format!(
+        "{base}/ipxe?uuid=${{uuid}}&mac=${{mac:hexhyp}}&domain=${{domain}}&hostname=${{hostname}}&serial=${{serial}}"
+    )))
 }
 
 #[cfg(test)]

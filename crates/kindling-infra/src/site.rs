@@ -109,6 +109,21 @@ pub fn provisioning_host(d: &ClusterDescription) -> Result<Ipv4Addr, InfraError>
     }
 }
 
+/// The port of `provisioning.serverURL`: the one it names, else its scheme's.
+pub fn server_port(d: &ClusterDescription) -> u16 {
+    let url = &d.inventory.provisioning.server_url;
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let after_host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, after)| after),
+        None => authority.split_once(':').map_or("", |(_, port)| port),
+    };
+    after_host
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 })
+}
+
 /// The host part of an absolute http(s) URL: no scheme, user, port or path; IPv6 brackets
 /// removed.
 fn url_host(url: &str) -> &str {

@@ -11,6 +11,35 @@ use crate::Boot;
 /// them (matchbox's `ipxeBootstrap`).
 pub const BOOT_IPXE: &str = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}\n";
 
+/// How many times kindling's first script fetches the next one before it gives up, and the
+/// seconds between tries. A replica of the provisioning service that died mid-boot, or one
+/// still taking a new revision (503), answers a later try; clients that walk the boot chain
+/// in the tests try as often.
+pub const BOOT_TRIES: u32 = 10;
+pub const BOOT_RETRY_SECONDS: u32 = 3;
+
+/// kindling's first script: chains to `url` (which may name iPXE settings such as
+/// `${mac:hexhyp}`), and tries again [`BOOT_TRIES`] times, [`BOOT_RETRY_SECONDS`] apart, when
+/// the fetch or the chained script fails; then reboots. (matchbox's own [`BOOT_IPXE`] tries
+/// once.)
+pub fn chain_with_retries(url: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         set tries:int32 0\n\
+         :fetch\n\
+         chain {url} ||\n\
+         inc tries\n\
+         iseq ${{tries}} {BOOT_TRIES} && goto failed ||\n\
+         echo kindling: the boot script did not come (try ${{tries}} of {BOOT_TRIES}); again in {BOOT_RETRY_SECONDS} s\n\
+         sleep {BOOT_RETRY_SECONDS}\n\
+         goto fetch\n\
+         :failed\n\
+         echo kindling: no boot script after {BOOT_TRIES} tries; rebooting in 30 s\n\
+         sleep 30\n\
+         reboot\n"
+    )
+}
+
 /// The `/ipxe` script for `boot`: `kernel` with the arguments on one line, one `initrd` line per
 /// initramfs, then `boot`.
 pub fn ipxe_script(boot: &Boot) -> String {

@@ -25,7 +25,10 @@ mod select;
 mod template;
 mod vars;
 
-pub use boot::{BOOT_IPXE, grub, grub_script, ipxe, ipxe_script};
+pub use boot::{
+    BOOT_IPXE, BOOT_RETRY_SECONDS, BOOT_TRIES, chain_with_retries, grub, grub_script, ipxe,
+    ipxe_script,
+};
 pub use datadir::{DataDir, LoadError, Problem};
 pub use select::{Labels, NoMatch, Selected};
 pub use template::{Template, TemplateError, TemplateKind, render};

@@ -102,13 +102,10 @@ async fn boot_ipxe(State(state): State<Arc<AppState>>) -> Response {
         // matchbox's own chain script, relative to the server the firmware already reached.
         return text(kindling_matchbox::BOOT_IPXE.to_string());
     };
-    text(format!(
-        "#!ipxe\nchain {}\n",
-        catalog.pinned(format!(
-            "{}/ipxe?mac=${{mac:hexhyp}}&uuid=${{uuid}}&hostname=${{hostname}}&serial=${{serial}}&arch=${{buildarch:uristring}}",
-            catalog.server_url()
-        ))
-    ))
+    text(kindling_matchbox::chain_with_retries(&catalog.pinned(format!(
+        "{}/ipxe?mac=${{mac:hexhyp}}&uuid=${{uuid}}&hostname=${{hostname}}&serial=${{serial}}&arch=${{buildarch:uristring}}",
+        catalog.server_url()
+    ))))
 }
 
 /// The profile of a machine, with its Ignition URL and token.
