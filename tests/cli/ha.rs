@@ -438,6 +438,24 @@ fn replicas_serve_the_pushed_revision_and_switch_whole_to_the_next() {
     let (status, bad) = replicas[2].get("/ipxe?mac=52-54-00-7e-01-20&rev=x");
     assert_eq!(status, 400, "{bad}");
 
+    // The machine token key is pinned: a push with another is refused, and changes nothing.
+    let key = site.dir().join("tls/machine-token.key");
+    let ours = std::fs::read(&key).unwrap();
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let mut args = vec!["store", "push", "--dir", site.dir().to_str().unwrap()];
+    args.extend(site.store_args.iter().map(String::as_str));
+    let run = kindling(&args);
+    run.expect(1);
+    assert!(
+        run.stderr()
+            .contains("differs from the one revision 2 has: every token handed out")
+            && run.stderr().contains("--rotate-token-key"),
+        "{}",
+        run.stderr()
+    );
+    std::fs::write(&key, ours).unwrap();
+    assert!(site.push().contains("unchanged: revision 2"));
+
     // `store pull` gives the directory back, secrets with their modes.
     let pulled = site.scratch.path().join("pulled");
     let mut args = vec!["store", "pull", "--dir", pulled.to_str().unwrap()];

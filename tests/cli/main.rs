@@ -18,6 +18,7 @@ mod registry;
 mod remove;
 mod secrets;
 mod serve;
+mod storm;
 mod update;
 
 use std::collections::BTreeMap;

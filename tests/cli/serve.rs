@@ -86,6 +86,17 @@ impl Server {
     pub(crate) fn log(&self) -> String {
         self.daemon.log()
     }
+
+    /// The boot server's address.
+    pub(crate) fn http(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Kills it with SIGKILL, as a host that dies.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.daemon.child().kill();
+        let _ = self.daemon.child().wait();
+    }
 }
 
 /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.

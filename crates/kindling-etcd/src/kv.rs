@@ -637,7 +637,9 @@ struct WatchAnswer {
 impl Watch {
     /// The next changes; a progress report comes as changes with none in them. An error means
     /// the watch is over (the member went away, or etcd canceled it): make a new one from the
-    /// revision after the last one seen.
+    /// revision after the last one seen. [`EtcdError::WatchQuiet`] is no failure: nothing
+    /// changed for [`WATCH_IDLE`], and the watch is made again in case its member is gone
+    /// without a word.
     pub async fn next(&mut self) -> Result<Changes, EtcdError> {
         Ok(self.read().await?.changes)
     }
@@ -682,6 +684,12 @@ impl Watch {
                         endpoint,
                         status: 200,
                         message: "the watch ended".into(),
+                    });
+                }
+                Err(kindling_http::HttpError::Timeout { .. }) => {
+                    return Err(EtcdError::WatchQuiet {
+                        endpoint,
+                        after: WATCH_IDLE,
                     });
                 }
                 Err(source) => {

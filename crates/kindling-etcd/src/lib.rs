@@ -63,6 +63,8 @@ pub enum EtcdError {
     },
     #[error("no etcd endpoint answered: {0}")]
     AllFailed(String),
+    #[error("the watch on {endpoint} was quiet for {}s", after.as_secs())]
+    WatchQuiet { endpoint: String, after: Duration },
 }
 
 /// An etcd member ID. etcd prints them in hex (`etcdctl member list`), and so does this.

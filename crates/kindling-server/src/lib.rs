@@ -967,6 +967,9 @@ async fn replicate_events(
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
         let Err(e) = ended;
+        if e.is_quiet_watch() {
+            continue;
+        }
         let message = e.to_string();
         if failing.as_deref() != Some(message.as_str()) {
             tracing::warn!("reading the store's events: {message}; trying again");

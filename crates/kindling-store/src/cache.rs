@@ -143,14 +143,14 @@ impl Cache {
         self.blob_path(digest).is_file()
     }
 
-    /// One blob, from here or else from etcd.
+    /// One blob, from here or else from etcd (and then kept here).
     async fn blob(&self, store: &Store, digest: &str, size: u64) -> Result<Vec<u8>, StoreError> {
         if let Ok(bytes) = std::fs::read(self.blob_path(digest)) {
             return Ok(bytes);
         }
-        self.fetch(store, &BTreeMap::from([(digest, size)])).await?;
-        let path = self.blob_path(digest);
-        std::fs::read(&path).map_err(|source| StoreError::Read { path, source })
+        let bytes = store.blob(digest, size).await?;
+        self.keep(digest, &bytes, 0o600)?;
+        Ok(bytes)
     }
 
     /// Fetches the blobs `wanted` (digest → size) from etcd, a few transactions at a time, and
@@ -214,30 +214,13 @@ impl Cache {
                 what: "reading blobs".into(),
                 source: Box::new(source),
             })?;
-        let mut found = answer.ranges.into_iter();
+        let mut found = answer
+            .ranges
+            .into_iter()
+            .map(|r| r.kvs.into_iter().next().map(|kv| kv.value));
         for (digest, size) in batch {
-            let mut bytes = Vec::with_capacity(size as usize);
-            for i in 0..chunks(size) {
-                let chunk = found.next().and_then(|r| r.kvs.into_iter().next());
-                let Some(chunk) = chunk else {
-                    return Err(StoreError::Damaged {
-                        key: String::from_utf8_lossy(&store.key(&blob_key(&digest, i)))
-                            .into_owned(),
-                        reason: "missing".into(),
-                    });
-                };
-                bytes.extend_from_slice(&chunk.value);
-            }
-            if bytes.len() as u64 != size || crate::snapshot::digest(&bytes) != digest {
-                return Err(StoreError::Damaged {
-                    key: String::from_utf8_lossy(&store.key(&format!("blobs/{digest}")))
-                        .into_owned(),
-                    reason: format!(
-                        "its {} bytes do not have that digest and size ({size} bytes)",
-                        bytes.len()
-                    ),
-                });
-            }
+            let chunks = found.by_ref().take(chunks(size) as usize);
+            let bytes = crate::assemble(store, &digest, size, chunks)?;
             self.keep(&digest, &bytes, 0o600)?;
         }
         Ok(())
@@ -246,13 +229,7 @@ impl Cache {
     /// Writes a verified blob here, whole or not at all.
     fn keep(&self, digest: &str, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
-        let tmp = self
-            .root
-            .join("blobs")
-            .join(format!(".{digest}.kindling-tmp"));
-        write_file(&tmp, bytes, mode)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| StoreError::Write { path, source })
+        write_new(&path, bytes, mode).map_err(|source| StoreError::Write { path, source })
     }
 
     /// Finds a file kept outside etcd in `sources`, checks its digest, and keeps it here
@@ -343,6 +320,17 @@ impl Cache {
             missing,
         })
     }
+}
+
+/// Writes `bytes` to `path`, which does not exist yet, whole or not at all (a temporary file
+/// renamed into place), with `mode` from the start; its directory is made if need be.
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{}.kindling-tmp", name.unwrap_or_default()));
+    write_file(&tmp, bytes, mode)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Creates `path` with `mode` from the start (a secret is never readable by others), and

@@ -43,6 +43,9 @@ pub async fn follow(
         )
         .await;
         let Err(e) = followed;
+        if e.is_quiet_watch() {
+            continue;
+        }
         let message = e.to_string();
         if failing.as_deref() != Some(message.as_str()) {
             tracing::warn!(

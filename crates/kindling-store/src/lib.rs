@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cache::{BlobSources, Cache};
 pub use pull::{Pulled, pull};
-pub use push::{Pushed, push};
+pub use push::{Pinned, PushOptions, Pushed, push};
 pub use snapshot::{Entry, Manifest};
 
 /// Why a store operation failed.
@@ -67,12 +67,23 @@ pub enum StoreError {
     NoSuchRevision(u64),
     #[error("the store's {key} is damaged: {reason}")]
     Damaged { key: String, reason: String },
-    #[error("{path} ({digest}) is kept outside etcd and none of its sources has it: {tried}")]
-    BlobMissing {
-        path: String,
-        digest: String,
-        tried: String,
+    #[error(
+        "{} differs from the one revision {revision} has: {why}; take the store's (delete it here, and push again), or change it on purpose ({flag})",
+        path.display()
+    )]
+    PinnedChanged {
+        path: PathBuf,
+        revision: u64,
+        why: &'static str,
+        flag: &'static str,
     },
+}
+
+impl StoreError {
+    /// A watch that was quiet for a while and is to be made again: no failure.
+    pub fn is_quiet_watch(&self) -> bool {
+        matches!(self, StoreError::Etcd { source, .. } if matches!(**source, EtcdError::WatchQuiet { .. }))
+    }
 }
 
 /// The etcd cluster and the prefix the site's state lives under.
@@ -186,6 +197,43 @@ impl Store {
         Ok(Some((self.revision(number).await?, kv.mod_revision)))
     }
 
+    /// The manifest of `revision`.
+    pub async fn manifest(&self, revision: &Revision) -> Result<Manifest, StoreError> {
+        let bytes = self
+            .blob(&revision.manifest, revision.manifest_size)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
+            key: format!("the manifest of revision {}", revision.number),
+            reason: e.to_string(),
+        })
+    }
+
+    /// One blob, read from etcd and checked against its digest and size.
+    pub async fn blob(&self, digest: &str, size: u64) -> Result<Vec<u8>, StoreError> {
+        let reads = (0..push::chunks(size))
+            .map(|i| {
+                kindling_etcd::Op::Get(kindling_etcd::Range::key(self.key(&blob_key(digest, i))))
+            })
+            .collect();
+        let txn = kindling_etcd::Txn {
+            success: reads,
+            ..kindling_etcd::Txn::default()
+        };
+        let answer = self
+            .etcd
+            .txn(&txn)
+            .await
+            .map_err(|source| StoreError::Etcd {
+                what: format!("reading blob {digest}"),
+                source: Box::new(source),
+            })?;
+        let chunks = answer
+            .ranges
+            .into_iter()
+            .map(|r| r.kvs.into_iter().next().map(|kv| kv.value));
+        assemble(self, digest, size, chunks)
+    }
+
     /// Revision `number`.
     pub async fn revision(&self, number: u64) -> Result<Revision, StoreError> {
         let key = self.key(&revision_key(number));
@@ -215,6 +263,37 @@ pub(crate) fn revision_key(number: u64) -> String {
 
 pub(crate) fn blob_key(digest: &str, chunk: u64) -> String {
     format!("blobs/{digest}/{chunk:04}")
+}
+
+/// A blob from its chunks as etcd gave them (None: missing), checked against its digest and
+/// size.
+pub(crate) fn assemble(
+    store: &Store,
+    digest: &str,
+    size: u64,
+    chunks: impl IntoIterator<Item = Option<Vec<u8>>>,
+) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    let mut chunks = chunks.into_iter();
+    for i in 0..push::chunks(size) {
+        let Some(Some(chunk)) = chunks.next() else {
+            return Err(StoreError::Damaged {
+                key: String::from_utf8_lossy(&store.key(&blob_key(digest, i))).into_owned(),
+                reason: "missing".into(),
+            });
+        };
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.len() as u64 != size || snapshot::digest(&bytes) != digest {
+        return Err(StoreError::Damaged {
+            key: String::from_utf8_lossy(&store.key(&format!("blobs/{digest}"))).into_owned(),
+            reason: format!(
+                "its {} bytes do not have that digest and size ({size} bytes)",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 fn parse_number(value: &[u8], key: &[u8]) -> Result<u64, StoreError> {

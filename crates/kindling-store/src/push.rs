@@ -18,6 +18,29 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// Transactions in flight at once.
 const PARALLEL: usize = 4;
 
+/// How to push.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions<'a> {
+    /// A directory the replicas share, to copy the files kept outside etcd into.
+    pub blobs_to: Option<&'a Path>,
+    /// Files that stay as the current revision has them (the key the machines' tokens are
+    /// made with: changing it would void every token handed out). Missing from the directory,
+    /// each is taken from the store; different, the push is refused unless it is in `replace`.
+    pub pinned: &'a [Pinned],
+    /// Pinned files to push as they are, on purpose.
+    pub replace: bool,
+}
+
+/// A file of the asset directory that a push keeps as the store has it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pinned {
+    pub path: &'static str,
+    /// What changing it would do, for the refusal.
+    pub why: &'static str,
+    /// The option that changes it on purpose.
+    pub flag: &'static str,
+}
+
 /// What a push did.
 #[derive(Debug, Clone)]
 pub struct Pushed {
@@ -27,6 +50,8 @@ pub struct Pushed {
     /// Chunks written (those etcd had already were not).
     pub chunks_written: usize,
     pub bytes_written: u64,
+    /// Pinned files the directory lacked, written into it from the store.
+    pub taken: Vec<&'static str>,
 }
 
 /// How many chunks a blob of `size` bytes takes (an empty blob is one empty chunk).
@@ -35,13 +60,20 @@ pub fn chunks(size: u64) -> u64 {
 }
 
 /// Publishes `dir` as the next revision. The blobs go first; then one transaction creates the
-/// revision and makes it current, provided that no other push landed meanwhile. Files kept
-/// outside etcd are copied into `blobs_to` (a directory the replicas share), when given.
+/// revision and makes it current, provided that no other push landed meanwhile. See
+/// [`PushOptions`] for the rest.
 pub async fn push(
     store: &Store,
     dir: &Path,
-    blobs_to: Option<&Path>,
+    options: &PushOptions<'_>,
 ) -> Result<Pushed, StoreError> {
+    let current = store.current().await?;
+    let taken = match &current {
+        Some((revision, _)) if !options.replace => {
+            pin(store, dir, revision, options.pinned).await?
+        }
+        _ => Vec::new(),
+    };
     let snapshot = {
         let dir = dir.to_path_buf();
         match tokio::task::spawn_blocking(move || Snapshot::read(&dir)).await {
@@ -55,7 +87,6 @@ pub async fn push(
             reason: e.to_string(),
         })?;
     let manifest_digest = digest(&manifest_json);
-    let current = store.current().await?;
     if let Some((revision, _)) = &current
         && revision.manifest == manifest_digest
     {
@@ -64,9 +95,10 @@ pub async fn push(
             new: false,
             chunks_written: 0,
             bytes_written: 0,
+            taken,
         });
     }
-    if let Some(shared) = blobs_to {
+    if let Some(shared) = options.blobs_to {
         copy_external(dir, &snapshot, shared)?;
     }
 
@@ -151,7 +183,48 @@ pub async fn push(
         new: true,
         chunks_written,
         bytes_written,
+        taken,
     })
+}
+
+/// Checks the pinned files of `dir` against `revision`'s: one it lacks is written from the
+/// store (with its mode), one that differs is refused. The paths taken.
+async fn pin(
+    store: &Store,
+    dir: &Path,
+    revision: &Revision,
+    pinned: &[Pinned],
+) -> Result<Vec<&'static str>, StoreError> {
+    if pinned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let manifest = store.manifest(revision).await?;
+    let mut taken = Vec::new();
+    for pin in pinned {
+        let Some(entry) = manifest.files.iter().find(|e| e.path == pin.path) else {
+            continue;
+        };
+        let path = dir.join(pin.path);
+        match std::fs::read(&path) {
+            Ok(bytes) if digest(&bytes) == entry.digest => {}
+            Ok(_) => {
+                return Err(StoreError::PinnedChanged {
+                    path,
+                    revision: revision.number,
+                    why: pin.why,
+                    flag: pin.flag,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let bytes = store.blob(&entry.digest, entry.size).await?;
+                crate::cache::write_new(&path, &bytes, entry.mode)
+                    .map_err(|source| StoreError::Write { path, source })?;
+                taken.push(pin.path);
+            }
+            Err(source) => return Err(StoreError::Read { path, source }),
+        }
+    }
+    Ok(taken)
 }
 
 /// Every chunk key the store has, read a page at a time.

@@ -90,14 +90,18 @@ fn asset_directories_pushed_to_real_etcd_are_laid_out_whole_by_replicas() {
 
     runtime.block_on(async {
         assert!(matches!(store.current().await, Ok(None)));
-        let first = push(&store, &site, Some(&shared)).await.unwrap();
+        let options = kindling_store::PushOptions {
+            blobs_to: Some(&shared),
+            ..Default::default()
+        };
+        let first = push(&store, &site, &options).await.unwrap();
         assert!(first.new);
         assert_eq!(first.revision.number, 1);
         assert_eq!(first.revision.files, 4, "the event log stays out");
         // Three files in etcd (the large one in three chunks) and the manifest.
         assert_eq!(first.chunks_written, 6);
 
-        let again = push(&store, &site, Some(&shared)).await.unwrap();
+        let again = push(&store, &site, &options).await.unwrap();
         assert!(!again.new, "nothing changed, so no new revision");
         assert_eq!(again.revision.number, 1);
 
@@ -142,7 +146,7 @@ fn asset_directories_pushed_to_real_etcd_are_laid_out_whole_by_replicas() {
         };
         // Let the follower make its watch.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let second = push(&store, &site, None).await.unwrap();
+        let second = push(&store, &site, &Default::default()).await.unwrap();
         let pushed = Instant::now();
         assert_eq!((second.revision.number, second.chunks_written), (2, 2));
         let (at, laid) = tokio::task::spawn_blocking(move || {

@@ -15,17 +15,34 @@ pub fn run(command: &StoreCommand) -> Result<(), Failure> {
         StoreCommand::Push(args) => {
             let store = open(&args.store.store, &args.store.tls)?;
             let dir = &args.dir.dir;
-            // The key of the machines' tokens is made by the first `serve`; every replica must
-            // share it, so it is made here when the directory has none yet.
-            kindling_server::token::TokenKey::load_or_create(dir).with_context(|| {
-                format!(
-                    "making the machine token key {}",
-                    dir.join(kindling_server::token::KEY_FILE).display()
-                )
-            })?;
+            // Every replica makes the machines' tokens with one key, and a push must not change
+            // it by accident: it is pinned to the store's (taken from there when this directory
+            // has none), and made here only for the first push.
+            let first = runtime
+                .block_on(store.current())
+                .with_context(|| format!("reading {}", store.describe()))?
+                .is_none();
+            if first {
+                let key = dir.join(kindling_server::token::KEY_FILE);
+                kindling_server::token::TokenKey::load_or_create(dir)
+                    .with_context(|| format!("making the machine token key {}", key.display()))?;
+            }
+            let pinned = [kindling_store::Pinned {
+                path: kindling_server::token::KEY_FILE,
+                why: "every token handed out to the machines would stop working",
+                flag: "--rotate-token-key",
+            }];
+            let options = kindling_store::PushOptions {
+                blobs_to: args.blobs_to.as_deref(),
+                pinned: &pinned,
+                replace: args.rotate_token_key,
+            };
             let pushed = runtime
-                .block_on(kindling_store::push(&store, dir, args.blobs_to.as_deref()))
+                .block_on(kindling_store::push(&store, dir, &options))
                 .with_context(|| format!("pushing {} to {}", dir.display(), store.describe()))?;
+            for taken in &pushed.taken {
+                eprintln!("{taken}: this directory had none; taken from the store");
+            }
             if args.json {
                 let json = serde_json::json!({
                     "revision": pushed.revision,
