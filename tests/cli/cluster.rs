@@ -385,7 +385,7 @@ fn install_complete_waits_for_inventory_csrs() {
 }
 
 /// A PEM CSR for `cn` (O=system:nodes) with DNS SANs.
-fn pem(cn: &str, dns: &[&str]) -> String {
+pub(crate) fn pem(cn: &str, dns: &[&str]) -> String {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params =
         rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
@@ -400,7 +400,7 @@ fn pem(cn: &str, dns: &[&str]) -> String {
     params.serialize_request(&key).unwrap().pem().unwrap()
 }
 
-fn csr(name: &str, signer: &str, user: &str, pem: &str) -> Value {
+pub(crate) fn csr(name: &str, signer: &str, user: &str, pem: &str) -> Value {
     use base64::Engine as _;
     let usage = if signer.ends_with("serving") {
         "server auth"

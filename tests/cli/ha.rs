@@ -490,3 +490,86 @@ fn replicas_serve_the_pushed_revision_and_switch_whole_to_the_next() {
         run.stderr()
     );
 }
+
+/// CSR approval on three replicas: exactly one (the leader) approves; killed with SIGKILL, it
+/// is replaced by another within the lease's time to live, which approves what came meanwhile
+/// and nothing twice. The API server is the fake (the approvals are counted at its door).
+#[test]
+fn csrs_are_approved_by_one_leader_and_by_another_once_it_dies() {
+    use kindling_cluster::fake::FakeApiServer;
+    let Some(site) = Site::start("csrs_are_approved_by_one_leader_and_by_another_once_it_dies")
+    else {
+        return;
+    };
+    site.push();
+    let fake = FakeApiServer::new();
+    let addr = fake.start_in_thread();
+    let kubeconfig = site.scratch.path().join("fake.kubeconfig");
+    std::fs::write(&kubeconfig, FakeApiServer::kubeconfig(addr)).unwrap();
+    let token = std::fs::read_to_string(site.dir().join("auth/bootstrap-token")).unwrap();
+    let user = format!("system:bootstrap:{}", &token[..6]);
+    let start = |name: &str| {
+        let dir = site.scratch.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let http = SocketAddr::from(([127, 0, 0, 1], port()));
+        let mcs = SocketAddr::from(([127, 0, 0, 1], port()));
+        let mut extra: Vec<&str> = site.store_args.iter().map(String::as_str).collect();
+        extra.extend([
+            "--approve-csrs",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ]);
+        Server::start_at(&dir, http, mcs, &extra)
+    };
+    let mut replicas: Vec<Server> = ["a", "b", "c"].iter().map(|n| start(n)).collect();
+    let approvals = |name: &str| {
+        fake.writes()
+            .iter()
+            .filter(|(method, path)| {
+                method == "PUT" && path.ends_with(&format!("/{name}/approval"))
+            })
+            .count()
+    };
+    let client = "kubernetes.io/kube-apiserver-client-kubelet";
+    let put = |name: &str, node: &str| {
+        fake.put(crate::cluster::csr(
+            name,
+            client,
+            &user,
+            &crate::cluster::pem(&format!("system:node:{node}"), &[]),
+        ));
+    };
+
+    put("csr-worker0", "worker0");
+    assert!(
+        eventually(Duration::from_secs(30), || approvals("csr-worker0") == 1),
+        "{}",
+        replicas[0].log()
+    );
+    let leader = replicas
+        .iter()
+        .position(|r| r.log().contains("approved CSR csr-worker0"))
+        .expect("one replica approved it");
+    let others = replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i != leader && r.log().contains("approved CSR"))
+        .count();
+    assert_eq!(others, 0, "only the leader approves");
+
+    // The leader dies; a CSR comes meanwhile. Another replica takes over within the lease's
+    // time to live (and a second to notice), approves it, and approves nothing twice.
+    replicas[leader].kill();
+    let killed = Instant::now();
+    put("csr-worker1", "worker1");
+    assert!(
+        eventually(Duration::from_secs(30), || approvals("csr-worker1") == 1),
+        "nobody took over"
+    );
+    let took = killed.elapsed();
+    let limit = Duration::from_secs(kindling_store::election::TTL as u64 + 3);
+    assert!(took < limit, "took over {took:?} after the leader died");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(approvals("csr-worker0"), 1, "approved twice");
+    assert_eq!(approvals("csr-worker1"), 1, "approved twice");
+}

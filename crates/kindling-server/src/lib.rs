@@ -573,7 +573,7 @@ pub async fn serve(
     };
     let events = match &options.store {
         Some(serving) => {
-            let replica = format!("{}-{}", hostname(), options.http.port());
+            let replica = replica_name(options.http);
             let events = EventLog::open_shared(&state_dir, &replica, |e| window.replay(e))
                 .map_err(events_error)?;
             // Every replica's events so far, before the install window is judged: a replica
@@ -982,10 +982,10 @@ async fn replicate_events(
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+/// What a replica calls itself in the store (its events' keys, elections): its host and the
+/// boot server's address.
+pub fn replica_name(http: SocketAddr) -> String {
+    format!("{}-{http}", kindling_store::hostname())
 }
 
 /// Arms the machines `kindling machines arm` asked for.

@@ -18,6 +18,7 @@
 //! hosts (see [`cache::BlobSources`]).
 
 pub mod cache;
+pub mod election;
 pub mod follow;
 pub mod journal;
 pub mod pull;
@@ -251,6 +252,13 @@ impl Store {
             reason: e.to_string(),
         })
     }
+}
+
+/// This host's name, for what a replica or a push writes about itself.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// The key of the newest revision's number.

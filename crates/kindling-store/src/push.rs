@@ -141,7 +141,7 @@ pub async fn push(
         pushed_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
-        pushed_from: format!("{}:{}", hostname(), dir.display()),
+        pushed_from: format!("{}:{}", crate::hostname(), dir.display()),
     };
     let record = serde_json::to_vec(&revision).map_err(|e| StoreError::Damaged {
         key: revision_key(number),
@@ -327,10 +327,4 @@ fn copy_external(dir: &Path, snapshot: &Snapshot, shared: &Path) -> Result<(), S
             })?;
     }
     Ok(())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }

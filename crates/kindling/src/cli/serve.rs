@@ -42,25 +42,52 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         .context("starting the async runtime")?;
     // The approver runs beside the server rather than inside it: kindling-server stays free of
     // the Kubernetes client, and both crates stay below the binary.
-    let approver = if args.approve_csrs {
-        let dir = &args.dir.dir;
-        let description = crate::cli::create::load(dir)?;
-        let policy =
-            kindling_cluster::csr::Policy::load(dir, &description).map_err(anyhow::Error::from)?;
-        let kubeconfig = args
-            .kubeconfig
-            .clone()
-            .unwrap_or_else(|| dir.join(kindling_assets::pki::ADMIN_KUBECONFIG));
-        Some(runtime.spawn(async move {
-            kindling_cluster::csr::approve_until_stopped(
-                &kubeconfig,
-                policy,
-                std::future::pending(),
-            )
-            .await;
-        }))
-    } else {
-        None
+    let approver = match (&options.store, args.approve_csrs) {
+        (_, false) => None,
+        (None, true) => {
+            let dir = args.dir.dir.clone();
+            let (kubeconfig, policy) = approver(&dir, args.kubeconfig.as_deref())?;
+            Some(runtime.spawn(async move {
+                kindling_cluster::csr::approve_until_stopped(
+                    &kubeconfig,
+                    policy,
+                    std::future::pending(),
+                )
+                .await;
+            }))
+        }
+        // Several replicas: the one that leads approves, from the revision it serves.
+        (Some(serving), true) => {
+            let me = kindling_server::replica_name(args.http);
+            let election =
+                kindling_store::election::Election::new(serving.store.clone(), "csr-approver", &me);
+            let cache = kindling_store::Cache::open(&serving.cache).map_err(anyhow::Error::from)?;
+            let kubeconfig = args.kubeconfig.clone();
+            Some(runtime.spawn(async move {
+                loop {
+                    let mut leading = election.lead().await;
+                    let Some((_, dir)) = cache.newest() else {
+                        leading.resign().await;
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    };
+                    match approver(&dir, kubeconfig.as_deref()) {
+                        Ok((kubeconfig, policy)) => {
+                            kindling_cluster::csr::approve_until_stopped(
+                                &kubeconfig,
+                                policy,
+                                leading.lost(),
+                            )
+                            .await;
+                        }
+                        Err(e) => {
+                            tracing::error!("approving CSRs: {e:#}");
+                            leading.lost().await;
+                        }
+                    }
+                }
+            }))
+        }
     };
     let served = runtime.block_on(kindling_server::serve(options, shutdown_signal()));
     if let Some(approver) = approver {
@@ -68,6 +95,23 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
     }
     served.with_context(|| format!("serving {}", args.dir.dir.display()))?;
     Ok(())
+}
+
+/// The admin kubeconfig (`--kubeconfig`, else the asset directory's) and the approval policy
+/// of the asset directory `dir`.
+fn approver(
+    dir: &std::path::Path,
+    kubeconfig: Option<&std::path::Path>,
+) -> anyhow::Result<(std::path::PathBuf, kindling_cluster::csr::Policy)> {
+    let description = crate::cli::create::load(dir).map_err(|f| {
+        f.error
+            .unwrap_or_else(|| anyhow::anyhow!("{} is not a valid asset directory", dir.display()))
+    })?;
+    let policy = kindling_cluster::csr::Policy::load(dir, &description)?;
+    let kubeconfig = kubeconfig
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| dir.join(kindling_assets::pki::ADMIN_KUBECONFIG));
+    Ok((kubeconfig, policy))
 }
 
 /// SIGTERM or Ctrl-C: stop taking requests, finish the ones in flight.
