@@ -567,6 +567,58 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
         }
     });
     eprintln!("machines by the revision they booted on: {on:?}");
+
+    // doctor sees three healthy replicas on revision 2, and the store's three members; then
+    // one replica dies, and doctor names it.
+    let doctor = || {
+        let mut args = vec!["doctor", "--dir", a, "--area", "provisioning", "--json"];
+        args.extend(store_args.iter().map(String::as_str));
+        let run = kindling(&args);
+        let report: serde_json::Value = serde_json::from_str(&run.stdout())
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout(), run.stderr()));
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                let check = f["check"].as_str().unwrap();
+                check.starts_with("provisioning.replica") || check.starts_with("provisioning.store")
+            })
+            .map(|f| {
+                format!(
+                    "{} {} {}: {}",
+                    f["severity"], f["check"], f["subject"], f["what"]
+                )
+            })
+            .collect::<Vec<String>>()
+    };
+    let found = doctor();
+    let healthy = |check: &str| {
+        found
+            .iter()
+            .filter(|f| f.contains(check) && f.starts_with("\"ok\""))
+            .count()
+    };
+    assert_eq!(healthy("\"provisioning.replica\""), 3, "{found:#?}");
+    assert_eq!(healthy("\"provisioning.store-member\""), 3, "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("\"provisioning.store\"") && f.contains("revision 2:")),
+        "{found:#?}"
+    );
+    assert!(
+        !found.iter().any(|f| f.contains("replica-revision")),
+        "{found:#?}"
+    );
+    replicas[2].kill();
+    let found = doctor();
+    assert!(
+        found.iter().any(|f| f.starts_with("\"error\"")
+            && f.contains(&format!("{}:{http_port}", REPLICAS[2]))
+            && f.contains("no answer")),
+        "{found:#?}"
+    );
 }
 
 fn server_url(server: &Server) -> String {

@@ -244,6 +244,7 @@ mod tests {
             now,
             bootstrap_window: Duration::hours(24),
             timeouts: Timeouts::default(),
+            store: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod dns;
 pub mod lb;
 pub mod names;
 pub mod provisioning;
+pub mod replicas;
 pub mod zonefile;
 
 use std::net::{IpAddr, SocketAddr};
@@ -143,6 +144,8 @@ pub struct Request {
     /// Bootstrap certificates must stay valid this long from now.
     pub bootstrap_window: time::Duration,
     pub timeouts: Timeouts,
+    /// `--store`: the store the replicas serve from, to check too.
+    pub store: Option<kindling_store::Store>,
 }
 
 /// Network timeouts: short, so that a run with everything down still ends quickly.
@@ -263,6 +266,11 @@ pub const CHECKS: &[Check] = &[
         area: Area::Provisioning,
         name: "provisioning",
         run: provisioning::check,
+    },
+    Check {
+        area: Area::Provisioning,
+        name: "replicas",
+        run: replicas::check,
     },
     Check {
         area: Area::Certificates,

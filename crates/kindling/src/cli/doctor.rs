@@ -38,6 +38,10 @@ pub fn run(args: &DoctorArgs) -> Result<(), Failure> {
         now: time::OffsetDateTime::now_utc(),
         bootstrap_window: time::Duration::hours(args.bootstrap_window_hours.into()),
         timeouts: doctor::Timeouts::default(),
+        store: match &args.store {
+            Some(address) => Some(crate::cli::store::open(address, &args.etcd_tls)?),
+            None => None,
+        },
     };
     let report = doctor::run(&request);
     let mut stdout = std::io::stdout().lock();

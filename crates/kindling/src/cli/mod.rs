@@ -616,6 +616,12 @@ pub struct DoctorArgs {
     /// Bootstrap certificates must be valid at least this many hours from now.
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
     pub bootstrap_window_hours: u32,
+    /// Also check the store the replicas serve from (etcd://...): its members, and that it
+    /// has the revision the replicas serve.
+    #[arg(long, value_name = "ETCD_URL")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: EtcdTlsArgs,
 }
 
 #[derive(Debug, Args)]
