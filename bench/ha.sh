@@ -49,9 +49,16 @@ for i in 0 1 2; do
   pids+=($!)
 done
 store=etcd://127.0.0.1:22370,127.0.0.1:22371,127.0.0.1:22372
-for _ in $(seq 100); do
-  ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:22370 endpoint health > /dev/null 2>&1 && break
-  sleep 0.1
+for i in 0 1 2; do
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:2237$i/health" | grep -q true && break
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:2237$i/health" | grep -q true || {
+    echo "etcd member e$i did not come up:" >&2
+    tail -5 "$work/etcd$i.log" >&2
+    exit 1
+  }
 done
 
 cat > "$work/macs.lua" << 'LUA'
@@ -83,23 +90,33 @@ start() { # arguments of kindling serve; waits for it on core 0
 }
 stop() { kill "$server"; wait "$server" || true; server=""; }
 
-# The median req/s of $RUNS wrk runs, and each run's.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The median of $RUNS wrk runs: req/s (each run's), and the server's CPU time per request
+# (user + system, all its threads: the replica's event journal included).
 load() {
   local results=()
   for _ in $(seq "$RUNS"); do
-    results+=("$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -s "$work/macs.lua" \
-      "http://127.0.0.1:$HTTP_PORT/" -- "$1" "/ipxe?mac=" | awk '/^Requests\/sec/ {printf "%.0f", $2}')")
+    local before out
+    before=$(cpu_ticks "$server")
+    out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -s "$work/macs.lua" \
+      "http://127.0.0.1:$HTTP_PORT/" -- "$1" "/ipxe?mac=")
+    results+=("$(awk -v ticks=$(($(cpu_ticks "$server") - before)) -v hz="$(getconf CLK_TCK)" '
+      /requests in/ { n = $1 } /^Requests\/sec/ { rps = $2 }
+      END { printf "%.0f %.1f\n", rps, ticks / hz * 1e6 / n }' <<< "$out")")
   done
   local sorted
   sorted=$(printf '%s\n' "${results[@]}" | sort -n)
-  echo "$(sed -n "$(((RUNS + 1) / 2))p" <<< "$sorted") ($(paste -sd/ <<< "$sorted"))"
+  local median
+  median=$(sed -n "$(((RUNS + 1) / 2))p" <<< "$sorted")
+  echo "${median% *} ($(cut -d' ' -f1 <<< "$sorted" | paste -sd/)) | ${median#* }"
 }
 
 echo "kindling: $("$bin" --version); etcd $(etcd --version | head -1 | awk '{print $3}')"
 echo "machine: $(nproc) cpu, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load avg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| machines | /ipxe req/s, file mode | /ipxe req/s, etcd mode | etcd / file | push (manifests only) |"
-echo "|---|---|---|---|---|"
+echo "| machines | file mode: req/s | cpu us/req | etcd mode: req/s | cpu us/req | etcd / file, req/s | etcd / file, cpu | push (manifests only) |"
+echo "|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
   d=$work/m$n
   mkdir -p "$d"
@@ -115,7 +132,8 @@ for n in $SIZES; do
   etcd_mode=$(load "$d/macs.txt")
   stop
   ratio=$(awk -v a="${etcd_mode%% *}" -v b="${file%% *}" 'BEGIN {printf "%.3f", a / b}')
-  echo "| $n | $file | $etcd_mode | $ratio | $pushed ms |"
+  cpu=$(awk -v a="${etcd_mode##* }" -v b="${file##* }" 'BEGIN {printf "%.3f", a / b}')
+  echo "| $n | $file | $etcd_mode | $ratio | $cpu | $pushed ms |"
   rm -rf "$d" "$work/replica-m$n"
 done
 

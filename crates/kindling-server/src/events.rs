@@ -73,6 +73,14 @@ pub struct EventLog {
     shared: Option<shared::Outbox>,
 }
 
+/// An event from the store's journal, for [`EventLog::mirror`].
+pub struct Mirrored<'a> {
+    pub id: u64,
+    /// The event's JSON as the journal has it; None for one that is not an event.
+    pub json: Option<&'a [u8]>,
+    pub event: Event,
+}
+
 /// The appending end of the log.
 struct Writer {
     file: Option<File>,
@@ -273,30 +281,53 @@ impl EventLog {
         self.lock_writer().end
     }
 
-    /// Adds an event that came from the journal with `id` to a replica's mirror, unless it has
-    /// it already. Whether it was new.
-    pub fn mirror(&self, id: u64, event: Event) -> bool {
+    /// Adds events that came from the journal to a replica's mirror, in one write: each with
+    /// its id, and the event as the journal has it when it is one. Those it has already
+    /// (an id not above the last) are left out.
+    pub fn mirror(&self, events: Vec<Mirrored<'_>>) {
         let mut writer = self.lock_writer();
-        if id <= writer.end {
-            return false;
+        let mut lines = Vec::new();
+        let mut added = Vec::with_capacity(events.len());
+        let mut end = writer.end;
+        for Mirrored { id, json, event } in events {
+            if id <= end {
+                continue;
+            }
+            let start = writer.length + lines.len() as u64;
+            // The journal's JSON is what kindling wrote (one line, an object with the event's
+            // fields, which parsed): its line is that with the id in front, without writing
+            // the event out again.
+            match json {
+                Some(json) if json.first() == Some(&b'{') && !json.contains(&b'\n') => {
+                    lines.extend_from_slice(format!("{{\"id\":{id},").as_bytes());
+                    lines.extend_from_slice(&json[1..]);
+                }
+                _ => match serde_json::to_vec(&shared::Line { id, event: &event }) {
+                    Ok(line) => lines.extend_from_slice(&line),
+                    Err(_) => continue,
+                },
+            }
+            lines.push(b'\n');
+            added.push((id, start, event));
+            end = id;
         }
-        let Ok(mut line) = serde_json::to_vec(&shared::Line { id, event: &event }) else {
-            return false;
-        };
-        line.push(b'\n');
+        if added.is_empty() {
+            return;
+        }
         if let Some(file) = writer.file.as_mut()
-            && let Err(e) = file.write_all(&line)
+            && let Err(e) = file.write_all(&lines)
         {
             tracing::warn!("appending to the event log's mirror: {e}");
-            return false;
+            return;
         }
-        let start = writer.length;
-        writer.index.push((id, start));
-        writer.length += line.len() as u64;
-        writer.end = id;
-        self.remember(&event);
-        let _ = self.stream.send((id, event));
-        true
+        writer.length += lines.len() as u64;
+        writer.end = end;
+        for (id, start, event) in added {
+            writer.index.push((id, start));
+            self.remember(&event);
+            // Under the lock, so that streams see the events in the order of their ids.
+            let _ = self.stream.send((id, event));
+        }
     }
 
     /// Records `event` and waits until it is safe: in the journal, or kept in the local
@@ -307,7 +338,8 @@ impl EventLog {
             self.record(event);
             return Ok(());
         };
-        let safe = outbox.send(&event, key);
+        let (tell, safe) = tokio::sync::oneshot::channel();
+        outbox.send(&event, key, Some(tell));
         match tokio::time::timeout(std::time::Duration::from_secs(10), safe).await {
             Ok(Ok(())) => Ok(()),
             _ => Err("the event could be neither written to the store nor kept locally".into()),
@@ -351,7 +383,7 @@ impl EventLog {
     pub fn record(&self, event: Event) {
         if let Some(outbox) = &self.shared {
             // Back through the journal, with its id, into the mirror.
-            drop(outbox.send(&event, None));
+            outbox.send(&event, None, None);
             return;
         }
         self.remember(&event);

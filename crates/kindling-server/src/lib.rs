@@ -913,24 +913,35 @@ async fn catch_up(
     loop {
         let after = events.mirrored_to();
         let (page, more, revision) = journal.read_after(after, 5_000).await?;
-        for (id, json) in page {
-            mirror(events, id, &json, &mut visit);
-        }
+        mirror(events, &page, &mut visit);
         if !more {
             return Ok(revision);
         }
     }
 }
 
-/// Adds the journal's event `id` to the mirror; `visit` sees it if it was new. An entry that
-/// is not an event is kept as one that says so, so that ids still follow each other.
-fn mirror(events: &EventLog, id: u64, json: &[u8], visit: &mut impl FnMut(&Event)) {
-    let event = serde_json::from_slice::<Event>(json).unwrap_or_else(|e| {
-        Event::now(None, "unreadable", None, format!("journal entry {id}: {e}"))
-    });
-    if events.mirror(id, event.clone()) {
-        visit(&event);
+/// Adds the journal's events to the mirror, but those it has; `visit` sees each first. An entry
+/// that is not an event is kept as one that says so, so that ids still follow each other.
+fn mirror(events: &EventLog, page: &[(u64, Vec<u8>)], visit: &mut impl FnMut(&Event)) {
+    let after = events.mirrored_to();
+    let mut batch = Vec::with_capacity(page.len());
+    for (id, json) in page.iter().filter(|(id, _)| *id > after) {
+        let mirrored = match serde_json::from_slice::<Event>(json) {
+            Ok(event) => events::Mirrored {
+                id: *id,
+                json: Some(json),
+                event,
+            },
+            Err(e) => events::Mirrored {
+                id: *id,
+                json: None,
+                event: Event::now(None, "unreadable", None, format!("journal entry {id}: {e}")),
+            },
+        };
+        visit(&mirrored.event);
+        batch.push(mirrored);
     }
+    events.mirror(batch);
 }
 
 /// Keeps the replica's event log a mirror of the journal: every replica's events, in the
@@ -957,9 +968,8 @@ async fn replicate_events(
                         what: "watching the events".into(),
                         source: Box::new(e),
                     })?;
-                for (id, json) in kindling_store::journal::events(changes.changes) {
-                    mirror(&state.events, id, &json, &mut visit);
-                }
+                let page = kindling_store::journal::events(changes.changes);
+                mirror(&state.events, &page, &mut visit);
             }
         };
         let ended: Result<std::convert::Infallible, kindling_store::StoreError> = tokio::select! {

@@ -95,6 +95,9 @@ impl InstallWindow {
             }
             return;
         };
+        if ![ARMED, BOUND, DISARMED].contains(&event.stage.as_str()) {
+            return;
+        }
         let at = OffsetDateTime::parse(&event.time, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         match event.stage.as_str() {

@@ -156,10 +156,15 @@ impl Cache {
     /// Fetches the blobs `wanted` (digest → size) from etcd, a few transactions at a time, and
     /// keeps each here once its digest is checked.
     async fn fetch(&self, store: &Store, wanted: &BTreeMap<&str, u64>) -> Result<(), StoreError> {
-        // Whole blobs per batch, so that each batch can be checked and kept on its own.
+        // Whole blobs per batch, so that each batch can be checked and kept on its own; a blob
+        // larger than a batch is read on its own, a chunk pair at a time.
+        for (digest, size) in wanted.iter().filter(|(_, size)| **size > READ_BYTES) {
+            let bytes = store.blob(digest, *size).await?;
+            self.keep(digest, &bytes, 0o600)?;
+        }
         let mut batches: Vec<Vec<(String, u64)>> = Vec::new();
         let (mut ops, mut bytes) = (0, 0);
-        for (digest, size) in wanted {
+        for (digest, size) in wanted.iter().filter(|(_, size)| **size <= READ_BYTES) {
             let n = chunks(*size) as usize;
             let full = batches
                 .last()

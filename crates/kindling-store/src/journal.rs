@@ -1,31 +1,22 @@
 //! The site's event journal in etcd: every replica's events under `events/`, each written once,
-//! each with a global id that grows. The id is the etcd revision it was written at, times
-//! [`PER_REVISION`], plus its rank by key among the events of that revision (one transaction
-//! writes several). Any replica can so show every replica's events in one order, and an id
-//! from one is good on another.
+//! each with a global id that grows. A replica writes its events a few hundred at a time, as one
+//! entry (JSON lines under one key); a machine's report, which must be recorded once however often
+//! it is sent, is an entry of its own under a key made from its id. An event's id is the etcd
+//! revision of its entry, times [`PER_REVISION`], plus its rank among that revision's events
+//! (entries by key, then lines in order). Any replica can so show every replica's events in one
+//! order, and an id from one is good on another.
 //!
-//! Each event has a key of its own, and a write creates keys only where they do not exist yet,
-//! so a write retried after an answer was lost (or a report a machine sent again, to another
-//! replica) is not written twice.
+//! An entry is written only where its key does not exist yet, so an entry sent again after an
+//! answer was lost (or a report sent to two replicas) is not written twice.
 
 use kindling_etcd::{Change, Compare, Op, Range, Txn, Watch};
 
 use crate::{Store, StoreError};
 
-/// One event to write.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    /// Unique to the event, under `events/`: `<writer>/<sequence>`, or for a report a machine
-    /// sent, `report/<machine>/<its id>`.
-    pub key: String,
-    /// The event, as JSON.
-    pub json: String,
-}
+/// The most events in one entry.
+pub const MAX_EVENTS: usize = 500;
 
-/// The most events written in one transaction (etcd's `--max-txn-ops` is 128 by default).
-pub const BATCH: usize = 100;
-
-/// Ids per etcd revision: more than a transaction writes.
+/// Ids per etcd revision: more than one entry holds (each revision is one entry).
 pub const PER_REVISION: u64 = 1024;
 
 /// The journal of a store.
@@ -39,41 +30,24 @@ impl Journal {
         Journal { store }
     }
 
-    /// Writes `records` (at most [`BATCH`]), each unless it is there already.
-    pub async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
-        let key = |r: &Record| self.store.key(&format!("events/{}", r.key));
-        let create = |records: &[Record]| Txn {
-            compare: records
-                .iter()
-                .map(|r| Compare::Created(key(r), 0))
-                .collect(),
-            success: records
-                .iter()
-                .map(|r| Op::put(key(r), r.json.as_bytes()))
-                .collect(),
+    /// Writes `lines` (at most [`MAX_EVENTS`] events, as JSON lines) as the entry `key`, unless
+    /// an entry has that key already.
+    pub async fn append(&self, key: &str, lines: String) -> Result<(), StoreError> {
+        let events = lines.lines().count();
+        let key = self.store.key(&format!("events/{key}"));
+        let txn = Txn {
+            compare: vec![Compare::Created(key.clone(), 0)],
+            success: vec![Op::put(key, lines)],
             failure: Vec::new(),
         };
-        let failed = |source| StoreError::Etcd {
-            what: format!("writing {} event(s)", records.len()),
-            source: Box::new(source),
-        };
-        let all = self
-            .store
+        self.store
             .etcd
-            .txn(&create(records))
+            .txn(&txn)
             .await
-            .map_err(failed)?;
-        if all.succeeded || records.len() == 1 {
-            return Ok(());
-        }
-        // One of them was written before: each on its own, so that the others are not lost.
-        for record in records {
-            self.store
-                .etcd
-                .txn(&create(std::slice::from_ref(record)))
-                .await
-                .map_err(failed)?;
-        }
+            .map_err(|source| StoreError::Etcd {
+                what: format!("writing {events} event(s)"),
+                source: Box::new(source),
+            })?;
         Ok(())
     }
 
@@ -146,7 +120,7 @@ pub fn events(changes: Vec<Change>) -> Vec<(u64, Vec<u8>)> {
     identify(kvs)
 }
 
-/// Each event's id, from its revision and its key's rank among the revision's; in id order.
+/// The events of entries (revision, key, lines), each with its id; in id order.
 fn identify(mut kvs: Vec<(i64, Vec<u8>, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> {
     kvs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut ids = Vec::with_capacity(kvs.len());
@@ -155,8 +129,10 @@ fn identify(mut kvs: Vec<(i64, Vec<u8>, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> {
         if mod_revision != revision {
             (revision, rank) = (mod_revision, 0);
         }
-        ids.push((mod_revision as u64 * PER_REVISION + rank, value));
-        rank += 1;
+        for line in value.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            ids.push((mod_revision as u64 * PER_REVISION + rank, line.to_vec()));
+            rank += 1;
+        }
     }
     ids
 }
@@ -166,15 +142,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_of_one_revision_get_ids_by_key() {
-        let kv = |revision, key: &str| (revision, key.as_bytes().to_vec(), key.as_bytes().to_vec());
-        let ids: Vec<(u64, Vec<u8>)> = identify(vec![kv(9, "b"), kv(7, "x"), kv(9, "a")]);
+    fn events_get_ids_by_revision_then_key_then_line() {
+        let kv = |revision, key: &str, lines: &str| {
+            (revision, key.as_bytes().to_vec(), lines.as_bytes().to_vec())
+        };
+        let ids: Vec<(u64, Vec<u8>)> = identify(vec![
+            kv(9, "b", "b1"),
+            kv(7, "x", "x1\nx2"),
+            kv(9, "a", "a1"),
+        ]);
         assert_eq!(
             ids,
             [
-                (7 * PER_REVISION, b"x".to_vec()),
-                (9 * PER_REVISION, b"a".to_vec()),
-                (9 * PER_REVISION + 1, b"b".to_vec()),
+                (7 * PER_REVISION, b"x1".to_vec()),
+                (7 * PER_REVISION + 1, b"x2".to_vec()),
+                (9 * PER_REVISION, b"a1".to_vec()),
+                (9 * PER_REVISION + 1, b"b1".to_vec()),
             ]
         );
     }

@@ -211,27 +211,37 @@ impl Store {
 
     /// One blob, read from etcd and checked against its digest and size.
     pub async fn blob(&self, digest: &str, size: u64) -> Result<Vec<u8>, StoreError> {
-        let reads = (0..push::chunks(size))
-            .map(|i| {
-                kindling_etcd::Op::Get(kindling_etcd::Range::key(self.key(&blob_key(digest, i))))
-            })
-            .collect();
-        let txn = kindling_etcd::Txn {
-            success: reads,
-            ..kindling_etcd::Txn::default()
-        };
-        let answer = self
-            .etcd
-            .txn(&txn)
-            .await
-            .map_err(|source| StoreError::Etcd {
-                what: format!("reading blob {digest}"),
-                source: Box::new(source),
-            })?;
-        let chunks = answer
-            .ranges
-            .into_iter()
-            .map(|r| r.kvs.into_iter().next().map(|kv| kv.value));
+        // Two chunks (1 MiB) per read, so that no answer is large whatever the blob's size.
+        let indexes: Vec<u64> = (0..push::chunks(size)).collect();
+        let mut chunks = Vec::with_capacity(indexes.len());
+        for pair in indexes.chunks(2) {
+            let reads = pair
+                .iter()
+                .map(|i| {
+                    kindling_etcd::Op::Get(kindling_etcd::Range::key(
+                        self.key(&blob_key(digest, *i)),
+                    ))
+                })
+                .collect();
+            let txn = kindling_etcd::Txn {
+                success: reads,
+                ..kindling_etcd::Txn::default()
+            };
+            let answer = self
+                .etcd
+                .txn(&txn)
+                .await
+                .map_err(|source| StoreError::Etcd {
+                    what: format!("reading blob {digest}"),
+                    source: Box::new(source),
+                })?;
+            chunks.extend(
+                answer
+                    .ranges
+                    .into_iter()
+                    .map(|r| r.kvs.into_iter().next().map(|kv| kv.value)),
+            );
+        }
         assemble(self, digest, size, chunks)
     }
 

@@ -4,9 +4,10 @@
 //! file, which is so a mirror of the journal. A stream on any replica shows every replica's
 //! events, and an id from one replica is good on another.
 //!
-//! Writes are batched by one task. While etcd cannot take them (no quorum), they are kept in a
-//! local file of their own (`pending.jsonl`) and written once etcd is back: each has a key of its
-//! own, so a write that is retried is still written once.
+//! Writes are batched by one task, a few hundred events to an entry. While etcd cannot take
+//! them (no quorum), they are kept in a local file of their own (`pending.jsonl`) and written
+//! once etcd is back. An entry's key is chosen when it is first sent, and it is sent again with
+//! the same key and the same events, so an entry that is retried is still written once.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -16,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kindling_store::journal::{BATCH, Journal, Record};
+use kindling_store::journal::{Journal, MAX_EVENTS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -33,9 +34,20 @@ pub(super) struct Line<E> {
 /// The file events wait in while etcd cannot take them.
 pub const PENDING_FILE: &str = "pending.jsonl";
 
+/// The most bytes of events in one entry (etcd takes requests of up to 1.5 MiB).
+const MAX_ENTRY_BYTES: usize = 512 * 1024;
+
+/// One line of the pending file: an event, and the entry it was sent in, if it was.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entry: Option<String>,
+    json: String,
+}
+
 /// The writing side: what is waiting to go to the journal.
 pub(super) struct Outbox {
-    /// `<replica>-<start>`: the start of this process's event keys.
+    /// `<replica>-<start>`: the start of this process's entry keys.
     writer: String,
     next: AtomicU64,
     queue: Mutex<VecDeque<Waiting>>,
@@ -46,8 +58,11 @@ pub(super) struct Outbox {
 }
 
 struct Waiting {
-    record: Record,
-    /// Whether it is in the pending file already.
+    json: String,
+    /// The entry it goes in: a report's own key from the start; for the others, chosen when
+    /// it is first sent. Sent again, it goes with the same key and the same companions.
+    entry: Option<String>,
+    /// Whether it is in the pending file already. Those that are come first in the queue.
     kept: bool,
     /// Told once the event is in the journal or in the pending file.
     done: Option<oneshot::Sender<()>>,
@@ -62,9 +77,10 @@ impl Outbox {
         if let Ok(file) = File::open(&pending) {
             for line in BufReader::new(file).lines() {
                 // A torn last line (a crash while it was written) was never acknowledged.
-                if let Ok(record) = serde_json::from_str::<Record>(&line?) {
+                if let Ok(kept) = serde_json::from_str::<Kept>(&line?) {
                     queue.push_back(Waiting {
-                        record,
+                        json: kept.json,
+                        entry: kept.entry,
                         kept: true,
                         done: None,
                     });
@@ -82,55 +98,81 @@ impl Outbox {
         })
     }
 
-    /// Queues `event`, under `key` if it has one of its own (a machine's report), else under
-    /// this process's next. The receiver is told once the event is safe.
-    pub fn send(&self, event: &Event, key: Option<String>) -> oneshot::Receiver<()> {
-        let (done, safe) = oneshot::channel();
+    /// Queues `event`, in an entry of its own under `key` if it has one (a machine's report),
+    /// else with the others. With `safe`, the receiver is told once the event is safe.
+    pub fn send(&self, event: &Event, key: Option<String>, safe: Option<oneshot::Sender<()>>) {
         let Ok(json) = serde_json::to_string(event) else {
-            return safe;
+            return;
         };
-        let key = key.unwrap_or_else(|| {
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            format!("{}/{n:016x}", self.writer)
-        });
         self.lock().push_back(Waiting {
-            record: Record { key, json },
+            json,
+            entry: key,
             kept: false,
-            done: Some(done),
+            done: safe,
         });
         self.wake.notify_one();
-        safe
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiting>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes what is queued to `journal`, a batch at a time, until `stop`.
+    /// The next entry to write, from the front of the queue: its key, its events as JSON lines,
+    /// and how many there are. Events that have none yet get one here.
+    fn next_entry(&self) -> Option<(String, String, usize)> {
+        let mut queue = self.lock();
+        let front = queue.front()?;
+        let key = match &front.entry {
+            Some(key) => key.clone(),
+            None => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                let key = format!("{}/{n:016x}", self.writer);
+                let mut bytes = 0;
+                for waiting in queue.iter_mut().take(MAX_EVENTS) {
+                    let full = bytes > 0 && bytes + waiting.json.len() > MAX_ENTRY_BYTES;
+                    if waiting.entry.is_some() || full {
+                        break;
+                    }
+                    bytes += waiting.json.len() + 1;
+                    waiting.entry = Some(key.clone());
+                }
+                key
+            }
+        };
+        let mut lines = String::new();
+        let mut count = 0;
+        for waiting in queue
+            .iter()
+            .take_while(|w| w.entry.as_deref() == Some(key.as_str()))
+        {
+            if count > 0 {
+                lines.push('\n');
+            }
+            lines.push_str(&waiting.json);
+            count += 1;
+        }
+        Some((key, lines, count))
+    }
+
+    /// Writes what is queued to `journal`, an entry at a time, until `stop`.
     pub async fn run(&self, journal: Journal, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            let batch: Vec<Record> = self
-                .lock()
-                .iter()
-                .take(BATCH)
-                .map(|w| w.record.clone())
-                .collect();
-            if batch.is_empty() {
+            let Some((key, lines, count)) = self.next_entry() else {
                 tokio::select! {
                     _ = self.wake.notified() => continue,
                     _ = stop.wait_for(|stopped| *stopped) => return,
                 }
-            }
-            match journal.append(&batch).await {
+            };
+            match journal.append(&key, lines).await {
                 Ok(()) => {
                     let left_kept = {
                         let mut queue = self.lock();
-                        for waiting in queue.drain(..batch.len()) {
+                        for waiting in queue.drain(..count) {
                             if let Some(done) = waiting.done {
                                 let _ = done.send(());
                             }
                         }
-                        queue.iter().any(|w| w.kept)
+                        queue.front().is_some_and(|w| w.kept)
                     };
                     if !left_kept {
                         self.recovered();
@@ -163,7 +205,11 @@ impl Outbox {
         let mut queue = self.lock();
         let mut lines = Vec::new();
         for waiting in queue.iter().filter(|w| !w.kept) {
-            if let Ok(line) = serde_json::to_string(&waiting.record) {
+            let kept = Kept {
+                entry: waiting.entry.clone(),
+                json: waiting.json.clone(),
+            };
+            if let Ok(line) = serde_json::to_string(&kept) {
                 lines.push(line);
             }
         }
