@@ -61,19 +61,6 @@ for i in 0 1 2; do
   }
 done
 
-cat > "$work/macs.lua" << 'LUA'
-local macs, prefix, i = {}, "", 0
-function init(args)
-  for line in io.lines(args[1]) do macs[#macs + 1] = line end
-  prefix = args[2]
-  math.randomseed(os.time())
-  i = math.random(#macs)
-end
-function request()
-  i = i % #macs + 1
-  return wrk.format("GET", prefix .. macs[i])
-end
-LUA
 
 server=""
 start() { # arguments of kindling serve; waits for it on core 0
@@ -99,7 +86,7 @@ load() {
   for _ in $(seq "$RUNS"); do
     local before out
     before=$(cpu_ticks "$server")
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -s "$work/macs.lua" \
+    out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" -s bench/macs.lua \
       "http://127.0.0.1:$HTTP_PORT/" -- "$1" "/ipxe?mac=")
     results+=("$(awk -v ticks=$(($(cpu_ticks "$server") - before)) -v hz="$(getconf CLK_TCK)" '
       /requests in/ { n = $1 } /^Requests\/sec/ { rps = $2 }

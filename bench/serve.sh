@@ -59,21 +59,6 @@ generate() { # dir, N
   python3 bench/machines.py "$1" "$2" "$HTTP_PORT" "$MCS_PORT"
 }
 
-# wrk's script: each request names the next MAC of the file, from a random start.
-cat > "$work/macs.lua" << 'LUA'
-local macs, prefix, i = {}, "", 0
-function init(args)
-  for line in io.lines(args[1]) do macs[#macs + 1] = line end
-  prefix = args[2]
-  math.randomseed(os.time())
-  i = math.random(#macs)
-end
-function request()
-  i = i % #macs + 1
-  return wrk.format("GET", prefix .. macs[i])
-end
-LUA
-
 start() { # dir: starts kindling serve on core 0 and waits for it
   taskset -c 0 "$bin" serve --dir "$1" --http 127.0.0.1:$HTTP_PORT --mcs 127.0.0.1:$MCS_PORT \
     2>> "$1/serve.log" &
@@ -168,9 +153,9 @@ for n in $SIZES; do
   load "$pid" "GET /healthz (baseline: no lookup)" "http://127.0.0.1:$HTTP_PORT/healthz"
   load "$pid" "GET /boot.ipxe" "http://127.0.0.1:$HTTP_PORT/boot.ipxe"
   load "$pid" "GET /ipxe?mac= (one MAC)" "http://127.0.0.1:$HTTP_PORT/ipxe?mac=$mac"
-  load "$pid" "GET /ipxe?mac= (every worker's MAC in turn)" -s "$work/macs.lua" "http://127.0.0.1:$HTTP_PORT/" -- "$d/macs.txt" "/ipxe?mac="
+  load "$pid" "GET /ipxe?mac= (every worker's MAC in turn)" -s bench/macs.lua "http://127.0.0.1:$HTTP_PORT/" -- "$d/macs.txt" "/ipxe?mac="
   load "$pid" "GET /ignition?mac= (one MAC)" "http://127.0.0.1:$HTTP_PORT/ignition?mac=$mac"
-  load "$pid" "GET /ignition?mac= (every worker's MAC in turn)" -s "$work/macs.lua" "http://127.0.0.1:$HTTP_PORT/" -- "$d/macs.txt" "/ignition?mac="
+  load "$pid" "GET /ignition?mac= (every worker's MAC in turn)" -s bench/macs.lua "http://127.0.0.1:$HTTP_PORT/" -- "$d/macs.txt" "/ignition?mac="
   echo
   echo "RSS: $started MB after start, $(rss "$pid") MB after the load (peak $(hwm "$pid") MB); load avg after: $(cut -d' ' -f1-3 /proc/loadavg)"
   stop

@@ -736,14 +736,7 @@ fn the_generated_load_balancer_tells_kindling_serve_each_machine_by_its_address(
     );
     let stats_port = kindling_testkit::port();
     let config = d.join("haproxy-test.cfg");
-    std::fs::write(
-        &config,
-        generated.replace(
-            "bind 127.0.0.1:1936",
-            &format!("bind 127.0.0.1:{stats_port}"),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, Haproxy::with_stats_port(&generated, stats_port)).unwrap();
 
     // kindling serve on the provisioning host's address; HAProxy reaches it from 127.0.0.1.
     let server = Server::start_on(

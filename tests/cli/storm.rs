@@ -316,14 +316,7 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
     let generated = std::fs::read_to_string(assets.join("infra/haproxy.cfg")).unwrap();
     let stats_port = port();
     let config = s.join("haproxy.cfg");
-    std::fs::write(
-        &config,
-        generated.replace(
-            "bind 127.0.0.1:1936",
-            &format!("bind 127.0.0.1:{stats_port}"),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, Haproxy::with_stats_port(&generated, stats_port)).unwrap();
 
     let replica = |i: usize| {
         let dir = s.join(format!("replica{i}"));

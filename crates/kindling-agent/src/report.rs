@@ -163,6 +163,30 @@ mod tests {
         }
     }
 
+    /// Reads one request from `stream` and answers it with `status` and no body: the request's
+    /// head and body.
+    fn answer(stream: std::net::TcpStream, status: &str) -> (String, Vec<u8>) {
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+        let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+        reader.get_mut().write_all(reply.as_bytes()).unwrap();
+        (head, body)
+    }
+
     #[test]
     fn the_identity_file_is_read_and_its_token_never_printed() {
         let dir = tempfile::tempdir().unwrap();
@@ -188,27 +212,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut head = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                head.push_str(&line);
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; length];
-            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-            reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-                .unwrap();
-            (head, body)
+            answer(stream, "204 No Content")
         });
         let reporter = Reporter::new(&format!("http://127.0.0.1:{port}/"), identity()).unwrap();
         reporter.send(&StageRecord {
@@ -255,26 +259,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let mut ids = Vec::new();
-            for answer in ["503 Service Unavailable", "204 No Content"] {
+            for status in ["503 Service Unavailable", "204 No Content"] {
                 let (stream, _) = listener.accept().unwrap();
-                let mut reader = BufReader::new(stream);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let (_, body) = answer(stream, status);
                 let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 ids.push(body["id"].as_str().unwrap().to_string());
-                let reply = format!("HTTP/1.1 {answer}\r\ncontent-length: 0\r\n\r\n");
-                reader.get_mut().write_all(reply.as_bytes()).unwrap();
             }
             ids
         });

@@ -42,6 +42,12 @@ impl Haproxy {
         Ok(Haproxy { daemon, _log: log })
     }
 
+    /// A generated configuration with its statistics page moved from `127.0.0.1:1936` (where
+    /// `kindling create infra` puts it) to `port`, so that tests running at once do not meet.
+    pub fn with_stats_port(generated: &str, port: u16) -> String {
+        generated.replace("bind 127.0.0.1:1936", &format!("bind 127.0.0.1:{port}"))
+    }
+
     /// The end of its log.
     pub fn log(&self) -> String {
         self.daemon.log()
