@@ -452,4 +452,80 @@ mod tests {
             boot.harness().join(" | ")
         );
     }
+
+    /// kindling's first script in the real iPXE (Debian's ROM in QEMU): the chain it names
+    /// answers 503 twice (a replica still laying out a revision, or one that died), and iPXE
+    /// tries again, as many times and as far apart as the script says, until it is answered.
+    #[test]
+    fn kindlings_boot_script_tries_its_chain_again_in_the_real_ipxe() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = guest_url(&format!("http://127.0.0.1:{port}"));
+        let boot =
+            kindling_matchbox::chain_with_retries(&format!("{base}/next?mac=${{mac:hexhyp}}"));
+        let server = std::thread::spawn(move || {
+            let mut asked = Vec::new();
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, body) = if path == "/boot.ipxe" {
+                    ("200 OK", boot.clone())
+                } else if asked
+                    .iter()
+                    .filter(|p: &&String| p.starts_with("/next"))
+                    .count()
+                    < 2
+                {
+                    ("503 Service Unavailable", "not laid out yet\n".to_string())
+                } else {
+                    // Done: the machine reboots, which ends QEMU (-no-reboot).
+                    (
+                        "200 OK",
+                        "#!ipxe\necho kindling-chain-answered\nsleep 1\nreboot\n".to_string(),
+                    )
+                };
+                let done = body.contains("kindling-chain-answered");
+                asked.push(path);
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+                if done {
+                    return asked;
+                }
+            }
+            asked
+        });
+        let vm = Vm::numbered(9);
+        let booted = pxe_boot(&vm, &format!("{base}/boot.ipxe"), Duration::from_secs(120));
+        let console = booted.console();
+        assert!(console.contains("kindling-chain-answered"), "{booted:?}");
+        assert!(
+            console.contains(&format!(
+                "the boot script did not come (try 2 of {})",
+                kindling_matchbox::BOOT_TRIES
+            )),
+            "{console}"
+        );
+        let asked = server.join().unwrap();
+        let chains = asked.iter().filter(|p| p.starts_with("/next")).count();
+        assert_eq!(chains, 3, "{asked:?}");
+        assert!(
+            asked
+                .iter()
+                .all(|p| p == "/boot.ipxe" || p == "/next?mac=52-54-00-6b-64-09"),
+            "{asked:?}"
+        );
+    }
 }
