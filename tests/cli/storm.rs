@@ -604,6 +604,38 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
         !found.iter().any(|f| f.contains("replica-revision")),
         "{found:#?}"
     );
+    // FleetLock on two replicas counts one set of reboot slots, the store's: the worker pool's
+    // one slot (its default max-unavailable), taken through one replica, is held on the other,
+    // and given back through the other, it can be taken through the first again.
+    let fleetlock = |replica: usize, machine: usize, step: &str| {
+        let (name, _, ip) = crate::storm::machine(machine);
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--interface",
+                &ip,
+            ])
+            .args(["-H", "fleet-lock-protocol: true", "--data"])
+            .arg(format!(
+                r#"{{"client_params":{{"id":"{name}","group":"worker"}}}}"#
+            ))
+            .arg(format!(
+                "http://{}:{http_port}/v1/{step}",
+                REPLICAS[replica]
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(fleetlock(0, 4, "pre-reboot"), "200");
+    assert_eq!(fleetlock(1, 5, "pre-reboot"), "409", "the slot is held");
+    assert_eq!(fleetlock(1, 4, "steady-state"), "200");
+    assert_eq!(fleetlock(0, 5, "pre-reboot"), "200");
+
     replicas[2].kill();
     let found = doctor();
     assert!(

@@ -40,6 +40,8 @@ pub enum SlotsError {
         path: PathBuf,
         message: String,
     },
+    #[error("the {pool} pool's slots in the store: {message}")]
+    Store { pool: String, message: String },
 }
 
 /// Who holds a slot, and since when.
@@ -88,13 +90,18 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// A pool's slots, locked against every other process until dropped.
+/// A pool's slots, locked against every other process until dropped; or, read from the store,
+/// to be written there only if no other replica changed them meanwhile (see [`change_in_store`]).
 #[derive(Debug)]
 pub struct Locked {
-    _lock: File,
+    /// The file lock; none for slots read from the store.
+    _lock: Option<File>,
+    /// Where they are kept, for messages.
     path: PathBuf,
     pool: String,
     pub fleet: PoolFleet,
+    /// [`Locked::save`] was called on slots from the store.
+    saved: bool,
 }
 
 /// `.kindling/fleet/<pool>.json`.
@@ -132,10 +139,97 @@ pub fn lock(dir: &Path, pool: &str) -> Result<Locked, SlotsError> {
         Err(e) => return Err(io("reading", &path)(e)),
     };
     Ok(Locked {
-        _lock: lock,
+        _lock: Some(lock),
         path,
         pool: pool.to_string(),
         fleet,
+        saved: false,
+    })
+}
+
+/// Where the pools' slots are kept: the asset directory, or the store the replicas of
+/// `kindling serve --store` share (and `kindling update --store` takes from).
+#[derive(Debug, Clone)]
+pub enum Home {
+    Dir(PathBuf),
+    Store(Box<kindling_store::Store>),
+}
+
+impl Home {
+    /// Runs `change` on `pool`'s slots, alone: under the file lock (a short blocking wait), or
+    /// in the store (see [`change_in_store`]). What `change` saves is kept.
+    pub async fn change<T>(
+        &self,
+        pool: &str,
+        mut change: impl FnMut(&mut Locked) -> Result<T, SlotsError>,
+    ) -> Result<T, SlotsError> {
+        match self {
+            Home::Dir(dir) => {
+                let mut slots = lock(dir, pool)?;
+                change(&mut slots)
+            }
+            Home::Store(store) => change_in_store(store, pool, change).await,
+        }
+    }
+}
+
+/// Runs `change` on `pool`'s slots as the store holds them (`fleet/<pool>`), for the replicas of
+/// `kindling serve --store`, which share them: what `change` saves is written only if no one
+/// changed the slots since they were read (a transaction on their revision); else they are read
+/// again and `change` runs again.
+pub async fn change_in_store<T>(
+    store: &kindling_store::Store,
+    pool: &str,
+    mut change: impl FnMut(&mut Locked) -> Result<T, SlotsError>,
+) -> Result<T, SlotsError> {
+    use kindling_etcd::{Compare, Op, Txn};
+    let key = store.key(&format!("fleet/{pool}"));
+    let failed = |e: kindling_etcd::EtcdError| SlotsError::Store {
+        pool: pool.to_string(),
+        message: e.to_string(),
+    };
+    let path = PathBuf::from(format!(
+        "{} ({})",
+        String::from_utf8_lossy(&key),
+        store.describe()
+    ));
+    for _ in 0..20 {
+        let found = store.etcd().get(&key).await.map_err(failed)?;
+        let (fleet, guard) = match found {
+            Some(kv) => (
+                serde_json::from_slice(&kv.value).map_err(|e| SlotsError::Damaged {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?,
+                Compare::Modified(key.clone(), kv.mod_revision),
+            ),
+            None => (PoolFleet::default(), Compare::Created(key.clone(), 0)),
+        };
+        let mut slots = Locked {
+            _lock: None,
+            path: path.clone(),
+            pool: pool.to_string(),
+            fleet,
+            saved: false,
+        };
+        let outcome = change(&mut slots)?;
+        if !slots.saved {
+            return Ok(outcome);
+        }
+        let json = serde_json::to_vec_pretty(&slots.fleet).expect("slots serialize");
+        let txn = Txn {
+            compare: vec![guard],
+            success: vec![Op::put(key.clone(), json)],
+            failure: Vec::new(),
+        };
+        if store.etcd().txn(&txn).await.map_err(failed)?.succeeded {
+            return Ok(outcome);
+        }
+    }
+    Err(SlotsError::Store {
+        pool: pool.to_string(),
+        message: "other replicas changed them 20 times in a row while this one tried; try again"
+            .into(),
     })
 }
 
@@ -191,7 +285,12 @@ impl Locked {
     }
 
     /// Writes the slots and policy, atomically; the lock is released when `self` is dropped.
-    pub fn save(&self) -> Result<(), SlotsError> {
+    /// Slots from the store are written by [`change_in_store`] once `change` returns.
+    pub fn save(&mut self) -> Result<(), SlotsError> {
+        if self._lock.is_none() {
+            self.saved = true;
+            return Ok(());
+        }
         let mut json = serde_json::to_vec_pretty(&self.fleet).expect("slots serialize");
         json.push(b'\n');
         AtomicFiles

@@ -180,6 +180,8 @@ impl UpdateState {
 /// What `kindling update` is asked.
 pub struct UpdateRequest<'a> {
     pub dir: PathBuf,
+    /// Where the pool's reboot slots are: shared with FleetLock.
+    pub slots: slots::Home,
     pub pool: String,
     /// The pool's machines, by name.
     pub members: Vec<String>,
@@ -458,9 +460,13 @@ async fn advance(
             let on_target = node.current.as_deref() == Some(state.target.as_str());
             if on_target && agent_state == Some(State::Done) && node.ready {
                 drain::cordon(client, machine, false).await?;
-                let mut slots = slots::lock(&request.dir, &request.pool)?;
-                slots.release(machine);
-                slots.save()?;
+                request
+                    .slots
+                    .change(&request.pool, |slots| {
+                        slots.release(machine);
+                        slots.save()
+                    })
+                    .await?;
                 step(request, state, machine, Step::Done, "")?;
                 return Ok(());
             }
@@ -563,11 +569,19 @@ async fn start_machines(
                 return Ok(Some(format!("etcd is not healthy: {why}")));
             }
         }
-        let mut slots = slots::lock(&request.dir, &request.pool)?;
-        match slots.take(&name, HOLDER, request.members.len(), Timestamp::now())? {
+        let members = request.members.len();
+        let taken = request
+            .slots
+            .change(&request.pool, |slots| {
+                let taken = slots.take(&name, HOLDER, members, Timestamp::now())?;
+                if taken.is_ok() {
+                    slots.save()?;
+                }
+                Ok(taken)
+            })
+            .await?;
+        match taken {
             Ok(()) => {
-                slots.save()?;
-                drop(slots);
                 step(request, state, &name, Step::Cordoned, "")?;
                 if request.masters {
                     return Ok(None);

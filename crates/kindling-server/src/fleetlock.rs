@@ -144,11 +144,11 @@ fn asker(
 }
 
 /// Runs `change` on the asker's pool's slots, locked (a blocking file lock, off the async
-/// threads).
+/// threads); for the replicas of `serve --store`, on the slots they share in the store.
 async fn with_slots<T: Send + 'static>(
     state: &AppState,
     pool: &'static str,
-    change: impl FnOnce(&mut kindling_fleet::slots::Locked) -> Result<T, SlotsError> + Send + 'static,
+    mut change: impl FnMut(&mut kindling_fleet::slots::Locked) -> Result<T, SlotsError> + Send + 'static,
 ) -> Result<T, Refused> {
     state
         .catalog()
@@ -164,6 +164,11 @@ async fn with_slots<T: Send + 'static>(
         tracing::error!("FleetLock: {e}");
         refused(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
     };
+    if let Some(store) = state.store.get() {
+        return kindling_fleet::slots::change_in_store(store, pool, change)
+            .await
+            .map_err(|e| internal(e.to_string()));
+    }
     tokio::task::spawn_blocking(move || {
         let mut slots = kindling_fleet::slots::lock(&dir, pool)?;
         change(&mut slots)

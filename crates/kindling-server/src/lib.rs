@@ -133,6 +133,8 @@ pub struct AppState {
     pub window: window::InstallWindow,
     /// `serve --store`: why the store cannot be followed now, if it cannot.
     store_trouble: std::sync::Mutex<Option<String>>,
+    /// `serve --store`: the store, for the state the replicas share (FleetLock's slots).
+    store: std::sync::OnceLock<kindling_store::Store>,
     metrics: metrics::Metrics,
     /// The rendering each machine was last served, as recorded under `.kindling/served/`
     /// (read when first needed); kept here so that a request writes only when it changes.
@@ -194,6 +196,7 @@ impl AppState {
             events,
             state_dir: std::sync::OnceLock::new(),
             store_trouble: std::sync::Mutex::new(None),
+            store: std::sync::OnceLock::new(),
             mcs_auth,
             binary,
             window,
@@ -626,6 +629,9 @@ pub async fn serve(
         options.binary.clone(),
     );
     let _ = state.state_dir.set(state_dir.clone());
+    if let Some(serving) = &options.store {
+        let _ = state.store.set(serving.store.clone());
+    }
 
     // OpenShift companion mode has no kindling MCS certificate: OpenShift serves its own. Nor
     // does a matchbox data directory alone.

@@ -540,6 +540,13 @@ pub struct RenewArgs {
 pub struct UpdateArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// Take the reboot slots from the store the `kindling serve --store` replicas share
+    /// (etcd://...), so that Zincati's reboots through FleetLock and this update count
+    /// together.
+    #[arg(long, value_name = "ETCD_URL")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: EtcdTlsArgs,
     /// The pool to update (default: every pool, the masters last).
     #[arg(long, value_name = "POOL")]
     pub pool: Option<String>,

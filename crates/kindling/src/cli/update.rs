@@ -62,25 +62,34 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
         }
     }
 
-    // The policy is kept, for later updates and for FleetLock.
-    if args.max_unavailable.is_some() || !args.window.is_empty() || args.any_time {
-        for (pool, _) in &pools {
-            let mut slots = kindling_fleet::slots::lock(dir, pool).map_err(anyhow::Error::from)?;
-            if let Some(max) = args.max_unavailable {
-                slots.fleet.policy.max_unavailable = Some(max.to_string());
-            }
-            if !args.window.is_empty() || args.any_time {
-                slots.fleet.policy.windows = args.window.clone();
-            }
-            slots.save().map_err(anyhow::Error::from)?;
-        }
-    }
-
-    let kubeconfig = args.cluster.kubeconfig();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let home = match &args.store {
+        Some(address) => kindling_fleet::slots::Home::Store(Box::new(crate::cli::store::open(
+            address,
+            &args.etcd_tls,
+        )?)),
+        None => kindling_fleet::slots::Home::Dir(dir.clone()),
+    };
+    // The policy is kept, for later updates and for FleetLock.
+    if args.max_unavailable.is_some() || !args.window.is_empty() || args.any_time {
+        for (pool, _) in &pools {
+            let policy = home.change(pool, |slots| {
+                if let Some(max) = args.max_unavailable {
+                    slots.fleet.policy.max_unavailable = Some(max.to_string());
+                }
+                if !args.window.is_empty() || args.any_time {
+                    slots.fleet.policy.windows = args.window.clone();
+                }
+                slots.save()
+            });
+            runtime.block_on(policy).map_err(anyhow::Error::from)?;
+        }
+    }
+
+    let kubeconfig = args.cluster.kubeconfig();
     let etcd = update::etcd_health(dir, &description);
     runtime.block_on(async {
         let client = kindling_cluster::connect(&kubeconfig)
@@ -96,6 +105,7 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
             let say = |line: &str| println!("{line}");
             let request = UpdateRequest {
                 dir: dir.clone(),
+                slots: home.clone(),
                 pool: pool.to_string(),
                 members: members.iter().map(|m| m.to_string()).collect(),
                 masters: *pool == "master",
