@@ -316,7 +316,18 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
     let generated = std::fs::read_to_string(assets.join("infra/haproxy.cfg")).unwrap();
     let stats_port = port();
     let config = s.join("haproxy.cfg");
-    std::fs::write(&config, Haproxy::with_stats_port(&generated, stats_port)).unwrap();
+    // Without the ingress front ends: their 4,000 health checks of workers that do not exist
+    // would only load the machine. What the machines meet (boot and 22623) is as generated.
+    let ingress = generated
+        .find("\n# Ingress (*.apps)")
+        .expect("the ingress sections close the file");
+    assert!(
+        generated
+            .find("frontend provisioning")
+            .is_some_and(|at| at < ingress)
+    );
+    let config_text = Haproxy::with_stats_port(&generated[..ingress], stats_port);
+    std::fs::write(&config, config_text).unwrap();
 
     let replica = |i: usize| {
         let dir = s.join(format!("replica{i}"));
@@ -340,7 +351,7 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
             .filter(|l| l.starts_with("provisioning,replica") && l.contains(",UP,"))
             .count()
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while up() < 3 {
         assert!(
             Instant::now() < deadline,
