@@ -9,6 +9,9 @@
 //! blobs/<sha256>/<chunk>   a file's bytes (or a manifest's), in chunks of at most 512 KiB
 //! revisions/<n>            a revision: its manifest's digest, when and from where it was pushed
 //! current                  the number of the newest revision
+//! events/<writer>/<seq>    the event journal (see `journal`); events/report/<machine>/<id>
+//! leaders/<name>           who leads an election, on a lease (see `election`)
+//! fleet/<pool>             a pool's reboot slots and policy (kindling-fleet's `slots`)
 //! ```
 //!
 //! Blobs are content-addressed and never change, so a push writes only what is new, and one
