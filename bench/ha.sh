@@ -17,11 +17,7 @@ DURATION=${DURATION:-5}
 HTTP_PORT=18180
 MCS_PORT=18723
 
-need() { # command, Debian package
-  command -v "$1" > /dev/null && return
-  [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq; APT_UPDATED=1; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" > /dev/null
-}
+. bench/need.sh
 need wrk wrk
 need etcd etcd-server
 need taskset util-linux

@@ -18,11 +18,7 @@ HTTP_PORT=18090
 MCS_PORT=18690
 NGINX_PORT=18691
 
-need() { # command, Debian package
-  command -v "$1" > /dev/null && return
-  [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq; APT_UPDATED=1; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" > /dev/null
-}
+. bench/need.sh
 need nginx nginx-light
 need taskset util-linux
 need curl curl

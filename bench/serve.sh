@@ -22,11 +22,7 @@ HTTP_PORT=18080
 MCS_PORT=18623
 STATIC_PORT=18081
 
-need() { # command, Debian package
-  command -v "$1" > /dev/null && return
-  [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq; APT_UPDATED=1; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" > /dev/null
-}
+. bench/need.sh
 need wrk wrk
 need nginx nginx-light
 need taskset util-linux
