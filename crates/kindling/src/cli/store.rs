@@ -18,9 +18,10 @@ pub fn run(command: &StoreCommand) -> Result<(), Failure> {
             // Every replica makes the machines' tokens with one key, and a push must not change
             // it by accident: it is pinned to the store's (taken from there when this directory
             // has none), and made here only for the first push.
+            // The store's error names the store.
             let first = runtime
                 .block_on(store.current())
-                .with_context(|| format!("reading {}", store.describe()))?
+                .map_err(anyhow::Error::from)?
                 .is_none();
             if first {
                 let key = dir.join(kindling_server::token::KEY_FILE);
