@@ -466,9 +466,8 @@ impl Lab {
             .expect("ConfigMap kube-system/bootstrap")
     }
 
-    /// The end state of a hand-over: exactly the masters, each healthy; the record says
-    /// complete; the temporary control plane's pods are out of the static pods directory.
-    fn assert_handed_over(&self) {
+    /// The etcd members are exactly the masters, each healthy.
+    fn assert_masters_are_the_members(&self) {
         let members = self.members();
         assert_eq!(
             members,
@@ -484,6 +483,12 @@ impl Lab {
                 String::from_utf8_lossy(&health.stderr)
             );
         }
+    }
+
+    /// The end state of a hand-over: exactly the masters, each healthy; the record says
+    /// complete; the temporary control plane's pods are out of the static pods directory.
+    fn assert_handed_over(&self) {
+        self.assert_masters_are_the_members();
         let record = self.bootstrap_record();
         assert_eq!(record["metadata"]["name"], "bootstrap");
         assert_eq!(record["metadata"]["namespace"], "kube-system");
@@ -1092,21 +1097,7 @@ fn a_failed_master_is_replaced_and_etcd_keeps_its_quorum() {
     kindling(&["create", "ignition-configs", "--dir", dir.to_str().unwrap()]).expect(0);
     std::fs::remove_dir_all(lab.node("master2", "")).unwrap();
     lab.join_master("master2");
-    let members = lab.members();
-    assert_eq!(
-        members,
-        MASTERS
-            .map(|m| (m.to_string(), format!("https://{}:2380", lab.ip(m))))
-            .to_vec()
-    );
-    for m in MASTERS {
-        let health = lab.etcdctl(&lab.client_url(m), &["endpoint", "health"]);
-        assert!(
-            health.status.success(),
-            "{m}: {}",
-            String::from_utf8_lossy(&health.stderr)
-        );
-    }
+    lab.assert_masters_are_the_members();
 }
 
 /// `kindling update` of the master pool, with real etcd: no master starts while a member is not

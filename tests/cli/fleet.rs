@@ -34,6 +34,14 @@ fn install(server: &Server, dir: &Path, mac: &str, path: &str) -> (String, bool)
     (rendering.trim().to_string(), has)
 }
 
+/// The rendering the pool's machines are meant to be on.
+fn pool_target(dir: &Path, pool: &str) -> String {
+    pool_state(dir, pool)["target"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn pool_state(dir: &Path, pool: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join(format!("ignition/pools/{pool}.json"))).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -48,10 +56,7 @@ fn a_machine_gets_the_rendering_it_is_meant_to_be_on() {
     let d = dir.path();
     let run = kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]);
     run.expect(0);
-    let first = pool_state(d, "worker")["target"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = pool_target(d, "worker");
     assert!(
         run.stdout()
             .contains(&format!("pool worker: {first} (new)")),
@@ -184,10 +189,7 @@ fn the_node_agent_sees_the_disk_as_ignition_wrote_it() {
     )
     .unwrap();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
-    let second = pool_state(d, "worker")["target"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let second = pool_target(d, "worker");
     let deadline = Instant::now() + Duration::from_secs(60);
     let worker1 = loop {
         let applied = install_root(&server, d, "52-54-00-7e-01-21");
@@ -361,10 +363,7 @@ fn a_node_fetches_its_renderings_with_its_kubelet_certificate() {
     let dir = demo_on_loopback(http_port, mcs_port);
     let d = dir.path();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
-    let first = pool_state(d, "worker")["target"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = pool_target(d, "worker");
     let server = Server::start(d, http_port, mcs_port);
     let ca = d.join("tls/root-ca.crt");
     let url = format!("https://127.0.0.1:{mcs_port}/config/worker");
@@ -391,10 +390,7 @@ fn a_node_fetches_its_renderings_with_its_kubelet_certificate() {
     )
     .unwrap();
     kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
-    let second = pool_state(d, "worker")["target"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let second = pool_target(d, "worker");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, rendering, _) =
@@ -447,10 +443,7 @@ fn certificates_past_their_expiry_are_renewed_under_the_same_cas() {
     let d = dir.path();
     let path = d.to_str().unwrap();
     kindling(&["create", "ignition-configs", "--dir", path]).expect(0);
-    let master_before = pool_state(d, "master")["target"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let master_before = pool_target(d, "master");
     let root_ca = std::fs::read(d.join("tls/root-ca.crt")).unwrap();
 
     let run = kindling(&["certs", "--dir", path, "--json"]);
@@ -530,9 +523,6 @@ fn certificates_past_their_expiry_are_renewed_under_the_same_cas() {
     let table = at_later(&["certs", "--dir", path]);
     assert!(!table.contains("EXPIRED"), "{table}");
     // The masters' new certificates are in a new rendering of their pool.
-    let master_after = pool_state(d, "master")["target"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let master_after = pool_target(d, "master");
     assert_ne!(master_after, master_before);
 }

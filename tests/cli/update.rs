@@ -112,6 +112,20 @@ impl Fleet {
     }
 
     /// `kindling update --pool worker ...` started, with `KINDLING_UPDATE_PAUSE_AFTER=<pause>`.
+    /// Starts an update two at a time, pausing after each machine's apply, and kills it with
+    /// SIGKILL once a machine is applying.
+    fn kill_while_applying(&self) {
+        let mut child = self.start(Some("applying"), &["--max-unavailable", "2"]);
+        wait_until("a machine applying", || {
+            self.update_state()["machines"]
+                .as_object()
+                .is_some_and(|m| m.values().any(|p| p["step"] == "applying"))
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+
     fn start(&self, pause: Option<&str>, args: &[&str]) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
         command
@@ -318,15 +332,7 @@ fn a_rolling_update_killed_at_every_step_ends_as_if_it_never_was() {
 #[test]
 fn no_machine_starts_outside_the_window() {
     let fleet = Fleet::new(None);
-    let mut child = fleet.start(Some("applying"), &["--max-unavailable", "2"]);
-    wait_until("a machine applying", || {
-        fleet.update_state()["machines"]
-            .as_object()
-            .is_some_and(|m| m.values().any(|p| p["step"] == "applying"))
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    child.kill().unwrap();
-    let _ = child.wait();
+    fleet.kill_while_applying();
     let started: Vec<&str> = WORKERS
         .into_iter()
         .filter(|w| fleet.update_state()["machines"][*w]["step"] != "waiting")
@@ -396,15 +402,7 @@ fn a_drifted_machine_is_never_updated_over() {
 #[test]
 fn an_interrupted_update_rolled_back_leaves_nothing_behind() {
     let fleet = Fleet::new(None);
-    let mut child = fleet.start(Some("applying"), &["--max-unavailable", "2"]);
-    wait_until("a machine applying", || {
-        fleet.update_state()["machines"]
-            .as_object()
-            .is_some_and(|m| m.values().any(|p| p["step"] == "applying"))
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    child.kill().unwrap();
-    let _ = child.wait();
+    fleet.kill_while_applying();
     let (code, out) = finish(fleet.start(None, &["--rollback"]));
     assert_eq!(code, 0, "{out}");
     for name in WORKERS {
