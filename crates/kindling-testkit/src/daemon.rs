@@ -138,7 +138,8 @@ impl Daemon {
         })
     }
 
-    fn exited(&mut self) -> Option<ExitStatus> {
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 

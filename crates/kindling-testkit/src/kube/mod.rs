@@ -15,6 +15,8 @@ pub use site::Site;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kindling_config::yaml;
@@ -243,11 +245,75 @@ impl Drop for Process {
 /// each with the command kindling wrote (mapped by [`mapping`]), reading the machine's files
 /// under `root`.
 pub struct ControlPlane {
-    // Dropped in reverse order of start: the scheduler first, etcd last.
-    pub scheduler: Process,
-    pub controller_manager: Process,
-    pub apiserver: Process,
-    pub etcd: Process,
+    /// In order of start: etcd first. Stopped in reverse order.
+    pods: Vec<StaticPod>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        while let Some(pod) = self.pods.pop() {
+            drop(pod);
+        }
+    }
+}
+
+/// One static pod's process, started again when it exits, as the kubelet restarts a static pod
+/// (restartPolicy Always). kube-controller-manager and kube-scheduler exit when they cannot renew
+/// their leader lease in time, which a slow etcd on a loaded machine causes; on a machine the
+/// kubelet brings them back, and so does the harness. Each start's log is kept: the one before
+/// as `<pod>.previous.log`, as `kubectl logs --previous` shows it.
+struct StaticPod {
+    /// Stopped (and named) when dropped, after the watcher has ended.
+    _process: Arc<Mutex<Process>>,
+    stop: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StaticPod {
+    /// Watches `process`, started from `command` with its output to `log`.
+    fn supervise(process: Process, command: Command, log: &Path) -> StaticPod {
+        let running = Arc::new(Mutex::new(process));
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = log.to_path_buf();
+        let watcher = {
+            let (running, stop) = (running.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let mut process = running.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(status) = process.daemon().exited() else {
+                        continue;
+                    };
+                    let name = process.name.clone();
+                    eprintln!(
+                        "kube harness: {name} (pid {}) exited ({status}); starting it again, as \
+                         the kubelet restarts a static pod",
+                        process.pid()
+                    );
+                    let previous = log.with_extension("previous.log");
+                    let _ = std::fs::rename(&log, &previous);
+                    match Process::spawn(&name, rebuilt(&command), &log) {
+                        Ok(new) => *process = new,
+                        Err(e) => eprintln!("kube harness: {e}"),
+                    }
+                }
+            })
+        };
+        StaticPod {
+            _process: running,
+            stop,
+            watcher: Some(watcher),
+        }
+    }
+}
+
+impl Drop for StaticPod {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+    }
 }
 
 /// How long a component may take to become ready. kube-apiserver takes 6–12 s on an idle
@@ -274,21 +340,23 @@ impl ControlPlane {
                 let command = pod_command(&manifests.join(format!("{pod}.yaml")));
                 let mut cmd = site.command(&program);
                 cmd.args(mapping::flags(component, &command[1..], &root_text));
-                let mut process = Process::spawn(pod, cmd, &logs.join(format!("{pod}.log")))?;
+                let log = logs.join(format!("{pod}.log"));
+                let mut process = Process::spawn(pod, rebuilt(&cmd), &log)?;
                 process.daemon().wait_ready(what, READY, |_| ready())?;
-                Ok::<_, StartError>(process)
+                Ok::<_, StartError>(StaticPod::supervise(process, cmd, &log))
             };
         let healthy = |url: &'static str| move || site.answers(url);
 
-        let etcd = start(
+        let mut pods = Vec::new();
+        pods.push(start(
             mapping::Component::Etcd,
             "etcd",
             PathBuf::from("etcd"),
             "healthy (http://127.0.0.1:2381/health)",
             &healthy("http://127.0.0.1:2381/health"),
-        )?;
+        )?);
         let admin = root.join("etc/kubernetes/admin.conf");
-        let apiserver = start(
+        pods.push(start(
             mapping::Component::KubeApiserver,
             "kube-apiserver",
             bins.path("kube-apiserver"),
@@ -300,29 +368,30 @@ impl ControlPlane {
                     .output()
                     .is_ok_and(|o| o.status.success())
             },
-        )?;
-        let controller_manager = start(
+        )?);
+        pods.push(start(
             mapping::Component::KubeControllerManager,
             "kube-controller-manager",
             bins.path("kube-controller-manager"),
             "healthy (https://127.0.0.1:10257/healthz)",
             &healthy("https://127.0.0.1:10257/healthz"),
-        )?;
-        let scheduler = start(
+        )?);
+        pods.push(start(
             mapping::Component::KubeScheduler,
             "kube-scheduler",
             bins.path("kube-scheduler"),
             "healthy (https://127.0.0.1:10259/healthz)",
             &healthy("https://127.0.0.1:10259/healthz"),
-        )?;
-
-        Ok(ControlPlane {
-            scheduler,
-            controller_manager,
-            apiserver,
-            etcd,
-        })
+        )?);
+        Ok(ControlPlane { pods })
     }
+}
+
+/// A copy of `command`'s program and arguments (all [`Site::command`] sets).
+fn rebuilt(command: &Command) -> Command {
+    let mut copy = Command::new(command.get_program());
+    copy.args(command.get_args());
+    copy
 }
 
 /// Polls `check` every 250 ms until it holds or `timeout` passes; `what` names it in the panic.
@@ -336,5 +405,42 @@ pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> Resu
             }
             Err(_) => std::thread::sleep(Duration::from_millis(250)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A static pod that exits is started again, its earlier log kept; dropped, it stays down.
+    #[test]
+    fn a_static_pod_that_exits_is_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let starts = dir.path().join("starts");
+        let log = dir.path().join("pod.log");
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("echo start >> {}; echo ran; sleep 0.2", starts.display()),
+        ]);
+        let process = Process::spawn("pod", rebuilt(&command), &log).unwrap();
+        let pod = StaticPod::supervise(process, command, &log);
+        let count = || {
+            std::fs::read_to_string(&starts)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        eventually("three starts", Duration::from_secs(30), || {
+            (count() >= 3).then_some(()).ok_or(count().to_string())
+        });
+        assert_eq!(
+            std::fs::read_to_string(log.with_extension("previous.log")).unwrap(),
+            "ran\n"
+        );
+        drop(pod);
+        let after = count();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(count(), after, "started again after it was dropped");
     }
 }
