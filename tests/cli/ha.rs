@@ -96,6 +96,48 @@ impl Site {
         run.stdout()
     }
 
+    /// The real etcdctl (v3 API) on the store's members, with the client certificate; its
+    /// stdout, which must be a success.
+    pub(crate) fn etcdctl(&self, args: &[&str]) -> String {
+        let pki = self.scratch.path().join("etcd-pki");
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.etcd.client_urls().join(",")))
+            .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+            .arg(format!("--cert={}", pki.join("client.crt").display()))
+            .arg(format!("--key={}", pki.join("client.key").display()))
+            .args(args)
+            .output()
+            .expect("etcdctl runs");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Changes the inventory's kernel arguments to `value` and makes the configs again.
+    pub(crate) fn edit(&self, value: &str) {
+        let inventory = self.dir().join("inventory.yaml");
+        let text = std::fs::read_to_string(&inventory).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.contains("kindling.test="))
+            .map(String::from)
+            .collect();
+        let os = lines.iter().position(|l| l == "  os: fcos").unwrap();
+        lines.insert(os + 1, format!("  kernelArgs: [kindling.test={value}]"));
+        std::fs::write(&inventory, lines.join("\n") + "\n").unwrap();
+        kindling(&[
+            "create",
+            "ignition-configs",
+            "--dir",
+            self.dir().to_str().unwrap(),
+        ])
+        .expect(0);
+    }
+
     /// A replica on its own ports, with its own copy under the scratch directory.
     pub(crate) fn replica(&self, name: &str) -> Replica {
         let dir = self.scratch.path().join(name);
@@ -490,6 +532,140 @@ fn replicas_serve_the_pushed_revision_and_switch_whole_to_the_next() {
         run.stderr().contains("pull into an empty one"),
         "{}",
         run.stderr()
+    );
+}
+
+/// `store prune` keeps the newest revisions and deletes the rest with the blobs only they used
+/// (read back with etcdctl); what is kept still pulls and serves whole. Pushes and prunes take
+/// turns: a push waits while another holds the store's writer lease.
+#[test]
+fn store_prune_keeps_the_newest_revisions_and_a_push_waits_for_the_writer_before_it() {
+    let Some(site) = Site::start(
+        "store_prune_keeps_the_newest_revisions_and_a_push_waits_for_the_writer_before_it",
+    ) else {
+        return;
+    };
+    let inventory_digest = |site: &Site| {
+        use sha2::Digest as _;
+        let bytes = std::fs::read(site.dir().join("inventory.yaml")).unwrap();
+        format!("{:x}", sha2::Sha256::digest(&bytes))
+    };
+    let mut digests = Vec::new();
+    for n in 1..=3 {
+        site.edit(&format!("revision{n}"));
+        digests.push(inventory_digest(&site));
+        assert!(site.push().starts_with(&format!("revision {n}:")));
+    }
+    let keys = |prefix: &str| -> Vec<String> {
+        site.etcdctl(&["get", "--prefix", "--keys-only", prefix])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let revisions = || {
+        keys("/sites/test/revisions/")
+            .iter()
+            .map(|k| {
+                k.rsplit('/')
+                    .next()
+                    .unwrap()
+                    .trim_start_matches('0')
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(revisions(), ["1", "2", "3"]);
+    let blob = |digest: &str| keys(&format!("/sites/test/blobs/{digest}/"));
+    assert!(!blob(&digests[0]).is_empty());
+
+    let mut args = vec!["store", "prune", "--keep", "2"];
+    args.extend(site.store_args.iter().map(String::as_str));
+    let run = kindling(&args);
+    run.expect(0);
+    assert!(
+        run.stdout()
+            .starts_with("kept revisions 2-3 (2); removed revisions 1, "),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(revisions(), ["2", "3"]);
+    assert!(
+        blob(&digests[0]).is_empty(),
+        "revision 1's inventory.yaml is left"
+    );
+    assert!(!blob(&digests[1]).is_empty() && !blob(&digests[2]).is_empty());
+    // Nothing more to do the second time.
+    let run = kindling(&args);
+    run.expect(0);
+    assert!(
+        run.stdout().contains("removed revisions none, 0 blobs"),
+        "{}",
+        run.stdout()
+    );
+
+    // What is kept is whole: revision 2 pulls, a new replica serves revision 3.
+    let pull = |revision: &str, into: &str| {
+        let dir = site.scratch.path().join(into);
+        let mut args = vec!["store", "pull", "--dir", dir.to_str().unwrap()];
+        args.extend(site.store_args.iter().map(String::as_str));
+        args.extend([
+            "--blobs-from",
+            site.shared.to_str().unwrap(),
+            "--revision",
+            revision,
+        ]);
+        (kindling(&args), dir)
+    };
+    let (run, dir) = pull("2", "pulled-2");
+    run.expect(0);
+    let pulled = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
+    assert!(pulled.contains("kindling.test=revision2"), "{pulled}");
+    let (run, _) = pull("1", "pulled-1");
+    run.expect(1);
+    assert!(run.stderr().contains("no revision 1"), "{}", run.stderr());
+    let replica = site.replica("late");
+    let (status, script) = replica.get("/ipxe?mac=52-54-00-7e-01-20");
+    assert_eq!(status, 200, "{script}");
+    assert!(
+        script.contains("kindling.test=revision3") && script.contains("rev=3"),
+        "{script}"
+    );
+
+    // Someone else holds the writer lease: a push waits for it, then goes on.
+    let lease = site.etcdctl(&["lease", "grant", "60"]);
+    let lease = lease.split_whitespace().nth(1).unwrap().to_string();
+    site.etcdctl(&[
+        "put",
+        "--lease",
+        &lease,
+        "/sites/test/leaders/writer",
+        "another push",
+    ]);
+    site.edit("revision4");
+    let mut push = Command::new(env!("CARGO_BIN_EXE_kindling"));
+    push.args(["store", "push", "--dir", site.dir().to_str().unwrap()])
+        .args(&site.store_args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let push = push.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        site.etcdctl(&["get", "--print-value-only", "/sites/test/current"])
+            .trim(),
+        "3"
+    );
+    site.etcdctl(&["lease", "revoke", &lease]);
+    let out = push.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with("revision 4:"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        keys("/sites/test/leaders/writer").is_empty(),
+        "the push gave the lease back"
     );
 }
 

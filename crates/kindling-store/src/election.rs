@@ -31,6 +31,7 @@ pub struct Leadership {
     renewing: tokio::task::JoinHandle<()>,
     lease: i64,
     store: Store,
+    held: Compare,
 }
 
 impl Election {
@@ -87,6 +88,25 @@ impl Election {
         }
     }
 
+    /// Leads within `wait`, or says who leads instead.
+    pub async fn lead_within(&self, wait: Duration) -> Result<Leadership, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(leadership) = self.try_lead().await? {
+                return Ok(leadership);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let holder = self.leader().await?.unwrap_or_default();
+                return Err(StoreError::Busy {
+                    what: self.name.clone(),
+                    holder,
+                    waited: wait,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Takes the key if nobody holds it.
     async fn try_lead(&self) -> Result<Option<Leadership>, StoreError> {
         let etcd_error = |what: &str| {
@@ -110,16 +130,16 @@ impl Election {
                 value: self.me.clone().into_bytes(),
                 lease: lease.id,
             }],
-            failure: vec![Op::Get(Range::key(key))],
+            failure: vec![Op::Get(Range::key(key.clone()))],
         };
         let taken = self.store.etcd.txn(&txn).await;
-        match taken {
-            Ok(t) if t.succeeded => {}
+        let created = match taken {
+            Ok(t) if t.succeeded => t.revision,
             other => {
                 let _ = self.store.etcd.lease_revoke(lease.id).await;
                 return other.map(|_| None).map_err(etcd_error("campaigning"));
             }
-        }
+        };
         let (tell, lost) = watch::channel(false);
         let (store, name) = (self.store.clone(), self.name.clone());
         let renewing = tokio::spawn(async move {
@@ -147,6 +167,7 @@ impl Election {
             renewing,
             lease: lease.id,
             store: self.store.clone(),
+            held: Compare::Created(key, created),
         }))
     }
 }
@@ -155,6 +176,12 @@ impl Leadership {
     /// Resolves once this replica leads no more.
     pub async fn lost(&mut self) {
         let _ = self.lost.wait_for(|lost| *lost).await;
+    }
+
+    /// A comparison that holds only while this leadership does, for transactions that must
+    /// not land after it is lost.
+    pub fn held(&self) -> Compare {
+        self.held.clone()
     }
 
     /// Gives the leadership up now, so another replica need not wait for the lease to expire.

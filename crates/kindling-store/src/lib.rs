@@ -10,7 +10,8 @@
 //! revisions/<n>            a revision: its manifest's digest, when and from where it was pushed
 //! current                  the number of the newest revision
 //! events/<writer>/<seq>    the event journal (see `journal`); events/report/<machine>/<id>
-//! leaders/<name>           who leads an election, on a lease (see `election`)
+//! leaders/<name>           who leads an election, on a lease (see `election`); leaders/writer:
+//!                          the push or prune under way
 //! fleet/<pool>             a pool's reboot slots and policy (kindling-fleet's `slots`)
 //! ```
 //!
@@ -24,6 +25,7 @@ pub mod cache;
 pub mod election;
 pub mod follow;
 pub mod journal;
+pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod snapshot;
@@ -34,6 +36,7 @@ use kindling_etcd::EtcdError;
 use serde::{Deserialize, Serialize};
 
 pub use cache::{BlobSources, Cache};
+pub use prune::{Pruned, prune};
 pub use pull::{Pulled, pull};
 pub use push::{Pinned, PushOptions, Pushed, push};
 pub use snapshot::{Entry, Manifest};
@@ -67,6 +70,19 @@ pub enum StoreError {
         "nothing has been pushed to the store yet: run kindling store push --dir <asset directory>"
     )]
     Empty,
+    #[error(
+        "{holder} holds the store's {what} lease (waited {} s): it is running now, or died less than {} s ago; try again",
+        waited.as_secs(), election::TTL
+    )]
+    Busy {
+        what: String,
+        holder: String,
+        waited: std::time::Duration,
+    },
+    #[error(
+        "this host's hold on the store's {0} lease ran out before it was done (etcd too slow?); nothing past that point was changed: run it again"
+    )]
+    LostLease(String),
     #[error("the store has no revision {0}")]
     NoSuchRevision(u64),
     #[error("the store's {key} is damaged: {reason}")]
@@ -265,6 +281,21 @@ impl Store {
             reason: e.to_string(),
         })
     }
+}
+
+/// The lease that `push` and `prune` hold while they write, so that a prune never deletes a blob
+/// that a push found in the store and is about to make a revision of.
+pub(crate) const WRITER: &str = "writer";
+
+/// How long a push or a prune waits for another one to finish.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes the [`WRITER`] lease, as this host and process.
+pub(crate) async fn writer(store: &Store) -> Result<election::Leadership, StoreError> {
+    let me = format!("{} (pid {})", hostname(), std::process::id());
+    election::Election::new(store.clone(), WRITER, &me)
+        .lead_within(WRITER_WAIT)
+        .await
 }
 
 /// This host's name, for what a replica or a push writes about itself.

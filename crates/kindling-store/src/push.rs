@@ -5,6 +5,7 @@ use std::path::Path;
 
 use kindling_etcd::{Compare, Op, Range, Txn};
 
+use crate::election::Leadership;
 use crate::snapshot::{Snapshot, digest};
 use crate::{CURRENT, Revision, Store, StoreError, blob_key, revision_key};
 
@@ -66,6 +67,18 @@ pub async fn push(
     store: &Store,
     dir: &Path,
     options: &PushOptions<'_>,
+) -> Result<Pushed, StoreError> {
+    let writer = crate::writer(store).await?;
+    let pushed = push_as_writer(store, dir, options, &writer).await;
+    writer.resign().await;
+    pushed
+}
+
+async fn push_as_writer(
+    store: &Store,
+    dir: &Path,
+    options: &PushOptions<'_>,
+    writer: &Leadership,
 ) -> Result<Pushed, StoreError> {
     let current = store.current().await?;
     let taken = match &current {
@@ -148,7 +161,7 @@ pub async fn push(
         reason: e.to_string(),
     })?;
     let txn = Txn {
-        compare: vec![guard],
+        compare: vec![guard, writer.held()],
         success: vec![
             Op::put(store.key(&revision_key(number)), record),
             Op::put(store.key(CURRENT), number.to_string()),
@@ -170,6 +183,10 @@ pub async fn push(
             .and_then(|r| r.kvs.first())
             .and_then(|kv| std::str::from_utf8(&kv.value).ok()?.parse().ok())
             .unwrap_or(0);
+        if found + 1 == number {
+            // `current` is as it was: the comparison that failed is the writer lease's.
+            return Err(StoreError::LostLease(crate::WRITER.into()));
+        }
         return Err(StoreError::Conflict {
             expected: match &current {
                 Some((revision, _)) => revision.number.to_string(),
@@ -228,7 +245,7 @@ async fn pin(
 }
 
 /// Every chunk key the store has, read a page at a time.
-async fn existing_chunks(store: &Store) -> Result<BTreeSet<Vec<u8>>, StoreError> {
+pub(crate) async fn existing_chunks(store: &Store) -> Result<BTreeSet<Vec<u8>>, StoreError> {
     let prefix = store.key("blobs/");
     let end = kindling_etcd::prefix_end(&prefix);
     let mut keys = BTreeSet::new();

@@ -122,7 +122,7 @@ impl Command {
             Command::Gather(a) => &a.cluster.dir.dir,
             Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
             Command::Store(StoreCommand::Push(a)) => &a.dir.dir,
-            Command::Store(StoreCommand::Pull(_)) => return None,
+            Command::Store(StoreCommand::Pull(_) | StoreCommand::Prune(_)) => return None,
             Command::Mirror(a) => &a.dir.dir,
             Command::Update(a) => &a.cluster.dir.dir,
             Command::Status(a) => &a.cluster.dir.dir,
@@ -212,6 +212,9 @@ pub enum StoreCommand {
     Push(StorePushArgs),
     /// Write a revision (the current one unless --revision) into an empty directory.
     Pull(StorePullArgs),
+    /// Delete all but the newest revisions, and the blobs only they used. etcd gives the space
+    /// back once it is compacted and defragmented.
+    Prune(StorePruneArgs),
 }
 
 /// Where the shared store is, and how to reach it.
@@ -272,6 +275,19 @@ pub struct StorePullArgs {
     /// A directory holding the files kept outside etcd, by digest (as push --blobs-to wrote).
     #[arg(long, value_name = "DIR")]
     pub blobs_from: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StorePruneArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// How many revisions to keep, the current one among them. Each replica keeps its own
+    /// copies of the three newest it has served, whatever the store keeps.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `create infra`.

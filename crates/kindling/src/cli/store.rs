@@ -1,4 +1,5 @@
-//! `kindling store push|pull`: kindling-store's revisions, from and to an asset directory.
+//! `kindling store push|pull|prune`: kindling-store's revisions, from and to an asset directory,
+//! and the old ones deleted.
 
 use anyhow::Context as _;
 use kindling_store::{Address, Store};
@@ -96,6 +97,34 @@ pub fn run(command: &StoreCommand) -> Result<(), Failure> {
                 eprintln!(
                     "not written: {} ({}) is kept outside etcd; copy it there, or pull with --blobs-from",
                     entry.path, entry.digest
+                );
+            }
+        }
+        StoreCommand::Prune(args) => {
+            let store = open(&args.store.store, &args.store.tls)?;
+            let pruned = runtime
+                .block_on(kindling_store::prune(&store, args.keep))
+                .with_context(|| format!("pruning {}", store.describe()))?;
+            if args.json {
+                let json = serde_json::json!({
+                    "kept": pruned.kept,
+                    "removed": pruned.removed,
+                    "blobsRemoved": pruned.blobs_removed,
+                    "chunksRemoved": pruned.chunks_removed,
+                });
+                println!("{json:#}");
+            } else {
+                let span = |numbers: &[u64]| match numbers {
+                    [] => "none".to_string(),
+                    [one] => one.to_string(),
+                    [first, .., last] => format!("{first}-{last} ({})", numbers.len()),
+                };
+                println!(
+                    "kept revisions {}; removed revisions {}, {} blobs ({} chunks) only they used",
+                    span(&pruned.kept),
+                    span(&pruned.removed),
+                    pruned.blobs_removed,
+                    pruned.chunks_removed
                 );
             }
         }
