@@ -51,11 +51,13 @@ impl Fleet {
     /// Six workers on the worker pool's first rendering, and a second rendering made; the node
     /// agents ignore the machine named `stuck`.
     pub(crate) fn new(stuck: Option<&'static str>) -> Fleet {
-        Fleet::with(stuck, None)
+        Fleet::with(stuck, None, false)
     }
 
-    /// [`Fleet::new`]; the agent of `drifted` reports drift and refuses what it is told.
-    fn with(stuck: Option<&'static str>, drifted: Option<&'static str>) -> Fleet {
+    /// [`Fleet::new`]; the agent of `drifted` reports drift and refuses what it is told. With
+    /// `served`, every worker was served the first rendering (the record `kindling serve` keeps
+    /// of it, written here), so the pool keeps each pinned there until the update moves it.
+    fn with(stuck: Option<&'static str>, drifted: Option<&'static str>, served: bool) -> Fleet {
         let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
         let dir = demo_on_loopback(http_port, mcs_port);
         let d = dir.path();
@@ -69,6 +71,12 @@ impl Fleet {
         std::fs::write(&inventory, text).unwrap();
         kindling(&["create", "ignition-configs", "--dir", d.to_str().unwrap()]).expect(0);
         let old = target(d);
+        if served {
+            std::fs::create_dir_all(d.join(".kindling/served")).unwrap();
+            for name in WORKERS {
+                std::fs::write(d.join(".kindling/served").join(name), &old).unwrap();
+            }
+        }
         std::fs::create_dir_all(d.join("snippets/worker")).unwrap();
         std::fs::write(
             d.join("snippets/worker/motd.bu"),
@@ -127,10 +135,15 @@ impl Fleet {
     }
 
     fn start(&self, pause: Option<&str>, args: &[&str]) -> Child {
+        self.start_in(self.path(), pause, args)
+    }
+
+    /// [`Fleet::start`] on another copy of the asset directory.
+    fn start_in(&self, dir: &Path, pause: Option<&str>, args: &[&str]) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
         command
             .args(["update", "--pool", "worker", "--poll", "1", "--dir"])
-            .arg(self.path())
+            .arg(dir)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -386,7 +399,7 @@ fn a_stuck_machine_halts_the_rollout_with_its_name() {
 /// what to do; nothing is written over its files.
 #[test]
 fn a_drifted_machine_is_never_updated_over() {
-    let fleet = Fleet::with(None, Some("worker0"));
+    let fleet = Fleet::with(None, Some("worker0"), false);
     let (code, out) = finish(fleet.start(None, &["--max-unavailable", "1"]));
     assert_eq!(code, 9, "{out}");
     assert!(
@@ -414,4 +427,130 @@ fn an_interrupted_update_rolled_back_leaves_nothing_behind() {
     )
     .unwrap();
     assert_eq!(slots["slots"], json!({}));
+}
+
+/// `kindling update --store`, as the replicas of `serve --store` share their state: one update
+/// at a time moves a pool, wherever it is run; its progress is in the store, so after it is
+/// killed, another host's copy of the asset directory (pulled from the store) goes on from there;
+/// and each machine's pin is pushed, so every replica serves what the machine is meant to run.
+#[test]
+fn an_update_in_the_store_runs_once_and_goes_on_from_another_host() {
+    if !kindling_testkit::have("etcd") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "etcd is missing (test.sh installs etcd-server)"
+        );
+        eprintln!(
+            "SKIPPED an_update_in_the_store_runs_once_and_goes_on_from_another_host: etcd is not installed"
+        );
+        return;
+    }
+    let fleet = Fleet::with(None, None, true);
+    let scratch = tempfile::tempdir().unwrap();
+    let pki = scratch.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let tls = kindling_testkit::EtcdTls::generate(&pki);
+    let etcd = kindling_testkit::EtcdCluster::start(&scratch.path().join("etcd"), 1, &tls);
+    let url = etcd.client_urls()[0]
+        .trim_start_matches("https://")
+        .to_string();
+    let store_args: Vec<String> = vec![
+        "--store".into(),
+        format!("etcd://{url}/sites/update"),
+        "--etcd-ca".into(),
+        pki.join("ca.crt").display().to_string(),
+        "--etcd-cert".into(),
+        pki.join("client.crt").display().to_string(),
+        "--etcd-key".into(),
+        pki.join("client.key").display().to_string(),
+    ];
+    let store: Vec<&str> = store_args.iter().map(String::as_str).collect();
+    let with_store = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(&store).map(|a| a.to_string()).collect()
+    };
+    fn refs(all: &[String]) -> Vec<&str> {
+        all.iter().map(String::as_str).collect()
+    }
+    let run = |args: &[&str]| kindling(&refs(&with_store(args)));
+    run(&["store", "push", "--dir", fleet.path().to_str().unwrap()]).expect(0);
+    // The pins the store's newest revision has, as a replica would serve them.
+    let pulled = |name: &str| {
+        let dir = scratch.path().join(name);
+        run(&["store", "pull", "--dir", dir.to_str().unwrap()]).expect(0);
+        dir
+    };
+    let pinned = |dir: &Path| -> Value {
+        let pool: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("ignition/pools/worker.json")).unwrap())
+                .unwrap();
+        pool["machines"].clone()
+    };
+    assert_eq!(
+        pinned(&pulled("before")).as_object().map(|m| m.len()),
+        Some(6)
+    );
+
+    // The first update stops after its first machine is told; a second one, started meanwhile
+    // from another copy, waits for the first's lease and says who holds it.
+    let first = fleet.start(
+        Some("applying"),
+        &refs(&with_store(&["--max-unavailable", "1"])),
+    );
+    let state = || {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", etcd.client_urls()[0]))
+            .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+            .arg(format!("--cert={}", pki.join("client.crt").display()))
+            .arg(format!("--key={}", pki.join("client.key").display()))
+            .args(["get", "--print-value-only", "/sites/update/updates/worker"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let applying = || {
+        state()["machines"]
+            .as_object()
+            .and_then(|m| m.iter().find(|(_, p)| p["step"] == "applying"))
+            .map(|(name, _)| name.clone())
+    };
+    wait_until("a machine applying, in the store", || applying().is_some());
+    let moving = applying().unwrap();
+    let other_host = pulled("other-host");
+    let (code, out) = finish(fleet.start_in(&other_host, None, &store));
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("holds the store's update lease") && out.contains("(pid "),
+        "{out}"
+    );
+    // The machine told to move is no longer pinned to the old rendering in the store.
+    let pins = pinned(&pulled("mid-update"));
+    assert!(pins.get(&moving).is_none(), "{moving} still pinned: {pins}");
+    assert_eq!(pins.as_object().map(|m| m.len()), Some(5), "{pins}");
+
+    // Killed; the other host goes on from the store (once the lease has run out).
+    let mut first = first;
+    first.kill().unwrap();
+    let _ = first.wait();
+    let (code, out) = finish(fleet.start_in(&other_host, None, &store));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("pool worker: every machine runs {}", fleet.new)),
+        "{out}"
+    );
+    for name in WORKERS {
+        assert_eq!(fleet.on(name), fleet.new, "{name}");
+        assert_ne!(fleet.node(name)["spec"]["unschedulable"], true, "{name}");
+        assert_eq!(state()["machines"][name]["step"], "done", "{}", state());
+    }
+    assert_eq!(
+        fleet.peak.load(Ordering::SeqCst),
+        1,
+        "one at a time, across both"
+    );
+    assert_eq!(
+        pinned(&pulled("after")),
+        Value::Null,
+        "no pin left in the store"
+    );
 }

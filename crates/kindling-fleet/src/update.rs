@@ -17,6 +17,8 @@
 //! - **Drift is never updated over.** A machine whose agent reports drift halts the update,
 //!   unless `--revert-drift` asked its agent to put the rendering back first.
 //! - **Masters** go one at a time, and the next starts only when every etcd member is healthy.
+//! - **With the replicas' store** (`--store`), the progress is the store's, written only while
+//!   the update holds its lease, and each pin is pushed as a revision (see [`Shared`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,8 @@ pub enum UpdateError {
     Damaged { path: PathBuf, message: String },
     #[error("the pool {0} has no machines in inventory.yaml")]
     EmptyPool(String),
+    #[error("the {pool} pool's update in the store: {message}")]
+    Store { pool: String, message: String },
 }
 
 /// A machine's step in the update.
@@ -177,11 +181,102 @@ impl UpdateState {
     }
 }
 
+/// The key of `pool`'s update in the store.
+fn store_key(store: &kindling_store::Store, pool: &str) -> Vec<u8> {
+    store.key(&format!("updates/{pool}"))
+}
+
+/// `pool`'s update where `home` keeps it.
+pub async fn load(home: &slots::Home, pool: &str) -> Result<Option<UpdateState>, UpdateError> {
+    let store = match home {
+        slots::Home::Dir(dir) => return UpdateState::load(dir, pool),
+        slots::Home::Store(store) => store,
+    };
+    let key = store_key(store, pool);
+    let found = store
+        .etcd()
+        .get(&key)
+        .await
+        .map_err(|e| UpdateError::Store {
+            pool: pool.to_string(),
+            message: e.to_string(),
+        })?;
+    found
+        .map(|kv| {
+            serde_json::from_slice(&kv.value).map_err(|e| UpdateError::Damaged {
+                path: PathBuf::from(format!(
+                    "{} ({})",
+                    String::from_utf8_lossy(&key),
+                    store.describe()
+                )),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// Saves `state` where the request keeps it: in the store only while the update's lease holds.
+async fn save(request: &UpdateRequest<'_>, state: &UpdateState) -> Result<(), UpdateError> {
+    if let (slots::Home::Store(store), Some(shared)) = (&request.slots, &request.shared) {
+        let json = serde_json::to_vec_pretty(state).expect("an update serializes");
+        let txn = kindling_etcd::Txn {
+            compare: vec![shared.held.clone()],
+            success: vec![kindling_etcd::Op::put(store_key(store, &state.pool), json)],
+            failure: Vec::new(),
+        };
+        let failed = |message: String| UpdateError::Store {
+            pool: state.pool.clone(),
+            message,
+        };
+        let written = store
+            .etcd()
+            .txn(&txn)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if !written.succeeded {
+            return Err(failed(
+                "this update's lease ran out before the write (another kindling update may have \
+                 taken over); nothing more was written"
+                    .into(),
+            ));
+        }
+    }
+    state.save(&request.dir)
+}
+
+/// Pins `machine` to `target` in the pool's state (pushed to the store, with one).
+async fn pin(request: &UpdateRequest<'_>, machine: &str, target: &str) -> Result<(), UpdateError> {
+    let mut pool = PoolState::load(&request.dir, &request.pool)?;
+    let before = pool.machines.get(machine).cloned();
+    pool.pin(machine, target)?;
+    if pool.machines.get(machine) == before.as_ref() {
+        return Ok(());
+    }
+    pool.save(&request.dir, &AtomicFiles)?;
+    publish(request).await
+}
+
+/// Pushes the asset directory when the update is the store's, so every replica has its pins.
+async fn publish(request: &UpdateRequest<'_>) -> Result<(), UpdateError> {
+    if let (slots::Home::Store(store), Some(shared)) = (&request.slots, &request.shared) {
+        kindling_store::push(store, &request.dir, &shared.push)
+            .await
+            .map_err(|e| UpdateError::Store {
+                pool: request.pool.clone(),
+                message: format!("pushing the pool's pins: {e}"),
+            })?;
+    }
+    Ok(())
+}
+
 /// What `kindling update` is asked.
 pub struct UpdateRequest<'a> {
     pub dir: PathBuf,
-    /// Where the pool's reboot slots are: shared with FleetLock.
+    /// Where the pool's reboot slots are: shared with FleetLock. In the store, the update's
+    /// progress is kept there too, and `shared` must be given.
     pub slots: slots::Home,
+    /// For an update whose progress is in the store.
+    pub shared: Option<Shared<'a>>,
     pub pool: String,
     /// The pool's machines, by name.
     pub members: Vec<String>,
@@ -200,6 +295,17 @@ pub struct UpdateRequest<'a> {
     pub etcd_healthy: Option<&'a dyn Fn() -> Result<(), String>>,
     /// Progress lines for the user.
     pub say: &'a dyn Fn(&str),
+}
+
+/// What an update run with `--store` holds: its progress is the store's `updates/<pool>` (and a
+/// copy in the asset directory, for `kindling status` there), written only while the update's
+/// lease is held, so that exactly one `kindling update` moves a pool; and each machine's pin is
+/// pushed as a new revision, so that every replica serves it.
+pub struct Shared<'a> {
+    /// Holds while this update's lease does (see `kindling_store::election`).
+    pub held: kindling_etcd::Compare,
+    /// How the asset directory is pushed.
+    pub push: kindling_store::PushOptions<'a>,
 }
 
 /// How an update ended.
@@ -245,6 +351,7 @@ pub async fn run(
                 let members: Vec<&str> = request.members.iter().map(String::as_str).collect();
                 pool.retarget(name, &members, &served)?;
                 pool.save(dir, &AtomicFiles)?;
+                publish(request).await?;
             }
             name.clone()
         }
@@ -255,7 +362,7 @@ pub async fn run(
                 pool: request.pool.clone(),
             })?,
     };
-    let mut state = match UpdateState::load(dir, &request.pool)? {
+    let mut state = match load(&request.slots, &request.pool).await? {
         Some(mut state) if state.target == target => {
             state.revert_drift |= request.revert_drift;
             state.halted = None;
@@ -298,7 +405,7 @@ pub async fn run(
         });
     }
     state.machines.retain(|m, _| request.members.contains(m));
-    state.save(dir)?;
+    save(request, &state).await?;
     (request.say)(&format!(
         "pool {}: moving {} machine(s) to {target}",
         request.pool,
@@ -307,8 +414,8 @@ pub async fn run(
     let eviction = drain::eviction_version(client).await?;
     loop {
         // Someone may have paused it, or changed the policy, since the last pass.
-        if let Some(on_disk) = UpdateState::load(dir, &request.pool)? {
-            state.paused = on_disk.paused;
+        if let Some(kept) = load(&request.slots, &request.pool).await? {
+            state.paused = kept.paused;
         }
         let names: Vec<String> = state.machines.keys().cloned().collect();
         for name in &names {
@@ -349,7 +456,7 @@ pub async fn run(
 }
 
 /// Writes a machine's new step, then (under the test hook) waits to be killed.
-fn step(
+async fn step(
     request: &UpdateRequest<'_>,
     state: &mut UpdateState,
     machine: &str,
@@ -360,7 +467,7 @@ fn step(
     progress.step = to;
     progress.last_progress = now_text();
     progress.seen = seen.to_string();
-    state.save(&request.dir)?;
+    save(request, state).await?;
     (request.say)(&format!(
         "{machine}: {}{}",
         to.as_str(),
@@ -383,7 +490,7 @@ fn step(
 }
 
 /// Records what was seen of a machine; a change is progress.
-fn observe(
+async fn observe(
     request: &UpdateRequest<'_>,
     state: &mut UpdateState,
     machine: &str,
@@ -393,7 +500,7 @@ fn observe(
     if progress.seen != seen {
         progress.seen = seen;
         progress.last_progress = now_text();
-        state.save(&request.dir)?;
+        save(request, state).await?;
     }
     Ok(())
 }
@@ -436,23 +543,21 @@ async fn advance(
                 }
             }
             if pods.is_empty() {
-                step(request, state, machine, Step::Drained, "")?;
+                step(request, state, machine, Step::Drained, "").await?;
             } else {
                 let seen = if refused.is_empty() {
                     format!("{} pod(s) leaving", pods.len())
                 } else {
                     format!("{} pod(s) left; {}", pods.len(), refused.join("; "))
                 };
-                observe(request, state, machine, seen)?;
+                observe(request, state, machine, seen).await?;
                 halt_if_stalled(request, state, machine);
             }
         }
         Step::Drained => {
-            let mut pool = PoolState::load(&request.dir, &request.pool)?;
-            pool.pin(machine, &state.target)?;
-            pool.save(&request.dir, &AtomicFiles)?;
+            pin(request, machine, &state.target).await?;
             node_config::set_desired(client, machine, &state.target, state.revert_drift).await?;
-            step(request, state, machine, Step::Applying, "")?;
+            step(request, state, machine, Step::Applying, "").await?;
         }
         Step::Applying => {
             let node = node_config::read(client, machine).await?;
@@ -467,7 +572,7 @@ async fn advance(
                         slots.save()
                     })
                     .await?;
-                step(request, state, machine, Step::Done, "")?;
+                step(request, state, machine, Step::Done, "").await?;
                 return Ok(());
             }
             let reason = node.reason.clone().unwrap_or_default();
@@ -502,7 +607,7 @@ async fn advance(
                 node.current.as_deref().unwrap_or("?"),
                 if node.ready { "Ready" } else { "not Ready" }
             );
-            observe(request, state, machine, seen)?;
+            observe(request, state, machine, seen).await?;
             halt_if_stalled(request, state, machine);
         }
         Step::Waiting | Step::Done => {}
@@ -532,25 +637,22 @@ async fn start_machines(
             Err(e) => return Err(e.into()),
         };
         let Some(node) = node else {
-            let mut pool = PoolState::load(&request.dir, &request.pool)?;
-            pool.pin(&name, &state.target)?;
-            pool.save(&request.dir, &AtomicFiles)?;
+            pin(request, &name, &state.target).await?;
             step(
                 request,
                 state,
                 &name,
                 Step::Done,
                 "no Node: it installs the rendering when it boots",
-            )?;
+            )
+            .await?;
             continue;
         };
         if node.current.as_deref() == Some(state.target.as_str())
             && node.state.as_deref() == Some("Done")
         {
-            let mut pool = PoolState::load(&request.dir, &request.pool)?;
-            pool.pin(&name, &state.target)?;
-            pool.save(&request.dir, &AtomicFiles)?;
-            step(request, state, &name, Step::Done, "runs it already")?;
+            pin(request, &name, &state.target).await?;
+            step(request, state, &name, Step::Done, "runs it already").await?;
             continue;
         }
         let in_flight = state
@@ -582,7 +684,7 @@ async fn start_machines(
             .await?;
         match taken {
             Ok(()) => {
-                step(request, state, &name, Step::Cordoned, "")?;
+                step(request, state, &name, Step::Cordoned, "").await?;
                 if request.masters {
                     return Ok(None);
                 }
@@ -595,12 +697,25 @@ async fn start_machines(
 }
 
 /// Pauses (or resumes) the pool's update: no machine starts while it is paused.
-pub fn set_paused(dir: &Path, pool: &str, paused: bool) -> Result<bool, UpdateError> {
-    let Some(mut state) = UpdateState::load(dir, pool)? else {
+pub async fn set_paused(home: &slots::Home, pool: &str, paused: bool) -> Result<bool, UpdateError> {
+    let Some(mut state) = load(home, pool).await? else {
         return Ok(false);
     };
     state.paused = paused;
-    state.save(dir)?;
+    match home {
+        slots::Home::Dir(dir) => state.save(dir)?,
+        slots::Home::Store(store) => {
+            let json = serde_json::to_vec_pretty(&state).expect("an update serializes");
+            store
+                .etcd()
+                .put(&store_key(store, pool), &json, 0)
+                .await
+                .map_err(|e| UpdateError::Store {
+                    pool: pool.to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+    }
     Ok(true)
 }
 

@@ -13,6 +13,7 @@
 //! leaders/<name>           who leads an election, on a lease (see `election`); leaders/writer:
 //!                          the push or prune under way
 //! fleet/<pool>             a pool's reboot slots and policy (kindling-fleet's `slots`)
+//! updates/<pool>           a pool's rolling update under way (kindling-fleet's `update`)
 //! ```
 //!
 //! Blobs are content-addressed and never change, so a push writes only what is new, and one

@@ -7,6 +7,14 @@ use kindling_store::{Address, Store};
 use crate::cli::{EtcdTlsArgs, StoreCommand};
 use crate::exit::Failure;
 
+/// The files every push keeps as the store has them: the key the machines' tokens are made
+/// with.
+pub const PINNED: [kindling_store::Pinned; 1] = [kindling_store::Pinned {
+    path: kindling_server::token::KEY_FILE,
+    why: "every token handed out to the machines would stop working",
+    flag: "--rotate-token-key",
+}];
+
 pub fn run(command: &StoreCommand) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -29,14 +37,9 @@ pub fn run(command: &StoreCommand) -> Result<(), Failure> {
                 kindling_server::token::TokenKey::load_or_create(dir)
                     .with_context(|| format!("making the machine token key {}", key.display()))?;
             }
-            let pinned = [kindling_store::Pinned {
-                path: kindling_server::token::KEY_FILE,
-                why: "every token handed out to the machines would stop working",
-                flag: "--rotate-token-key",
-            }];
             let options = kindling_store::PushOptions {
                 blobs_to: args.blobs_to.as_deref(),
-                pinned: &pinned,
+                pinned: &PINNED,
                 replace: args.rotate_token_key,
             };
             let pushed = runtime

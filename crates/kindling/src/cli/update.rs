@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use kindling_assets::renderings::PoolState;
+use kindling_fleet::slots::Home;
 use kindling_fleet::update::{self, Finished, UpdateRequest};
 use kindling_fleet::window::Window;
+use kindling_store::election::Election;
 
 use crate::cli::UpdateArgs;
 use crate::cli::create::load;
@@ -50,9 +52,20 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
         Window::parse(w).map_err(|e| usage(e.to_string()))?;
     }
 
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let home = match &args.store {
+        Some(address) => Home::Store(Box::new(crate::cli::store::open(address, &args.etcd_tls)?)),
+        None => Home::Dir(dir.clone()),
+    };
     if args.pause || args.resume {
         for (pool, _) in &pools {
-            if update::set_paused(dir, pool, args.pause).map_err(anyhow::Error::from)? {
+            if runtime
+                .block_on(update::set_paused(&home, pool, args.pause))
+                .map_err(anyhow::Error::from)?
+            {
                 let what = if args.pause { "paused" } else { "resumed" };
                 println!("pool {pool}: update {what}");
             }
@@ -61,18 +74,6 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
             return Ok(());
         }
     }
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let home = match &args.store {
-        Some(address) => kindling_fleet::slots::Home::Store(Box::new(crate::cli::store::open(
-            address,
-            &args.etcd_tls,
-        )?)),
-        None => kindling_fleet::slots::Home::Dir(dir.clone()),
-    };
     // The policy is kept, for later updates and for FleetLock.
     if args.max_unavailable.is_some() || !args.window.is_empty() || args.any_time {
         for (pool, _) in &pools {
@@ -89,48 +90,108 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
         }
     }
 
-    let kubeconfig = args.cluster.kubeconfig();
     let etcd = update::etcd_health(dir, &description);
     runtime.block_on(async {
-        let client = kindling_cluster::connect(&kubeconfig)
-            .await
-            .context("run kindling create manifests first, or give --kubeconfig")?;
-        for (pool, members) in &pools {
-            let to = if args.rollback {
-                let state = PoolState::load(dir, pool).map_err(anyhow::Error::from)?;
-                Some(state.previous().map_err(anyhow::Error::from)?.to_string())
-            } else {
-                args.to.clone()
-            };
-            let say = |line: &str| println!("{line}");
-            let request = UpdateRequest {
-                dir: dir.clone(),
-                slots: home.clone(),
-                pool: pool.to_string(),
-                members: members.iter().map(|m| m.to_string()).collect(),
-                masters: *pool == "master",
-                to,
-                revert_drift: args.revert_drift,
-                stall: Duration::from_secs(args.stall),
-                poll: Duration::from_secs(args.poll.max(1)),
-                stop_outside_window: args.stop_outside_window,
-                etcd_healthy: Some(&etcd),
-                say: &say,
-            };
-            match update::run(&request, &client)
-                .await
-                .map_err(anyhow::Error::from)?
-            {
-                Finished::Done { .. } => {}
-                Finished::Waiting { .. } => return Ok(()),
-                Finished::Halted(halt) => {
-                    return Err(Failure {
-                        code: Code::UpdateHalted,
-                        error: Some(anyhow!("{halt}")),
-                    });
+        // With the store, one kindling update at a time moves the pools, wherever it runs: it
+        // holds the update lease, and stops the moment it cannot renew it.
+        let mut leadership = match &home {
+            Home::Store(store) => {
+                let me = format!(
+                    "{} (pid {})",
+                    kindling_store::hostname(),
+                    std::process::id()
+                );
+                let election = Election::new((**store).clone(), "update", &me);
+                Some(
+                    election
+                        .lead_within(LEASE_WAIT)
+                        .await
+                        .map_err(anyhow::Error::from)?,
+                )
+            }
+            Home::Dir(_) => None,
+        };
+        let updated = match &mut leadership {
+            Some(leadership) => {
+                let held = leadership.held();
+                tokio::select! {
+                    updated = update_pools(args, &pools, &home, Some(held), &etcd) => updated,
+                    () = leadership.lost() => Err(anyhow!(
+                        "this kindling update lost its lease in the store (etcd unreachable?); \
+                         run it again to go on from where it was"
+                    )
+                    .into()),
                 }
             }
+            None => update_pools(args, &pools, &home, None, &etcd).await,
+        };
+        if let Some(leadership) = leadership {
+            leadership.resign().await;
         }
-        Ok::<_, Failure>(())
+        updated
     })
+}
+
+/// How long `kindling update --store` waits for another one's lease: long enough for that of
+/// one that died to expire.
+const LEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs the update of each pool in turn.
+async fn update_pools(
+    args: &UpdateArgs,
+    pools: &[(&'static str, Vec<&str>)],
+    home: &Home,
+    held: Option<kindling_etcd::Compare>,
+    etcd: &dyn Fn() -> Result<(), String>,
+) -> Result<(), Failure> {
+    let dir = &args.cluster.dir.dir;
+    let kubeconfig = args.cluster.kubeconfig();
+    let client = kindling_cluster::connect(&kubeconfig)
+        .await
+        .context("run kindling create manifests first, or give --kubeconfig")?;
+    for (pool, members) in pools {
+        let to = if args.rollback {
+            let state = PoolState::load(dir, pool).map_err(anyhow::Error::from)?;
+            Some(state.previous().map_err(anyhow::Error::from)?.to_string())
+        } else {
+            args.to.clone()
+        };
+        let say = |line: &str| println!("{line}");
+        let request = UpdateRequest {
+            dir: dir.clone(),
+            slots: home.clone(),
+            shared: held.clone().map(|held| update::Shared {
+                held,
+                push: kindling_store::PushOptions {
+                    blobs_to: None,
+                    pinned: &crate::cli::store::PINNED,
+                    replace: false,
+                },
+            }),
+            pool: pool.to_string(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            masters: *pool == "master",
+            to,
+            revert_drift: args.revert_drift,
+            stall: Duration::from_secs(args.stall),
+            poll: Duration::from_secs(args.poll.max(1)),
+            stop_outside_window: args.stop_outside_window,
+            etcd_healthy: Some(etcd),
+            say: &say,
+        };
+        match update::run(&request, &client)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            Finished::Done { .. } => {}
+            Finished::Waiting { .. } => return Ok(()),
+            Finished::Halted(halt) => {
+                return Err(Failure {
+                    code: Code::UpdateHalted,
+                    error: Some(anyhow!("{halt}")),
+                });
+            }
+        }
+    }
+    Ok(())
 }
