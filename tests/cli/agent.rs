@@ -795,7 +795,7 @@ fn masters_join_and_the_bootstrap_member_is_removed_by_the_hand_over_rule() {
     lab.assert_handed_over();
 
     // The server has every record as an event of the bootstrap machine; no log has the token.
-    let (status, machines) = server.get("/api/v1/machines");
+    let (status, machines) = server.admin_get("/api/v1/machines");
     assert_eq!(status, 200);
     let machines: serde_json::Value = serde_json::from_slice(&machines).unwrap();
     let bootstrap = machines["machines"]

@@ -12,7 +12,7 @@ use kindling_testkit::{EtcdCluster, EtcdTls, port};
 
 use crate::ignition_configs::demo_on_loopback;
 use crate::kindling;
-use crate::serve::{Server, http_get};
+use crate::serve::{Server, admin_token, http_get};
 
 /// An etcd cluster, an asset directory, and the arguments that reach the store.
 pub(crate) struct Site {
@@ -146,11 +146,9 @@ impl Site {
         let mcs = SocketAddr::from(([127, 0, 0, 1], port()));
         let mut extra: Vec<&str> = self.store_args.iter().map(String::as_str).collect();
         extra.extend(["--blobs-from", self.shared.to_str().unwrap()]);
-        Replica {
-            server: Server::start_at(&dir, http, mcs, &extra),
-            http,
-            mcs,
-        }
+        let mut server = Server::start_at(&dir, http, mcs, &extra);
+        server.admin = admin_token(self.dir());
+        Replica { server, http, mcs }
     }
 }
 
@@ -197,6 +195,7 @@ impl Replica {
         let out = Command::new("curl")
             .args(["-sN", "--max-time", &format!("{}", wait.as_secs_f64())])
             .args(["-H", &format!("Last-Event-ID: {since}")])
+            .args(["-H", &self.server.bearer()])
             .arg(format!("http://{}/api/v1/events", self.http))
             .output()
             .expect("curl runs");
@@ -313,7 +312,8 @@ fn every_replica_shows_every_event_once_and_keeps_reports_through_a_lost_quorum(
     }));
     assert!(later.iter().all(|(id, _)| *id > after), "{later:?}");
     // The machine list of b knows what a saw.
-    let (_, machines) = b.get("/api/v1/machines");
+    let (_, machines) = b.server.admin_get("/api/v1/machines");
+    let machines = String::from_utf8_lossy(&machines);
     assert!(machines.contains("worker1"), "{machines}");
 
     // Two of three etcd members die: no quorum. Both replicas still serve boot, from what they

@@ -17,6 +17,8 @@ pub(crate) struct Server {
     daemon: Daemon,
     /// The boot server's address.
     http: SocketAddr,
+    /// The admin token of the API (`auth/kindling-admin-token` of what it serves).
+    pub(crate) admin: Option<String>,
 }
 
 impl Server {
@@ -54,7 +56,11 @@ impl Server {
         let daemon = Daemon::spawn("kindling serve", command, &dir.join("serve.log"))
             .unwrap_or_else(|e| panic!("{e}"))
             .terminate_on_drop();
-        let mut server = Server { daemon, http };
+        let mut server = Server {
+            daemon,
+            http,
+            admin: None,
+        };
         server
             .daemon
             .wait_listening(
@@ -63,7 +69,20 @@ impl Server {
                 |_| http_get(http, "/healthz").0 == 200,
             )
             .unwrap_or_else(|e| panic!("{e}"));
+        // Made by serve at its first start; a replica's is the store's, which its test sets.
+        server.admin = admin_token(dir);
         server
+    }
+
+    /// `Authorization: Bearer <the admin token>`, for the API's reads.
+    pub(crate) fn bearer(&self) -> String {
+        let token = self.admin.as_deref().expect("the admin token is known");
+        format!("Authorization: Bearer {}", token.trim())
+    }
+
+    /// [`Server::get`] as the admin.
+    pub(crate) fn admin_get(&self, path: &str) -> (u16, Vec<u8>) {
+        http_request(self.http, path, &self.bearer())
     }
     /// A plain HTTP/1.1 GET from the boot server: (status, body); status 0 when nothing answers.
     pub(crate) fn get(&self, path: &str) -> (u16, Vec<u8>) {
@@ -101,13 +120,30 @@ impl Server {
 
 /// A plain HTTP/1.1 GET: (status, body); status 0 when nothing answers.
 pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    http_request(addr, path, "")
+}
+
+/// The admin token of the asset directory `dir`, if it has one.
+pub(crate) fn admin_token(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("auth/kindling-admin-token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
+/// [`http_get`] with one more header line (`Name: value`), or none when empty.
+fn http_request(addr: SocketAddr, path: &str, header: &str) -> (u16, Vec<u8>) {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(10)) else {
         return (0, Vec::new());
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let header = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
     let _ = write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\n{header}Connection: close\r\n\r\n",
         addr.ip()
     );
     let mut raw = Vec::new();
@@ -659,7 +695,7 @@ fn behind_haproxy_with_the_proxy_protocol_machines_are_known_by_their_address() 
     assert!(forged.starts_with("refused"), "{forged}");
 
     // The machines' last stages: worker1's fetch; worker0's refused request for the master pool.
-    let (_, machines) = server.get("/api/v1/machines");
+    let (_, machines) = server.admin_get("/api/v1/machines");
     let machines: serde_json::Value = serde_json::from_slice(&machines).unwrap();
     for (name, stage) in [("worker0", "denied"), ("worker1", "mcs")] {
         let row = machines["machines"]

@@ -329,6 +329,9 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
     let config_text = Haproxy::with_stats_port(&generated[..ingress], stats_port);
     std::fs::write(&config, config_text).unwrap();
 
+    // Made by the first push; every replica serves it.
+    let admin = crate::serve::admin_token(&assets);
+    assert!(admin.is_some(), "store push made the admin token");
     let replica = |i: usize| {
         let dir = s.join(format!("replica{i}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -337,7 +340,9 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
         let shared = s.join("shared");
         let shared = shared.to_str().unwrap().to_string();
         extra.extend(["--blobs-from", &shared]);
-        Server::start_at(&dir, addr(http_port), addr(22623), &extra)
+        let mut server = Server::start_at(&dir, addr(http_port), addr(22623), &extra);
+        server.admin = admin.clone();
+        server
     };
     let mut replicas: Vec<Server> = (0..3).map(replica).collect();
     let haproxy = Haproxy::start(&config).unwrap_or_else(|e| panic!("{e}"));
@@ -502,6 +507,7 @@ fn a_boot_storm_through_haproxy_survives_a_dead_replica_and_a_dead_etcd_member()
     let reports = |server: &Server| -> BTreeMap<String, usize> {
         let out = std::process::Command::new("curl")
             .args(["-sN", "--max-time", "5", "-H", "Last-Event-ID: 0"])
+            .args(["-H", &server.bearer()])
             .arg(format!("{}/api/v1/events", server_url(server)))
             .output()
             .unwrap();

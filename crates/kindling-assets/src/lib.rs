@@ -99,6 +99,10 @@ pub fn binary_sha512(
     Ok(hash)
 }
 
+/// The admin token of `kindling serve`'s dashboard and read APIs, in the asset directory (made
+/// by serve at its first start, 0600).
+pub const ADMIN_TOKEN_FILE: &str = "auth/kindling-admin-token";
+
 /// The files the user writes; no command deletes or rewrites them.
 pub const INPUTS: &[&str] = &[INSTALL_CONFIG_FILE, INVENTORY_FILE];
 

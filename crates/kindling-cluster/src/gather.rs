@@ -116,6 +116,9 @@ pub fn known_secrets(dir: &Path) -> Vec<String> {
         secrets.push(token.token());
         secrets.push(token.secret.clone());
     }
+    if let Ok(text) = std::fs::read_to_string(dir.join(kindling_assets::ADMIN_TOKEN_FILE)) {
+        secrets.push(text.trim().to_string());
+    }
     secrets
 }
 

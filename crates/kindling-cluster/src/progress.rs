@@ -26,10 +26,21 @@ struct MachineList {
 }
 
 /// A reader of kindling serve's machine list.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerProgress {
     /// `provisioning.serverURL`, e.g. `http://192.168.126.2:8080`.
     pub url: String,
+    /// The file holding the admin token the list needs (the asset directory's
+    /// `auth/kindling-admin-token`), read at each request: serve makes it when it first starts.
+    admin_token: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for ServerProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerProgress")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long one read of the list may take.
@@ -41,7 +52,14 @@ impl ServerProgress {
     pub fn new(server_url: &str) -> ServerProgress {
         ServerProgress {
             url: server_url.trim_end_matches('/').to_string(),
+            admin_token: None,
         }
+    }
+
+    /// Reads the list with the admin token in the file `path`.
+    pub fn with_admin_token_file(mut self, path: std::path::PathBuf) -> ServerProgress {
+        self.admin_token = Some(path);
+        self
     }
 
     /// Each machine's last stage; the error says why the server did not answer.
@@ -71,11 +89,28 @@ impl ServerProgress {
             connect: TIMEOUT,
             exchange: TIMEOUT,
         };
-        let response = kindling_http::Client::plain(timeouts)
-            .with_limit(LIMIT)
+        let mut client = kindling_http::Client::plain(timeouts).with_limit(LIMIT);
+        let token = self
+            .admin_token
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok());
+        if let Some(token) = &token {
+            client = client.with_bearer(token);
+        }
+        let response = client
             .get_async(&target, &format!("{base}/api/v1/machines"))
             .await
             .map_err(|e| e.to_string())?;
+        if response.status == 401 {
+            return Err(format!(
+                "/api/v1/machines needs the admin token, and {}",
+                if token.is_some() {
+                    "kindling serve refused the asset directory's auth/kindling-admin-token (is it serving another directory?)"
+                } else {
+                    "the asset directory has no auth/kindling-admin-token yet (kindling serve makes it when it starts)"
+                }
+            ));
+        }
         if response.status != 200 {
             return Err(format!(
                 "/api/v1/machines answered HTTP {}",

@@ -253,6 +253,8 @@ pub struct Client {
     timeouts: Timeouts,
     limit: usize,
     user_agent: HeaderValue,
+    /// `Authorization: Bearer ...` on every request; marked sensitive, so never printed.
+    authorization: Option<HeaderValue>,
 }
 
 impl Client {
@@ -277,7 +279,20 @@ impl Client {
             timeouts,
             limit: DEFAULT_LIMIT,
             user_agent: HeaderValue::from_static("kindling"),
+            authorization: None,
         }
+    }
+
+    /// Sends `token` as a bearer token with every request. A token that cannot be a header
+    /// value is not sent (the server then refuses the request, and says why).
+    pub fn with_bearer(mut self, token: &str) -> Client {
+        self.authorization = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        self
     }
 
     pub fn with_user_agent(mut self, user_agent: &'static str) -> Client {
@@ -424,13 +439,17 @@ impl Client {
             .ok()
             .filter(|u| u.scheme().is_none() && u.path().starts_with('/'))
             .ok_or_else(|| HttpError::Path(path.to_string()))?;
-        Ok(Request::builder()
+        let mut builder = Request::builder()
             .method(method)
             .uri(uri)
             .header(header::HOST, target.authority())
             .header(header::USER_AGENT, self.user_agent.clone())
             .header(header::ACCEPT, accept)
-            .header(header::CONNECTION, "close"))
+            .header(header::CONNECTION, "close");
+        if let Some(authorization) = &self.authorization {
+            builder = builder.header(header::AUTHORIZATION, authorization.clone());
+        }
+        Ok(builder)
     }
 
     async fn connect(&self, target: &Target) -> Result<(SocketAddr, TcpStream), HttpError> {

@@ -135,6 +135,8 @@ pub struct Catalog {
     pub kindling_configs: bool,
     pub root_ca_pem: String,
     pub tokens: TokenKey,
+    /// The credential of the UI and the read APIs (see [`crate::ui::auth`]).
+    pub admin: crate::ui::auth::AdminToken,
     /// `D/mirror`: the images the registry serves and the node binaries under `/assets/mirror/`.
     pub mirror: Arc<kindling_mirror::Mirror>,
 }
@@ -217,6 +219,12 @@ impl Catalog {
             path: dir.join(crate::token::KEY_FILE),
             source,
         })?;
+        let admin = crate::ui::auth::AdminToken::load_or_create(dir).map_err(|source| {
+            CatalogError::Read {
+                path: dir.join(crate::ui::auth::TOKEN_FILE),
+                source,
+            }
+        })?;
         let root_ca_pem = read(&dir.join("tls/root-ca.crt"))?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
@@ -296,6 +304,7 @@ impl Catalog {
             kindling_configs,
             root_ca_pem,
             tokens,
+            admin,
             mirror,
         })
     }

@@ -501,6 +501,28 @@ impl EventLog {
 
     /// Every event so far, in order (from the file, or kept in memory).
     pub fn recorded(&self) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.each(|_, event| events.push(event));
+        events
+    }
+
+    /// The last `limit` events of `machine`, in order, with their ids (0 in a log kept in
+    /// memory). Reads the whole log: for a person's look at one machine, not the hot path.
+    pub fn history(&self, machine: &str, limit: usize) -> Vec<(u64, Event)> {
+        let mut events = std::collections::VecDeque::new();
+        self.each(|id, event| {
+            if event.machine.as_deref() == Some(machine) {
+                if events.len() == limit {
+                    events.pop_front();
+                }
+                events.push_back((id, event));
+            }
+        });
+        events.into()
+    }
+
+    /// Calls `visit` with every event so far, in order, and its id.
+    fn each(&self, mut visit: impl FnMut(u64, Event)) {
         let (kept, end) = {
             let writer = match self.writer.lock() {
                 Ok(writer) => writer,
@@ -509,20 +531,19 @@ impl EventLog {
             (writer.kept.clone(), writer.end)
         };
         if self.path.is_none() {
-            return kept;
+            kept.into_iter().for_each(|e| visit(0, e));
+            return;
         }
-        let mut events = Vec::new();
         let mut from = 0;
         while from < end {
             match self.read_back(from, end) {
                 Ok((read, reached)) if reached > from => {
-                    events.extend(read.into_iter().map(|(_, e)| e));
+                    read.into_iter().for_each(|(id, e)| visit(id, e));
                     from = reached;
                 }
                 _ => break,
             }
         }
-        events
     }
 
     /// Each machine's last event.

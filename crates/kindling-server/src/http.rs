@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/assets/{*path}", get(crate::assets::serve))
         .route("/healthz", get(healthz))
         .route("/api/v1/machines", get(machines))
+        .route("/api/v1/machines/{name}", get(machine_detail))
         .route(
             "/v1/pre-reboot",
             post(crate::fleetlock::pre_reboot).layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
@@ -491,6 +492,69 @@ async fn machines(State(state): State<Arc<AppState>>) -> Result<Response, Failur
         axum::Json(MachineList { machines: rows }).into_response()
     };
     Ok(response)
+}
+
+/// How many of a machine's events its page shows at the most (the newest).
+const HISTORY: usize = 1000;
+
+/// One event with its id, for [`MachineDetail`].
+#[derive(serde::Serialize)]
+struct Numbered {
+    id: u64,
+    #[serde(flatten)]
+    event: Event,
+}
+
+/// `GET /api/v1/machines/{name}`.
+#[derive(serde::Serialize)]
+struct MachineDetail<'a> {
+    machine: MachineRow<'a>,
+    /// Its events, oldest first (the newest [`HISTORY`]).
+    events: Vec<Numbered>,
+    /// The iPXE script `/ipxe` answers it, its token redacted.
+    ipxe: String,
+}
+
+/// `GET /api/v1/machines/{name}`: one machine, its events, and the boot script it is given.
+async fn machine_detail(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, Failure> {
+    let catalog = state.catalog()?;
+    let entry = catalog.by_name(&name).ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("no machine named {name} in inventory.yaml"),
+        )
+    })?;
+    let events = {
+        let (state, name) = (state.clone(), name.clone());
+        tokio::task::spawn_blocking(move || state.events.history(&name, HISTORY))
+            .await
+            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
+    let last = events
+        .last()
+        .map(|(_, e)| (e.stage.clone(), e.time.clone()));
+    let m = &entry.machine;
+    let detail = MachineDetail {
+        machine: MachineRow {
+            ip: m.ip.to_string(),
+            mac: m.macs[0].to_string(),
+            name: &m.name,
+            role: m.role,
+            stage: last.as_ref().map(|(stage, _)| stage.as_str()),
+            time: last.as_ref().map(|(_, time)| time.as_str()),
+        },
+        ipxe: profile(&catalog, entry)
+            .ipxe()
+            .replace(&catalog.token(entry), "REDACTED"),
+        events: events
+            .into_iter()
+            .map(|(id, event)| Numbered { id, event })
+            .collect(),
+    };
+    Ok(axum::Json(detail).into_response())
 }
 
 /// `GET /api/v1/events`: events as server-sent events, each with its id. With `Last-Event-ID`

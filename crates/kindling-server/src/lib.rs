@@ -17,6 +17,7 @@ mod part;
 pub mod profile;
 mod registry;
 pub mod token;
+pub mod ui;
 pub mod window;
 
 use std::net::SocketAddr;
@@ -438,6 +439,8 @@ impl Failure {
 pub fn http_router(state: Arc<AppState>) -> Router {
     http::router(state.clone())
         .merge(metrics::router(state.clone()))
+        .merge(ui::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), ui::gate))
         .layer(middleware::from_fn_with_state(state, observe))
 }
 

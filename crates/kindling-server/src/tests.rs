@@ -101,6 +101,25 @@ async fn get(state: &Arc<AppState>, uri: &str) -> Reply {
     .await
 }
 
+/// The admin's `Authorization` header for the asset directory `state` serves.
+fn bearer(state: &Arc<AppState>) -> String {
+    let dir = &state.catalog().unwrap().dir;
+    let token = std::fs::read_to_string(dir.join(crate::ui::auth::TOKEN_FILE)).unwrap();
+    format!("Bearer {}", token.trim())
+}
+
+/// [`get`] as the admin.
+async fn admin_get(state: &Arc<AppState>, uri: &str) -> Reply {
+    call(
+        crate::http_router(state.clone()),
+        Request::get(uri)
+            .header(header::AUTHORIZATION, bearer(state))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
 async fn mcs(state: &Arc<AppState>, pool: &str, identity: Option<(&str, &str)>) -> Reply {
     mcs_from(state, pool, identity, FROM).await
 }
@@ -409,7 +428,7 @@ async fn machines_metrics_and_redacted_logs() {
     let state = state(dir.path(), McsAuth::Token);
     get(&state, "/ipxe?mac=52-54-00-7e-01-20").await;
     get(&state, "/ipxe?mac=52-54-00-ff-ff-ff").await;
-    let machines = get(&state, "/api/v1/machines").await.json();
+    let machines = admin_get(&state, "/api/v1/machines").await.json();
     let worker0 = machines["machines"]
         .as_array()
         .unwrap()
@@ -443,7 +462,12 @@ async fn agents_report_stages_with_their_token_and_watchers_see_them_live() {
     let token = token_of(&state, "master0");
 
     let stream = crate::http_router(state.clone())
-        .oneshot(Request::get("/api/v1/events").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/api/v1/events")
+                .header(header::AUTHORIZATION, bearer(&state))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
@@ -547,6 +571,7 @@ async fn the_event_stream_resumes_after_the_last_event_id() {
     let all = stages(
         &frames(
             Request::get("/api/v1/events?since=0")
+                .header(header::AUTHORIZATION, bearer(&state))
                 .body(Body::empty())
                 .unwrap(),
             4,
@@ -561,6 +586,7 @@ async fn the_event_stream_resumes_after_the_last_event_id() {
     // Reconnecting after "boot.ipxe": the two after it, then one recorded while connected.
     let resumed = frames(
         Request::get("/api/v1/events")
+            .header(header::AUTHORIZATION, bearer(&state))
             .header("last-event-id", all[0].0.to_string())
             .body(Body::empty())
             .unwrap(),
@@ -1202,4 +1228,170 @@ async fn fleetlock_refuses_what_is_not_a_pool_machine_asking_for_itself() {
     assert_eq!(reply.status, StatusCode::OK);
     let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&fleet).unwrap()).unwrap();
     assert_eq!(kept["slots"]["worker0"]["by"], "kindling update");
+}
+
+/// The dashboard and the read APIs need the admin: without it an API read is 401 (with the
+/// scheme to use) and a page goes to the login; the login takes the token and gives a session
+/// cookie that is not the token; an action through the session needs its CSRF token.
+#[tokio::test]
+async fn the_dashboard_and_the_read_apis_need_the_admin_token() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let refused = get(&state, "/api/v1/machines").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"kindling\""
+    );
+    assert!(refused.text().contains("auth/kindling-admin-token"));
+    let wrong = call(
+        crate::http_router(state.clone()),
+        Request::get("/api/v1/events")
+            .header(header::AUTHORIZATION, "Bearer not-the-token")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let page = get(&state, "/ui/machines?stage=ipxe").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.headers[header::LOCATION],
+        "/ui/login?next=/ui/machines%3Fstage%3Dipxe"
+    );
+    // The machines' own endpoints are as open as before.
+    assert_eq!(get(&state, "/boot.ipxe").await.status, StatusCode::OK);
+
+    let token = bearer(&state).trim_start_matches("Bearer ").to_string();
+    let login = |body: String, origin: &'static str| {
+        let state = state.clone();
+        async move {
+            call(
+                crate::http_router(state),
+                Request::post("/ui/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(header::HOST, "kindling.example:8080")
+                    .header(header::ORIGIN, origin)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let bad = login(
+        "token=nope&next=/ui/".into(),
+        "http://kindling.example:8080",
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert!(bad.text().contains("That is not the admin token"));
+    let elsewhere = login(format!("token={token}"), "http://evil.example").await;
+    assert_eq!(elsewhere.status, StatusCode::FORBIDDEN);
+    let good = login(
+        format!("token={token}&next=%2Fui%2Fmachines"),
+        "http://kindling.example:8080",
+    )
+    .await;
+    assert_eq!(good.status, StatusCode::SEE_OTHER);
+    assert_eq!(good.headers[header::LOCATION], "/ui/machines");
+    let cookie = good.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(&token), "the cookie is not the token");
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let with_session = |request: axum::http::request::Builder| {
+        request
+            .header(header::COOKIE, session.clone())
+            .body(Body::empty())
+            .unwrap()
+    };
+    let shell = call(
+        crate::http_router(state.clone()),
+        with_session(Request::get("/ui/machines")),
+    )
+    .await;
+    assert_eq!(shell.status, StatusCode::OK);
+    assert!(
+        shell.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let csrf = shell
+        .text()
+        .split("name=\"kindling-csrf\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(csrf.len(), 40);
+    let api = call(
+        crate::http_router(state.clone()),
+        with_session(Request::get("/api/v1/machines")),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK);
+    let forged = call(
+        crate::http_router(state.clone()),
+        with_session(Request::post("/ui/logout")),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let out = call(
+        crate::http_router(state.clone()),
+        with_session(Request::post("/ui/logout").header("x-kindling-csrf", csrf)),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(
+        out.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+}
+
+/// A machine's page: its events in order with ids, and its boot script with the token
+/// redacted.
+#[tokio::test]
+async fn a_machines_detail_has_its_timeline_and_its_script_without_its_token() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let token = token_of(&state, "worker0");
+    for stage in ["boot.ipxe", "ipxe", "kernel"] {
+        state
+            .events
+            .record(Event::now(Some("worker0"), stage, Some(200), ""));
+    }
+    state
+        .events
+        .record(Event::now(Some("worker1"), "ipxe", Some(200), ""));
+    let detail = admin_get(&state, "/api/v1/machines/worker0").await;
+    assert_eq!(detail.status, StatusCode::OK);
+    let json = detail.json();
+    let stages: Vec<&str> = json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["boot.ipxe", "ipxe", "kernel"]);
+    assert_eq!(json["machine"]["stage"], "kernel");
+    assert_eq!(json["machine"]["mac"], "52:54:00:7e:01:20");
+    let script = json["ipxe"].as_str().unwrap();
+    assert!(
+        script.starts_with("#!ipxe") && script.contains("token=REDACTED"),
+        "{script}"
+    );
+    assert!(!detail.text().contains(&token));
+    let missing = admin_get(&state, "/api/v1/machines/nobody").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

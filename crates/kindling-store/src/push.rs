@@ -40,6 +40,9 @@ pub struct Pinned {
     pub why: &'static str,
     /// The option that changes it on purpose.
     pub flag: &'static str,
+    /// Makes it in the directory when neither the directory nor the store has one, so that
+    /// every replica gets the same (a replica would otherwise make its own).
+    pub make: fn(&Path) -> std::io::Result<()>,
 }
 
 /// What a push did.
@@ -81,12 +84,7 @@ async fn push_as_writer(
     writer: &Leadership,
 ) -> Result<Pushed, StoreError> {
     let current = store.current().await?;
-    let taken = match &current {
-        Some((revision, _)) if !options.replace => {
-            pin(store, dir, revision, options.pinned).await?
-        }
-        _ => Vec::new(),
-    };
+    let taken = pin(store, dir, current.as_ref().map(|(r, _)| r), options).await?;
     let snapshot = {
         let dir = dir.to_path_buf();
         match tokio::task::spawn_blocking(move || Snapshot::read(&dir)).await {
@@ -204,41 +202,48 @@ async fn push_as_writer(
     })
 }
 
-/// Checks the pinned files of `dir` against `revision`'s: one it lacks is written from the
-/// store (with its mode), one that differs is refused. The paths taken.
+/// Checks the pinned files of `dir` against the current `revision`'s: one it lacks is written
+/// from the store (with its mode), or made when the store has none either; one that differs is
+/// refused unless `options.replace`. The paths taken from the store.
 async fn pin(
     store: &Store,
     dir: &Path,
-    revision: &Revision,
-    pinned: &[Pinned],
+    revision: Option<&Revision>,
+    options: &PushOptions<'_>,
 ) -> Result<Vec<&'static str>, StoreError> {
-    if pinned.is_empty() {
+    if options.pinned.is_empty() {
         return Ok(Vec::new());
     }
-    let manifest = store.manifest(revision).await?;
+    let manifest = match revision {
+        Some(revision) => Some(store.manifest(revision).await?),
+        None => None,
+    };
     let mut taken = Vec::new();
-    for pin in pinned {
-        let Some(entry) = manifest.files.iter().find(|e| e.path == pin.path) else {
-            continue;
-        };
+    for pin in options.pinned {
+        let entry = manifest
+            .as_ref()
+            .and_then(|m| m.files.iter().find(|e| e.path == pin.path));
         let path = dir.join(pin.path);
-        match std::fs::read(&path) {
-            Ok(bytes) if digest(&bytes) == entry.digest => {}
-            Ok(_) => {
+        match (std::fs::read(&path), entry) {
+            (Ok(bytes), Some(entry)) if digest(&bytes) != entry.digest && !options.replace => {
                 return Err(StoreError::PinnedChanged {
                     path,
-                    revision: revision.number,
+                    revision: revision.map_or(0, |r| r.number),
                     why: pin.why,
                     flag: pin.flag,
                 });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (Ok(_), _) => {}
+            (Err(e), Some(entry)) if e.kind() == std::io::ErrorKind::NotFound => {
                 let bytes = store.blob(&entry.digest, entry.size).await?;
                 crate::cache::write_new(&path, &bytes, entry.mode)
                     .map_err(|source| StoreError::Write { path, source })?;
                 taken.push(pin.path);
             }
-            Err(source) => return Err(StoreError::Read { path, source }),
+            (Err(e), None) if e.kind() == std::io::ErrorKind::NotFound => {
+                (pin.make)(dir).map_err(|source| StoreError::Write { path, source })?;
+            }
+            (Err(source), _) => return Err(StoreError::Read { path, source }),
         }
     }
     Ok(taken)

@@ -253,8 +253,9 @@ pub struct StorePushArgs {
     /// by digest.
     #[arg(long, value_name = "DIR")]
     pub blobs_to: Option<PathBuf>,
-    /// Push this directory's machine token key even though it differs from the store's: every
-    /// token handed out so far stops working (machines mid-install must boot again).
+    /// Push this directory's machine token key and admin token even though they differ from the
+    /// store's: every token handed out so far stops working (machines mid-install must boot
+    /// again, and the dashboard's sessions end).
     #[arg(long)]
     pub rotate_token_key: bool,
     /// Print the result as JSON on stdout.

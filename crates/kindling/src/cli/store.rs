@@ -7,13 +7,23 @@ use kindling_store::{Address, Store};
 use crate::cli::{EtcdTlsArgs, StoreCommand};
 use crate::exit::Failure;
 
-/// The files every push keeps as the store has them: the key the machines' tokens are made
-/// with.
-pub const PINNED: [kindling_store::Pinned; 1] = [kindling_store::Pinned {
-    path: kindling_server::token::KEY_FILE,
-    why: "every token handed out to the machines would stop working",
-    flag: "--rotate-token-key",
-}];
+/// The secrets every replica must share, which a push keeps as the store has them (taken from
+/// there when the directory has none, made by the first push): the key the machines' tokens are
+/// made with, and the admin token of the dashboard and the API.
+pub const PINNED: [kindling_store::Pinned; 2] = [
+    kindling_store::Pinned {
+        path: kindling_server::token::KEY_FILE,
+        why: "every token handed out to the machines would stop working",
+        flag: "--rotate-token-key",
+        make: |dir| kindling_server::token::TokenKey::load_or_create(dir).map(|_| ()),
+    },
+    kindling_store::Pinned {
+        path: kindling_server::ui::auth::TOKEN_FILE,
+        why: "every dashboard session and every script holding the admin token would be refused",
+        flag: "--rotate-token-key",
+        make: |dir| kindling_server::ui::auth::AdminToken::load_or_create(dir).map(|_| ()),
+    },
+];
 
 pub fn run(command: &StoreCommand) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -24,19 +34,6 @@ pub fn run(command: &StoreCommand) -> Result<(), Failure> {
         StoreCommand::Push(args) => {
             let store = open(&args.store.store, &args.store.tls)?;
             let dir = &args.dir.dir;
-            // Every replica makes the machines' tokens with one key, and a push must not change
-            // it by accident: it is pinned to the store's (taken from there when this directory
-            // has none), and made here only for the first push.
-            // The store's error names the store.
-            let first = runtime
-                .block_on(store.current())
-                .map_err(anyhow::Error::from)?
-                .is_none();
-            if first {
-                let key = dir.join(kindling_server::token::KEY_FILE);
-                kindling_server::token::TokenKey::load_or_create(dir)
-                    .with_context(|| format!("making the machine token key {}", key.display()))?;
-            }
             let options = kindling_store::PushOptions {
                 blobs_to: args.blobs_to.as_deref(),
                 pinned: &PINNED,

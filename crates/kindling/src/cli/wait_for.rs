@@ -68,7 +68,10 @@ pub fn run(args: &WaitForArgs) -> Result<(), Failure> {
             client,
             description: &description,
             api_url,
-            server: Some(ServerProgress::new(&server_url)),
+            server: Some(
+                ServerProgress::new(&server_url)
+                    .with_admin_token_file(dir.join(kindling_server::ui::auth::TOKEN_FILE)),
+            ),
             timing,
             join_token_id,
             node: args.machine.clone(),
