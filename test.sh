@@ -32,6 +32,7 @@ APT_PACKAGES=(
   iproute2         # ip netns: each real-cluster test runs its site in a network namespace of its own (tests/cli/kube.rs)
   util-linux       # nsenter: runs the cluster's programs inside that namespace
   containernetworking-plugins  # the bridge, host-local and loopback CNI plugins the real kubelet's pods get (tests/cli/kube.rs)
+  chromium         # the browser the dashboard's tests drive headless (tests/ui, through playwright-core)
   gcc              # builds the pod sandbox's pause from the Kubernetes source (tests/k8s/binaries.sh)
   libc6-dev        # ... statically
 )
@@ -88,6 +89,20 @@ for spec in "${PYPI_PACKAGES[@]}"; do
 done
 # Tests find the tools here.
 export PATH="$PWD/$venv/bin:$PATH"
+
+# npm packages of the dashboard's browser tests (tests/ui: playwright-core, @axe-core/playwright),
+# exactly as package-lock.json pins them. Node.js and npm are the machine's; Debian's otherwise.
+if ! command -v npm >/dev/null; then
+  echo "test.sh: installing nodejs and npm" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if ! cmp -s tests/ui/package-lock.json tests/ui/node_modules/.kindling-lock 2>/dev/null; then
+  echo "test.sh: installing tests/ui's npm packages" >&2
+  (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.kindling-lock)
+fi
 
 # Real Kubernetes for tests/cli/kube.rs: the cache's binaries, or a one-time build from
 # Debian's source package (about 8 minutes on an idle 2-core machine, 18 on a busy one).

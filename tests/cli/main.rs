@@ -19,6 +19,7 @@ mod remove;
 mod secrets;
 mod serve;
 mod storm;
+mod ui;
 mod update;
 
 use std::collections::BTreeMap;

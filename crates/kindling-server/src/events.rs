@@ -44,6 +44,13 @@ pub struct Event {
     pub detail: String,
 }
 
+/// Whether `event` is a step of its machine's boot or install, which the machine list shows as
+/// its stage: not the install window's bookkeeping (armed, disarmed), which says what the server
+/// will serve it, not where the machine is.
+pub fn is_stage(event: &Event) -> bool {
+    event.stage != crate::window::ARMED && event.stage != crate::window::DISARMED
+}
+
 impl Event {
     pub fn now(
         machine: Option<&str>,
@@ -159,7 +166,7 @@ impl EventLog {
                     continue;
                 };
                 visit(&event);
-                if let Some(machine) = &event.machine {
+                if let Some(machine) = event.machine.as_ref().filter(|_| is_stage(&event)) {
                     last.insert(machine.as_str().into(), Last::of(&event));
                 }
             }
@@ -215,7 +222,12 @@ impl EventLog {
                 match parsed {
                     Some(mirrored) if whole && mirrored.id > end => {
                         visit(&mirrored.event);
-                        if let Some(machine) = &mirrored.event.machine {
+                        if let Some(machine) = mirrored
+                            .event
+                            .machine
+                            .as_ref()
+                            .filter(|_| is_stage(&mirrored.event))
+                        {
                             last.insert(machine.as_str().into(), Last::of(&mirrored.event));
                         }
                         index.push((mirrored.id, length));
@@ -352,6 +364,7 @@ impl EventLog {
 
     fn remember(&self, event: &Event) {
         if let Some(machine) = &event.machine
+            && is_stage(event)
             && let Ok(mut last) = self.last.write()
         {
             match last.get_mut(machine.as_str()) {

@@ -534,7 +534,9 @@ async fn machine_detail(
             .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
     let last = events
-        .last()
+        .iter()
+        .rev()
+        .find(|(_, e)| crate::events::is_stage(e))
         .map(|(_, e)| (e.stage.clone(), e.time.clone()));
     let m = &entry.machine;
     let detail = MachineDetail {

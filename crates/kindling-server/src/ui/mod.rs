@@ -160,7 +160,8 @@ fn redirect(to: &str, cookie: Option<String>) -> Response {
 }
 
 /// The headers every page of the dashboard carries: only its own script and style run, no
-/// other site may frame it, and no address leaks in a Referer.
+/// other site may frame it, and no address leaks to another site in a Referer (same-origin:
+/// with no-referrer, Chromium sends `Origin: null` on the login form's post).
 fn page(status: StatusCode, html: String) -> Response {
     (
         status,
@@ -173,7 +174,7 @@ fn page(status: StatusCode, html: String) -> Response {
             ),
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
+            (header::REFERRER_POLICY, "same-origin"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         html,

@@ -72,7 +72,8 @@ function follow() {
     const event = JSON.parse(message.data);
     event.id = message.lastEventId;
     const m = event.machine && machines.get(event.machine);
-    if (m) {
+    // As the server's list: the install window's bookkeeping is not a stage.
+    if (m && event.stage !== "armed" && event.stage !== "disarmed") {
       m.stage = event.stage;
       m.time = event.time;
       m.status = event.status;
@@ -229,11 +230,14 @@ function machinesPage() {
     for (let i = first; i < last; i++) {
       const m = rows[i];
       const open = () => go(`/ui/machines/${encodeURIComponent(m.name)}`);
-      nodes.push(el("div", {
+      const row = el("div", {
         class: "row", role: "row", tabindex: "-1", "aria-rowindex": String(i + 2), "data-name": m.name,
-        style: `top:${i * ROW}px`, onclick: open,
+        onclick: open,
         onkeydown: (e) => { if (e.key === "Enter") open(); },
-      }, COLUMNS.map((c) => cell(m, c))));
+      }, COLUMNS.map((c) => cell(m, c)));
+      // Through the style object: the page's CSP allows no style attribute.
+      row.style.top = `${i * ROW}px`;
+      nodes.push(row);
     }
     body.replaceChildren(...nodes);
   };
@@ -307,14 +311,17 @@ async function machinePage(name) {
       events.length ? el("ol", { class: "timeline", "aria-label": "Timeline" }, items) : el("p", { text: "No event yet: the machine has not asked to boot." }),
       el("h2", { text: "Boot script" }),
       el("p", { class: "hint", text: "What /ipxe answers this machine, its token redacted." }),
-      el("pre", {}, el("code", { text: detail.ipxe || "" })),
+      // Focusable: a keyboard scrolls it sideways.
+      el("pre", { tabindex: "0", "aria-label": "Boot script" }, el("code", { text: detail.ipxe || "" })),
     );
   };
   draw();
   const onEvent = (e) => {
     if (e.detail.machine !== name) return;
     events.push(e.detail);
-    Object.assign(detail.machine, { stage: e.detail.stage, time: e.detail.time });
+    if (e.detail.stage !== "armed" && e.detail.stage !== "disarmed") {
+      Object.assign(detail.machine, { stage: e.detail.stage, time: e.detail.time });
+    }
     draw();
   };
   window.addEventListener("kindling-event", onEvent);
