@@ -39,6 +39,7 @@ APT_PACKAGES=(
 # PyPI tools, installed into .venv/ (pinned).
 PYPI_PACKAGES=(
   kubernetes-validate==1.37.0   # validates every manifest against the Kubernetes schemas, offline
+  schemathesis==4.32.5          # fuzzes kindling serve's API from docs/openapi.yaml; its jsonschema checks the dashboard's calls
 )
 
 # Services those packages enable and start on install. The tests run their own instances on

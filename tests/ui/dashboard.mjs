@@ -3,11 +3,13 @@
 //   KINDLING_URL      the boot server, http://127.0.0.1:PORT
 //   KINDLING_SECRETS  a JSON file: {"admin": "...", "secrets": ["...", ...]} (what must never show)
 //   KINDLING_SHOTS    where each step's screenshot goes
+//   KINDLING_CALLS    where to write every API call the pages made and every event they read,
+//                     for tests/ui/check_api_calls.py to hold against docs/openapi.yaml
 // Each step prints one line; any failure exits 1 with what was expected and what was found.
 
 import { chromium } from "playwright-core";
 import AxeBuilder from "@axe-core/playwright";
-import { readFileSync, mkdirSync } from "node:fs";
+import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const base = process.env.KINDLING_URL;
@@ -24,9 +26,26 @@ async function shot(page, name) {
 }
 
 // Every response body the page fetched (not the event stream, which does not end), for the
-// secrets check.
+// secrets check; and the API calls among them.
 const bodies = [];
+const calls = [];
 function collect(page) {
+  page.on("response", async (response) => {
+    const url = new URL(response.url());
+    if (!url.pathname.startsWith("/api/")) return;
+    const contentType = response.headers()["content-type"] || "";
+    const call = { method: response.request().method(), path: url.pathname, status: response.status(), contentType };
+    if (contentType.startsWith("application/json")) call.body = await response.text();
+    calls.push(call);
+  });
+  // The events the page reads from the stream, as the page got them.
+  page.on("domcontentloaded", () => page.evaluate(() => {
+    window.__events = [];
+    window.addEventListener("kindling-event", (e) => {
+      const { id, ...event } = e.detail;
+      window.__events.push(event);
+    });
+  }).catch(() => {}));
   // What the page itself says went wrong, for the failure's story.
   page.on("pageerror", (error) => console.log(`browser: ${error.message}`));
   page.on("console", (message) => {
@@ -174,6 +193,12 @@ try {
     }
   }
   console.log(`secrets: none of ${secrets.length + 1} in the DOM or in ${bodies.length} answers`);
+
+  const events = [];
+  for (const p of [page, fresh]) events.push(...await p.evaluate(() => window.__events || []));
+  check(events.length > 0, "the page read no event from the stream");
+  writeFileSync(process.env.KINDLING_CALLS, JSON.stringify({ calls, events }, null, 1));
+  console.log(`api: ${calls.length} calls and ${events.length} events written for the OpenAPI check`);
 } finally {
   await browser.close();
 }
