@@ -180,6 +180,15 @@ try {
   await fresh.waitForSelector(".cards .card");
   await accessible(fresh, "overview");
 
+  // The certificates, soonest expiry first.
+  await fresh.click('nav a[href="/ui/certificates"]');
+  await fresh.waitForSelector("table.plain tbody tr");
+  const expiries = await fresh.$$eval("table.plain tbody time", (ts) => ts.map((t) => t.getAttribute("datetime")));
+  check(expiries.length > 10, `only ${expiries.length} certificates listed`);
+  check(expiries.every((t, i) => i === 0 || Date.parse(expiries[i - 1]) <= Date.parse(t)), `not soonest first: ${expiries.join(", ")}`);
+  await accessible(fresh, "certificates");
+  console.log(`certificates: ${expiries.length}, soonest first`);
+
   // No secret anywhere: not in any page's DOM, not in anything the pages fetched.
   for (const p of [page, fresh]) {
     const dom = await p.content();

@@ -34,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/machines", get(machines))
         .route("/api/v1/machines/{name}", get(machine_detail))
+        .route("/api/v1/certificates", get(certificates))
         .route(
             "/v1/pre-reboot",
             post(crate::fleetlock::pre_reboot).layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
@@ -461,6 +462,46 @@ struct MachineRow<'a> {
     role: Role,
     stage: Option<&'a str>,
     time: Option<&'a str>,
+    /// What `kindling status` says of it, once the server has read it (see [`crate::fleet_view`]).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    status: Option<Status<'a>>,
+}
+
+/// A machine's rendering, drift, readiness and certificate expiry, as `kindling status` has them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status<'a> {
+    /// The rendering its node agent says it runs.
+    rendering: Option<&'a str>,
+    /// The rendering it is meant to be on.
+    desired: Option<&'a str>,
+    /// Its agent's state (Done, Drifted, ...).
+    agent: Option<&'a str>,
+    /// What drifted, when its files did.
+    drift: Option<&'a str>,
+    /// Whether its Node is Ready; null without a Node, or while the API does not answer.
+    ready: Option<bool>,
+    /// When the first of its certificates expires (RFC 3339).
+    certificates_expire: Option<String>,
+    /// Its step in a rolling update of its pool.
+    update: Option<&'a str>,
+}
+
+impl<'a> Status<'a> {
+    fn of(m: &'a kindling_fleet::status::MachineStatus) -> Status<'a> {
+        Status {
+            rendering: m.current.as_deref(),
+            desired: m.desired.as_deref(),
+            agent: m.agent.as_deref(),
+            drift: m.drift.as_deref(),
+            ready: m.ready,
+            certificates_expire: m.certificates_expire.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+            update: m.update.as_deref(),
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -472,6 +513,7 @@ async fn machines(State(state): State<Arc<AppState>>) -> Result<Response, Failur
     let catalog = state.catalog()?;
     // Rows that borrow, not a serde_json::Value per machine: with 100,000 machines that took
     // ~200 MB, which the allocator then kept.
+    let view = state.fleet_view();
     let response = {
         let last = state.events.last_stages();
         let rows: Vec<MachineRow> = catalog
@@ -486,12 +528,44 @@ async fn machines(State(state): State<Arc<AppState>>) -> Result<Response, Failur
                     role: e.machine.role,
                     stage: event.map(|(stage, _)| stage),
                     time: event.map(|(_, time)| time),
+                    status: view
+                        .as_ref()
+                        .and_then(|v| v.machines.get(&e.machine.name))
+                        .map(Status::of),
                 }
             })
             .collect();
         axum::Json(MachineList { machines: rows }).into_response()
     };
     Ok(response)
+}
+
+/// `GET /api/v1/certificates`: what `kindling certs` lists, soonest expiry first, as last read.
+async fn certificates(State(state): State<Arc<AppState>>) -> Result<Response, Failure> {
+    let view = match state.fleet_view() {
+        Some(view) => view,
+        None => Arc::new(
+            crate::fleet_view::read(&state)
+                .await
+                .map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e))?,
+        ),
+    };
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Certificates<'a> {
+        certificates: &'a [kindling_fleet::certs::Credential],
+        read_at: String,
+        api_trouble: Option<&'a str>,
+    }
+    Ok(axum::Json(Certificates {
+        certificates: &view.certificates,
+        read_at: view
+            .read_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        api_trouble: view.api_trouble.as_deref(),
+    })
+    .into_response())
 }
 
 /// How many of a machine's events its page shows at the most (the newest).
@@ -539,6 +613,7 @@ async fn machine_detail(
         .find(|(_, e)| crate::events::is_stage(e))
         .map(|(_, e)| (e.stage.clone(), e.time.clone()));
     let m = &entry.machine;
+    let view = state.fleet_view();
     let detail = MachineDetail {
         machine: MachineRow {
             ip: m.ip.to_string(),
@@ -547,6 +622,10 @@ async fn machine_detail(
             role: m.role,
             stage: last.as_ref().map(|(stage, _)| stage.as_str()),
             time: last.as_ref().map(|(_, time)| time.as_str()),
+            status: view
+                .as_ref()
+                .and_then(|v| v.machines.get(&m.name))
+                .map(Status::of),
         },
         ipxe: profile(&catalog, entry)
             .ipxe()

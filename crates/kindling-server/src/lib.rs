@@ -9,6 +9,7 @@ mod assets;
 pub mod catalog;
 pub mod client;
 pub mod events;
+pub mod fleet_view;
 pub mod fleetlock;
 mod http;
 mod mcs;
@@ -137,6 +138,8 @@ pub struct AppState {
     /// `serve --store`: the store, for the state the replicas share (FleetLock's slots).
     store: std::sync::OnceLock<kindling_store::Store>,
     metrics: metrics::Metrics,
+    /// `kindling status`'s view of the machines, read in the background (see [`fleet_view`]).
+    fleet: RwLock<Option<Arc<fleet_view::FleetView>>>,
     /// The rendering each machine was last served, as recorded under `.kindling/served/`
     /// (read when first needed); kept here so that a request writes only when it changes.
     served: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
@@ -202,6 +205,7 @@ impl AppState {
             binary,
             window,
             metrics: metrics::Metrics::default(),
+            fleet: RwLock::new(None),
             served: std::sync::Mutex::new(None),
         })
     }
@@ -291,6 +295,15 @@ impl AppState {
             .clone();
         let reasons: Vec<String> = store.into_iter().chain(self.events.trouble()).collect();
         (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The latest reading of the machines' status, if one was made.
+    pub fn fleet_view(&self) -> Option<Arc<fleet_view::FleetView>> {
+        self.fleet.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_fleet_view(&self, view: fleet_view::FleetView) {
+        *self.fleet.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(view));
     }
 
     /// Arms `machine` for a new install, and records it.
@@ -676,6 +689,9 @@ pub async fn serve(
         let _ = stop_tx.send(true);
         stopping.graceful_shutdown(Some(DRAIN));
     });
+    if kindling_dir.is_some() || options.store.is_some() {
+        tokio::spawn(fleet_view::follow(state.clone()));
+    }
     match (&options.store, first_revision) {
         (Some(serving), Some(number)) => {
             let journal = kindling_store::journal::Journal::new(serving.store.clone());

@@ -53,6 +53,20 @@ function duration(ms) {
   return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
+// "rendered-worker-1a2b3c", with where it is meant to go and whether it drifted.
+function rendering(m) {
+  if (!m.rendering && !m.desired) return "";
+  const moving = m.desired && m.desired !== m.rendering ? ` → ${m.desired}` : "";
+  return `${m.rendering || "?"}${moving}${m.drift ? " (drifted)" : ""}`;
+}
+
+// When a certificate stops working, as days from now.
+function expiry(time) {
+  if (!time) return "";
+  const days = Math.floor((Date.parse(time) - Date.now()) / 86400000);
+  return days < 0 ? "expired" : days === 0 ? "today" : `in ${days}d`;
+}
+
 function isError(m) {
   return m.stage === "denied" || (m.status && m.status >= 400) || /fail/i.test(m.stage || "");
 }
@@ -138,6 +152,7 @@ const COLUMNS = [
   { key: "time", label: "Last event", wide: true },
   { key: "rendering", label: "Rendering", wide: true },
   { key: "ready", label: "Ready", wide: true },
+  { key: "certificatesExpire", label: "Certificates", wide: true },
 ];
 const ROW = 34;
 
@@ -217,7 +232,8 @@ function machinesPage() {
     if (c.key === "stage") node = el("span", { class: "stage " + (m.stage || ""), text: m.stage || "no contact" });
     if (c.key === "time") text = age(m.time);
     if (c.key === "ready") text = m.ready === undefined || m.ready === null ? "" : m.ready ? "Ready" : "not Ready";
-    if (c.key === "rendering") text = (m.rendering || "") + (m.drift ? " (drifted)" : "");
+    if (c.key === "rendering") text = rendering(m);
+    if (c.key === "certificatesExpire") text = expiry(m.certificatesExpire);
     return el("div", { class: "cell" + (c.wide ? " wide" : "") + (c.key === "mac" || c.key === "ip" ? " mono" : ""), role: "cell", title: c.key === "time" ? m.time : null },
       node || String(text ?? ""));
   };
@@ -306,6 +322,10 @@ async function machinePage(name) {
         el("dt", { text: "MAC" }), el("dd", { class: "mono", text: m.mac }),
         el("dt", { text: "IP" }), el("dd", { class: "mono", text: m.ip }),
         el("dt", { text: "Stage" }), el("dd", { text: m.stage || "no contact yet" }),
+        el("dt", { text: "Rendering" }), el("dd", { text: rendering(m) || "not known yet" }),
+        el("dt", { text: "Node" }), el("dd", { text: m.ready === true ? "Ready" : m.ready === false ? "not Ready" : "no Node, or the API does not answer" }),
+        m.drift ? [el("dt", { text: "Drift" }), el("dd", { class: "bad", text: m.drift })] : null,
+        el("dt", { text: "Certificates" }), el("dd", { text: m.certificatesExpire ? `first expires ${expiry(m.certificatesExpire)} (${new Date(m.certificatesExpire).toLocaleString()})` : "none of its own" }),
         el("dt", { text: "Last error" }), el("dd", { class: failed ? "bad" : null, text: failed ? `${failed.stage}: ${failed.detail || "HTTP " + failed.status}` : "none" })),
       el("h2", { text: "Timeline" }),
       events.length ? el("ol", { class: "timeline", "aria-label": "Timeline" }, items) : el("p", { text: "No event yet: the machine has not asked to boot." }),
@@ -328,6 +348,33 @@ async function machinePage(name) {
   return { cleanup: () => window.removeEventListener("kindling-event", onEvent) };
 }
 
+// ---- Certificates --------------------------------------------------------------------------
+
+async function certificatesPage() {
+  main.replaceChildren(el("h1", { text: "Certificates" }), el("p", { text: "Loading…" }));
+  const list = await api("/api/v1/certificates");
+  const now = Date.now();
+  const rows = list.certificates.map((c) => {
+    const days = Math.floor((Date.parse(c.notAfter) - now) / 86400000);
+    const bad = !c.bootstrapOnly && days < 30;
+    return el("tr", { class: bad ? "bad" : null },
+      el("td", {}, el("time", { datetime: c.notAfter, text: new Date(c.notAfter).toLocaleDateString() })),
+      el("td", { text: c.bootstrapOnly ? `${days}d (bootstrap only)` : days < 0 ? "expired" : `${days}d` }),
+      el("td", { text: c.kind }),
+      el("td", { class: "mono", text: c.source }),
+      el("td", { text: c.subject }),
+      el("td", {}, c.machine ? el("a", { href: `/ui/machines/${encodeURIComponent(c.machine)}`, text: c.machine }) : ""));
+  });
+  main.replaceChildren(
+    el("h1", { text: "Certificates" }),
+    el("p", { class: "hint", text: `Soonest expiry first, as read ${age(list.readAt)}.${list.apiTrouble ? " The kubelets' certificates are missing: " + list.apiTrouble + "." : ""}` }),
+    el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Certificates" },
+      el("table", { class: "plain" },
+        el("thead", {}, el("tr", {}, ["Not after", "Left", "Kind", "Where", "Subject", "Machine"].map((h) => el("th", { scope: "col", text: h })))),
+        el("tbody", {}, rows))),
+  );
+}
+
 // ---- Pages ---------------------------------------------------------------------------------
 
 let cleanup = null;
@@ -344,6 +391,7 @@ async function route() {
     await loaded;
     if (path === "/ui") { document.title = "Overview · kindling"; overview(); redraw = overview; }
     else if (path === "/ui/machines") { document.title = "Machines · kindling"; redraw = machinesPage(); }
+    else if (path === "/ui/certificates") { document.title = "Certificates · kindling"; await certificatesPage(); }
     else if (path.startsWith("/ui/machines/")) {
       const name = decodeURIComponent(path.slice("/ui/machines/".length));
       document.title = `${name} · kindling`;

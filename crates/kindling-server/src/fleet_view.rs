@@ -1,0 +1,105 @@
+//! What `kindling status` and `kindling certs` say, kept current for the machine list and the
+//! dashboard: each machine's rendering (current and desired), drift, readiness and first
+//! certificate expiry, and every credential with its expiry. It is read in the background every
+//! [`EVERY`] (the asset directory's certificates; the cluster's Nodes and kubelet certificates
+//! when its API answers), so that no request waits on the API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kindling_fleet::certs::{self, Credential};
+use kindling_fleet::status::{self, MachineStatus};
+use time::OffsetDateTime;
+
+use crate::AppState;
+
+/// How often the view is read again.
+pub const EVERY: Duration = Duration::from_secs(30);
+
+/// How long one read of the cluster's API may take.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One reading.
+#[derive(Debug, Clone)]
+pub struct FleetView {
+    /// By machine name.
+    pub machines: HashMap<String, MachineStatus>,
+    /// Soonest expiry first.
+    pub certificates: Vec<Credential>,
+    pub read_at: OffsetDateTime,
+    /// Why the cluster's API was not read, when it was not (the rest is the asset directory's).
+    pub api_trouble: Option<String>,
+}
+
+/// Reads the view every [`EVERY`], for as long as the server runs.
+pub async fn follow(state: Arc<AppState>) {
+    loop {
+        match read(&state).await {
+            Ok(view) => state.set_fleet_view(view),
+            Err(e) => tracing::warn!("reading the machines' status for the dashboard: {e}"),
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// One reading now.
+pub async fn read(state: &AppState) -> Result<FleetView, String> {
+    let catalog = state.catalog().map_err(|f| f.reason)?;
+    let dir = catalog.dir.clone();
+    let local = tokio::task::spawn_blocking(move || {
+        let description = kindling_config::ClusterDescription::load(&dir)
+            .map_err(|e| format!("{}: {e:?}", dir.display()))?
+            .description;
+        let names = |role: Option<kindling_config::Role>| -> Vec<String> {
+            description
+                .inventory
+                .machines
+                .iter()
+                .filter(|m| role.is_none_or(|r| m.role == r))
+                .map(|m| m.name.clone())
+                .collect()
+        };
+        let bootstrap = names(Some(kindling_config::Role::Bootstrap));
+        let credentials =
+            certs::local(&dir, &names(None), &bootstrap).map_err(|e| e.to_string())?;
+        let machines = status::local(&dir, &description).map_err(|e| e.to_string())?;
+        Ok::<_, String>((machines, credentials))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let (mut machines, mut credentials) = local?;
+
+    let kubeconfig = catalog.dir.join("auth/kubeconfig");
+    let api_trouble = if kubeconfig.exists() {
+        let asked = async {
+            let client = kindling_cluster::connect(&kubeconfig)
+                .await
+                .map_err(|e| e.to_string())?;
+            status::from_cluster(&client, &mut machines)
+                .await
+                .map_err(|e| e.to_string())?;
+            certs::kubelets(&client).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(API_TIMEOUT, asked).await {
+            Ok(Ok(kubelets)) => {
+                credentials.extend(kubelets);
+                None
+            }
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(format!(
+                "the cluster's API did not answer within {}s",
+                API_TIMEOUT.as_secs()
+            )),
+        }
+    } else {
+        Some("no auth/kubeconfig in the asset directory yet".into())
+    };
+    credentials.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.source.cmp(&b.source)));
+    Ok(FleetView {
+        machines: machines.into_iter().map(|m| (m.name.clone(), m)).collect(),
+        certificates: credentials,
+        read_at: OffsetDateTime::now_utc(),
+        api_trouble,
+    })
+}
