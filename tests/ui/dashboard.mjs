@@ -180,6 +180,23 @@ try {
   await fresh.waitForSelector(".cards .card");
   await accessible(fresh, "overview");
 
+  // Doctor: not run yet; run from the page (an action, with the page's CSRF token); grouped.
+  await fresh.click('nav a[href="/ui/doctor"]');
+  await fresh.waitForSelector("button.primary");
+  check((await fresh.textContent("#doctor-status")).includes("not run yet"), "doctor has not run yet");
+  await fresh.click("button.primary");
+  await fresh.waitForSelector(".findings li", { timeout: 60000 });
+  const areas = await fresh.$$eval("main section h2", (hs) => hs.map((h) => h.textContent));
+  check(areas[0] === "Cluster description" && areas.includes("DNS"), `doctor's groups: ${areas.join(", ")}`);
+  const errors = await fresh.$$eval(".findings li.error", (ls) => ls.length);
+  const fixes = await fresh.$$eval(".findings li.error .fix", (ls) => ls.length);
+  check(errors > 0 && fixes === errors, `every error has its fix: ${fixes} of ${errors}`);
+  check((await fresh.textContent("#doctor-status")).includes("run by the dashboard"), "the report says who ran it");
+  await accessible(fresh, "doctor");
+  console.log(`doctor: ran from the page: ${areas.join(", ")}; ${errors} errors, each with its fix`);
+  const forged = await fetch(`${base}/api/v1/doctor`, { method: "POST", headers: { Cookie: (await context.cookies()).map((c) => `${c.name}=${c.value}`).join("; ") } });
+  check(forged.status === 403, `a POST with the session but no CSRF token: HTTP ${forged.status}`);
+
   // The certificates, soonest expiry first.
   await fresh.click('nav a[href="/ui/certificates"]');
   await fresh.waitForSelector("table.plain tbody tr");

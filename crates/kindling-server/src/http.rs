@@ -36,6 +36,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/machines/{name}", get(machine_detail))
         .route("/api/v1/certificates", get(certificates))
         .route(
+            "/api/v1/doctor",
+            get(crate::doctor::latest).post(crate::doctor::run),
+        )
+        .route(
             "/v1/pre-reboot",
             post(crate::fleetlock::pre_reboot).layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
         )

@@ -8,6 +8,7 @@
 mod assets;
 pub mod catalog;
 pub mod client;
+mod doctor;
 pub mod events;
 pub mod fleet_view;
 pub mod fleetlock;
@@ -138,6 +139,8 @@ pub struct AppState {
     /// `serve --store`: the store, for the state the replicas share (FleetLock's slots).
     store: std::sync::OnceLock<kindling_store::Store>,
     metrics: metrics::Metrics,
+    /// Held while the dashboard's doctor runs: one run at a time.
+    doctor_running: tokio::sync::Mutex<()>,
     /// `kindling status`'s view of the machines, read in the background (see [`fleet_view`]).
     fleet: RwLock<Option<Arc<fleet_view::FleetView>>>,
     /// The rendering each machine was last served, as recorded under `.kindling/served/`
@@ -206,6 +209,7 @@ impl AppState {
             window,
             metrics: metrics::Metrics::default(),
             fleet: RwLock::new(None),
+            doctor_running: tokio::sync::Mutex::new(()),
             served: std::sync::Mutex::new(None),
         })
     }

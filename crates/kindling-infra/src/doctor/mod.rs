@@ -303,6 +303,38 @@ impl Report {
     }
 }
 
+/// Where the latest report is kept (relative to the asset directory, or a replica's own), for
+/// the dashboard.
+pub const LATEST: &str = ".kindling/doctor.json";
+
+/// The latest report, as [`LATEST`] keeps it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recorded<'a> {
+    /// RFC 3339.
+    pub ran_at: String,
+    /// `kindling doctor`, or the dashboard.
+    pub by: &'a str,
+    #[serde(flatten)]
+    pub report: &'a Report,
+}
+
+/// Keeps `report` as the latest, in `dir`'s [`LATEST`]; its JSON is returned.
+pub fn record(dir: &Path, report: &Report, by: &str) -> std::io::Result<Vec<u8>> {
+    use kindling_assets::Storage as _;
+    let recorded = Recorded {
+        ran_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        by,
+        report,
+    };
+    let mut json = serde_json::to_vec_pretty(&recorded).expect("a report serializes");
+    json.push(b'\n');
+    kindling_assets::AtomicFiles.write(&dir.join(LATEST), &json, kindling_assets::Mode::Public)?;
+    Ok(json)
+}
+
 /// Runs every selected check concurrently and gathers the findings.
 pub fn run(request: &Request) -> Report {
     let mut findings = vec![Finding::new(

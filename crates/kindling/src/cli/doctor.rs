@@ -44,6 +44,13 @@ pub fn run(args: &DoctorArgs) -> Result<(), Failure> {
         },
     };
     let report = doctor::run(&request);
+    // Kept for the dashboard; a directory that cannot be written only loses that.
+    if let Err(e) = doctor::record(dir, &report, "kindling doctor") {
+        tracing::warn!(
+            "keeping the report in {}: {e}",
+            dir.join(doctor::LATEST).display()
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &report).context("writing the report")?;

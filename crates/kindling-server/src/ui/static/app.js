@@ -375,6 +375,59 @@ async function certificatesPage() {
   );
 }
 
+// ---- Doctor --------------------------------------------------------------------------------
+
+const AREAS = [["description", "Cluster description"], ["dns", "DNS"], ["load-balancer", "Load balancer"],
+  ["provisioning", "Provisioning"], ["certificates", "Certificates"]];
+const SEVERITY = ["error", "warning", "info", "ok"];
+
+async function doctorPage() {
+  main.replaceChildren(el("h1", { text: "Doctor" }), el("p", { text: "Loading…" }));
+  const response = await fetch("/api/v1/doctor", { credentials: "same-origin", headers: { Accept: "application/json" } });
+  let report = response.status === 404 ? null : response.ok ? await response.json() : null;
+  const status = el("p", { id: "doctor-status", role: "status", "aria-live": "polite" });
+  const button = el("button", { type: "button", class: "primary", text: "Run doctor again" });
+  const body = el("div");
+  const draw = () => {
+    if (!report) {
+      status.textContent = "Doctor has not run yet.";
+      body.replaceChildren();
+      return;
+    }
+    status.textContent = `${report.errors} errors, ${report.warnings} warnings; run by ${report.by} ${age(report.ranAt)}.`;
+    body.replaceChildren(...AREAS.map(([area, title]) => {
+      const found = report.findings.filter((f) => f.area === area)
+        .sort((a, b) => SEVERITY.indexOf(a.severity) - SEVERITY.indexOf(b.severity));
+      if (!found.length) return null;
+      return el("section", { "aria-label": title },
+        el("h2", { text: title }),
+        el("ul", { class: "findings" }, found.map((f) => el("li", { class: f.severity },
+          el("span", { class: "severity", text: f.severity }), " ",
+          el("strong", { text: f.subject }), `: ${f.what}`,
+          f.why ? el("div", { class: "why", text: `Why it matters: ${f.why}` }) : null,
+          f.fix ? el("div", { class: "fix", text: `Fix: ${f.fix}` }) : null))));
+    }));
+  };
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    status.textContent = "Doctor is running…";
+    try {
+      const ran = await fetch("/api/v1/doctor", { method: "POST", credentials: "same-origin", headers: { "X-Kindling-CSRF": csrf, Accept: "application/json" } });
+      if (!ran.ok) throw new Error(`HTTP ${ran.status}: ${await ran.text()}`);
+      report = await ran.json();
+      draw();
+    } catch (e) {
+      status.textContent = `Doctor could not run: ${e.message}`;
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    }
+  });
+  main.replaceChildren(el("h1", { text: "Doctor" }), el("div", { class: "toolbar" }, button), status, body);
+  draw();
+}
+
 // ---- Pages ---------------------------------------------------------------------------------
 
 let cleanup = null;
@@ -392,6 +445,7 @@ async function route() {
     if (path === "/ui") { document.title = "Overview · kindling"; overview(); redraw = overview; }
     else if (path === "/ui/machines") { document.title = "Machines · kindling"; redraw = machinesPage(); }
     else if (path === "/ui/certificates") { document.title = "Certificates · kindling"; await certificatesPage(); }
+    else if (path === "/ui/doctor") { document.title = "Doctor · kindling"; await doctorPage(); }
     else if (path.startsWith("/ui/machines/")) {
       const name = decodeURIComponent(path.slice("/ui/machines/".length));
       document.title = `${name} · kindling`;
