@@ -175,6 +175,40 @@ try {
   await accessible(fresh, "machines");
   console.log(`deep link: ${link} shows ${names.join(",")}`);
 
+  // The keyboard alone: into the table, down two rows, Enter opens the machine.
+  await fresh.goto(`${base}/ui/machines`);
+  await fresh.waitForSelector(".row");
+  await fresh.focus("#q");
+  let tabs = 0;
+  while (!(await fresh.evaluate(() => document.activeElement?.classList.contains("body"))) && tabs < 20) {
+    await fresh.keyboard.press("Tab");
+    tabs += 1;
+  }
+  check(tabs < 20, "Tab never reached the machine table");
+  await fresh.keyboard.press("ArrowDown");
+  await fresh.keyboard.press("ArrowDown");
+  const second = await fresh.evaluate(() => document.activeElement?.dataset?.name);
+  const order = await fresh.$$eval(".row", (rows) => rows.map((r) => r.dataset.name));
+  check(second === order[1], `ArrowDown twice is on ${second}, the second row is ${order[1]}`);
+  await fresh.keyboard.press("Enter");
+  await fresh.waitForURL((u) => u.pathname === `/ui/machines/${second}`);
+  console.log(`keyboard: Tab ×${tabs} into the table, ↓↓ to ${second}, Enter opened its page`);
+
+  // A phone: nothing wider than the screen.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await phone.addCookies(await context.cookies());
+  const small = await phone.newPage();
+  for (const path of ["/ui/", "/ui/machines", "/ui/machines/worker0"]) {
+    await small.goto(`${base}${path}`);
+    await small.waitForSelector("main h1");
+    await small.waitForLoadState("networkidle").catch(() => {});
+    const wide = await small.evaluate(() => document.documentElement.scrollWidth);
+    check(wide <= 390, `${path} is ${wide}px wide on a 390px phone`);
+    await shot(small, `phone${path.replaceAll("/", "-")}`);
+  }
+  await phone.close();
+  console.log("phone: every page fits 390px");
+
   // The overview.
   await fresh.goto(`${base}/ui/`);
   await fresh.waitForSelector(".cards .card");
