@@ -87,12 +87,23 @@ fn last_events(dir: &Path) -> BTreeMap<String, (String, String)> {
     last
 }
 
-/// What the asset directory says of every machine.
+/// Adds each machine's last event, from `kindling serve`'s event log in `dir` (which a running
+/// serve keeps in memory: it does not read the log again).
+pub fn add_last_events(dir: &Path, machines: &mut [MachineStatus]) {
+    let events = last_events(dir);
+    for m in machines {
+        if let Some((stage, time)) = events.get(&m.name) {
+            m.stage = Some(stage.clone());
+            m.stage_time = Some(time.clone());
+        }
+    }
+}
+
+/// What the asset directory says of every machine, but its events (see [`add_last_events`]).
 pub fn local(
     dir: &Path,
     description: &kindling_config::ClusterDescription,
 ) -> Result<Vec<MachineStatus>, CertsError> {
-    let events = last_events(dir);
     let names: Vec<String> = description
         .inventory
         .machines
@@ -127,13 +138,12 @@ pub fn local(
             }
             None => (None, None),
         };
-        let (stage, stage_time) = events.get(&m.name).cloned().unzip();
         out.push(MachineStatus {
             name: m.name.clone(),
             role: m.role.to_string(),
             pool: pool.map(str::to_string),
-            stage,
-            stage_time,
+            stage: None,
+            stage_time: None,
             current: None,
             desired: pool_state
                 .and_then(|s| s.desired(&m.name))

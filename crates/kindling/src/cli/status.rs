@@ -11,6 +11,7 @@ pub fn run(args: &StatusArgs) -> Result<(), Failure> {
     let dir = &args.cluster.dir.dir;
     let description = load(dir)?;
     let mut machines = status::local(dir, &description).map_err(anyhow::Error::from)?;
+    status::add_last_events(dir, &mut machines);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
