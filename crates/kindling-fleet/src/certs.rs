@@ -119,6 +119,27 @@ fn machine_of(rel: &str, machines: &[String]) -> Option<String> {
         .cloned()
 }
 
+/// The credentials in the asset directory `dir` of the cluster `description` describes.
+pub fn of_description(
+    dir: &Path,
+    description: &kindling_config::ClusterDescription,
+) -> Result<Vec<Credential>, CertsError> {
+    let names = |role: Option<kindling_config::Role>| -> Vec<String> {
+        description
+            .inventory
+            .machines
+            .iter()
+            .filter(|m| role.is_none_or(|r| m.role == r))
+            .map(|m| m.name.clone())
+            .collect()
+    };
+    local(
+        dir,
+        &names(None),
+        &names(Some(kindling_config::Role::Bootstrap)),
+    )
+}
+
 /// The credentials in the asset directory `dir`, of a cluster with these `machines` and
 /// `bootstrap` machines.
 pub fn local(

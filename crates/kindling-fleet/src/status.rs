@@ -104,20 +104,22 @@ pub fn local(
     dir: &Path,
     description: &kindling_config::ClusterDescription,
 ) -> Result<Vec<MachineStatus>, CertsError> {
-    let names: Vec<String> = description
-        .inventory
-        .machines
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
-    let bootstrap: Vec<String> = description
-        .inventory
-        .with_role(kindling_config::Role::Bootstrap)
-        .map(|m| m.name.clone())
-        .collect();
+    Ok(with_credentials(
+        dir,
+        description,
+        &certs::of_description(dir, description)?,
+    ))
+}
+
+/// [`local`], with the asset directory's credentials already read (`certs::local`).
+pub fn with_credentials(
+    dir: &Path,
+    description: &kindling_config::ClusterDescription,
+    credentials: &[certs::Credential],
+) -> Vec<MachineStatus> {
     let mut expiry: BTreeMap<String, OffsetDateTime> = BTreeMap::new();
-    for c in certs::local(dir, &names, &bootstrap)? {
-        if let Some(machine) = c.machine {
+    for c in credentials {
+        if let Some(machine) = c.machine.clone() {
             let first = expiry.entry(machine).or_insert(c.not_after);
             *first = (*first).min(c.not_after);
         }
@@ -159,7 +161,7 @@ pub fn local(
             certificates_expire: expiry.get(&m.name).copied(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// Adds what the cluster says: each machine's Node, and its kubelet's certificates.

@@ -32,40 +32,43 @@ pub struct FleetView {
     pub api_trouble: Option<String>,
 }
 
-/// Reads the view every [`EVERY`], for as long as the server runs.
+/// How long after the last read of the machine list (or the certificates) the view is still kept
+/// current: nobody looking, nothing is read.
+pub const WATCHED: Duration = Duration::from_secs(120);
+
+/// Reads the view every [`EVERY`] while someone looks (see [`AppState::fleet_view`]), for as
+/// long as the server runs.
 pub async fn follow(state: Arc<AppState>) {
     loop {
-        match read(&state).await {
-            Ok(view) => state.set_fleet_view(view),
-            Err(e) => tracing::warn!("reading the machines' status for the dashboard: {e}"),
+        if state.fleet_watched(WATCHED) {
+            match read(&state).await {
+                Ok(view) => state.set_fleet_view(view),
+                Err(e) => tracing::warn!("reading the machines' status for the dashboard: {e}"),
+            }
         }
-        tokio::time::sleep(EVERY).await;
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            () = state.fleet_wanted.notified() => {}
+        }
     }
 }
 
 /// One reading now.
 pub async fn read(state: &AppState) -> Result<FleetView, String> {
     let catalog = state.catalog().map_err(|f| f.reason)?;
-    let dir = catalog.dir.clone();
-    let local = tokio::task::spawn_blocking(move || {
-        let description = kindling_config::ClusterDescription::load(&dir)
-            .map_err(|e| format!("{}: {e:?}", dir.display()))?
-            .description;
-        let names = |role: Option<kindling_config::Role>| -> Vec<String> {
-            description
-                .inventory
-                .machines
-                .iter()
-                .filter(|m| role.is_none_or(|r| m.role == r))
-                .map(|m| m.name.clone())
-                .collect()
-        };
-        let bootstrap = names(Some(kindling_config::Role::Bootstrap));
-        let credentials =
-            certs::local(&dir, &names(None), &bootstrap).map_err(|e| e.to_string())?;
-        let machines = status::local(&dir, &description).map_err(|e| e.to_string())?;
-        Ok::<_, String>((machines, credentials))
-    })
+    let local = {
+        let catalog = catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            // The catalog holds the description with its machines moved out: put back.
+            let mut description = catalog.description.clone();
+            description.inventory.machines =
+                catalog.machines.iter().map(|e| e.machine.clone()).collect();
+            let credentials =
+                certs::of_description(&catalog.dir, &description).map_err(|e| e.to_string())?;
+            let machines = status::with_credentials(&catalog.dir, &description, &credentials);
+            Ok::<_, String>((machines, credentials))
+        })
+    }
     .await
     .map_err(|e| e.to_string())?;
     let (mut machines, mut credentials) = local?;

@@ -646,14 +646,15 @@ async fn machine_detail(
 /// (which EventSource sends when it reconnects) or `?since=<id>` (0: the whole log), the events
 /// after that id come first, read back from the log; a stream that falls behind catches up the
 /// same way. So a watcher misses nothing.
+///
+/// Events go out in batches, one write each (see [`EventStream::batch`]): in a boot storm a
+/// write per event cost the server as much again per boot request, on loopback most of it the
+/// watcher's TCP receive path, which the sender pays for.
 async fn event_stream(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-) -> axum::response::sse::Sse<
-    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
-> {
-    use axum::response::sse::KeepAlive;
+) -> Response {
     let since = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -673,16 +674,48 @@ async fn event_stream(
         catch_up_to: end,
         pending: std::collections::VecDeque::new(),
     };
-    let stream = futures_util::stream::unfold(stream, |mut stream| async move {
-        let (id, event) = stream.next().await?;
-        let data = serde_json::to_string(&event).unwrap_or_default();
-        let sse = axum::response::sse::Event::default()
-            .id(id.to_string())
-            .event("event")
-            .data(data);
-        Some((Ok(sse), stream))
+    let body = futures_util::stream::unfold(stream, |mut stream| async move {
+        let batch = stream.batch().await?;
+        Some((Ok::<_, std::convert::Infallible>(batch), stream))
     });
-    axum::response::sse::Sse::new(stream).keep_alive(KeepAlive::default())
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// How long a batch of events waits for more after its first.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+/// The most bytes of one batch.
+const BATCH_BYTES: usize = 256 * 1024;
+/// A comment is sent after this long without an event, so that proxies keep the stream open.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// One event as a server-sent event.
+fn frame(out: &mut String, id: u64, event: &Event) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "id: {id}\nevent: event\ndata: ");
+    // serde_json escapes every newline, so the data is one line.
+    let _ = serde_json::to_writer(WriteString(out), event);
+    out.push_str("\n\n");
+}
+
+/// A `String` as an `io::Write` of UTF-8 (serde_json writes only UTF-8).
+struct WriteString<'a>(&'a mut String);
+
+impl std::io::Write for WriteString<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .push_str(std::str::from_utf8(bytes).map_err(std::io::Error::other)?);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One watcher's place in the event log: events read back from the file up to `catch_up_to`,
@@ -698,6 +731,28 @@ struct EventStream {
 }
 
 impl EventStream {
+    /// The next events as server-sent events: the first one, and those that come within
+    /// [`BATCH_WINDOW`] after it (up to [`BATCH_BYTES`]); or a keep-alive comment after
+    /// [`KEEP_ALIVE`] without any. `None` once the log is closed.
+    async fn batch(&mut self) -> Option<String> {
+        let Ok(first) = tokio::time::timeout(KEEP_ALIVE, self.next()).await else {
+            return Some(":\n\n".into());
+        };
+        let (id, event) = first?;
+        let mut out = String::new();
+        frame(&mut out, id, &event);
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        while out.len() < BATCH_BYTES {
+            // `next` may be dropped at the deadline: its receive loses nothing, and a read-back
+            // not yet taken is read again.
+            match tokio::time::timeout_at(deadline, self.next()).await {
+                Ok(Some((id, event))) => frame(&mut out, id, &event),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Some(out)
+    }
+
     async fn next(&mut self) -> Option<(u64, Event)> {
         use tokio::sync::broadcast::error::RecvError;
         loop {

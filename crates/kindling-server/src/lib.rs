@@ -143,6 +143,11 @@ pub struct AppState {
     doctor_running: tokio::sync::Mutex<()>,
     /// `kindling status`'s view of the machines, read in the background (see [`fleet_view`]).
     fleet: RwLock<Option<Arc<fleet_view::FleetView>>>,
+    /// When the view was last asked for, in seconds after `started` (`u64::MAX`: never).
+    fleet_asked: std::sync::atomic::AtomicU64,
+    /// Wakes the view's reader when someone looks after nobody did.
+    pub(crate) fleet_wanted: tokio::sync::Notify,
+    started: Instant,
     /// The rendering each machine was last served, as recorded under `.kindling/served/`
     /// (read when first needed); kept here so that a request writes only when it changes.
     served: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
@@ -209,6 +214,9 @@ impl AppState {
             window,
             metrics: metrics::Metrics::default(),
             fleet: RwLock::new(None),
+            fleet_asked: std::sync::atomic::AtomicU64::new(u64::MAX),
+            fleet_wanted: tokio::sync::Notify::new(),
+            started: Instant::now(),
             doctor_running: tokio::sync::Mutex::new(()),
             served: std::sync::Mutex::new(None),
         })
@@ -301,9 +309,24 @@ impl AppState {
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
-    /// The latest reading of the machines' status, if one was made.
+    /// The latest reading of the machines' status, if one was made. Asking for it keeps it
+    /// current for a while (see [`fleet_view::WATCHED`]).
     pub fn fleet_view(&self) -> Option<Arc<fleet_view::FleetView>> {
+        if !self.fleet_watched(fleet_view::WATCHED) {
+            // Nobody looked for a while: read it now, not at the next turn.
+            self.fleet_wanted.notify_one();
+        }
+        let now = self.started.elapsed().as_secs();
+        self.fleet_asked
+            .store(now, std::sync::atomic::Ordering::Relaxed);
         self.fleet.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the view was asked for within `within`.
+    pub(crate) fn fleet_watched(&self, within: std::time::Duration) -> bool {
+        let asked = self.fleet_asked.load(std::sync::atomic::Ordering::Relaxed);
+        asked != u64::MAX
+            && self.started.elapsed().as_secs().saturating_sub(asked) <= within.as_secs()
     }
 
     pub fn set_fleet_view(&self, view: fleet_view::FleetView) {

@@ -21,15 +21,7 @@ fn local(
     dir: &std::path::Path,
     d: &kindling_config::ClusterDescription,
 ) -> Result<Vec<Credential>, Failure> {
-    let names = |role: Option<kindling_config::Role>| -> Vec<String> {
-        let machines = d.inventory.machines.iter();
-        machines
-            .filter(|m| role.is_none_or(|r| m.role == r))
-            .map(|m| m.name.clone())
-            .collect()
-    };
-    let bootstrap = names(Some(kindling_config::Role::Bootstrap));
-    Ok(certs::local(dir, &names(None), &bootstrap).map_err(anyhow::Error::from)?)
+    Ok(certs::of_description(dir, d).map_err(anyhow::Error::from)?)
 }
 
 /// Every credential: the asset directory's, and the kubelets' from the cluster when its API
