@@ -19,6 +19,7 @@ pub mod health;
 pub mod labels;
 pub mod node_config;
 pub mod progress;
+pub mod timeline;
 pub mod wait;
 
 #[cfg(feature = "fake-apiserver")]

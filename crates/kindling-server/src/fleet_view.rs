@@ -106,3 +106,38 @@ pub async fn read(state: &AppState) -> Result<FleetView, String> {
         api_trouble,
     })
 }
+
+/// The join of machine `name` as the cluster records it (see [`kindling_cluster::timeline`]), as
+/// events of its timeline; or why the API was not read.
+pub async fn join_steps(catalog: &crate::Catalog, name: &str) -> Result<Vec<crate::Event>, String> {
+    let kubeconfig = catalog.dir.join("auth/kubeconfig");
+    if !kubeconfig.exists() {
+        return Err("no auth/kubeconfig in the asset directory yet".into());
+    }
+    let asked = async {
+        let client = kindling_cluster::connect(&kubeconfig)
+            .await
+            .map_err(|e| e.to_string())?;
+        kindling_cluster::timeline::of_node(&client, name)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let steps = tokio::time::timeout(API_TIMEOUT / 2, asked)
+        .await
+        .map_err(|_| {
+            format!(
+                "the cluster's API did not answer within {}s",
+                (API_TIMEOUT / 2).as_secs()
+            )
+        })??;
+    Ok(steps
+        .into_iter()
+        .map(|step| crate::Event {
+            time: step.time,
+            machine: Some(name.to_string()),
+            stage: step.stage.to_string(),
+            status: None,
+            detail: step.detail,
+        })
+        .collect())
+}

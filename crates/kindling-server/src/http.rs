@@ -585,12 +585,17 @@ struct Numbered {
 
 /// `GET /api/v1/machines/{name}`.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct MachineDetail<'a> {
     machine: MachineRow<'a>,
     /// Its events, oldest first (the newest [`HISTORY`]).
     events: Vec<Numbered>,
     /// The iPXE script `/ipxe` answers it, its token redacted.
     ipxe: String,
+    /// What the cluster says of its join: its kubelet's certificate requests and its Node.
+    cluster: Vec<Event>,
+    /// Why `cluster` is empty, when the API was not read.
+    cluster_trouble: Option<String>,
 }
 
 /// `GET /api/v1/machines/{name}`: one machine, its events, and the boot script it is given.
@@ -618,7 +623,13 @@ async fn machine_detail(
         .map(|(_, e)| (e.stage.clone(), e.time.clone()));
     let m = &entry.machine;
     let view = state.fleet_view();
+    let (cluster, cluster_trouble) = match crate::fleet_view::join_steps(&catalog, &m.name).await {
+        Ok(steps) => (steps, None),
+        Err(why) => (Vec::new(), Some(why)),
+    };
     let detail = MachineDetail {
+        cluster,
+        cluster_trouble,
         machine: MachineRow {
             ip: m.ip.to_string(),
             mac: m.macs[0].to_string(),

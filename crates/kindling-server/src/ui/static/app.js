@@ -302,14 +302,16 @@ function machinesPage() {
 async function machinePage(name) {
   main.replaceChildren(el("h1", { text: name }), el("p", { text: "Loading…" }));
   const detail = await api(`/api/v1/machines/${encodeURIComponent(name)}`);
-  const events = detail.events;
+  // The server's events and the cluster's (its kubelet's CSRs, its Node), in time order.
+  const events = [...detail.events, ...detail.cluster.map((e) => ({ ...e, cluster: true }))]
+    .sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
   const draw = () => {
     const m = detail.machine;
     const failed = [...events].reverse().find(isError);
     const items = events.map((e, i) => {
       const gap = i > 0 ? Date.parse(e.time) - Date.parse(events[i - 1].time) : null;
-      return el("li", { class: isError(e) ? "bad" : null },
-        el("strong", { text: e.stage }), e.status ? ` (HTTP ${e.status})` : "",
+      return el("li", { class: isError(e) || e.stage === "csr-denied" ? "bad" : null },
+        el("strong", { text: e.stage }), e.status ? ` (HTTP ${e.status})` : "", e.cluster ? " (cluster)" : "",
         e.detail ? ` ${e.detail}` : "",
         el("div", { class: "when" }, el("time", { datetime: e.time, text: new Date(e.time).toLocaleString() }),
           gap !== null ? ` · +${duration(gap)}` : ""));
@@ -328,6 +330,7 @@ async function machinePage(name) {
         el("dt", { text: "Certificates" }), el("dd", { text: m.certificatesExpire ? `first expires ${expiry(m.certificatesExpire)} (${new Date(m.certificatesExpire).toLocaleString()})` : "none of its own" }),
         el("dt", { text: "Last error" }), el("dd", { class: failed ? "bad" : null, text: failed ? `${failed.stage}: ${failed.detail || "HTTP " + failed.status}` : "none" })),
       el("h2", { text: "Timeline" }),
+      detail.clusterTrouble ? el("p", { class: "hint", text: `Without the cluster's CSRs and Node: ${detail.clusterTrouble}.` }) : null,
       events.length ? el("ol", { class: "timeline", "aria-label": "Timeline" }, items) : el("p", { text: "No event yet: the machine has not asked to boot." }),
       el("h2", { text: "Boot script" }),
       el("p", { class: "hint", text: "What /ipxe answers this machine, its token redacted." }),
