@@ -32,13 +32,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/generic", get(generic))
         .route("/assets/{*path}", get(crate::assets::serve))
         .route("/healthz", get(healthz))
-        .route("/api/v1/machines", get(machines))
-        .route("/api/v1/machines/{name}", get(machine_detail))
-        .route("/api/v1/certificates", get(certificates))
-        .route(
-            "/api/v1/doctor",
-            get(crate::doctor::latest).post(crate::doctor::run),
-        )
         .route(
             "/v1/pre-reboot",
             post(crate::fleetlock::pre_reboot).layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
@@ -47,6 +40,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/steady-state",
             post(crate::fleetlock::steady_state)
                 .layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
+        )
+        .with_state(state.clone())
+        .merge(api_router(state))
+}
+
+/// The API the dashboard and automation read (behind the admin gate, see [`crate::ui`]), and the
+/// agents' reports. Served by the boot server and, over TLS, by the machine config server.
+pub fn api_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/v1/machines", get(machines))
+        .route("/api/v1/machines/{name}", get(machine_detail))
+        .route("/api/v1/certificates", get(certificates))
+        .route(
+            "/api/v1/doctor",
+            get(crate::doctor::latest).post(crate::doctor::run),
         )
         .route(
             "/api/v1/events",

@@ -489,6 +489,12 @@ pub fn http_router(state: Arc<AppState>) -> Router {
 pub fn mcs_router(state: Arc<AppState>) -> Router {
     mcs::router(state.clone())
         .merge(registry::router(state.clone()))
+        // The dashboard and its API over TLS too: a login there is not sent in the clear
+        // across the boot network, and its session cookie is Secure.
+        .merge(http::api_router(state.clone()))
+        .merge(ui::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), ui::gate))
+        .layer(axum::Extension(ui::OverTls))
         .layer(middleware::from_fn_with_state(state, observe))
 }
 

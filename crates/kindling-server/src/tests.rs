@@ -1395,3 +1395,49 @@ async fn a_machines_detail_has_its_timeline_and_its_script_without_its_token() {
     let missing = admin_get(&state, "/api/v1/machines/nobody").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+/// The dashboard and its API over TLS too, on the machine config server: behind the same gate,
+/// and a login there gives a Secure cookie (the boot server's cannot be: it is plain HTTP).
+#[tokio::test]
+async fn the_dashboard_is_served_over_tls_with_a_secure_cookie() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let refused = call(
+        crate::mcs_router(state.clone()),
+        Request::get("/api/v1/machines")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let listed = call(
+        crate::mcs_router(state.clone()),
+        Request::get("/api/v1/machines")
+            .header(header::AUTHORIZATION, bearer(&state))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let token = bearer(&state).trim_start_matches("Bearer ").to_string();
+    let login = |router: axum::Router| {
+        let body = format!("token={token}");
+        async move {
+            call(
+                router,
+                Request::post("/ui/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let over_tls = login(crate::mcs_router(state.clone())).await;
+    assert_eq!(over_tls.status, StatusCode::SEE_OTHER);
+    let cookie = over_tls.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    let plain = login(crate::http_router(state.clone())).await;
+    let cookie = plain.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}

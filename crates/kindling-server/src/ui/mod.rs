@@ -19,6 +19,11 @@ use axum::routing::{get, post};
 use crate::AppState;
 use auth::{AdminToken, COOKIE, CSRF_HEADER};
 
+/// Marks the requests of the TLS listener (the machine config server's), whose session cookies
+/// are `Secure`.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// The routes of the dashboard.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -229,6 +234,7 @@ async fn login_page(Query(params): Query<std::collections::HashMap<String, Strin
 /// The login form's post: the token, checked; a session cookie; on to the page asked for.
 async fn login(
     State(state): State<Arc<AppState>>,
+    tls: Option<axum::Extension<OverTls>>,
     headers: HeaderMap,
     axum::Form(fields): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
@@ -254,9 +260,10 @@ async fn login(
         );
     }
     let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         catalog.admin.session(now()),
-        auth::SESSION.as_secs()
+        auth::SESSION.as_secs(),
+        if tls.is_some() { "; Secure" } else { "" }
     );
     redirect(&next, Some(cookie))
 }

@@ -104,7 +104,9 @@ function follow() {
 
 // ---- Overview --------------------------------------------------------------------------------
 
-const PHASES = ["waiting for machines", "bootstrap", "control plane", "workers", "done"];
+// The install's phases; once every machine is Ready the install is done and the cluster is in
+// its day 2 (updates, drift, certificates).
+const PHASES = ["waiting for machines", "bootstrap", "control plane", "workers", "done", "day 2"];
 
 function phaseOf(all) {
   const seen = all.filter((m) => m.stage);
@@ -115,7 +117,7 @@ function phaseOf(all) {
   if (!masters.every(ready)) {
     return all.some((m) => m.role === "bootstrap" && m.stage) && !masters.some(ready) ? 1 : 2;
   }
-  return workers.every(ready) ? 4 : 3;
+  return workers.every(ready) ? 5 : 3;
 }
 
 function overview() {
