@@ -45,6 +45,16 @@ fn ui_dir(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// The demo's configs made and served on loopback: the directory, the server, its boot port.
+fn served_demo() -> (tempfile::TempDir, Server, u16) {
+    let (http, mcs) = (port(), port());
+    let assets = demo_on_loopback(http, mcs);
+    let dir = assets.path().to_str().unwrap().to_string();
+    kindling(&["create", "ignition-configs", "--dir", &dir]).expect(0);
+    let server = Server::start(assets.path(), http, mcs);
+    (assets, server, http)
+}
+
 /// The secrets of the asset directory `dir` that the dashboard must never show: every machine's
 /// token (from its boot script), the bootstrap token, and a line of each private key.
 fn secrets(server: &Server, dir: &Path) -> Vec<String> {
@@ -87,11 +97,8 @@ fn the_dashboard_in_chromium_logs_in_follows_a_boot_and_shows_no_secret() {
     let Some(ui) = ui_dir(test) else {
         return;
     };
-    let (http, mcs) = (port(), port());
-    let assets = demo_on_loopback(http, mcs);
+    let (assets, server, http) = served_demo();
     let dir = assets.path();
-    kindling(&["create", "ignition-configs", "--dir", dir.to_str().unwrap()]).expect(0);
-    let server = Server::start(dir, http, mcs);
     let admin = server.admin.clone().expect("serve made the admin token");
     let file = dir.join("ui-secrets.json");
     std::fs::write(
@@ -154,11 +161,8 @@ fn the_api_is_what_its_openapi_file_says_under_schemathesis() {
         eprintln!("SKIPPED {test}: schemathesis is not installed; ./test.sh puts it in .venv");
         return;
     }
-    let (http, mcs) = (port(), port());
-    let assets = demo_on_loopback(http, mcs);
+    let (assets, server, http) = served_demo();
     let dir = assets.path();
-    kindling(&["create", "ignition-configs", "--dir", dir.to_str().unwrap()]).expect(0);
-    let server = Server::start(dir, http, mcs);
     let openapi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
     let out = Command::new("schemathesis")
         .arg("run")

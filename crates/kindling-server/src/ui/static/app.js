@@ -67,6 +67,12 @@ function expiry(time) {
   return days < 0 ? "expired" : days === 0 ? "today" : `in ${days}d`;
 }
 
+// Whether an event moves its machine's stage: as in the server's list, the install window's
+// bookkeeping (armed, disarmed) does not.
+function isStage(event) {
+  return event.stage !== "armed" && event.stage !== "disarmed";
+}
+
 function isError(m) {
   return m.stage === "denied" || (m.status && m.status >= 400) || /fail/i.test(m.stage || "");
 }
@@ -86,8 +92,7 @@ function follow() {
     const event = JSON.parse(message.data);
     event.id = message.lastEventId;
     const m = event.machine && machines.get(event.machine);
-    // As the server's list: the install window's bookkeeping is not a stage.
-    if (m && event.stage !== "armed" && event.stage !== "disarmed") {
+    if (m && isStage(event)) {
       m.stage = event.stage;
       m.time = event.time;
       m.status = event.status;
@@ -344,7 +349,7 @@ async function machinePage(name) {
   const onEvent = (e) => {
     if (e.detail.machine !== name) return;
     events.push(e.detail);
-    if (e.detail.stage !== "armed" && e.detail.stage !== "disarmed") {
+    if (isStage(e.detail)) {
       Object.assign(detail.machine, { stage: e.detail.stage, time: e.detail.time });
     }
     draw();
