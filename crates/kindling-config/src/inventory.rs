@@ -145,6 +145,99 @@ pub struct Machine {
     pub install_disk: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
+    /// Its baseboard management controller, for `kindling power`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<Bmc>,
+}
+
+/// A machine's BMC: where it answers, and the file its user and password are in (never the
+/// inventory itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bmc {
+    #[serde(serialize_with = "display")]
+    pub address: BmcAddress,
+    /// As written: absolute, or relative to the asset directory. The file is YAML with
+    /// `username` and `password`, mode 0600 (or 0640).
+    pub credentials: String,
+    /// Accept a certificate that does not verify (Redfish over https only).
+    pub insecure: bool,
+    /// Where `credentials` is in inventory.yaml, for the checks of the file itself.
+    #[serde(skip)]
+    pub(crate) credentials_at: FieldPath,
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// How a BMC is spoken to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BmcAddress {
+    /// `redfish+https://host[:port]/redfish/v1/Systems/<id>` (or `redfish+http://`): the URL of
+    /// the ComputerSystem, over https or http.
+    Redfish { system_url: String },
+    /// `ipmi://host[:port]`: IPMI v2.0 over the LAN (RMCP+, as ipmitool's lanplus), port 623
+    /// unless given.
+    Ipmi { host: String, port: u16 },
+}
+
+impl std::fmt::Display for BmcAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BmcAddress::Redfish { system_url } => write!(f, "redfish+{system_url}"),
+            BmcAddress::Ipmi { host, port } => write!(f, "ipmi://{host}:{port}"),
+        }
+    }
+}
+
+impl BmcAddress {
+    /// Parses an address as the inventory writes it; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<BmcAddress, String> {
+        if let Some(url) = text
+            .strip_prefix("redfish+")
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        {
+            check_url(url, &["https", "http"])?;
+            let path = url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+                .unwrap_or("");
+            let id = path.strip_prefix("/redfish/v1/Systems/").unwrap_or("");
+            if id.is_empty() || id.contains('/') {
+                return Err(format!(
+                    "the path '{path}' is not a system's (/redfish/v1/Systems/<id>)"
+                ));
+            }
+            return Ok(BmcAddress::Redfish {
+                system_url: url.to_string(),
+            });
+        }
+        if let Some(rest) = text.strip_prefix("ipmi://") {
+            check_url(text, &["ipmi"])?;
+            let authority = rest.trim_end_matches('/');
+            if authority.contains('/') {
+                return Err("an ipmi:// address has no path".into());
+            }
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+                    h.trim_start_matches('[').trim_end_matches(']'),
+                    p.parse::<u16>()
+                        .map_err(|_| format!("port '{p}' is not a port number"))?,
+                ),
+                _ => (authority, 623),
+            };
+            return Ok(BmcAddress::Ipmi {
+                host: host.to_string(),
+                port,
+            });
+        }
+        Err(match text.split_once("://") {
+            Some((scheme, _)) => {
+                format!("scheme '{scheme}' is not redfish+https, redfish+http or ipmi")
+            }
+            None => "it is not an address with a scheme (redfish+https:// or ipmi://)".into(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -845,6 +938,10 @@ fn decode_machine(node: &Node, path: FieldPath, r: &mut Report) -> Option<Machin
             (taints.len() == items.len()).then_some(taints)
         }
     };
+    let bmc = match m.take("bmc") {
+        None => Some(None),
+        Some((n, p)) => decode_bmc(n, p, r).map(Some),
+    };
     m.finish(
         UnknownKeys::Reject,
         &[
@@ -856,6 +953,7 @@ fn decode_machine(node: &Node, path: FieldPath, r: &mut Report) -> Option<Machin
             "installDisk",
             "labels",
             "taints",
+            "bmc",
         ],
         r,
     );
@@ -867,6 +965,61 @@ fn decode_machine(node: &Node, path: FieldPath, r: &mut Report) -> Option<Machin
         install_disk: install_disk?,
         labels: labels?,
         taints: taints?,
+        bmc: bmc?,
+    })
+}
+
+fn decode_bmc(node: &Node, path: FieldPath, r: &mut Report) -> Option<Bmc> {
+    let mut m = MapReader::new(node, path, r)?;
+    let address = m
+        .require(
+            "address",
+            r,
+            "write the BMC's address, e.g. address: redfish+https://10.0.0.5/redfish/v1/Systems/1 or ipmi://10.0.0.5:623",
+        )
+        .and_then(|(n, p)| {
+            let text = decode::string(n, &p, r)?;
+            BmcAddress::parse(&text)
+                .map_err(|why| {
+                    r.error(
+                        &p,
+                        format!("'{text}' is not a BMC address: {why}"),
+                        "write redfish+https://<bmc>/redfish/v1/Systems/<id> (or redfish+http://) or ipmi://<bmc>[:623]",
+                    )
+                })
+                .ok()
+        });
+    let credentials = m
+        .require(
+            "credentials",
+            r,
+            "name the file with the BMC's username and password (mode 0600), e.g. credentials: bmc/worker0.yaml; never the password itself",
+        )
+        .and_then(|(n, p)| Some((decode::string(n, &p, r)?, p)));
+    let insecure = match m.take("insecure") {
+        None => Some(false),
+        Some((n, p)) => decode::boolean(n, &p, r),
+    };
+    for secret in ["password", "username", "user"] {
+        if let Some((_, p)) = m.take(secret) {
+            r.error(
+                &p,
+                "a BMC's user and password never go in inventory.yaml, which is read by many and kept in version control",
+                "put `username:` and `password:` in the credentials file (mode 0600) and name it with credentials:",
+            );
+        }
+    }
+    m.finish(
+        UnknownKeys::Reject,
+        &["address", "credentials", "insecure"],
+        r,
+    );
+    let (credentials, credentials_at) = credentials?;
+    Some(Bmc {
+        address: address?,
+        credentials,
+        insecure: insecure?,
+        credentials_at,
     })
 }
 
@@ -941,4 +1094,53 @@ fn decode_labels(node: &Node, path: FieldPath, r: &mut Report) -> Option<BTreeMa
         }
     }
     ok.then_some(labels)
+}
+
+/// The checks of the BMC credentials files, which need the asset directory: each must exist, be
+/// a file, and be readable by no other user (0600, or 0640 for a group a server runs as).
+pub(crate) fn check_bmc_files(draft: &Draft, dir: &std::path::Path, r: &mut Report) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for bmc in draft
+        .machines
+        .iter()
+        .flatten()
+        .filter_map(|m| m.bmc.as_ref())
+    {
+        let path = dir.join(&bmc.credentials);
+        // As written: a relative path is the asset directory's.
+        let shown = if bmc.credentials.starts_with('/') {
+            bmc.credentials.clone()
+        } else {
+            format!("{} (in the asset directory)", bmc.credentials)
+        };
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => r.error(
+                &bmc.credentials_at,
+                format!("{shown} does not exist"),
+                &format!(
+                    "write the BMC's `username:` and `password:` there, then chmod 600 {}",
+                    bmc.credentials
+                ),
+            ),
+            Err(e) => r.error(
+                &bmc.credentials_at,
+                format!("{shown} cannot be read: {e}"),
+                "make it readable by the user kindling runs as",
+            ),
+            Ok(meta) if !meta.is_file() => r.error(
+                &bmc.credentials_at,
+                format!("{shown} is not a file"),
+                "name a file with `username:` and `password:`",
+            ),
+            Ok(meta) if meta.permissions().mode() & 0o007 != 0 => r.error(
+                &bmc.credentials_at,
+                format!(
+                    "{shown} can be read by every user of this host (mode {:o}): it holds a BMC's password",
+                    meta.permissions().mode() & 0o777
+                ),
+                &format!("chmod 600 {}", bmc.credentials),
+            ),
+            Ok(_) => {}
+        }
+    }
 }

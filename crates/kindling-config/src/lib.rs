@@ -117,7 +117,7 @@ impl ClusterDescription {
             dir.join(INSTALL_CONFIG_FILE).display().to_string(),
             dir.join(INVENTORY_FILE).display().to_string(),
         );
-        Self::parse_for(
+        Self::parse_in(
             Source {
                 name: &ic_name,
                 text: &ic_text,
@@ -127,6 +127,7 @@ impl ClusterDescription {
                 text: &inv_text,
             },
             purpose,
+            Some(dir),
         )
     }
 
@@ -140,6 +141,17 @@ impl ClusterDescription {
         install_config: Source<'_>,
         inventory: Source<'_>,
         purpose: Use,
+    ) -> Result<Loaded, LoadError> {
+        Self::parse_in(install_config, inventory, purpose, None)
+    }
+
+    /// [`ClusterDescription::parse_for`]; with the asset directory `dir`, the files the
+    /// description names (BMC credentials) are checked too.
+    fn parse_in(
+        install_config: Source<'_>,
+        inventory: Source<'_>,
+        purpose: Use,
+        dir: Option<&Path>,
     ) -> Result<Loaded, LoadError> {
         let mut ic_findings = Vec::new();
         let mut inv_findings = Vec::new();
@@ -167,6 +179,9 @@ impl ClusterDescription {
             if let (Some(mut ic), Some(draft)) = (ic, draft) {
                 let machine_networks = validate::check(&ic, &draft, &mut icr, &mut r);
                 validate::check_use(purpose, &mut ic, &draft, &mut icr, &mut r);
+                if let Some(dir) = dir {
+                    inventory::check_bmc_files(&draft, dir, &mut r);
+                }
                 result = assemble(ic, draft, machine_networks);
             }
         }
@@ -332,6 +347,75 @@ mod tests {
                 text: inv,
             },
         )
+    }
+
+    /// A BMC per worker: the addresses parse; a credentials file anyone may read is refused,
+    /// with its place and the fix, and its contents are never read here.
+    #[test]
+    fn bmc_credentials_files_are_checked_where_the_description_is() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let inv = DEMO_INV
+            .replace(
+                "    mac: \"52:54:00:7e:01:20\"\n",
+                "    mac: \"52:54:00:7e:01:20\"\n    bmc: {address: \"redfish+https://10.0.0.5:8443/redfish/v1/Systems/a1\", credentials: bmc/w0.yaml, insecure: true}\n",
+            )
+            .replace(
+                "    mac: \"52:54:00:7e:01:21\"\n",
+                "    mac: \"52:54:00:7e:01:21\"\n    bmc: {address: \"ipmi://10.0.0.6\", credentials: /etc/kindling/w1.yaml}\n",
+            );
+        assert_eq!(inv.matches("bmc:").count(), 2);
+        std::fs::write(dir.path().join(INSTALL_CONFIG_FILE), DEMO_IC).unwrap();
+        std::fs::write(dir.path().join(INVENTORY_FILE), &inv).unwrap();
+        std::fs::create_dir_all(dir.path().join("bmc")).unwrap();
+        let secret = dir.path().join("bmc/w0.yaml");
+        std::fs::write(&secret, "username: admin\npassword: sw0rdfish\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let findings = match ClusterDescription::load(dir.path()) {
+            Err(LoadError::Invalid(findings)) => findings,
+            other => panic!("{other:?}"),
+        };
+        let text: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+        let all = text.join("\n");
+        assert!(
+            all.contains("machines[4].bmc.credentials: bmc/w0.yaml (in the asset directory) can be read by every user of this host (mode 644)")
+                && all.contains("chmod 600 bmc/w0.yaml"),
+            "{all}"
+        );
+        assert!(
+            all.contains("machines[5].bmc.credentials: /etc/kindling/w1.yaml does not exist"),
+            "{all}"
+        );
+        assert!(!all.contains("sw0rdfish"), "{all}");
+
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(
+            dir.path().join(INVENTORY_FILE),
+            inv.replace("/etc/kindling/w1.yaml", "bmc/w0.yaml"),
+        )
+        .unwrap();
+        let loaded = ClusterDescription::load(dir.path()).unwrap().description;
+        let bmcs: Vec<&inventory::Bmc> = loaded
+            .inventory
+            .machines
+            .iter()
+            .filter_map(|m| m.bmc.as_ref())
+            .collect();
+        assert_eq!(
+            bmcs[0].address,
+            inventory::BmcAddress::Redfish {
+                system_url: "https://10.0.0.5:8443/redfish/v1/Systems/a1".into()
+            }
+        );
+        assert!(bmcs[0].insecure);
+        assert_eq!(
+            bmcs[1].address,
+            inventory::BmcAddress::Ipmi {
+                host: "10.0.0.6".into(),
+                port: 623
+            }
+        );
+        assert_eq!(bmcs[1].address.to_string(), "ipmi://10.0.0.6:623");
     }
 
     #[test]
