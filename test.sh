@@ -40,6 +40,7 @@ APT_PACKAGES=(
 PYPI_PACKAGES=(
   kubernetes-validate==1.37.0   # validates every manifest against the Kubernetes schemas, offline
   schemathesis==4.32.5          # fuzzes kindling serve's API from docs/openapi.yaml; its jsonschema checks the dashboard's calls
+  sushy-tools==2.2.0            # the Redfish BMC emulator kindling power is tested against (tests/cli/power.rs)
 )
 
 # Services those packages enable and start on install. The tests run their own instances on

@@ -13,6 +13,7 @@ mod ignition_runner;
 mod infra;
 mod invalid;
 mod kube;
+mod power;
 mod qemu;
 mod registry;
 mod remove;

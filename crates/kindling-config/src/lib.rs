@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use decode::closest;
 pub use diagnostic::{Diagnostic, FieldPath, Report, Severity};
 pub use install_config::InstallConfig;
-pub use inventory::{Inventory, Machine, Role};
+pub use inventory::{Bmc, BmcAddress, Inventory, Machine, Role};
 pub use mac::MacAddr;
 
 pub const INSTALL_CONFIG_FILE: &str = "install-config.yaml";

@@ -66,6 +66,10 @@ pub enum Tls {
         ca_pem: Vec<u8>,
         client_identity: Option<Identity>,
     },
+    /// TLS without checking the server's certificate, for a server the user said to trust as
+    /// it is (a BMC's self-signed certificate, `insecure: true`). The handshake's signatures
+    /// are still checked; who signed the certificate is not.
+    Unverified,
 }
 
 /// A client certificate (chain) and its private key, both PEM.
@@ -265,6 +269,7 @@ impl Client {
                 ca_pem,
                 client_identity,
             } => Some(client_config(&ca_pem, client_identity.as_ref())?),
+            Tls::Unverified => Some(unverified_config()?),
         };
         Ok(Client {
             tls: config,
@@ -281,6 +286,22 @@ impl Client {
             user_agent: HeaderValue::from_static("kindling"),
             authorization: None,
         }
+    }
+
+    /// Sends `user` and `password` as HTTP Basic credentials with every request (marked
+    /// sensitive, so never printed).
+    pub fn with_basic_auth(mut self, user: &str, password: &str) -> Client {
+        use base64::Engine as _;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.authorization =
+            HeaderValue::from_str(&format!("Basic {encoded}"))
+                .ok()
+                .map(|mut value| {
+                    value.set_sensitive(true);
+                    value
+                });
+        self
     }
 
     /// Sends `token` as a bearer token with every request. A token that cannot be a header
@@ -397,13 +418,34 @@ impl Client {
         })
     }
 
+    /// `PATCH path` with a JSON body, in the caller's tokio runtime.
+    pub async fn patch_json_async(
+        &self,
+        target: &Target,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Response, HttpError> {
+        let request = self.json_request_as(hyper::Method::PATCH, target, path, body)?;
+        self.exchange(target, request).await
+    }
+
     fn json_request(
         &self,
         target: &Target,
         path: &str,
         body: Vec<u8>,
     ) -> Result<Request<Full<Bytes>>, HttpError> {
-        self.request(target, hyper::Method::POST, path, "application/json")?
+        self.json_request_as(hyper::Method::POST, target, path, body)
+    }
+
+    fn json_request_as(
+        &self,
+        method: hyper::Method,
+        target: &Target,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Request<Full<Bytes>>, HttpError> {
+        self.request(target, method, path, "application/json")?
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONTENT_LENGTH, body.len())
             .body(Full::new(Bytes::from(body)))
@@ -693,6 +735,66 @@ fn client_config(
         }
     };
     Ok(Arc::new(config))
+}
+
+/// [`Tls::Unverified`]: any certificate, with its handshake signatures checked.
+fn unverified_config() -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 async fn tls_connect(

@@ -59,6 +59,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Update(args) => cli::update::run(&args),
         Command::Certs(args) => cli::certs::run(&args),
         Command::Status(args) => cli::status::run(&args),
+        Command::Power(args) => cli::power::run(&args),
         Command::Remove(cli::RemoveCommand::Machine(args)) => cli::remove::machine(&args),
         Command::Agent(command) => cli::agent::run(&command),
         Command::Completion { shell } => {

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod gather;
 pub mod machines;
 pub mod mirror;
+pub mod power;
 pub mod remove;
 pub mod serve;
 pub mod status;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Every machine: its role, last stage, the rendering it runs and the one it is meant to be
     /// on, drift, readiness, a rolling update's step, and its first certificate expiry.
     Status(StatusArgs),
+    /// The machines' power through their BMCs (Redfish): status, on, off, cycle; with
+    /// --pxe-once, the next boot is from the network.
+    Power(PowerArgs),
     /// List every certificate, key and token kindling made or approved, soonest expiry first;
     /// `certs renew` re-signs leaves under the same CAs.
     Certs(CertsArgs),
@@ -126,6 +130,7 @@ impl Command {
             Command::Mirror(a) => &a.dir.dir,
             Command::Update(a) => &a.cluster.dir.dir,
             Command::Status(a) => &a.cluster.dir.dir,
+            Command::Power(a) => &a.dir.dir,
             Command::Remove(RemoveCommand::Machine(a)) => &a.cluster.dir.dir,
             Command::Certs(a) => match &a.command {
                 Some(CertsCommand::Renew(r)) => &r.assets.dir.dir,
@@ -497,6 +502,42 @@ pub struct RemoveMachineArgs {
     /// Seconds between checks while draining.
     #[arg(long, default_value_t = 2, value_name = "SECONDS")]
     pub poll: u64,
+}
+
+/// `power`.
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: PowerAction,
+    /// The machines, by name (or use --role, or --all).
+    #[arg(value_name = "MACHINE")]
+    pub machines: Vec<String>,
+    /// Every machine of this role.
+    #[arg(long, value_name = "ROLE", conflicts_with = "all")]
+    pub role: Option<String>,
+    /// Every machine that has a bmc.
+    #[arg(long)]
+    pub all: bool,
+    /// Boot from the network once, at the next power on or reset.
+    #[arg(long)]
+    pub pxe_once: bool,
+    /// How many BMCs are asked at the same time.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// JSON, one object per machine.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dir: DirArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PowerAction {
+    Status,
+    On,
+    Off,
+    Cycle,
 }
 
 /// `status`.
