@@ -27,7 +27,7 @@ python3 bench/machines.py "$d" "$MACHINES" 18651 18652
 printf 'username: admin\npassword: bench-pw\n' > "$d/bmc/all.yaml"
 chmod 600 "$d/bmc/all.yaml"
 # Each machine gets a BMC: a system of the emulator, named by a uuid made from its index.
-python3 - "$d" "$MACHINES" "$PORT" "$work" <<'PY'
+.venv/bin/python3 - "$d" "$MACHINES" "$PORT" "$work" <<'PY'
 import sys, bcrypt
 d, n, port, work = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 uuid = lambda i: f"00000000-0000-0000-0000-{i:012d}"

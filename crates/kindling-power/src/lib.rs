@@ -131,16 +131,17 @@ pub async fn one(dir: &Path, machine: &Machine, request: &Request) -> Result<Don
         exchange: request.timeout,
     };
     let system = redfish::System::new(system_url, &credentials, bmc.insecure, timeouts)?;
-    let state = tried(request, || system.state()).await?;
+    // Read once: its state, and the resets it offers.
+    let read = tried(request, || system.read()).await?;
     if request.pxe_once {
         tried(request, || system.pxe_once()).await?;
     }
     let reset = match request.action {
         Action::Status => None,
-        action => Some(tried(request, || system.act(action)).await?),
+        action => Some(tried(request, || system.act(&read, action)).await?),
     };
     Ok(Done {
-        state,
+        state: redfish::System::state(&read),
         reset,
         pxe_once: request.pxe_once,
     })

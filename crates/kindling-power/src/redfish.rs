@@ -119,8 +119,8 @@ impl System {
         }
     }
 
-    /// The system's resource.
-    async fn read(&self) -> Result<Value, PowerError> {
+    /// The system's resource (see [`System::state`] and [`System::act`]).
+    pub async fn read(&self) -> Result<Value, PowerError> {
         let what = "reading the system";
         let response = self
             .client
@@ -134,9 +134,9 @@ impl System {
             .map_err(|e| self.failed(what, format!("not a Redfish ComputerSystem: {e}")))
     }
 
-    /// The system's power state.
-    pub async fn state(&self) -> Result<PowerState, PowerError> {
-        Ok(PowerState::of(self.read().await?["PowerState"].as_str()))
+    /// The power state of `system`, as [`System::read`] gave it.
+    pub fn state(system: &Value) -> PowerState {
+        PowerState::of(system["PowerState"].as_str())
     }
 
     /// Boots from the network once, at the next power on or reset.
@@ -154,17 +154,17 @@ impl System {
         Ok(())
     }
 
-    /// Does `action` (not [`Action::Status`]) with the reset type the system offers: On,
-    /// ForceOff, and for a cycle PowerCycle where offered, else ForceRestart (or On when off).
-    pub async fn act(&self, action: Action) -> Result<&'static str, PowerError> {
-        let system = self.read().await?;
+    /// Does `action` (not [`Action::Status`]) to the system read as `system`, with the reset
+    /// type it offers: On, ForceOff, and for a cycle PowerCycle where offered, else ForceRestart
+    /// (or On when off).
+    pub async fn act(&self, system: &Value, action: Action) -> Result<&'static str, PowerError> {
         let reset = &system["Actions"]["#ComputerSystem.Reset"];
         let offered: Vec<&str> = reset["ResetType@Redfish.AllowableValues"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let offers = |kind: &str| offered.is_empty() || offered.contains(&kind);
-        let state = PowerState::of(system["PowerState"].as_str());
+        let state = System::state(system);
         let kind = match action {
             Action::Status => return Ok("status"),
             Action::On => "On",
