@@ -64,14 +64,19 @@ fn proof(admin: &AdminToken, headers: &HeaderMap) -> Option<Proof> {
     {
         return admin.verify(bearer).then_some(Proof::Bearer);
     }
-    let session = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| auth::cookie(v, COOKIE))?;
+    let session = session_cookie(headers)?;
     admin
         .check_session(session, now())
         .then(|| Proof::Session(session.to_string()))
+}
+
+/// The session cookie's value, if the request has one.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| auth::cookie(v, COOKIE))
 }
 
 fn now() -> u64 {
@@ -193,20 +198,11 @@ const LOGIN: &str = include_str!("static/login.html");
 /// Every page of the dashboard: the one HTML page; the script draws what the path names. It
 /// carries the session's CSRF token for the script's actions.
 async fn shell(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let csrf = match (state.catalog(), proof_session(&headers)) {
-        (Ok(catalog), Some(session)) => catalog.admin.csrf(&session),
+    let csrf = match (state.catalog(), session_cookie(&headers)) {
+        (Ok(catalog), Some(session)) => catalog.admin.csrf(session),
         _ => String::new(),
     };
     page(StatusCode::OK, SHELL.replace("{{csrf}}", &csrf))
-}
-
-fn proof_session(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| auth::cookie(v, COOKIE))
-        .map(String::from)
 }
 
 /// Where a login goes on to: a page of the dashboard, never another site.
