@@ -33,6 +33,8 @@ APT_PACKAGES=(
   util-linux       # nsenter: runs the cluster's programs inside that namespace
   containernetworking-plugins  # the bridge, host-local and loopback CNI plugins the real kubelet's pods get (tests/cli/kube.rs)
   chromium         # the browser the dashboard's tests drive headless (tests/ui, through playwright-core)
+  ipmitool         # reads back, on its own session, what kindling power did over IPMI (tests/cli/power.rs)
+  python3-pyghmi   # pyghmi's BMC: the IPMI (RMCP+) BMC those tests power (tests/ipmi/simbmc.py)
   gcc              # builds the pod sandbox's pause from the Kubernetes source (tests/k8s/binaries.sh)
   libc6-dev        # ... statically
 )

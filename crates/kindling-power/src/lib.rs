@@ -1,12 +1,13 @@
 //! Machines' power through their BMCs, as inventory.yaml describes them (`bmc:`): the power
 //! state, on, off, cycle, and a one-time network boot, for many machines at once with a bound
-//! on how many are asked together. Redfish is spoken (see [`redfish`]); IPMI is not yet.
+//! on how many are asked together, over Redfish (see [`redfish`]) or IPMI (see [`ipmi`]).
 //!
 //! Every BMC call has a timeout and is tried again after a failure to connect or a 5xx answer;
 //! a refusal (a wrong password, an action the BMC does not offer) is said at once, in words. No
 //! password is ever in an error or a log line.
 
 pub mod credentials;
+pub mod ipmi;
 pub mod redfish;
 
 use std::path::{Path, PathBuf};
@@ -62,10 +63,6 @@ pub enum PowerError {
     Credentials { path: PathBuf, reason: String },
     #[error("{address}: {reason}")]
     Address { address: String, reason: String },
-    #[error(
-        "{address}: IPMI is not spoken yet; give the machine a Redfish address (redfish+https://...)"
-    )]
-    IpmiNotYet { address: String },
     #[error("{bmc}: {what}: {reason}")]
     Bmc {
         bmc: String,
@@ -117,15 +114,13 @@ pub async fn one(dir: &Path, machine: &Machine, request: &Request) -> Result<Don
     let bmc = machine.bmc.as_ref().ok_or_else(|| PowerError::NoBmc {
         name: machine.name.clone(),
     })?;
+    let credentials = credentials::Credentials::load(&credentials::path_of(dir, &bmc.credentials))?;
     let system_url = match &bmc.address {
         BmcAddress::Redfish { system_url } => system_url,
-        address @ BmcAddress::Ipmi { .. } => {
-            return Err(PowerError::IpmiNotYet {
-                address: address.to_string(),
-            });
+        BmcAddress::Ipmi { host, port } => {
+            return tried(request, || over_ipmi(host, *port, &credentials, request)).await;
         }
     };
-    let credentials = credentials::Credentials::load(&credentials::path_of(dir, &bmc.credentials))?;
     let timeouts = kindling_http::Timeouts {
         connect: request.timeout,
         exchange: request.timeout,
@@ -145,6 +140,34 @@ pub async fn one(dir: &Path, machine: &Machine, request: &Request) -> Result<Don
         reset,
         pxe_once: request.pxe_once,
     })
+}
+
+/// [`one`] over IPMI: a session for the whole of it, closed at the end.
+async fn over_ipmi(
+    host: &str,
+    port: u16,
+    credentials: &credentials::Credentials,
+    request: &Request,
+) -> Result<Done, PowerError> {
+    let mut session = ipmi::Session::open(host, port, credentials, request.timeout / 5).await?;
+    let done = async {
+        let state = session.state().await?;
+        if request.pxe_once {
+            session.pxe_once().await?;
+        }
+        let reset = match request.action {
+            Action::Status => None,
+            action => Some(session.act(action, &state).await?),
+        };
+        Ok(Done {
+            state,
+            reset,
+            pxe_once: request.pxe_once,
+        })
+    }
+    .await;
+    session.close().await;
+    done
 }
 
 /// Runs `call` until it succeeds, fails for good, or has been tried `request.tries` times.

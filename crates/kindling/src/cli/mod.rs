@@ -85,7 +85,7 @@ pub enum Command {
     /// Every machine: its role, last stage, the rendering it runs and the one it is meant to be
     /// on, drift, readiness, a rolling update's step, and its first certificate expiry.
     Status(StatusArgs),
-    /// The machines' power through their BMCs (Redfish): status, on, off, cycle; with
+    /// The machines' power through their BMCs (Redfish, IPMI): status, on, off, cycle; with
     /// --pxe-once, the next boot is from the network.
     Power(PowerArgs),
     /// List every certificate, key and token kindling made or approved, soonest expiry first;
