@@ -1,8 +1,9 @@
 //! What `kindling status` and `kindling certs` say, kept current for the machine list and the
 //! dashboard: each machine's rendering (current and desired), drift, readiness and first
 //! certificate expiry, and every credential with its expiry. It is read in the background every
-//! [`EVERY`] (the asset directory's certificates; the cluster's Nodes and kubelet certificates
-//! when its API answers), so that no request waits on the API.
+//! [`EVERY`] while someone looks (see [`WATCHED`]): the asset directory's certificates, and the
+//! cluster's Nodes and kubelet certificates when its API answers; so no request waits on the
+//! API, and nothing is read for nobody.
 
 use std::collections::HashMap;
 use std::sync::Arc;
