@@ -204,6 +204,26 @@ fn power_over_redfish_is_what_the_bmc_then_says() {
         !said.contains(password) && !said.contains("not-the-password"),
         "{said}"
     );
+
+    // The same as JSON, a line per machine, for scripts.
+    let run = kindling(&["power", "status", "--all", "--json", "--dir", d]);
+    assert_ne!(run.code(), 0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let by_name = |name: &str| lines.iter().find(|l| l["machine"] == name).unwrap().clone();
+    assert_eq!(lines.len(), 3, "{}", run.stdout());
+    assert_eq!(by_name("worker1")["state"], "on");
+    assert_eq!(by_name("worker2")["ok"], false);
+    assert!(
+        by_name("worker2")["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused the user and password")
+    );
+    assert!(!run.stdout().contains(password), "{}", run.stdout());
 }
 
 /// ipmitool, against the simulated BMC at `port`: its output.
