@@ -67,6 +67,35 @@ fn emulator(dir: &Path, port: u16, password: &str) -> Daemon {
     daemon
 }
 
+/// The demo's lines that end each worker's MACs in inventory.yaml, which a `bmc:` follows.
+const MAC_LINES: [&str; 3] = [
+    "    mac: \"52:54:00:7e:01:20\"\n",
+    "    mac: \"52:54:00:7e:01:21\"\n",
+    "    macs: [\"52:54:00:7e:01:22\", \"52:54:00:7e:02:22\"]\n",
+];
+
+/// Gives the demo's `worker<i>` in the asset directory `dir` a BMC at `address`, its user and
+/// password in `bmc/worker<i>.yaml` (0600).
+fn give_bmc(dir: &Path, i: usize, address: &str, user: &str, password: &str) {
+    let name = format!("worker{i}");
+    std::fs::create_dir_all(dir.join("bmc")).unwrap();
+    write_credentials(dir, &name, user, password);
+    let inventory = dir.join("inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let after = MAC_LINES[i];
+    assert!(text.contains(after), "{after}");
+    let with =
+        format!("{after}    bmc: {{address: \"{address}\", credentials: bmc/{name}.yaml}}\n");
+    std::fs::write(&inventory, text.replacen(after, &with, 1)).unwrap();
+}
+
+/// Writes `bmc/<name>.yaml` in `dir`, mode 0600.
+fn write_credentials(dir: &Path, name: &str, user: &str, password: &str) {
+    let path = dir.join(format!("bmc/{name}.yaml"));
+    std::fs::write(&path, format!("username: {user}\npassword: {password}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// A system as the emulator has it (GET with curl, not kindling's client).
 fn system(port: u16, uuid: &str, password: &str) -> serde_json::Value {
     let out = Command::new("curl")
@@ -111,37 +140,12 @@ fn power_over_redfish_is_what_the_bmc_then_says() {
 
     let assets = demo_on_loopback(port(), port());
     let dir = assets.path();
-    std::fs::create_dir_all(dir.join("bmc")).unwrap();
-    let inventory = dir.join("inventory.yaml");
-    let mut text = std::fs::read_to_string(&inventory).unwrap();
-    for (i, (name, uuid)) in SYSTEMS.iter().enumerate() {
-        let credentials = dir.join(format!("bmc/{name}.yaml"));
+    for (i, (_, uuid)) in SYSTEMS.iter().enumerate() {
         // worker2's file has the wrong password.
         let given = if i == 2 { "not-the-password" } else { password };
-        std::fs::write(
-            &credentials,
-            format!("username: admin\npassword: {given}\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let mac = format!("    mac: \"52:54:00:7e:01:2{i}\"\n");
-        let with = format!(
-            "{mac}    bmc: {{address: \"redfish+http://127.0.0.1:{bmc_port}/redfish/v1/Systems/{uuid}\", credentials: bmc/{name}.yaml}}\n"
-        );
-        assert!(text.contains(&mac) || i == 2, "{mac}");
-        text = text.replacen(&mac, &with, 1);
+        let address = format!("redfish+http://127.0.0.1:{bmc_port}/redfish/v1/Systems/{uuid}");
+        give_bmc(dir, i, &address, "admin", given);
     }
-    // worker2 has two MACs in the demo.
-    text = text.replacen(
-        "    macs: [\"52:54:00:7e:01:22\", \"52:54:00:7e:02:22\"]\n",
-        &format!(
-            "    macs: [\"52:54:00:7e:01:22\", \"52:54:00:7e:02:22\"]\n    bmc: {{address: \"redfish+http://127.0.0.1:{bmc_port}/redfish/v1/Systems/{}\", credentials: bmc/worker2.yaml}}\n",
-            SYSTEMS[2].1
-        ),
-        1,
-    );
-    assert_eq!(text.matches("bmc:").count(), 3, "{text}");
-    std::fs::write(&inventory, text).unwrap();
     let d = dir.to_str().unwrap();
     let (w0, w1) = (SYSTEMS[0].1, SYSTEMS[1].1);
 
@@ -282,26 +286,13 @@ fn power_over_ipmi_is_what_ipmitool_then_reads() {
 
     let assets = demo_on_loopback(port(), port());
     let dir = assets.path();
-    std::fs::create_dir_all(dir.join("bmc")).unwrap();
-    let credentials = dir.join("bmc/worker0.yaml");
-    let write_credentials = |given: &str| {
-        std::fs::write(&credentials, format!("username: u\npassword: {given}\n")).unwrap();
-        std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-    };
-    write_credentials(password);
-    let inventory = dir.join("inventory.yaml");
-    let text = std::fs::read_to_string(&inventory).unwrap();
-    let mac = "    mac: \"52:54:00:7e:01:20\"\n";
-    assert!(text.contains(mac));
-    std::fs::write(
-        &inventory,
-        text.replacen(
-            mac,
-            &format!("{mac}    bmc: {{address: \"ipmi://127.0.0.1:{bmc_port}\", credentials: bmc/worker0.yaml}}\n"),
-            1,
-        ),
-    )
-    .unwrap();
+    give_bmc(
+        dir,
+        0,
+        &format!("ipmi://127.0.0.1:{bmc_port}"),
+        "u",
+        password,
+    );
     let d = dir.to_str().unwrap();
 
     let run = kindling(&["power", "status", "worker0", "--dir", d]);
@@ -344,7 +335,7 @@ fn power_over_ipmi_is_what_ipmitool_then_reads() {
             .contains("Chassis Power is off")
     );
 
-    write_credentials("not-the-password");
+    write_credentials(dir, "worker0", "u", "not-the-password");
     let run = kindling(&["power", "status", "worker0", "--dir", d]);
     assert_ne!(run.code(), 0);
     let said = format!("{}{}", run.stdout(), run.stderr());
