@@ -19,6 +19,20 @@ pub struct System {
     url: String,
 }
 
+/// The host's CA bundle, read once however many BMCs are asked.
+fn host_bundle() -> Result<&'static Vec<u8>, &'static str> {
+    static BUNDLE: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
+    const PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
+    BUNDLE
+        .get_or_init(|| {
+            std::fs::read(PATH).map_err(|e| {
+                format!("{PATH}: {e}; install ca-certificates, or set insecure: true for a self-signed BMC")
+            })
+        })
+        .as_ref()
+        .map_err(String::as_str)
+}
+
 impl System {
     /// The system at `system_url` (`https://bmc/redfish/v1/Systems/1`), asked with
     /// `credentials`; `insecure` accepts a certificate that does not verify.
@@ -40,15 +54,11 @@ impl System {
             "https" if insecure => (443, kindling_http::Tls::Unverified),
             "https" => {
                 // The host's CA bundle: a BMC whose certificate is signed by a CA it trusts.
-                let bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").map_err(|e| {
-                    bad(&format!(
-                        "/etc/ssl/certs/ca-certificates.crt: {e}; install ca-certificates, or set insecure: true for a self-signed BMC"
-                    ))
-                })?;
+                let bundle = host_bundle().map_err(&bad)?;
                 (
                     443,
                     kindling_http::Tls::Roots {
-                        ca_pem: bundle,
+                        ca_pem: bundle.clone(),
                         client_identity: None,
                     },
                 )
