@@ -285,6 +285,9 @@ fn node_runtime(files: &mut Files<'_, '_>, payload: &payload::Resolved) {
 /// every machine's part in memory.
 fn machine_part(files: &mut Files<'_, '_>, m: &Machine) -> Result<(), AssetError> {
     files.config.set_hostname(&files.ctx.description.fqdn(m));
+    for disk in &m.wipe_disks {
+        files.config.wipe_disk(disk);
+    }
     let env = crate::manifests::kubelet_env(files.ctx.description, m);
     files
         .config

@@ -14,6 +14,10 @@ pub enum EditError {
         "inventory.yaml writes its machines as a flow list ([...]); write them as a block list (one '- name: ...' per machine) so that kindling can change one without rewriting the others"
     )]
     FlowList,
+    #[error(
+        "inventory.yaml lists no machines to add one after; write the first machine by hand (see the README's inventory.yaml)"
+    )]
+    NoMachines,
 }
 
 fn indent(line: &str) -> usize {
@@ -90,6 +94,66 @@ pub fn remove_machine(text: &str, name: &str) -> Result<String, EditError> {
         if i < from || i >= end {
             out.push_str(line);
         }
+    }
+    Ok(out)
+}
+
+/// A machine to add to inventory.yaml, as `kindling machines accept` writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMachine {
+    pub name: String,
+    pub role: crate::Role,
+    pub mac: crate::MacAddr,
+    pub ip: std::net::IpAddr,
+    /// With the comment that says why this disk (written after the value).
+    pub install_disk: Option<(String, String)>,
+}
+
+/// inventory.yaml with `machine` added after the last machine, at the same indentation as
+/// the machines already listed; nothing else changes.
+pub fn add_machine(text: &str, machine: &NewMachine) -> Result<String, EditError> {
+    let doc = yaml::parse(text).map_err(|e| EditError::Syntax {
+        line: e.pos.line,
+        message: e.message,
+    })?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let machines = doc.get("machines").ok_or(EditError::NoMachines)?;
+    let Value::Seq(items) = &machines.value else {
+        return Err(EditError::NoMachines);
+    };
+    if machines_is_flow(&lines, machines) {
+        return Err(EditError::FlowList);
+    }
+    let last = items.last().ok_or(EditError::NoMachines)?;
+    let key_col = last.pos.col.saturating_sub(1) as usize;
+    let first = last.pos.line.saturating_sub(1) as usize;
+    let start = dash_line(&lines, first, key_col).ok_or(EditError::FlowList)?;
+    let dash_indent = indent(lines[start]);
+    // After the last item: before the next top-level key and the comments and blank lines
+    // just above it, which belong to that key.
+    let mut end = next_key_line(&doc, machines).unwrap_or(lines.len());
+    while end > start + 1 && blank_or_comment(lines[end - 1]) {
+        end -= 1;
+    }
+    let (pad, dash) = (" ".repeat(key_col), " ".repeat(dash_indent));
+    let gap = " ".repeat(key_col.saturating_sub(dash_indent + 1));
+    let mut item = format!(
+        "{dash}-{gap}name: {}\n{pad}role: {}\n{pad}mac: \"{}\"\n{pad}ip: {}\n",
+        machine.name, machine.role, machine.mac, machine.ip
+    );
+    if let Some((disk, why)) = &machine.install_disk {
+        item.push_str(&format!("{pad}installDisk: {disk}   # {why}\n"));
+    }
+    let mut out = String::with_capacity(text.len() + item.len() + 1);
+    for line in &lines[..end] {
+        out.push_str(line);
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&item);
+    for line in &lines[end..] {
+        out.push_str(line);
     }
     Ok(out)
 }
@@ -178,8 +242,59 @@ network:
         assert_eq!(items.len(), 2);
     }
 
+    fn worker4(disk: Option<(&str, &str)>) -> NewMachine {
+        NewMachine {
+            name: "worker4".into(),
+            role: crate::Role::Worker,
+            mac: "52:54:00:00:00:04".parse().unwrap(),
+            ip: "10.0.0.14".parse().unwrap(),
+            install_disk: disk.map(|(d, w)| (d.to_string(), w.to_string())),
+        }
+    }
+
+    #[test]
+    fn an_added_machine_goes_after_the_last_and_nothing_else_changes() {
+        let out = add_machine(
+            INVENTORY,
+            &worker4(Some(("/dev/sdb", "the smallest disk of at least 100G"))),
+        )
+        .unwrap();
+        let added = "  - name: worker4\n    role: worker\n    mac: \"52:54:00:00:00:04\"\n    ip: 10.0.0.14\n    installDisk: /dev/sdb   # the smallest disk of at least 100G\n";
+        assert_eq!(
+            out,
+            INVENTORY.replace(
+                "# after the machines\n",
+                &format!("{added}# after the machines\n")
+            )
+        );
+        let doc = yaml::parse(&out).unwrap();
+        let Value::Seq(items) = &doc.get("machines").unwrap().value else {
+            panic!()
+        };
+        assert_eq!(items.len(), 4);
+        // The last in the file, without a newline at its end, and indented otherwise.
+        let text = "machines:\n- name: a\n  role: master\n  ip: 10.0.0.2";
+        let out = add_machine(text, &worker4(None)).unwrap();
+        assert_eq!(
+            out,
+            format!("{text}\n- name: worker4\n  role: worker\n  mac: \"52:54:00:00:00:04\"\n  ip: 10.0.0.14\n")
+        );
+    }
+
     #[test]
     fn an_unknown_machine_or_a_flow_list_is_refused_and_nothing_changes() {
+        assert_eq!(
+            add_machine("machines: [{name: a}]\n", &worker4(None)),
+            Err(EditError::FlowList)
+        );
+        assert_eq!(
+            add_machine("machines: []\n", &worker4(None)),
+            Err(EditError::FlowList)
+        );
+        assert_eq!(
+            add_machine("kind: Inventory\n", &worker4(None)),
+            Err(EditError::NoMachines)
+        );
         assert_eq!(
             remove_machine(INVENTORY, "worker9"),
             Err(EditError::NoSuchMachine("worker9".into()))

@@ -71,7 +71,11 @@ pub struct Provisioning {
     pub mcs_url: Option<String>,
     pub os: Os,
     pub os_images: OsImages,
+    /// The default install disk, by path. When `installDisk` is a rule, this is unused: every
+    /// machine names its own disk (`kindling machines accept` picks it by the rule).
     pub install_disk: String,
+    /// `installDisk` written as a rule rather than a path.
+    pub install_disk_rule: Option<DiskRule>,
     pub ignition_version: IgnitionVersion,
     /// Extra kernel arguments for every machine's network boot (consoles, drivers, debugging).
     pub kernel_args: Vec<String>,
@@ -143,6 +147,8 @@ pub struct Machine {
     pub macs: Vec<MacAddr>,
     pub ip: IpAddr,
     pub install_disk: Option<String>,
+    /// Disks whose partition tables Ignition wipes on install. Any other disk is left as it is.
+    pub wipe_disks: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     /// Its baseboard management controller, for `kindling power`.
@@ -269,6 +275,78 @@ impl Inventory {
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Machine> {
         self.machines.iter().filter(move |m| m.role == role)
     }
+}
+
+/// `provisioning.installDisk` as a rule: the disk is picked from the disks a machine reported
+/// when it was discovered, the smallest that matches (leaving the bigger ones for data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskRule {
+    /// In bytes.
+    pub min_size: Option<u64>,
+    pub rotational: Option<bool>,
+}
+
+impl fmt::Display for DiskRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(size) = self.min_size {
+            parts.push(format!("minSize: {}", size_text(size)));
+        }
+        if let Some(rotational) = self.rotational {
+            parts.push(format!("rotational: {rotational}"));
+        }
+        write!(f, "{{{}}}", parts.join(", "))
+    }
+}
+
+/// A size as Kubernetes writes quantities: a number of bytes, or with a suffix K, M, G, T, P
+/// (powers of 1000) or Ki, Mi, Gi, Ti, Pi (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, suffix) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a number"))?;
+    let unit: u64 = match suffix {
+        "" => 1,
+        "K" | "k" => 1000,
+        "M" => 1000u64.pow(2),
+        "G" => 1000u64.pow(3),
+        "T" => 1000u64.pow(4),
+        "P" => 1000u64.pow(5),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        other => return Err(format!("'{other}' is not a size unit")),
+    };
+    number
+        .checked_mul(unit)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// A size in bytes, in the largest unit of [`parse_size`] that writes it exactly.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 10] = [
+        ("Pi", 1 << 50),
+        ("P", 1000u64.pow(5)),
+        ("Ti", 1 << 40),
+        ("T", 1000u64.pow(4)),
+        ("Gi", 1 << 30),
+        ("G", 1000u64.pow(3)),
+        ("Mi", 1 << 20),
+        ("M", 1000u64.pow(2)),
+        ("Ki", 1 << 10),
+        ("K", 1000),
+    ];
+    UNITS
+        .iter()
+        .find(|(_, unit)| bytes != 0 && bytes % unit == 0)
+        .map_or(bytes.to_string(), |(name, unit)| {
+            format!("{}{name}", bytes / unit)
+        })
 }
 
 impl Machine {
@@ -567,12 +645,18 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<Draft> {
         None => Some(Kubernetes::default()),
     };
     let machines = match top.require("machines", r, "list the machines under 'machines:'") {
-        Some((n, p)) => decode::list(n, &p, r)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .map(|(i, item)| decode_machine(item, p.index(i), r))
-            .collect(),
+        Some((n, p)) => {
+            let machines: Vec<Option<Machine>> = decode::list(n, &p, r)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, item)| decode_machine(item, p.index(i), r))
+                .collect();
+            if let Some(provisioning) = &provisioning {
+                check_disks(provisioning, &machines, &p, r);
+            }
+            machines
+        }
         None => Vec::new(),
     };
     top.finish(
@@ -595,6 +679,39 @@ pub(crate) fn decode(root: &Node, r: &mut Report) -> Option<Draft> {
         kubernetes,
         machines,
     })
+}
+
+/// Each machine names its disk where the default is a rule, and no machine wipes the disk it
+/// installs to.
+fn check_disks(
+    provisioning: &Provisioning,
+    machines: &[Option<Machine>],
+    path: &FieldPath,
+    r: &mut Report,
+) {
+    for (i, m) in machines.iter().enumerate() {
+        let Some(m) = m else { continue };
+        if let Some(rule) = &provisioning.install_disk_rule
+            && m.install_disk.is_none()
+        {
+            r.error(
+                &path.index(i),
+                format!(
+                    "machine {} names no installDisk, and provisioning.installDisk is a rule ({rule}), which only a machine's discovery report can resolve",
+                    m.name
+                ),
+                "write its disk, e.g. installDisk: /dev/sda; or add the machine with `kindling machines accept`, which picks its disk by the rule",
+            );
+        }
+        let disk = m.install_disk(provisioning);
+        if let Some(at) = m.wipe_disks.iter().position(|d| d == disk) {
+            r.error(
+                &path.index(i).key("wipeDisks").index(at),
+                format!("{disk} is the disk machine {} installs to", m.name),
+                "list only data disks under wipeDisks: the install writes its own disk anyway",
+            );
+        }
+    }
 }
 
 /// The Kubernetes minor versions kindling supports (1.30 to 1.37).
@@ -669,6 +786,44 @@ fn absolute_path(n: &Node, p: &FieldPath, r: &mut Report) -> Option<String> {
     Some(path)
 }
 
+fn decode_disk_rule(node: &Node, path: FieldPath, r: &mut Report) -> Option<DiskRule> {
+    let mut m = MapReader::new(node, path.clone(), r)?;
+    let min_size = match m.take("minSize") {
+        None => Some(None),
+        Some((n, p)) => {
+            let text = decode::string(n, &p, r)?;
+            parse_size(&text)
+                .map_err(|why| {
+                    r.error(
+                        &p,
+                        format!("minSize {why}"),
+                        "write a size as Kubernetes does, e.g. 100G (10^9 bytes) or 120Gi (2^30 bytes)",
+                    )
+                })
+                .ok()
+                .map(Some)
+        }
+    };
+    let rotational = match m.take("rotational") {
+        None => Some(None),
+        Some((n, p)) => decode::boolean(n, &p, r).map(Some),
+    };
+    m.finish(UnknownKeys::Reject, &["minSize", "rotational"], r);
+    let rule = DiskRule {
+        min_size: min_size?,
+        rotational: rotational?,
+    };
+    if rule == DiskRule::default() {
+        r.error(
+            &path,
+            "an installDisk rule with no condition matches any disk",
+            "give minSize, rotational or both, e.g. {minSize: 100G, rotational: false}, or name the disk, e.g. /dev/sda",
+        );
+        return None;
+    }
+    Some(rule)
+}
+
 fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<Provisioning> {
     let mut m = MapReader::new(node, path, r)?;
     let server_url = match m.require(
@@ -701,11 +856,14 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
             images
         }),
     };
-    let install_disk = m
-        .take("installDisk")
-        .map_or(Some(DEFAULT_INSTALL_DISK.to_string()), |(n, p)| {
-            absolute_path(n, &p, r)
-        });
+    let (install_disk, install_disk_rule) = match m.take("installDisk") {
+        None => (Some(DEFAULT_INSTALL_DISK.to_string()), Some(None)),
+        Some((n, p)) if matches!(n.value, crate::yaml::Value::Map(_)) => (
+            Some(DEFAULT_INSTALL_DISK.to_string()),
+            decode_disk_rule(n, p, r).map(Some),
+        ),
+        Some((n, p)) => (absolute_path(n, &p, r), Some(None)),
+    };
     let ignition_version =
         m.take("ignitionVersion")
             .map_or(Some(IgnitionVersion::V3_3), |(n, p)| {
@@ -767,6 +925,7 @@ fn decode_provisioning(node: &Node, path: FieldPath, r: &mut Report) -> Option<P
         os: os?,
         os_images: os_images?,
         install_disk: install_disk?,
+        install_disk_rule: install_disk_rule?,
         ignition_version: ignition_version?,
         kernel_args: kernel_args?,
         replicas,
@@ -910,6 +1069,18 @@ fn decode_machine(node: &Node, path: FieldPath, r: &mut Report) -> Option<Machin
         Some((n, p)) => absolute_path(n, &p, r).map(Some),
         None => Some(None),
     };
+    let wipe_disks = match m.take("wipeDisks") {
+        None => Some(Vec::new()),
+        Some((n, p)) => {
+            let items = decode::list(n, &p, r)?;
+            let disks: Vec<String> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| absolute_path(item, &p.index(i), r))
+                .collect();
+            (disks.len() == items.len()).then_some(disks)
+        }
+    };
     let labels = match m.take("labels") {
         None => Some(BTreeMap::new()),
         Some((n, p)) => decode_labels(n, p, r),
@@ -951,6 +1122,7 @@ fn decode_machine(node: &Node, path: FieldPath, r: &mut Report) -> Option<Machin
             "macs",
             "ip",
             "installDisk",
+            "wipeDisks",
             "labels",
             "taints",
             "bmc",
@@ -963,6 +1135,7 @@ fn decode_machine(node: &Node, path: FieldPath, r: &mut Report) -> Option<Machin
         macs: macs?,
         ip: ip?,
         install_disk: install_disk?,
+        wipe_disks: wipe_disks?,
         labels: labels?,
         taints: taints?,
         bmc: bmc?,

@@ -418,6 +418,61 @@ mod tests {
         assert_eq!(bmcs[1].address.to_string(), "ipmi://10.0.0.6:623");
     }
 
+    /// An install disk by rule: each machine must then name its own; wipeDisks never holds the
+    /// install disk; a size is read as Kubernetes reads quantities.
+    #[test]
+    fn install_disk_rules_and_wiped_disks_are_checked() {
+        let inv = DEMO_INV.replace(
+            "  installDisk: /dev/vda\n",
+            "  installDisk: {minSize: 100G, rotational: false}\n",
+        );
+        assert_ne!(inv, DEMO_INV);
+        let errors = |inv: &str| match parse(DEMO_IC, inv) {
+            Err(LoadError::Invalid(findings)) => findings
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => panic!("{other:?}"),
+        };
+        let all = errors(&inv);
+        assert!(
+            all.contains("machines[0]: machine bootstrap names no installDisk, and provisioning.installDisk is a rule ({minSize: 100G, rotational: false})")
+                && all.contains("kindling machines accept"),
+            "{all}"
+        );
+        let named = inv.replace(
+            "    ip: ",
+            "    installDisk: /dev/nvme0n1\n    wipeDisks: [/dev/sdb]\n    ip: ",
+        );
+        let loaded = parse(DEMO_IC, &named).unwrap().description;
+        let p = &loaded.inventory.provisioning;
+        assert_eq!(
+            p.install_disk_rule,
+            Some(inventory::DiskRule {
+                min_size: Some(100_000_000_000),
+                rotational: Some(false)
+            })
+        );
+        assert_eq!(loaded.inventory.machines[3].wipe_disks, ["/dev/sdb"]);
+        let wipes_own = named.replacen("wipeDisks: [/dev/sdb]", "wipeDisks: [/dev/nvme0n1]", 1);
+        let all = errors(&wipes_own);
+        assert!(all.contains("/dev/nvme0n1 is the disk machine"), "{all}");
+        for (bad, why) in [
+            ("{minSize: 100GB}", "'GB' is not a size unit"),
+            ("{}", "no condition matches any disk"),
+            ("{rotational: maybe}", "rotational"),
+        ] {
+            let text = named.replace("{minSize: 100G, rotational: false}", bad);
+            let all = errors(&text);
+            assert!(all.contains(why) && all.contains("provisioning.installDisk"), "{bad}: {all}");
+        }
+        assert_eq!(inventory::parse_size("120Gi"), Ok(120 << 30));
+        assert_eq!(inventory::size_text(120 << 30), "120Gi");
+        assert_eq!(inventory::size_text(3 * 1000u64.pow(4)), "3T");
+        assert_eq!(inventory::size_text(1234), "1234");
+    }
+
     #[test]
     fn the_demo_loads_with_its_defaults() {
         let loaded = parse(DEMO_IC, DEMO_INV).unwrap();

@@ -147,6 +147,26 @@ impl Config {
         self.put_user(entry);
     }
 
+    /// Has Ignition wipe the partition table of `device`: a data disk that the description
+    /// says may be wiped. Ignition touches no disk a config does not name.
+    pub fn wipe_disk(&mut self, device: &str) {
+        let disks = self.storage().disks.get_or_insert_with(Vec::new);
+        disks.retain(|d| d.device != device);
+        let mut disk = v3_3::Disk::new(device.to_string());
+        disk.wipe_table = Some(true);
+        disks.push(disk);
+    }
+
+    /// The devices whose partition tables this config wipes.
+    pub fn wiped_disks(&self) -> Vec<&str> {
+        let storage = self.inner.storage.as_ref();
+        let disks = storage.and_then(|s| s.disks.as_ref()).into_iter().flatten();
+        disks
+            .filter(|d| d.wipe_table == Some(true))
+            .map(|d| d.device.as_str())
+            .collect()
+    }
+
     /// `/etc/hostname` holding `hostname`, mode 0644.
     pub fn set_hostname(&mut self, hostname: &str) {
         self.add_file("/etc/hostname", format!("{hostname}\n").as_bytes(), 0o644);
@@ -157,6 +177,11 @@ impl Config {
     pub fn merge(&mut self, other: Config) {
         let other = other.inner;
         if let Some(storage) = other.storage {
+            for disk in storage.disks.unwrap_or_default() {
+                let disks = self.storage().disks.get_or_insert_with(Vec::new);
+                disks.retain(|d| d.device != disk.device);
+                disks.push(disk);
+            }
             for dir in storage.directories.unwrap_or_default() {
                 self.put_directory(dir);
             }

@@ -100,6 +100,9 @@ fn check(config: &v3_3::Config, version: IgnitionVersion) -> Result<(), Ignition
             check_resource(contents, &format!("file {}", file.path), version)?;
         }
     }
+    for disk in storage.disks.iter().flatten() {
+        check_path(&disk.device, "disk")?;
+    }
     for dir in storage.directories.iter().flatten() {
         check_path(&dir.path, "directory")?;
         check_mode(dir.mode, &dir.path, version)?;

@@ -115,11 +115,19 @@ pub(crate) fn down(config: &Value, version: IgnitionVersion) -> Result<Value, Ig
         let storage = object(storage, "storage", lacks)?;
         only(
             storage,
-            &["files", "directories", "links"],
+            &["files", "directories", "links", "disks"],
             "storage",
             lacks,
         )?;
         let mut to = Map::new();
+        if let Some(disks) = storage.get("disks") {
+            // Spec 2.x has the same two fields kindling writes.
+            let disks = each(disks, "storage.disks", lacks, |disk, at| {
+                only(object(disk, &at, lacks)?, &["device", "wipeTable"], &at, lacks)?;
+                Ok(disk.clone())
+            })?;
+            to.insert("disks".into(), disks);
+        }
         if let Some(files) = storage.get("files") {
             let files = each(files, "storage.files", lacks, |file, at| {
                 let mut node = node(file, &at, &["mode", "contents"], lacks)?;
@@ -206,6 +214,10 @@ pub(crate) fn up(config: &Value) -> Result<Value, IgnitionError> {
     }
     if let Some(storage) = config.get_mut("storage").and_then(Value::as_object_mut) {
         for (kind, nodes) in storage.iter_mut() {
+            if kind == "disks" {
+                // Devices, not paths on a filesystem.
+                continue;
+            }
             for node in nodes.as_array_mut().into_iter().flatten() {
                 let Some(node) = node.as_object_mut() else {
                     continue;

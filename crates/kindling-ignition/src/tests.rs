@@ -22,6 +22,7 @@ fn rich_config() -> Config {
     );
     config.add_directory("/var/lib/kindling", 0o700);
     config.add_link("/etc/localtime", "/usr/share/zoneinfo/UTC");
+    config.wipe_disk("/dev/sdb");
     config.add_unit(
         "kindling-agent.service",
         "[Unit]\nDescription=kindling agent\n[Service]\nExecStart=/usr/local/bin/kindling agent\n[Install]\nWantedBy=multi-user.target\n",
@@ -192,6 +193,7 @@ fn a_spec_2_config_reads_back_as_the_config_it_was() {
         );
         assert_eq!(back.unit("kubelet.service"), config.unit("kubelet.service"));
         assert_eq!(back.ssh_keys("core"), config.ssh_keys("core"));
+        assert_eq!(back.wiped_disks(), ["/dev/sdb"]);
     }
 }
 
