@@ -277,7 +277,9 @@ network:
         let out = add_machine(text, &worker4(None)).unwrap();
         assert_eq!(
             out,
-            format!("{text}\n- name: worker4\n  role: worker\n  mac: \"52:54:00:00:00:04\"\n  ip: 10.0.0.14\n")
+            format!(
+                "{text}\n- name: worker4\n  role: worker\n  mac: \"52:54:00:00:00:04\"\n  ip: 10.0.0.14\n"
+            )
         );
     }
 

@@ -343,7 +343,7 @@ pub fn size_text(bytes: u64) -> String {
     ];
     UNITS
         .iter()
-        .find(|(_, unit)| bytes != 0 && bytes % unit == 0)
+        .find(|(_, unit)| bytes != 0 && bytes.is_multiple_of(*unit))
         .map_or(bytes.to_string(), |(name, unit)| {
             format!("{}{name}", bytes / unit)
         })

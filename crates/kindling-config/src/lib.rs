@@ -465,7 +465,10 @@ mod tests {
         ] {
             let text = named.replace("{minSize: 100G, rotational: false}", bad);
             let all = errors(&text);
-            assert!(all.contains(why) && all.contains("provisioning.installDisk"), "{bad}: {all}");
+            assert!(
+                all.contains(why) && all.contains("provisioning.installDisk"),
+                "{bad}: {all}"
+            );
         }
         assert_eq!(inventory::parse_size("120Gi"), Ok(120 << 30));
         assert_eq!(inventory::size_text(120 << 30), "120Gi");

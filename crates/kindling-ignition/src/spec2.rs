@@ -123,7 +123,12 @@ pub(crate) fn down(config: &Value, version: IgnitionVersion) -> Result<Value, Ig
         if let Some(disks) = storage.get("disks") {
             // Spec 2.x has the same two fields kindling writes.
             let disks = each(disks, "storage.disks", lacks, |disk, at| {
-                only(object(disk, &at, lacks)?, &["device", "wipeTable"], &at, lacks)?;
+                only(
+                    object(disk, &at, lacks)?,
+                    &["device", "wipeTable"],
+                    &at,
+                    lacks,
+                )?;
                 Ok(disk.clone())
             })?;
             to.insert("disks".into(), disks);
