@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod companion;
 pub mod engine;
 pub mod ignition;
+pub mod inventory_file;
 pub mod layout;
 pub mod manifests;
 pub mod manifests_asset;

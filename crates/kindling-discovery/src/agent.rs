@@ -3,6 +3,7 @@
 //! server every few seconds whether the machine has been accepted. When it has, the caller
 //! reboots it into its install.
 
+use std::path::Path;
 use std::time::Duration;
 
 use kindling_config::MacAddr;
@@ -178,6 +179,28 @@ impl Agent {
             }
             std::thread::sleep(self.pause);
         }
+    }
+}
+
+/// Reboots the machine: through systemd where it runs the system (the live OS), else at once
+/// (`reboot -f`, as a minimal initramfs has it).
+pub fn reboot() -> std::io::Result<()> {
+    let mut command = if Path::new("/run/systemd/system").exists() {
+        let mut c = std::process::Command::new("systemctl");
+        c.arg("reboot");
+        c
+    } else {
+        let mut c = std::process::Command::new("reboot");
+        c.arg("-f");
+        c
+    };
+    let status = command.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{command:?} failed: {status}"
+        )))
     }
 }
 

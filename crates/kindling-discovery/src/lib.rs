@@ -8,6 +8,7 @@
 //! the inventory's rule ([`pick_install_disk`]). Then the waiting machine reboots into its
 //! install.
 
+pub mod accept;
 pub mod agent;
 pub mod pending;
 pub mod probe;

@@ -374,24 +374,13 @@ fn out_of_inventory(dir: &Path, name: &str) -> Result<(), RemoveError> {
         Err(kindling_config::edit::EditError::NoSuchMachine(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
-    let backup = dir.join(format!(".kindling/backups/inventory.yaml.{stamp}"));
-    AtomicFiles
-        .write(&backup, text.as_bytes(), Mode::Public)
-        .map_err(io("writing", &backup))?;
-    let mode = {
-        use std::os::unix::fs::PermissionsExt as _;
-        match std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777) {
-            Ok(0o600) => Mode::Secret,
-            Ok(0o640) => Mode::ServerReadable,
-            _ => Mode::Public,
-        }
-    };
-    AtomicFiles
-        .write(&path, edited.as_bytes(), mode)
-        .map_err(io("writing", &path))
+    kindling_assets::inventory_file::rewrite(dir, &text, &edited)
+        .map(drop)
+        .map_err(|(path, source)| RemoveError::Io {
+            action: "writing",
+            path,
+            source,
+        })
 }
 
 /// Forgets a finished removal (after the caller has rendered again).

@@ -32,6 +32,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/generic", get(generic))
         .route("/assets/{*path}", get(crate::assets::serve))
         .route("/healthz", get(healthz))
+        .route("/discovery/ignition", get(crate::discovery::ignition))
+        .route("/discovery/status", get(crate::discovery::status))
         .route(
             "/v1/pre-reboot",
             post(crate::fleetlock::pre_reboot).layer(DefaultBodyLimit::max(fleetlock::BODY_LIMIT)),
@@ -52,6 +54,12 @@ pub fn api_router(state: Arc<AppState>) -> Router {
         .route("/api/v1/machines", get(machines))
         .route("/api/v1/machines/{name}", get(machine_detail))
         .route("/api/v1/certificates", get(certificates))
+        .route(
+            "/api/v1/discovery",
+            get(crate::discovery::list)
+                .post(crate::discovery::report)
+                .layer(DefaultBodyLimit::max(crate::discovery::REPORT_LIMIT)),
+        )
         .route(
             "/api/v1/doctor",
             get(crate::doctor::latest).post(crate::doctor::run),
@@ -217,7 +225,12 @@ async fn ipxe(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
     RawQuery(raw): RawQuery,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
+    let client = client.map(|axum::Extension(c)| c.0);
+    if let Some(script) = crate::discovery::boot_script(&state, &params, raw.as_deref(), client) {
+        return script.map(text);
+    }
     Ok(text(match state.who(&params, raw.as_deref(), "ipxe")? {
         Who::Machine { catalog, name } => profile(&catalog, by_name(&catalog, &name)?).ipxe(),
         Who::Group { data, labels } => kindling_matchbox::ipxe_script(group_boot(&data, &labels)?),

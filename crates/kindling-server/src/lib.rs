@@ -8,6 +8,7 @@
 mod assets;
 pub mod catalog;
 pub mod client;
+mod discovery;
 mod doctor;
 pub mod events;
 pub mod fleet_view;
@@ -69,6 +70,8 @@ pub struct ServeOptions {
     pub binary: PathBuf,
     /// Serve the revisions of a shared store rather than `dir` (several replicas).
     pub store: Option<StoreServing>,
+    /// Give machines no inventory entry knows a discovery profile (see [`discovery`]).
+    pub discover: bool,
 }
 
 /// `serve --store`: where the site's revisions come from, and where this replica keeps its copy.
@@ -151,6 +154,8 @@ pub struct AppState {
     /// The rendering each machine was last served, as recorded under `.kindling/served/`
     /// (read when first needed); kept here so that a request writes only when it changes.
     served: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
+    /// `serve --discover`: set when unknown machines get the discovery profile.
+    discovery: std::sync::OnceLock<discovery::Discovery>,
 }
 
 impl AppState {
@@ -219,7 +224,13 @@ impl AppState {
             started: Instant::now(),
             doctor_running: tokio::sync::Mutex::new(()),
             served: std::sync::Mutex::new(None),
+            discovery: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives machines that no inventory entry or matchbox group knows the discovery profile.
+    pub fn enable_discovery(&self) {
+        let _ = self.discovery.set(discovery::Discovery::default());
     }
 
     /// Whether `entry`'s secret-bearing `what` ("master config", "bootstrap.ign") may go to
@@ -678,6 +689,9 @@ pub async fn serve(
         options.binary.clone(),
     );
     let _ = state.state_dir.set(state_dir.clone());
+    if options.discover {
+        state.enable_discovery();
+    }
     if let Some(serving) = &options.store {
         let _ = state.store.set(serving.store.clone());
     }

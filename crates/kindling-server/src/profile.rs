@@ -25,6 +25,16 @@ pub struct ProfileInputs<'a> {
     pub extra_args: &'a [String],
 }
 
+/// What the live system of a discovery boot needs to know.
+pub struct LiveInputs<'a> {
+    pub os: Os,
+    pub images: &'a OsImages,
+    pub server_url: &'a str,
+    /// The live system's Ignition config.
+    pub ignition_url: &'a str,
+    pub extra_args: &'a [String],
+}
+
 /// The file name iPXE gives an image it downloaded: the last path segment of its URL. UEFI
 /// kernels find their initrd by this name (`initrd=<name>`), which 2019's iPXE does not add.
 fn image_name(url: &str) -> &str {
@@ -41,8 +51,7 @@ impl BootProfile {
         let images = inputs.images;
         let pick =
             |set: &Option<String>, default: &str| set.clone().unwrap_or_else(|| asset(default));
-        let console = ["console=tty0", "console=ttyS0,115200n8"].map(String::from);
-        let mut profile = match inputs.os {
+        let profile = match inputs.os {
             // Fedora CoreOS live PXE: the live system installs to disk and reboots into it.
             // The names are the ones `kindling mirror --from-release` gives them.
             Os::Fcos => BootProfile {
@@ -94,15 +103,61 @@ impl BootProfile {
                 ],
             },
         };
-        let names: Vec<String> = profile
+        profile.finish(inputs.extra_args)
+    }
+
+    /// The arguments every profile has: each initrd's name first (see [`image_name`]), then
+    /// the OS's, the consoles, and `provisioning.kernelArgs`.
+    fn finish(mut self, extra_args: &[String]) -> BootProfile {
+        let names: Vec<String> = self
             .initrds
             .iter()
             .map(|i| format!("initrd={}", image_name(i)))
             .collect();
-        profile.args.splice(0..0, names);
-        profile.args.extend(console);
-        profile.args.extend(inputs.extra_args.iter().cloned());
-        profile
+        self.args.splice(0..0, names);
+        self.args
+            .extend(["console=tty0", "console=ttyS0,115200n8"].map(String::from));
+        self.args.extend(extra_args.iter().cloned());
+        self
+    }
+
+    /// The OS's live system from RAM, with `inputs.ignition_url` as its Ignition config and no
+    /// install: for a machine that is discovered. RHCOS boots its live images (4.6 and later;
+    /// 4.5's legacy installer images cannot run a live system), named as `provisioning.osImages`
+    /// says or as for Fedora CoreOS.
+    pub fn live(inputs: &LiveInputs<'_>) -> BootProfile {
+        let asset =
+            |name: &str| format!("{}/assets/{}/{name}", inputs.server_url, os_dir(inputs.os));
+        let images = inputs.images;
+        let pick =
+            |set: &Option<String>, default: &str| set.clone().unwrap_or_else(|| asset(default));
+        let profile = match inputs.os {
+            Os::Fcos | Os::Rhcos => BootProfile {
+                kernel: pick(&images.kernel, FCOS_PXE[0].1),
+                initrds: vec![pick(&images.initramfs, FCOS_PXE[1].1)],
+                args: vec![
+                    format!(
+                        "coreos.live.rootfs_url={}",
+                        pick(&images.rootfs, FCOS_PXE[2].1)
+                    ),
+                    "ignition.firstboot".into(),
+                    "ignition.platform.id=metal".into(),
+                    format!("ignition.config.url={}", inputs.ignition_url),
+                ],
+            },
+            Os::Flatcar => BootProfile {
+                kernel: pick(&images.kernel, "flatcar_production_pxe.vmlinuz"),
+                initrds: vec![pick(
+                    &images.initramfs,
+                    "flatcar_production_pxe_image.cpio.gz",
+                )],
+                args: vec![
+                    "flatcar.first_boot=yes".into(),
+                    format!("ignition.config.url={}", inputs.ignition_url),
+                ],
+            },
+        };
+        profile.finish(inputs.extra_args)
     }
 
     /// The images this profile fetches from `<server_url>/assets/`, as paths under `assets/`.

@@ -1441,3 +1441,178 @@ async fn the_dashboard_is_served_over_tls_with_a_secure_cookie() {
     let cookie = plain.headers[header::SET_COOKIE].to_str().unwrap();
     assert!(!cookie.contains("Secure"), "{cookie}");
 }
+
+/// A discovery report from `from`, as `kindling agent discover` sends it.
+async fn discovery_report(
+    state: &Arc<AppState>,
+    mac: &str,
+    token: &str,
+    nics: &[&str],
+    from: [u8; 4],
+) -> Reply {
+    let nics: Vec<serde_json::Value> = nics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| serde_json::json!({"name": format!("eth{i}"), "mac": m, "link": true}))
+        .collect();
+    let body = serde_json::json!({
+        "mac": mac,
+        "token": token,
+        "hardware": {
+            "nics": nics,
+            "disks": [{"name": "sda", "sizeBytes": 1u64 << 30, "rotational": false, "removable": false}],
+            "cpu": {"model": "test", "count": 2, "arch": "x86_64"},
+            "memoryBytes": 1u64 << 30,
+            "system": {"uuid": "0b6b1d5e-7c6a-4b7e-9e1a-3d5c2f1a0b99"}
+        }
+    });
+    let mut request = Request::post("/api/v1/discovery")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    request.extensions_mut().insert(ClientAddr(from.into()));
+    call(crate::http_router(state.clone()), request).await
+}
+
+/// The discovery token in a boot script.
+fn discovery_token(script: &str) -> String {
+    let at = script
+        .find("kindling.discovery.token=")
+        .unwrap_or_else(|| panic!("no token in {script}"));
+    script[at + "kindling.discovery.token=".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Unknown machines get nothing unless discovery is on; then the live system with a token made
+/// for that boot, which takes one report, from that address, for that MAC; a report claiming
+/// an inventory machine's MAC or another boot's token is refused; acceptance is told to the
+/// waiting agent.
+#[tokio::test]
+async fn discovery_takes_one_report_per_boot_from_the_machine_that_booted() {
+    let dir = demo(Target::IgnitionConfigs);
+    let state = state(dir.path(), McsAuth::Token);
+    let (stranger, other) = ("52:54:00:aa:bb:01", "52:54:00:aa:bb:02");
+    let (here, elsewhere) = ([192, 168, 126, 201], [192, 168, 126, 202]);
+    let ipxe = |mac: &str, from: [u8; 4]| {
+        let mut request = Request::get(format!("/ipxe?mac={mac}"))
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(ClientAddr(from.into()));
+        call(crate::http_router(state.clone()), request)
+    };
+    assert_eq!(ipxe(stranger, here).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&state, "/discovery/ignition").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    state.enable_discovery();
+    let script = ipxe(stranger, here).await;
+    assert_eq!(script.status, StatusCode::OK);
+    let script = script.text();
+    assert!(
+        script.contains("ignition.config.url=http://192.168.126.2:8080/discovery/ignition")
+            && script.contains("kindling.discovery.server=http://192.168.126.2:8080")
+            && script.contains("kindling.discovery.mac=52-54-00-aa-bb-01")
+            && !script.contains("coreos.inst.install_dev"),
+        "{script}"
+    );
+    let token = discovery_token(&script);
+    // An inventory machine still gets its own profile.
+    let known = ipxe("52:54:00:7e:01:20", here).await.text();
+    assert!(known.contains("coreos.inst.install_dev"), "{known}");
+    // Another unknown machine boots too: its token is its own.
+    let other_token = discovery_token(&ipxe(other, elsewhere).await.text());
+    assert_ne!(token, other_token);
+
+    let refused = |reply: Reply, why: &str| {
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+        assert!(reply.text().contains(why), "{}", reply.text());
+    };
+    refused(
+        discovery_report(&state, stranger, &other_token, &[stranger], here).await,
+        "the token is not the one given to 52:54:00:aa:bb:01",
+    );
+    refused(
+        discovery_report(&state, stranger, &token, &[stranger], elsewhere).await,
+        "52:54:00:aa:bb:01 booted from 192.168.126.201, and this report comes from 192.168.126.202",
+    );
+    refused(
+        discovery_report(
+            &state,
+            stranger,
+            &token,
+            &[stranger, "52:54:00:7e:01:20"],
+            here,
+        )
+        .await,
+        "the report claims 52:54:00:7e:01:20, the MAC of inventory machine worker0",
+    );
+    refused(
+        discovery_report(&state, stranger, &token, &[other], here).await,
+        "lists no NIC with the MAC it booted with",
+    );
+    let status = |mac: &'static str| {
+        let state = state.clone();
+        async move {
+            get(&state, &format!("/discovery/status?mac={mac}"))
+                .await
+                .text()
+        }
+    };
+    assert_eq!(status(stranger).await, "pending\n");
+
+    let taken = discovery_report(&state, stranger, &token, &[stranger], here).await;
+    assert_eq!(taken.status, StatusCode::NO_CONTENT, "{}", taken.text());
+    refused(
+        discovery_report(&state, stranger, &token, &[stranger], here).await,
+        "no discovery token is outstanding for 52:54:00:aa:bb:01",
+    );
+    // The other machine may not claim this one's NIC.
+    refused(
+        discovery_report(&state, other, &other_token, &[other, stranger], elsewhere).await,
+        "a MAC of discovered machine 52:54:00:aa:bb:01",
+    );
+    let kept = kindling_discovery::pending::list(dir.path()).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].mac.to_string(), stranger);
+    assert_eq!(kept[0].address.to_string(), "192.168.126.201");
+    assert_eq!(kept[0].hardware.disks[0].size_bytes, 1 << 30);
+    let denied = stages(&state, "denied");
+    assert_eq!(denied.len(), 6, "{denied:?}");
+    assert!(denied.iter().all(|e| !e.detail.contains(&token)));
+
+    // The list is the admin's; the machine is in it until it joins the inventory.
+    assert_eq!(
+        get(&state, "/api/v1/discovery").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let listed = admin_get(&state, "/api/v1/discovery").await.json();
+    assert_eq!(listed["machines"][0]["mac"], stranger);
+    assert_eq!(listed["machines"][0]["hardware"]["cpu"]["count"], 2);
+
+    let config = get(&state, "/discovery/ignition").await;
+    assert_eq!(config.status, StatusCode::OK);
+    let config = kindling_ignition::Config::from_json(&config.body).unwrap();
+    let unit = config.unit("kindling-discover.service").unwrap();
+    assert!(
+        unit.contents
+            .unwrap()
+            .contains("ExecStart=/usr/local/bin/kindling agent discover")
+    );
+    assert_eq!(unit.enabled, Some(true));
+    let kindling_ignition::Contents::Remote { url, hash } =
+        config.file("/usr/local/bin/kindling").unwrap().contents
+    else {
+        panic!("the binary is downloaded")
+    };
+    assert_eq!(url, "http://192.168.126.2:8080/assets/kindling");
+    let binary = dir.path().join("fake-kindling");
+    assert_eq!(
+        hash.unwrap(),
+        format!("sha512-{}", kindling_assets::file_sha512(&binary).unwrap())
+    );
+}

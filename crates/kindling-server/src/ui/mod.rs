@@ -46,8 +46,11 @@ pub fn needs_admin(method: &Method, path: &str) -> bool {
     if path == "/ui" || path.starts_with("/ui/") {
         return true;
     }
-    // Agents' reports are proven by each machine's own token.
-    path.starts_with("/api/v1/") && !(path == "/api/v1/events" && method == Method::POST)
+    // Agents' reports are proven by each machine's own token (a discovered machine's: the one
+    // its boot was given).
+    let report =
+        method == Method::POST && (path == "/api/v1/events" || path == "/api/v1/discovery");
+    path.starts_with("/api/v1/") && !report
 }
 
 /// How a request proved it is the admin.
@@ -336,6 +339,7 @@ mod tests {
             (Method::GET, "/ignition"),
             (Method::GET, "/assets/fcos/kernel"),
             (Method::POST, "/api/v1/events"),
+            (Method::POST, "/api/v1/discovery"),
             (Method::POST, "/v1/pre-reboot"),
             (Method::GET, "/healthz"),
             (Method::GET, "/ui/login"),
@@ -346,6 +350,7 @@ mod tests {
         }
         for (method, path) in [
             (Method::GET, "/api/v1/machines"),
+            (Method::GET, "/api/v1/discovery"),
             (Method::GET, "/api/v1/events"),
             (Method::GET, "/api/v1/machines/worker0"),
             (Method::GET, "/ui"),

@@ -32,6 +32,23 @@ pub enum AgentCommand {
     /// On every machine: check its disk against the rendering it runs and report drift; move to
     /// the rendering its Node is told to be on (restarting or rebooting as needed).
     Node(NodeArgs),
+    /// On a machine kindling serve --discover booted: report its hardware once, with the token
+    /// of its kernel arguments, wait until `kindling machines accept` has added it to the
+    /// inventory, then reboot it into its install.
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Where /proc and /sys are (the hardware and the kernel arguments are read from them).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Seconds between two questions to the server.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub interval: u64,
+    /// Report and wait, but do not reboot.
+    #[arg(long)]
+    pub no_reboot: bool,
 }
 
 #[derive(Debug, Args)]
@@ -146,7 +163,45 @@ pub fn run(command: &AgentCommand) -> Result<(), Failure> {
         AgentCommand::Bootstrap(args) => bootstrap(args),
         AgentCommand::JoinMaster(args) => join_master(args),
         AgentCommand::Node(args) => node(args),
+        AgentCommand::Discover(args) => discover(args),
     }
+}
+
+fn discover(args: &DiscoverArgs) -> Result<(), Failure> {
+    use kindling_discovery::agent::{Agent, Boot};
+    let cmdline_path = args.root.join("proc/cmdline");
+    let cmdline = std::fs::read_to_string(&cmdline_path)
+        .with_context(|| format!("reading {}", cmdline_path.display()))?;
+    let boot = Boot::from_cmdline(&cmdline).map_err(anyhow::Error::from)?;
+    let mac = boot.mac;
+    let mut agent = Agent::new(boot).map_err(anyhow::Error::from)?;
+    agent.pause = std::time::Duration::from_secs(args.interval.max(1));
+    let hardware = kindling_discovery::probe::hardware(&args.root);
+    println!(
+        "reporting {mac}: {} NICs, {} disks ({}), {} CPUs, {} of memory",
+        hardware.nics.len(),
+        hardware.disks.len(),
+        hardware
+            .disks
+            .iter()
+            .map(|d| d.describe())
+            .collect::<Vec<_>>()
+            .join(", "),
+        hardware.cpu.count,
+        kindling_config::inventory::size_text(hardware.memory_bytes)
+    );
+    agent.report(hardware).map_err(anyhow::Error::from)?;
+    println!(
+        "reported; waiting for `kindling machines accept` and `kindling create ignition-configs`"
+    );
+    agent.wait_for_install();
+    if args.no_reboot {
+        println!("accepted: its install is ready (--no-reboot: not rebooting)");
+        return Ok(());
+    }
+    println!("accepted: rebooting into its install");
+    kindling_discovery::agent::reboot().context("rebooting")?;
+    Ok(())
 }
 
 fn etcd(common: &CommonArgs) -> EtcdAccess {

@@ -91,9 +91,9 @@ pub enum Command {
     /// List every certificate, key and token kindling made or approved, soonest expiry first;
     /// `certs renew` re-signs leaves under the same CAs.
     Certs(CertsArgs),
-    /// Manage the machines' install windows.
-    #[command(subcommand)]
-    Machines(MachinesCommand),
+    /// The machines: the inventory's and those that reported to `kindling serve --discover`;
+    /// accept a discovered machine into the inventory; open install windows again.
+    Machines(MachinesArgs),
     /// Publish an asset directory to the shared store (etcd) that several `kindling serve
     /// --store` replicas serve from, or get it back.
     #[command(subcommand)]
@@ -124,7 +124,11 @@ impl Command {
             Command::WaitFor(a) => &a.cluster.dir.dir,
             Command::ApproveCsrs(a) => &a.cluster.dir.dir,
             Command::Gather(a) => &a.cluster.dir.dir,
-            Command::Machines(MachinesCommand::Arm { dir, .. }) => &dir.dir,
+            Command::Machines(a) => match &a.command {
+                Some(MachinesCommand::Arm { dir, .. }) => &dir.dir,
+                Some(MachinesCommand::Accept(accept)) => &accept.dir.dir,
+                None => &a.list.dir.dir,
+            },
             Command::Store(StoreCommand::Push(a)) => &a.dir.dir,
             Command::Store(StoreCommand::Pull(_) | StoreCommand::Prune(_)) => return None,
             Command::Mirror(a) => &a.dir.dir,
@@ -195,8 +199,60 @@ pub struct MirrorArgs {
     pub json: bool,
 }
 
+/// `kindling machines`: a list, or one of its subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MachinesArgs {
+    #[command(subcommand)]
+    pub command: Option<MachinesCommand>,
+    #[command(flatten)]
+    pub list: MachinesListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MachinesListArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Only the machines that reported to `kindling serve --discover` and are not in the
+    /// inventory yet.
+    #[arg(long)]
+    pub pending: bool,
+    /// Print the machines as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// The discovered machine: its MAC (any form) or its SMBIOS UUID.
+    #[arg(value_name = "MAC|UUID")]
+    pub machine: String,
+    /// Its name in the inventory (the first label of its FQDN).
+    #[arg(long)]
+    pub name: String,
+    /// master, worker or infra.
+    #[arg(long, value_parser = parse_role)]
+    pub role: kindling_config::Role,
+    /// Its address: `auto` (the first free one after the machines' in the machine network) or
+    /// an IP address.
+    #[arg(long, default_value = "auto", value_name = "auto|IP")]
+    pub ip: String,
+}
+
+fn parse_role(text: &str) -> Result<kindling_config::Role, String> {
+    text.parse()
+        .map_err(|_| format!("'{text}' is not a role: write master, worker or infra"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum MachinesCommand {
+    /// Add a discovered machine to inventory.yaml (after the last machine; nothing else of the
+    /// file changes), its install disk picked by provisioning.installDisk's rule. Then run
+    /// `kindling create ignition-configs`: the machine, waiting in discovery, reboots into its
+    /// install.
+    Accept(AcceptArgs),
     /// Open the install window of machines again, for a re-install: `kindling serve` gives
     /// each one's secret-bearing config (its pool config, or bootstrap.ign) to the first address
     /// that asks, until the machine reports its install done.
@@ -395,6 +451,11 @@ pub struct ServeArgs {
     /// several replicas; --dir is then only where this replica keeps its copy.
     #[arg(long, value_name = "ETCD_URL", conflicts_with = "data_path")]
     pub store: Option<String>,
+    /// Give machines that neither the inventory nor a matchbox group knows a discovery boot:
+    /// the OS's live system reports their hardware, and they wait for `kindling machines
+    /// accept`. Off by default: unknown machines get nothing.
+    #[arg(long)]
+    pub discover: bool,
     #[command(flatten)]
     pub etcd_tls: EtcdTlsArgs,
     /// Where this replica keeps its copy of the store (default: <dir>/.kindling/store).

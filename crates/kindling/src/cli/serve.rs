@@ -35,6 +35,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
             }),
             None => None,
         },
+        discover: args.discover,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
