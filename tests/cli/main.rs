@@ -5,6 +5,7 @@ mod bringup;
 mod cluster;
 mod create;
 mod day2;
+mod discovery;
 mod doctor;
 mod fleet;
 mod ha;

@@ -43,6 +43,8 @@ pub struct Vm {
     pub uuid: String,
     pub hostname: String,
     pub serial: String,
+    /// More QEMU arguments: its disks, for one.
+    pub qemu_args: Vec<String>,
 }
 
 impl Vm {
@@ -54,6 +56,7 @@ impl Vm {
             uuid: format!("6b696e64-6c69-4e67-8000-0000000000{n:02x}"),
             hostname: format!("node{n}"),
             serial: format!("KINDLING{n:04}"),
+            qemu_args: Vec::new(),
         }
     }
 
@@ -267,6 +270,7 @@ pub fn pxe_boot(vm: &Vm, bootfile_url: &str, timeout: Duration) -> Boot {
         .args(["-uuid", &vm.uuid])
         .args(["-smbios", &format!("type=1,serial={}", vm.serial)])
         .args(["-nic", &nic])
+        .args(&vm.qemu_args)
         .stdin(Stdio::null())
         .stdout(fs::File::create(&serial).unwrap())
         .stderr(fs::File::create(dir.path().join("stderr")).unwrap())

@@ -27,7 +27,7 @@ impl Server {
     }
 
     /// `start`, with more `kindling serve` arguments.
-    fn start_with(dir: &Path, http_port: u16, mcs_port: u16, extra: &[&str]) -> Server {
+    pub(crate) fn start_with(dir: &Path, http_port: u16, mcs_port: u16, extra: &[&str]) -> Server {
         Server::start_on("127.0.0.1", dir, http_port, mcs_port, extra)
     }
 

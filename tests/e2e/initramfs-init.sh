@@ -8,6 +8,8 @@
 #                             Ignition's fetch and files stages with /sysroot as the root
 #   harness.report=URL        after Ignition, GET URL?event=ignition&rc=..&hostname=..&... (wget)
 #   harness.sha256=PATH       add &sha256=<digest of PATH under /sysroot> to the report
+#   harness.run-unit=NAME     after Ignition, stand in for systemd: run the ExecStart of the
+#                             unit NAME that Ignition wrote, its program taken from /sysroot
 #
 # Everything the test reads from the serial console starts with "HARNESS: ". The QEMU run ends
 # with `poweroff -f` whatever happens; an unexpected failure still powers off through the EXIT
@@ -30,6 +32,7 @@ say "init started, uptime $(uptime_s)s"
 config_url=
 report_url=
 sha_path=
+run_unit=
 # Globbing off: URLs contain `?` and `*` could appear in a query.
 set -f
 for arg in $(cat /proc/cmdline); do
@@ -37,11 +40,14 @@ for arg in $(cat /proc/cmdline); do
     ignition.config.url=*) config_url=${arg#*=} ;;
     harness.report=*) report_url=${arg#*=} ;;
     harness.sha256=*) sha_path=${arg#*=} ;;
+    harness.run-unit=*) run_unit=${arg#*=} ;;
   esac
 done
 set +f
 
-insmod /lib/modules/e1000.ko
+for module in $(cat /lib/modules/order); do
+  insmod "/lib/modules/$module.ko"
+done
 ip link set lo up
 # udhcpc configures nothing itself: it runs this script with the lease in its environment.
 cat >/run/udhcpc.script <<'EOF'
@@ -89,6 +95,18 @@ if [ -n "$config_url" ]; then
         say "landed file $mode $(sha256sum <"/sysroot$path" | cut -d ' ' -f 1) $path"
       fi
     done
+fi
+
+unit_file=/sysroot/etc/systemd/system/$run_unit
+if [ -n "$run_unit" ] && [ -f "$unit_file" ]; then
+  command=$(sed -n 's/^ExecStart=//p' "$unit_file" | head -n 1)
+  say "unit $run_unit starts: $command"
+  unit_rc=0
+  set -f
+  # shellcheck disable=SC2086 # ExecStart's words, as systemd splits them (no quoting here)
+  /sysroot$command || unit_rc=$?
+  set +f
+  say "unit $run_unit exited rc=$unit_rc"
 fi
 
 if [ -n "$report_url" ]; then

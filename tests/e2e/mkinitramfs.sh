@@ -5,8 +5,10 @@
 #
 # The kernel is Debian's current amd64 kernel, taken out of its package without installing it, so
 # the host's /boot and module tree are never touched. The initramfs holds busybox-static, the
-# kernel's e1000 driver (QEMU's default NIC; a module in Debian's kernel), the real Ignition
-# runner with the libraries it links, and tests/e2e/initramfs-init.sh as /init. The recipe and
+# kernel's e1000 driver (QEMU's default NIC) and what a virtio-scsi disk needs (modules in
+# Debian's kernel, loaded in the order of $MODULES), the real Ignition runner with the
+# libraries it links, the C libraries a kindling binary links (for a unit the harness runs),
+# and tests/e2e/initramfs-init.sh as /init. The recipe and
 # its timings are in ../shared/docs/real-clients.md, section B.3.
 #
 # OUTDIR is also the cache: the kernel package is downloaded once per kernel version (about 6 s),
@@ -22,6 +24,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
 init_script=$here/initramfs-init.sh
+# Modules, each after those it depends on: the NIC, then SCSI disks on virtio-scsi (sd_mod needs
+# t10-pi, which needs the CRC algorithms).
+MODULES="e1000 crct10dif_common crct10dif_generic crc-t10dif crc64 crc64_rocksoft_generic
+crc64-rocksoft t10-pi scsi_common scsi_mod sd_mod virtio_ring virtio virtio_pci_legacy_dev
+virtio_pci_modern_dev virtio_pci virtio_scsi"
 ignition=/usr/lib/dracut/modules.d/30ignition/ignition
 busybox=/bin/busybox
 
@@ -57,32 +64,39 @@ download_kernel() {
   (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$1")
 }
 
-# Takes only vmlinuz and e1000.ko out of the package: `dpkg-deb -x` would write its whole 400 MB
-# module tree.
+# Takes only vmlinuz and the $MODULES out of the package: `dpkg-deb -x` would write its whole
+# 400 MB module tree.
 extract_kernel() {
-  local package=$1 dest=$2 ko
-  mkdir -p "$tmp/x" "$dest.new"
+  local package=$1 dest=$2 ko module
+  local patterns=()
+  for module in $MODULES; do
+    patterns+=("*/$module.ko*")
+  done
+  mkdir -p "$tmp/x" "$dest.new/modules"
   dpkg-deb --fsys-tarfile "$tmp/$package"_*.deb |
-    tar -x -C "$tmp/x" --wildcards --wildcards-match-slash './boot/vmlinuz-*' '*/e1000.ko*'
+    tar -x -C "$tmp/x" --wildcards --wildcards-match-slash './boot/vmlinuz-*' "${patterns[@]}"
   rm -f "$tmp/$package"_*.deb
-  ko=$(find "$tmp/x" -name 'e1000.ko*' | head -n 1)
-  case $ko in
-    *.ko) cp "$ko" "$dest.new/e1000.ko" ;;
-    # busybox insmod loads only plain modules; newer Debian kernels compress them.
-    *.ko.xz) xz -dc "$ko" >"$dest.new/e1000.ko" ;;
-    *.ko.zst) zstd -qdc "$ko" >"$dest.new/e1000.ko" ;;
-    *)
-      echo "mkinitramfs.sh: no e1000.ko in $package" >&2
-      exit 1
-      ;;
-  esac
+  for module in $MODULES; do
+    ko=$(find "$tmp/x" -name "$module.ko*" | head -n 1)
+    case $ko in
+      *.ko) cp "$ko" "$dest.new/modules/$module.ko" ;;
+      # busybox insmod loads only plain modules; newer Debian kernels compress them.
+      *.ko.xz) xz -dc "$ko" >"$dest.new/modules/$module.ko" ;;
+      *.ko.zst) zstd -qdc "$ko" >"$dest.new/modules/$module.ko" ;;
+      *)
+        echo "mkinitramfs.sh: no $module.ko in $package" >&2
+        exit 1
+        ;;
+    esac
+  done
+  echo $MODULES >"$dest.new/modules/order"
   cp "$tmp"/x/boot/vmlinuz-* "$dest.new/vmlinuz"
   rm -rf "$tmp/x" "$dest"
   mv "$dest.new" "$dest"
 }
 
 package=$(current_kernel_package)
-if [ -z "$package" ] || [ ! -f "$out/kernels/$package/vmlinuz" ]; then
+if [ -z "$package" ] || [ "$(cat "$out/kernels/$package/modules/order" 2>/dev/null)" != "$(echo $MODULES)" ]; then
   if [ -z "$package" ] || ! download_kernel "$package"; then
     # No package lists yet, or stale ones naming a kernel the mirror has dropped (a security
     # update replaces it): refresh them once and resolve again.
@@ -106,7 +120,7 @@ stamp=$(
     echo "$package"
     "$ignition" -version
     dpkg-query -W -f '${Version}\n' busybox-static
-    cat "$init_script" "$0" "$kernel/e1000.ko"
+    cat "$init_script" "$0" "$kernel"/modules/*
   } | sha256sum | cut -d ' ' -f 1
 )
 if [ -f "$out/initrd.img" ] && [ -f "$out/vmlinuz" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -120,13 +134,23 @@ for applet in $("$busybox" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
 done
 install -m 0755 "$init_script" "$root/init"
-cp "$kernel/e1000.ko" "$root/lib/modules/e1000.ko"
+cp "$kernel"/modules/* "$root/lib/modules/"
 install -m 0755 "$ignition" "$root/usr/bin/ignition"
 # The runner is a dynamically linked Go binary (libblkid, libc): copy what ldd resolves, at the
 # same paths, including the loader.
 for lib in $(ldd "$ignition" | grep -o '/[^ ]*'); do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
+done
+# A kindling binary links these too (a unit the harness runs from what Ignition wrote).
+for lib in libgcc_s.so.1 libm.so.6; do
+  path=$(/sbin/ldconfig -p | sed -n "s|^[[:space:]]*$lib (libc6,x86-64) => ||p" | head -n 1)
+  if [ -z "$path" ]; then
+    echo "mkinitramfs.sh: ldconfig finds no $lib" >&2
+    exit 1
+  fi
+  mkdir -p "$root$(dirname "$path")"
+  cp -L "$path" "$root$path"
 done
 # Debian builds Ignition with SELinux relabelling on; this no-op stands in for setfiles, which
 # reads the list of paths to relabel from stdin. See real-clients.md A.4.
