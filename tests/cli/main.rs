@@ -12,6 +12,7 @@ mod ha;
 mod ignition_configs;
 mod ignition_runner;
 mod infra;
+mod install;
 mod invalid;
 mod kube;
 mod power;

@@ -21,6 +21,16 @@ const SYSTEMS: [(&str, &str); 3] = [
 /// The emulator on `port`, its state and configuration under `dir`, one fake system per
 /// [`SYSTEMS`], off; its one user is `admin` with `password`.
 fn emulator(dir: &Path, port: u16, password: &str) -> Daemon {
+    emulator_of(dir, port, password, &SYSTEMS)
+}
+
+/// [`emulator`] with the fake systems `systems` (name, UUID).
+pub(crate) fn emulator_of(
+    dir: &Path,
+    port: u16,
+    password: &str,
+    systems: &[(&str, &str)],
+) -> Daemon {
     let htpasswd = dir.join("htpasswd");
     let hashed = Command::new("python3")
         .args([
@@ -36,7 +46,7 @@ fn emulator(dir: &Path, port: u16, password: &str) -> Daemon {
         String::from_utf8_lossy(&hashed.stderr)
     );
     std::fs::write(&htpasswd, &hashed.stdout).unwrap();
-    let systems: Vec<String> = SYSTEMS
+    let systems: Vec<String> = systems
         .iter()
         .map(|(name, uuid)| {
             format!("{{'uuid': '{uuid}', 'name': '{name}', 'power_state': 'Off', 'nics': []}}")
@@ -90,14 +100,14 @@ fn give_bmc(dir: &Path, i: usize, address: &str, user: &str, password: &str) {
 }
 
 /// Writes `bmc/<name>.yaml` in `dir`, mode 0600.
-fn write_credentials(dir: &Path, name: &str, user: &str, password: &str) {
+pub(crate) fn write_credentials(dir: &Path, name: &str, user: &str, password: &str) {
     let path = dir.join(format!("bmc/{name}.yaml"));
     std::fs::write(&path, format!("username: {user}\npassword: {password}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// A system as the emulator has it (GET with curl, not kindling's client).
-fn system(port: u16, uuid: &str, password: &str) -> serde_json::Value {
+pub(crate) fn system(port: u16, uuid: &str, password: &str) -> serde_json::Value {
     let out = Command::new("curl")
         .args(["-fsS", "-u", &format!("admin:{password}")])
         .arg(format!("http://127.0.0.1:{port}/redfish/v1/Systems/{uuid}"))
@@ -108,7 +118,7 @@ fn system(port: u16, uuid: &str, password: &str) -> serde_json::Value {
 }
 
 /// Waits (the fake driver applies a power change 1 to 11 s later) until `uuid` is `state`.
-fn until_power(port: u16, uuid: &str, password: &str, state: &str) {
+pub(crate) fn until_power(port: u16, uuid: &str, password: &str, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let now = system(port, uuid, password);

@@ -69,9 +69,24 @@ impl ServerProgress {
             .unwrap_or_else(|_| Err(format!("no answer within {}s", TIMEOUT.as_secs())))
     }
 
-    /// `GET <serverURL>/api/v1/machines` over plain HTTP (kindling serve's boot server is plain
+    /// Whether kindling serve answers `/healthz` there (healthy or degraded).
+    pub async fn answers(&self) -> bool {
+        let Ok((target, base)) = self.endpoint() else {
+            return false;
+        };
+        let timeouts = kindling_http::Timeouts {
+            connect: TIMEOUT,
+            exchange: TIMEOUT,
+        };
+        kindling_http::Client::plain(timeouts)
+            .get_async(&target, &format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.is_success())
+    }
+
+    /// The server, and the path under which it serves (kindling serve's boot server is plain
     /// HTTP, as PXE needs).
-    async fn fetch(&self) -> Result<Vec<MachineStage>, String> {
+    fn endpoint(&self) -> Result<(kindling_http::Target, String), String> {
         let rest = self.url.strip_prefix("http://").ok_or_else(|| {
             format!(
                 "{} is not an http:// URL (kindling serve's boot server)",
@@ -85,6 +100,12 @@ impl ServerProgress {
         let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
         let target = kindling_http::Target::from_authority(authority, 80)
             .ok_or_else(|| format!("{} has no usable host and port", self.url))?;
+        Ok((target, base))
+    }
+
+    /// `GET <serverURL>/api/v1/machines`.
+    async fn fetch(&self) -> Result<Vec<MachineStage>, String> {
+        let (target, base) = self.endpoint()?;
         let timeouts = kindling_http::Timeouts {
             connect: TIMEOUT,
             exchange: TIMEOUT,

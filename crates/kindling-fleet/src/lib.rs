@@ -13,6 +13,7 @@
 //! - [`update`]: `kindling update`, the rolling update of a pool, resumable at every step.
 
 pub mod certs;
+pub mod install;
 pub mod policy;
 pub mod remove;
 pub mod slots;

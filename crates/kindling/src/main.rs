@@ -60,6 +60,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Certs(args) => cli::certs::run(&args),
         Command::Status(args) => cli::status::run(&args),
         Command::Power(args) => cli::power::run(&args),
+        Command::Install(args) => cli::install::run(&args),
         Command::Remove(cli::RemoveCommand::Machine(args)) => cli::remove::machine(&args),
         Command::Agent(command) => cli::agent::run(&command),
         Command::Completion { shell } => {

@@ -8,6 +8,7 @@ pub mod create;
 pub mod demo;
 pub mod doctor;
 pub mod gather;
+pub mod install;
 pub mod machines;
 pub mod mirror;
 pub mod power;
@@ -88,6 +89,12 @@ pub enum Command {
     /// The machines' power through their BMCs (Redfish, IPMI): status, on, off, cycle; with
     /// --pxe-once, the next boot is from the network.
     Power(PowerArgs),
+    /// The first day in one command: create what is missing, start kindling serve, doctor,
+    /// power on the bootstrap machine and the masters from the network, wait for
+    /// bootstrap-complete, power on the workers, approve their certificate requests, wait for
+    /// install-complete, then take the bootstrap machine out of the load balancer and power it
+    /// off. Resumable: run it again after an interruption; exits with wait-for's codes.
+    Install(InstallArgs),
     /// List every certificate, key and token kindling made or approved, soonest expiry first;
     /// `certs renew` re-signs leaves under the same CAs.
     Certs(CertsArgs),
@@ -135,6 +142,7 @@ impl Command {
             Command::Update(a) => &a.cluster.dir.dir,
             Command::Status(a) => &a.cluster.dir.dir,
             Command::Power(a) => &a.dir.dir,
+            Command::Install(a) => &a.cluster.dir.dir,
             Command::Remove(RemoveCommand::Machine(a)) => &a.cluster.dir.dir,
             Command::Certs(a) => match &a.command {
                 Some(CertsCommand::Renew(r)) => &r.assets.dir.dir,
@@ -529,6 +537,38 @@ pub enum WaitGoal {
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     kindling_cluster::wait::parse_duration(text)
+}
+
+/// `install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Where the `kindling serve` the install starts listens for boot requests (default: every
+    /// address, at provisioning.serverURL's port). Not used when one already answers there.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Where that `kindling serve`'s machine config server listens.
+    #[arg(long, default_value = "0.0.0.0:22623", value_name = "ADDR")]
+    pub mcs: std::net::SocketAddr,
+    /// Go on when doctor finds errors (they are printed first).
+    #[arg(long)]
+    pub ignore_doctor_errors: bool,
+    /// How many BMCs are asked at the same time.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// As wait-for's.
+    #[arg(long, default_value = "20m", value_parser = duration, value_name = "DURATION")]
+    pub api_timeout: std::time::Duration,
+    /// As wait-for's.
+    #[arg(long, default_value = "60m", value_parser = duration, value_name = "DURATION")]
+    pub bootstrap_timeout: std::time::Duration,
+    /// As wait-for's.
+    #[arg(long, default_value = "60m", value_parser = duration, value_name = "DURATION")]
+    pub install_timeout: std::time::Duration,
+    /// As wait-for's.
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    pub poll_interval: std::time::Duration,
 }
 
 /// `approve-csrs`.
