@@ -117,6 +117,11 @@ pub fn accept(dir: &Path, key: &str, acceptance: &Acceptance) -> Result<Accepted
             None
         }
     };
+    if let Some(bmc) = &found.hardware.bmc {
+        warnings.push(format!(
+            "its BMC answers at {bmc}: for kindling power, add bmc: {{address: {bmc}, credentials: <a file with its user and password, 0600>}} to its entry"
+        ));
+    }
     let new = NewMachine {
         name: acceptance.name.clone(),
         role: acceptance.role,

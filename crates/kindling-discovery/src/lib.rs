@@ -25,6 +25,10 @@ pub struct Hardware {
     pub cpu: Cpu,
     pub memory_bytes: u64,
     pub system: System,
+    /// The BMC's LAN address, as `ipmi://<address>`, where the machine could read it (see
+    /// [`probe::bmc_address`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<String>,
 }
 
 /// A network interface with a device behind it (not lo, bridges or veths).

@@ -1,6 +1,7 @@
 //! A machine's hardware, read from the kernel's /sys and /proc (under a root, so that tests can
-//! give a tree of their own). Nothing is run and nothing is written: a file that is missing or
-//! unreadable leaves its field empty.
+//! give a tree of their own). Nothing is written: a file that is missing or unreadable leaves
+//! its field empty. The one thing run is `ipmitool`, for the BMC's address, where the system
+//! has it (see [`bmc_address`]).
 
 use std::path::Path;
 
@@ -14,7 +15,38 @@ pub fn hardware(root: &Path) -> Hardware {
         cpu: cpu(root),
         memory_bytes: memory(root),
         system: system(root),
+        bmc: bmc_address(root),
     }
+}
+
+/// The BMC's LAN address, asked of the BMC itself through the host's IPMI device (what
+/// `ipmitool lan print` reads with Get LAN Configuration Parameters). Only where the system has
+/// a BMC device (`/dev/ipmi0`) and ipmitool: the Fedora CoreOS live image has no ipmitool,
+/// and the workspace forbids the unsafe ioctl that would read it without.
+pub fn bmc_address(root: &Path) -> Option<String> {
+    if !root.join("dev/ipmi0").exists() {
+        return None;
+    }
+    let out = std::process::Command::new("ipmitool")
+        .args(["lan", "print"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| lan_address(&String::from_utf8_lossy(&out.stdout)))
+        .flatten()
+        .map(|ip| format!("ipmi://{ip}"))
+}
+
+/// The `IP Address` of `ipmitool lan print`'s output; None when it is unset (0.0.0.0).
+fn lan_address(text: &str) -> Option<std::net::Ipv4Addr> {
+    let ip: std::net::Ipv4Addr = text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "IP Address").then(|| value.trim().parse().ok())?
+    })?;
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// A sysfs attribute, trimmed; None when it is missing, unreadable or empty.
@@ -223,6 +255,14 @@ mod tests {
             hw.system.uuid.as_deref(),
             Some("0b6b1d5e-7c6a-4b7e-9e1a-3d5c2f1a0b99")
         );
+    }
+
+    #[test]
+    fn the_bmc_address_is_read_from_ipmitools_lan_print() {
+        let printed = "Set in Progress         : Set Complete\nAuth Type Support       : MD5 \nIP Address Source       : Static Address\nIP Address              : 10.0.0.5\nSubnet Mask             : 255.255.255.0\nMAC Address             : 52:54:00:aa:bb:cc\nDefault Gateway IP      : 10.0.0.1\n";
+        assert_eq!(lan_address(printed), Some([10, 0, 0, 5].into()));
+        assert_eq!(lan_address(&printed.replace("10.0.0.5", "0.0.0.0")), None);
+        assert_eq!(lan_address("Set in Progress : Set Complete\n"), None);
     }
 
     #[test]

@@ -107,14 +107,14 @@ impl Discovery {
     }
 }
 
-/// The discovery profile for a machine `/ipxe` does not know, if discovery is on and neither
-/// the inventory nor a matchbox group has it. None: answer as without discovery.
-pub(crate) fn boot_script(
+/// The discovery profile for a machine `/ipxe` or `/grub` does not know, if discovery is on and
+/// neither the inventory nor a matchbox group has it. None: answer as without discovery.
+pub(crate) fn profile(
     state: &AppState,
     params: &HashMap<String, String>,
     raw_query: Option<&str>,
     client: Option<IpAddr>,
-) -> Option<Result<String, Failure>> {
+) -> Option<Result<crate::profile::BootProfile, Failure>> {
     let discovery = state.discovery.get()?;
     let mac: MacAddr = params.get("mac")?.parse().ok()?;
     let catalog = state.catalog().ok()?;
@@ -160,7 +160,7 @@ pub(crate) fn boot_script(
         format!("{MAC_ARG}={}", mac.hexhyp()),
         format!("{TOKEN_ARG}={token}"),
     ]);
-    Some(Ok(profile.ipxe()))
+    Some(Ok(profile))
 }
 
 /// `GET /discovery/ignition`: the live system's config: the kindling binary, checked by its

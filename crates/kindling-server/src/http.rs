@@ -228,8 +228,8 @@ async fn ipxe(
     client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
     let client = client.map(|axum::Extension(c)| c.0);
-    if let Some(script) = crate::discovery::boot_script(&state, &params, raw.as_deref(), client) {
-        return script.map(text);
+    if let Some(profile) = crate::discovery::profile(&state, &params, raw.as_deref(), client) {
+        return profile.map(|p| text(p.ipxe()));
     }
     Ok(text(match state.who(&params, raw.as_deref(), "ipxe")? {
         Who::Machine { catalog, name } => profile(&catalog, by_name(&catalog, &name)?).ipxe(),
@@ -241,7 +241,12 @@ async fn grub(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
     RawQuery(raw): RawQuery,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
+    let client = client.map(|axum::Extension(c)| c.0);
+    if let Some(profile) = crate::discovery::profile(&state, &params, raw.as_deref(), client) {
+        return profile.map(|p| text(p.grub()));
+    }
     Ok(text(match state.who(&params, raw.as_deref(), "grub")? {
         Who::Machine { catalog, name } => profile(&catalog, by_name(&catalog, &name)?).grub(),
         Who::Group { data, labels } => kindling_matchbox::grub_script(group_boot(&data, &labels)?),

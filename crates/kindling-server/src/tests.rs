@@ -1521,6 +1521,22 @@ async fn discovery_takes_one_report_per_boot_from_the_machine_that_booted() {
         "{script}"
     );
     let token = discovery_token(&script);
+    // GRUB (UEFI HTTP boot) gets the same live system.
+    let grub = {
+        let mut request = Request::get(format!("/grub?mac={other}"))
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ClientAddr(elsewhere.into()));
+        call(crate::http_router(state.clone()), request)
+            .await
+            .text()
+    };
+    assert!(
+        grub.contains("/discovery/ignition") && grub.contains("kindling.discovery.token="),
+        "{grub}"
+    );
     // An inventory machine still gets its own profile.
     let known = ipxe("52:54:00:7e:01:20", here).await.text();
     assert!(known.contains("coreos.inst.install_dev"), "{known}");

@@ -112,7 +112,7 @@ fn summary(d: &Discovered) -> String {
         .join(" ");
     let disks: Vec<String> = hw.disks.iter().map(|d| d.describe()).collect();
     format!(
-        "{}{} CPUs, {} memory; disks: {}; uuid {}; reported {} from {}",
+        "{}{} CPUs, {} memory; disks: {}; uuid {}{}; reported {} from {}",
         if system.is_empty() {
             String::new()
         } else {
@@ -126,6 +126,9 @@ fn summary(d: &Discovered) -> String {
             disks.join(", ")
         },
         hw.system.uuid.as_deref().unwrap_or("-"),
+        hw.bmc
+            .as_deref()
+            .map_or(String::new(), |bmc| format!("; BMC {bmc}")),
         d.reported_at,
         d.address
     )
