@@ -51,7 +51,8 @@ fn served_demo() -> (tempfile::TempDir, Server, u16) {
     let assets = demo_on_loopback(http, mcs);
     let dir = assets.path().to_str().unwrap().to_string();
     kindling(&["create", "ignition-configs", "--dir", &dir]).expect(0);
-    let server = Server::start(assets.path(), http, mcs);
+    // With discovery on, so that the discovery reports' endpoint answers as it does in use.
+    let server = Server::start_with(assets.path(), http, mcs, &["--discover"]);
     (assets, server, http)
 }
 

@@ -23,6 +23,7 @@ pub struct Hardware {
     pub nics: Vec<Nic>,
     pub disks: Vec<Disk>,
     pub cpu: Cpu,
+    #[serde(deserialize_with = "whole::u64")]
     pub memory_bytes: u64,
     pub system: System,
     /// The BMC's LAN address, as `ipmi://<address>`, where the machine could read it (see
@@ -39,7 +40,11 @@ pub struct Nic {
     pub mac: String,
     /// Whether it has a carrier (a cable to a live port).
     pub link: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::some_u32"
+    )]
     pub speed_mbps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
@@ -51,6 +56,7 @@ pub struct Nic {
 pub struct Disk {
     /// The kernel's name, e.g. `sda`; its device is `/dev/<name>`.
     pub name: String,
+    #[serde(deserialize_with = "whole::u64")]
     pub size_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -99,6 +105,7 @@ impl Disk {
 pub struct Cpu {
     pub model: String,
     /// Logical CPUs.
+    #[serde(deserialize_with = "whole::u32")]
     pub count: u32,
     pub arch: String,
 }
@@ -115,6 +122,32 @@ pub struct System {
     pub serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+}
+
+/// Whole numbers as JSON may write them: `5184` or `5184.0` (JSON Schema's integers, which the
+/// API's description promises).
+mod whole {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        n.as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+                    .map(|f| f as u64)
+            })
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number of 0 or more")))
+    }
+
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let n = u64(d)?;
+        u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large")))
+    }
+
+    pub fn some_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        u32(d).map(Some)
+    }
 }
 
 /// What the agent sends to `POST /api/v1/discovery`.
@@ -161,6 +194,22 @@ mod tests {
             rotational,
             ..Disk::default()
         }
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_json_floats_and_nothing_else_is_taken() {
+        let disk = |size: &str| {
+            serde_json::from_str::<Disk>(&format!(
+                r#"{{"name": "sda", "sizeBytes": {size}, "rotational": true, "removable": false}}"#
+            ))
+            .map(|d| d.size_bytes)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(disk("5184"), Ok(5184));
+        assert_eq!(disk("5184.0"), Ok(5184));
+        assert!(disk("5184.5").unwrap_err().contains("not a whole number"));
+        assert!(disk("-1").unwrap_err().contains("not a whole number"));
+        assert!(disk("\"1\"").is_err());
     }
 
     #[test]
