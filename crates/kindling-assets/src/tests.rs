@@ -1039,3 +1039,46 @@ fn each_os_runs_its_own_runtime_with_the_mirrors_binaries() {
         }
     }
 }
+
+/// A machine's `wipeDisks` are in its own part, as Ignition's `storage.disks` with
+/// `wipeTable`; no other machine's part names a disk.
+#[test]
+fn only_the_disks_a_machine_lists_in_wipe_disks_are_wiped() {
+    let dir = demo_dir();
+    let d = dir.path();
+    let text = INVENTORY.replace(
+        "    ip: 192.168.126.120\n",
+        "    ip: 192.168.126.120\n    wipeDisks: [/dev/sdb, /dev/disk/by-id/wwn-0x5000c500a0b1c2d3]\n",
+    );
+    assert_ne!(text, INVENTORY);
+    fs::write(d.join(INVENTORY_FILE), text).unwrap();
+    run_at(d, Target::IgnitionConfigs, time::OffsetDateTime::now_utc());
+    let worker0 = json(d, "ignition/machines/worker0.ign");
+    assert_eq!(
+        worker0["storage"]["disks"],
+        serde_json::json!([
+            {"device": "/dev/sdb", "wipeTable": true},
+            {"device": "/dev/disk/by-id/wwn-0x5000c500a0b1c2d3", "wipeTable": true},
+        ])
+    );
+    for other in ["worker1", "master0"] {
+        let part = json(d, &format!("ignition/machines/{other}.ign"));
+        assert!(part["storage"]["disks"].is_null(), "{other}: {part}");
+    }
+    // Nor does any other config: the pools', every machine of a pool gets.
+    let mut dirs = vec![d.join("ignition")];
+    let mut seen = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.ends_with("machines/worker0.ign") {
+                let text = fs::read_to_string(&path).unwrap();
+                assert!(!text.contains("\"disks\""), "{}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 5, "{seen} configs");
+}
