@@ -240,6 +240,22 @@ fn an_unknown_machine_reports_its_hardware_is_accepted_and_boots_its_own_config(
         )
     );
     assert!(pending(d).is_empty());
+    // In the whole list, it is an inventory machine now, with what it reported.
+    let all = kindling(&["machines", "--dir", dir_arg]);
+    all.expect(0);
+    let line = all
+        .stdout()
+        .lines()
+        .find(|l| l.contains("worker9"))
+        .map(String::from)
+        .unwrap_or_else(|| panic!("{}", all.stdout()));
+    assert!(
+        line.starts_with("inventory  worker9")
+            && line.contains("192.168.126.123")
+            && line.contains("/dev/sda 1Gi not rotational \"KINDLING-SSD\" serial SSD0001")
+            && line.contains(&format!("uuid {}", vm.uuid)),
+        "{line}"
+    );
     kindling(&["create", "ignition-configs", "--dir", dir_arg]).expect(0);
 
     let first = first.join().unwrap();

@@ -35,7 +35,7 @@ pub fn run(args: &InstallArgs) -> Result<(), Failure> {
         println!("{step}: ...");
         let started = Instant::now();
         let note = match phase {
-            Phase::Create => create(dir)?,
+            Phase::Create => create(args)?,
             Phase::Serve => serve(dir, args)?,
             Phase::Doctor => doctor(args)?,
             Phase::PowerControlPlane => power(dir, args, Action::Cycle, true, |m| {
@@ -109,13 +109,9 @@ fn command(words: &[&str], args: &InstallArgs) -> Result<(), Failure> {
     crate::run(cli.command)
 }
 
-fn create(dir: &Path) -> Result<String, Failure> {
-    let dir_text = dir.display().to_string();
-    for target in ["ignition-configs", "infra"] {
-        let cli = Cli::try_parse_from(["kindling", "create", target, "--dir", &dir_text])
-            .map_err(|e| anyhow!("create {target}: {e}"))?;
-        crate::run(cli.command)?;
-    }
+fn create(args: &InstallArgs) -> Result<String, Failure> {
+    command(&["create", "ignition-configs"], args)?;
+    command(&["create", "infra"], args)?;
     Ok("manifests, PKI, Ignition configs and infra configs are there".into())
 }
 
