@@ -14,16 +14,7 @@ pub fn rewrite(
     after: &str,
 ) -> Result<PathBuf, (PathBuf, std::io::Error)> {
     let path = dir.join(kindling_config::INVENTORY_FILE);
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let stamp = crate::file_stamp(time::OffsetDateTime::now_utc());
     let backup = dir.join(format!(".kindling/backups/inventory.yaml.{stamp}"));
     AtomicFiles
         .write(&backup, before.as_bytes(), Mode::Public)

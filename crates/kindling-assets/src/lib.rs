@@ -62,6 +62,20 @@ pub fn file_sha512(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", sha2::Sha512::digest(bytes)))
 }
 
+/// A UTC time as it goes into a file's name: `20261207T174500Z`.
+pub fn file_stamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// [`file_sha512`] of the kindling binary, remembered in `cache_dir` (in the user's cache
 /// directory), one entry per binary (its path, size and modification time), so that a debug and
 /// a release build, or several checkouts, do not evict each other. Hashing a debug build

@@ -355,18 +355,7 @@ pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<String, Failure> {
-    let text = params.get("mac").ok_or_else(|| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            "the mac query parameter is required",
-        )
-    })?;
-    let mac: MacAddr = text.parse().map_err(|_| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            format!("mac={text} is not a MAC address"),
-        )
-    })?;
+    let mac = crate::http::mac_param(&params)?;
     let known = state.catalog()?.by_mac(mac).is_some();
     Ok(format!("{}\n", if known { INSTALL } else { PENDING }))
 }

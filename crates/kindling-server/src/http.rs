@@ -75,23 +75,28 @@ pub fn api_router(state: Arc<AppState>) -> Router {
 
 type Params = Query<HashMap<String, String>>;
 
-/// The machine a request names with `mac=` (in any of its forms).
-fn machine<'c>(
-    catalog: &'c Catalog,
-    params: &HashMap<String, String>,
-) -> Result<&'c Entry, Failure> {
+/// The MAC a request names with `mac=` (in any of its forms).
+pub(crate) fn mac_param(params: &HashMap<String, String>) -> Result<MacAddr, Failure> {
     let text = params.get("mac").ok_or_else(|| {
         Failure::new(
             StatusCode::BAD_REQUEST,
             "the mac query parameter is required",
         )
     })?;
-    let mac: MacAddr = text.parse().map_err(|_| {
+    text.parse().map_err(|_| {
         Failure::new(
             StatusCode::BAD_REQUEST,
             format!("mac={text} is not a MAC address"),
         )
-    })?;
+    })
+}
+
+/// The machine a request names with `mac=`.
+fn machine<'c>(
+    catalog: &'c Catalog,
+    params: &HashMap<String, String>,
+) -> Result<&'c Entry, Failure> {
+    let mac = mac_param(params)?;
     catalog.by_mac(mac).ok_or_else(|| {
         Failure::new(
             StatusCode::NOT_FOUND,

@@ -91,17 +91,7 @@ impl BootProfile {
                 ],
             },
             // Flatcar's PXE image runs from RAM and applies Ignition on its first boot.
-            Os::Flatcar => BootProfile {
-                kernel: pick(&images.kernel, "flatcar_production_pxe.vmlinuz"),
-                initrds: vec![pick(
-                    &images.initramfs,
-                    "flatcar_production_pxe_image.cpio.gz",
-                )],
-                args: vec![
-                    "flatcar.first_boot=yes".into(),
-                    format!("ignition.config.url={}", inputs.ignition_url),
-                ],
-            },
+            Os::Flatcar => BootProfile::flatcar(images, &pick, inputs.ignition_url),
         };
         profile.finish(inputs.extra_args)
     }
@@ -145,19 +135,29 @@ impl BootProfile {
                     format!("ignition.config.url={}", inputs.ignition_url),
                 ],
             },
-            Os::Flatcar => BootProfile {
-                kernel: pick(&images.kernel, "flatcar_production_pxe.vmlinuz"),
-                initrds: vec![pick(
-                    &images.initramfs,
-                    "flatcar_production_pxe_image.cpio.gz",
-                )],
-                args: vec![
-                    "flatcar.first_boot=yes".into(),
-                    format!("ignition.config.url={}", inputs.ignition_url),
-                ],
-            },
+            Os::Flatcar => BootProfile::flatcar(images, &pick, inputs.ignition_url),
         };
         profile.finish(inputs.extra_args)
+    }
+
+    /// Flatcar's PXE image: it runs from RAM and applies Ignition on its first boot, for an
+    /// install and a discovery alike.
+    fn flatcar(
+        images: &OsImages,
+        pick: &dyn Fn(&Option<String>, &str) -> String,
+        ignition_url: &str,
+    ) -> BootProfile {
+        BootProfile {
+            kernel: pick(&images.kernel, "flatcar_production_pxe.vmlinuz"),
+            initrds: vec![pick(
+                &images.initramfs,
+                "flatcar_production_pxe_image.cpio.gz",
+            )],
+            args: vec![
+                "flatcar.first_boot=yes".into(),
+                format!("ignition.config.url={ignition_url}"),
+            ],
+        }
     }
 
     /// The images this profile fetches from `<server_url>/assets/`, as paths under `assets/`.

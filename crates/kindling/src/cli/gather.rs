@@ -9,16 +9,7 @@ use crate::exit::Failure;
 
 pub fn run(args: &GatherArgs) -> Result<(), Failure> {
     let dir = &args.cluster.dir.dir;
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let stamp = kindling_assets::file_stamp(time::OffsetDateTime::now_utc());
     let output = args
         .output
         .clone()
