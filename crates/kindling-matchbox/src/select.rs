@@ -13,7 +13,9 @@
 //! dropped when it does not parse; a `mac` selector is normalised when the group is loaded
 //! (`Group.Normalize`), so every MAC spelling matches. kindling also compares `uuid` labels and
 //! selectors case-insensitively (and in braced or unhyphenated form), where matchbox compares
-//! them byte for byte. Keys are matched exactly, as in matchbox.
+//! them byte for byte. Keys are matched exactly, as in matchbox, but for the machine's own
+//! identity: `mac`, `uuid`, `serial` and `hostname` are one key in any case (`MAC=`, `Mac=`), in
+//! requests and in selectors alike, where matchbox takes `MAC` for another label.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +56,7 @@ impl Labels {
             let (Some(key), Some(value)) = (query_unescape(key), query_unescape(value)) else {
                 continue;
             };
-            first.entry(key).or_insert(value);
+            first.entry(canonical_key(key)).or_insert(value);
         }
         for (key, value) in first {
             labels.insert(key, value);
@@ -70,7 +72,8 @@ impl Labels {
     }
 
     fn insert(&mut self, key: String, value: String) {
-        if key.eq_ignore_ascii_case("mac") {
+        let key = canonical_key(key);
+        if key == "mac" {
             match value.parse::<MacAddr>() {
                 Ok(mac) => {
                     self.query.insert(key, mac.to_string());
@@ -242,7 +245,7 @@ pub(crate) fn prepare(groups: &mut [Group]) -> (Selection, Vec<String>) {
         let compiled: Vec<(String, Want)> = group
             .selector
             .iter()
-            .map(|(k, v)| (k.clone(), want(k, v)))
+            .map(|(k, v)| (canonical_key(k.clone()), want(k, v)))
             .collect();
         let mac = compiled.iter().find_map(|(k, w)| match w {
             Want::Mac(m) if k == "mac" => Some(*m),
@@ -275,6 +278,17 @@ fn selector_string(group: &Group) -> String {
         .collect();
     pairs.sort();
     pairs.join(",")
+}
+
+/// The keys that name the machine itself, matched in any case.
+pub const IDENTITY_KEYS: [&str; 4] = ["mac", "uuid", "serial", "hostname"];
+
+/// `key`, in lower case if it is one of [`IDENTITY_KEYS`] in any case; else as it is.
+pub fn canonical_key(key: String) -> String {
+    match IDENTITY_KEYS.iter().find(|k| key.eq_ignore_ascii_case(k)) {
+        Some(k) => (*k).to_string(),
+        None => key,
+    }
 }
 
 fn want(key: &str, value: &str) -> Want {
@@ -397,7 +411,26 @@ mod tests {
         assert_eq!(l.get("mac"), None);
         assert_eq!(l.ignored_mac(), Some("zz"));
         let l = Labels::new().with("MAC", "0050.5696.11C2");
-        assert_eq!(l.get("MAC"), Some("00:50:56:96:11:c2"));
+        assert_eq!(l.get("mac"), Some("00:50:56:96:11:c2"));
+    }
+
+    #[test]
+    fn the_machines_identity_keys_are_one_key_in_any_case_and_others_are_exact() {
+        let l = Labels::from_query(
+            "MAC=52-54-00-89-D8-10&Uuid=A1B2&HOSTNAME=node1&Serial=S1&Os=installed&mac=52:54:00:00:00:01",
+        );
+        assert_eq!(
+            l.get("mac"),
+            Some("52:54:00:89:d8:10"),
+            "the first value wins"
+        );
+        assert_eq!(l.get("uuid"), Some("A1B2"));
+        assert_eq!(l.get("hostname"), Some("node1"));
+        assert_eq!(l.get("serial"), Some("S1"));
+        assert_eq!(l.get("Os"), Some("installed"));
+        assert_eq!(l.get("os"), None);
+        assert_eq!(canonical_key("Mac".into()), "mac");
+        assert_eq!(canonical_key("macs".into()), "macs");
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub(crate) fn profile(
     client: Option<IpAddr>,
 ) -> Option<Result<crate::profile::BootProfile, Failure>> {
     let discovery = state.discovery.get()?;
-    let mac: MacAddr = params.get("mac")?.parse().ok()?;
+    let mac = crate::http::mac_param(params).ok()?;
     let catalog = state.catalog().ok()?;
     if catalog.by_mac(mac).is_some() {
         return None;

@@ -75,9 +75,15 @@ pub fn api_router(state: Arc<AppState>) -> Router {
 
 type Params = Query<HashMap<String, String>>;
 
-/// The MAC a request names with `mac=` (in any of its forms).
+/// The MAC a request names with `mac=` (the key in any case, the address in any of its forms).
 pub(crate) fn mac_param(params: &HashMap<String, String>) -> Result<MacAddr, Failure> {
-    let text = params.get("mac").ok_or_else(|| {
+    let text = params.get("mac").or_else(|| {
+        params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("mac"))
+            .map(|(_, v)| v)
+    });
+    let text = text.ok_or_else(|| {
         Failure::new(
             StatusCode::BAD_REQUEST,
             "the mac query parameter is required",

@@ -181,6 +181,12 @@ async fn ipxe_chains_to_the_machine_and_boots_its_profile() {
         "{script}"
     );
 
+    // The key in any case, as people type it and some firmware sends it.
+    for key in ["MAC", "Mac"] {
+        let same = get(&state, &format!("/ipxe?{key}=52-54-00-7e-01-20")).await;
+        assert_eq!(same.text(), script, "{key}=");
+    }
+
     let unknown = get(&state, "/ipxe?mac=52-54-00-ff-ff-ff").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(
