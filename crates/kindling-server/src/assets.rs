@@ -52,12 +52,33 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` within `len`; None for anything else.
-pub(crate) fn range(value: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
+/// What a `Range` header asks of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ranged {
+    /// One range, first and last byte: 206.
+    One(u64, u64),
+    /// Several ranges, each satisfiable: the whole file, 200, as RFC 9110 lets a server answer
+    /// (a multipart answer would let a client ask for the same bytes many times over).
+    Whole,
+    /// Malformed, or not within the file: 416 with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` within `len`, or several of them.
+pub(crate) fn ranged(value: &str, len: u64) -> Ranged {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ranged::Unsatisfiable;
+    };
+    let ranges: Vec<Option<(u64, u64)>> = spec.split(',').map(|r| range(r, len)).collect();
+    match ranges.as_slice() {
+        [Some((start, end))] => Ranged::One(*start, *end),
+        many if many.len() > 1 && many.iter().all(Option::is_some) => Ranged::Whole,
+        _ => Ranged::Unsatisfiable,
     }
+}
+
+/// One `a-b`, `a-` or `-n` within `len`; None for anything else.
+fn range(spec: &str, len: u64) -> Option<(u64, u64)> {
     let (start, end) = spec.split_once('-')?;
     let (start, end) = match (start.trim(), end.trim()) {
         ("", n) => {
@@ -81,7 +102,7 @@ pub async fn serve(
     client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
     let file_path = resolve(&state, &path)?;
-    let mut file = tokio::fs::File::open(&file_path).await.map_err(|_| {
+    let not_found = || {
         Failure::new(
             StatusCode::NOT_FOUND,
             format!(
@@ -89,31 +110,27 @@ pub async fn serve(
                 file_path.display()
             ),
         )
-    })?;
-    let len = file
-        .metadata()
+    };
+    let mut file = tokio::fs::File::open(&file_path)
         .await
-        .map_err(|e| {
-            Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading asset {path:?}: {e}"),
-            )
-        })?
-        .len();
-    let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, end) = match requested {
+        .map_err(|_| not_found())?;
+    let meta = file.metadata().await.map_err(|e| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading asset {path:?}: {e}"),
+        )
+    })?;
+    // A directory opens, but its length is the file system's, and reading it fails midway.
+    if !meta.is_file() {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("no asset {path:?}: it is a directory, not a file"),
+        ));
+    }
+    let len = meta.len();
+    let (status, start, end) = match byte_range(&headers, len, &path)? {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
         None => (StatusCode::OK, 0, len.saturating_sub(1)),
-        Some(value) => match range(value, len) {
-            Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
-            None => {
-                let mut failure = Failure::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    format!("range {value:?} is not within the {len} bytes of {path}"),
-                );
-                failure.content_range = Some(format!("bytes */{len}"));
-                return Err(failure);
-            }
-        },
     };
     let count = if len == 0 { 0 } else { end - start + 1 };
     let mut response = Response::new(Body::empty());
@@ -156,6 +173,30 @@ pub async fn serve(
     Ok(response)
 }
 
+/// The one range of `len` bytes a request's `Range` asks for; None for all of them (no
+/// `Range`, or several ranges); a 416 for a malformed or unsatisfiable one.
+pub(crate) fn byte_range(
+    headers: &HeaderMap,
+    len: u64,
+    what: &str,
+) -> Result<Option<(u64, u64)>, Failure> {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    match ranged(value, len) {
+        Ranged::One(start, end) => Ok(Some((start, end))),
+        Ranged::Whole => Ok(None),
+        Ranged::Unsatisfiable => {
+            let mut failure = Failure::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range {value:?} is not within the {len} bytes of {what}"),
+            );
+            failure.content_range = Some(format!("bytes */{len}"));
+            Err(failure)
+        }
+    }
+}
+
 /// `count` bytes of `file` from where it stands, in chunks large enough that a 200 MB layer is
 /// not 50,000 trips through the runtime (the default chunk is 4 KiB).
 pub(crate) fn file_body(file: tokio::fs::File, count: u64) -> Body {
@@ -173,18 +214,27 @@ pub(crate) fn file_stream(
 
 #[cfg(test)]
 mod tests {
-    use super::range;
+    use super::{Ranged, ranged};
 
     #[test]
     fn ranges_within_the_file_are_honoured() {
-        assert_eq!(range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(range("bytes=50-500", 100), Some((50, 99)));
-        assert_eq!(range("bytes=100-", 100), None);
-        assert_eq!(range("bytes=9-0", 100), None);
-        assert_eq!(range("bytes=0-1,5-6", 100), None);
-        assert_eq!(range("items=0-1", 100), None);
-        assert_eq!(range("bytes=0-0", 0), None);
+        use Ranged::*;
+        assert_eq!(ranged("bytes=0-9", 100), One(0, 9));
+        assert_eq!(ranged("bytes=90-", 100), One(90, 99));
+        assert_eq!(ranged("bytes=-10", 100), One(90, 99));
+        assert_eq!(ranged("bytes=-1000", 100), One(0, 99));
+        assert_eq!(ranged("bytes=50-500", 100), One(50, 99));
+        assert_eq!(ranged("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(ranged("bytes=9-0", 100), Unsatisfiable);
+        assert_eq!(ranged("items=0-1", 100), Unsatisfiable);
+        assert_eq!(ranged("bytes=0-0", 0), Unsatisfiable);
+        assert_eq!(ranged("bytes=abc", 100), Unsatisfiable);
+        assert_eq!(ranged("bytes=99999999999999999999-", 100), Unsatisfiable);
+        // Several satisfiable ranges, overlapping or not: the whole file.
+        assert_eq!(ranged("bytes=0-1,5-6", 100), Whole);
+        assert_eq!(ranged("bytes=0-50,10-60,0-99", 100), Whole);
+        assert_eq!(ranged("bytes=0-1,200-300", 100), Unsatisfiable);
+        let huge = format!("bytes={}", vec!["0-0"; 10_000].join(","));
+        assert_eq!(ranged(&huge, 100), Whole);
     }
 }

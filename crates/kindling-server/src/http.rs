@@ -946,6 +946,12 @@ impl IntoResponse for Failure {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(range) = self
+            .content_range
+            .and_then(|r| HeaderValue::from_str(&r).ok())
+        {
+            headers.insert(header::CONTENT_RANGE, range);
+        }
         response
     }
 }

@@ -330,26 +330,17 @@ async fn blob(
         .await
         .map_err(|_| blob_unknown(name, &digest))?
         .len();
-    let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, end) = match requested {
-        None => (StatusCode::OK, 0, len.saturating_sub(1)),
-        Some(value) => match crate::assets::range(value, len) {
-            Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
-            None => {
-                let mut response = error(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "BLOB_UNKNOWN",
-                    format!("range {value:?} is not within the {len} bytes of {digest}"),
-                )
-                .into_response();
-                insert(
-                    response.headers_mut(),
-                    header::CONTENT_RANGE,
-                    &format!("bytes */{len}"),
-                );
-                return Ok(response);
+    let (status, start, end) = match crate::assets::byte_range(headers, len, digest.as_str()) {
+        Ok(None) => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Err(failure) => {
+            let mut response =
+                error(failure.status, "BLOB_UNKNOWN", failure.reason).into_response();
+            if let Some(range) = &failure.content_range {
+                insert(response.headers_mut(), header::CONTENT_RANGE, range);
             }
-        },
+            return Ok(response);
+        }
     };
     let count = if len == 0 { 0 } else { end - start + 1 };
     let mut response = Response::new(Body::empty());

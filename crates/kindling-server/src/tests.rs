@@ -426,6 +426,51 @@ async fn assets_support_head_and_ranges() {
         get(&state, "/assets/nothing-here").await.status,
         StatusCode::NOT_FOUND
     );
+    let with_range = |range: &'static str| {
+        call(
+            crate::http_router(state.clone()),
+            Request::get("/assets/kindling")
+                .header(header::RANGE, range)
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    // Several ranges, overlapping: the whole file (RFC 9110 lets a server ignore them).
+    let several = with_range("bytes=0-3,2-5,10-").await;
+    assert_eq!(several.status, StatusCode::OK);
+    assert_eq!(several.body, b"0123456789abcdef");
+    // Beyond the file, or malformed: 416, saying how long the file is.
+    for range in [
+        "bytes=16-",
+        "bytes=5-2",
+        "bytes=x-y",
+        "lines=1-2",
+        "bytes=0-1,99-",
+    ] {
+        let refused = with_range(range).await;
+        assert_eq!(refused.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(
+            refused.headers[header::CONTENT_RANGE],
+            "bytes */16",
+            "{range}"
+        );
+    }
+    // A directory under assets/ is no asset (it was 200 with a length of 4096, then a cut).
+    std::fs::create_dir_all(dir.path().join("assets/fcos")).unwrap();
+    for request in [Request::get("/assets/fcos"), Request::head("/assets/fcos")] {
+        let reply = call(
+            crate::http_router(state.clone()),
+            request.body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    }
+    assert!(
+        get(&state, "/assets/fcos")
+            .await
+            .text()
+            .contains("it is a directory")
+    );
 }
 
 #[tokio::test]
