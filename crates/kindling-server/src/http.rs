@@ -23,6 +23,7 @@ use axum::routing::post;
 /// The router of the boot server (plain HTTP: iPXE firmware has no TLS).
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/", get(home))
         .route("/boot.ipxe", get(boot_ipxe))
         .route("/boot.ipxe.0", get(boot_ipxe))
         .route("/ipxe", get(ipxe))
@@ -113,6 +114,12 @@ fn machine<'c>(
 
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// `/`: what matchbox answers there, byte for byte, so that probes and scripts written for it
+/// (matchbox's own Kubernetes manifest probes `/` for liveness) keep working.
+async fn home() -> Response {
+    text("matchbox\n".into())
 }
 
 /// `ok`, or `degraded: <why>` while the replica serves from what it has (its store cannot be

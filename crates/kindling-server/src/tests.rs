@@ -168,6 +168,12 @@ async fn ipxe_chains_to_the_machine_and_boots_its_profile() {
         "{text}"
     );
     assert_eq!(get(&state, "/boot.ipxe.0").await.text(), boot.text());
+    // The root answers as matchbox's does: its liveness probe asks there.
+    let home = get(&state, "/").await;
+    assert_eq!(
+        (home.status, home.text().as_str()),
+        (StatusCode::OK, "matchbox\n")
+    );
 
     // worker0's MAC, written upper-case with colons: the same machine as iPXE's hyphens.
     let ipxe = get(&state, "/ipxe?mac=52:54:00:7E:01:20&uuid=x").await;
