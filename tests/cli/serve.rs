@@ -956,3 +956,80 @@ fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
         "{log}"
     );
 }
+
+/// A matchbox data directory is followed as matchbox follows its own: a group added is served
+/// at the next request, a bad edit keeps the last good version serving (with the file named
+/// in the log and `/healthz` degraded), and fixing it clears that.
+#[test]
+fn a_matchbox_data_directory_is_followed_and_a_bad_edit_keeps_the_last_good_one() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    for sub in ["groups", "profiles", "ignition", "generic"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+        for entry in std::fs::read_dir(crate::fixtures().join("matchbox").join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, d.join(sub).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let http: SocketAddr = ([127, 0, 0, 1], kindling_testkit::port()).into();
+    let mcs: SocketAddr = ([127, 0, 0, 1], kindling_testkit::port()).into();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kindling"));
+    command.args(["serve", "--data-path"]).arg(d).args([
+        "--http",
+        &http.to_string(),
+        "--mcs",
+        &mcs.to_string(),
+    ]);
+    let logs = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn("kindling serve", command, &logs.path().join("serve.log"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .terminate_on_drop();
+    daemon
+        .wait_listening(&[(http, Proto::Tcp)], READY_TIMEOUT, |_| {
+            http_get(http, "/healthz").0 == 200
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}:\n{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let script =
+        |query: &str| String::from_utf8(http_get(http, &format!("/ipxe?{query}")).1).unwrap();
+    let live = "mac=52-54-00-aa-00-01";
+    assert!(
+        script(live).contains("coreos.inst.install_dev"),
+        "{}",
+        script(live)
+    );
+
+    // A group added for one machine: served at the next request after it is seen.
+    std::fs::write(
+        d.join("groups/live.json"),
+        r#"{"id": "live", "profile": "fedora-coreos", "selector": {"mac": "52:54:00:aa:00:01"}}"#,
+    )
+    .unwrap();
+    until("the added group is served", &|| {
+        !script(live).contains("coreos.inst.install_dev")
+    });
+
+    // A bad edit: the previous version goes on, and health says why.
+    std::fs::write(d.join("groups/live.json"), r#"{"id": "live", "profile": "#).unwrap();
+    until("the bad edit is reported", &|| {
+        String::from_utf8(http_get(http, "/healthz").1)
+            .unwrap()
+            .starts_with("degraded: ")
+    });
+    let health = String::from_utf8(http_get(http, "/healthz").1).unwrap();
+    assert!(health.contains("groups/live.json"), "{health}");
+    assert!(!script(live).contains("coreos.inst.install_dev"));
+    assert!(daemon.log().contains("still serving the previous version"));
+
+    // Fixed: served, and healthy again.
+    std::fs::remove_file(d.join("groups/live.json")).unwrap();
+    until("the fix is served", &|| {
+        http_get(http, "/healthz").1 == b"ok\n" && script(live).contains("coreos.inst.install_dev")
+    });
+}

@@ -31,7 +31,7 @@ fn resolve(state: &AppState, path: &str) -> Result<PathBuf, Failure> {
             format!("no asset {path:?}"),
         ));
     }
-    let root = match (state.catalog(), &state.matchbox) {
+    let root = match (state.catalog(), state.matchbox()) {
         (Ok(catalog), _) => {
             if let Ok(rest) = relative.strip_prefix("mirror") {
                 return Ok(catalog.mirror.file_path(&rest.to_string_lossy()));

@@ -121,7 +121,7 @@ pub(crate) fn profile(
     if catalog.by_mac(mac).is_some() {
         return None;
     }
-    if let Some(data) = &state.matchbox
+    if let Some(data) = state.matchbox()
         && data
             .select(&kindling_matchbox::Labels::from_query(
                 raw_query.unwrap_or_default(),

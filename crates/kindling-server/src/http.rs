@@ -203,7 +203,7 @@ impl AppState {
             }
             Err(failure) => failure,
         };
-        let Some(data) = &self.matchbox else {
+        let Some(data) = self.matchbox() else {
             self.events.record(Event::now(
                 None,
                 stage,

@@ -88,7 +88,9 @@ pub struct StoreServing {
 pub enum ServeError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("the matchbox data directory cannot be served:\n{0}")]
+    #[error(
+        "{0}\nfix it: kindling serve starts only when the whole data directory loads, so that no machine is sent to another group than the one written for it (after the start, a bad edit keeps the version before it serving)"
+    )]
     Matchbox(String),
     #[error(
         "nothing to serve: give an asset directory (--dir) or a matchbox data directory (--data-path)"
@@ -127,8 +129,11 @@ pub struct AppState {
     catalog: RwLock<Option<Arc<Catalog>>>,
     /// With `serve --store`: the revisions kept, by number, for requests pinned to one.
     kept: RwLock<std::collections::BTreeMap<u64, Arc<Catalog>>>,
-    /// A matchbox data directory, consulted for requests no inventory machine matches.
-    pub matchbox: Option<Arc<kindling_matchbox::DataDir>>,
+    /// A matchbox data directory, consulted for requests no inventory machine matches (a
+    /// reload swaps it whole; see [`AppState::matchbox`]).
+    matchbox: RwLock<Option<Arc<kindling_matchbox::DataDir>>>,
+    /// Why the data directory's latest edit is not served, if it is not.
+    matchbox_trouble: std::sync::Mutex<Option<String>>,
     pub events: EventLog,
     /// Where the server keeps what it writes: the records of what was served, FleetLock's
     /// slots, arm requests. The asset directory itself, unless it serves a store's revisions.
@@ -209,7 +214,8 @@ impl AppState {
                     .collect(),
             ),
             catalog: RwLock::new(catalog),
-            matchbox: matchbox.map(Arc::new),
+            matchbox: RwLock::new(matchbox.map(Arc::new)),
+            matchbox_trouble: std::sync::Mutex::new(None),
             events,
             state_dir: std::sync::OnceLock::new(),
             store_trouble: std::sync::Mutex::new(None),
@@ -226,6 +232,14 @@ impl AppState {
             served: std::sync::Mutex::new(None),
             discovery: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The matchbox data directory in force, if one is served.
+    pub fn matchbox(&self) -> Option<Arc<kindling_matchbox::DataDir>> {
+        self.matchbox
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Gives machines that no inventory entry or matchbox group knows the discovery profile.
@@ -316,7 +330,16 @@ impl AppState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let reasons: Vec<String> = store.into_iter().chain(self.events.trouble()).collect();
+        let matchbox = self
+            .matchbox_trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let reasons: Vec<String> = store
+            .into_iter()
+            .chain(matchbox)
+            .chain(self.events.trouble())
+            .collect();
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
@@ -750,14 +773,17 @@ pub async fn serve(
                 state.clone(),
                 serving.clone(),
                 number,
-                stop_rx,
+                stop_rx.clone(),
             ));
         }
         _ => {
             if let Some(dir) = kindling_dir {
-                tokio::spawn(watch(state.clone(), dir, stop_rx));
+                tokio::spawn(watch(state.clone(), dir, stop_rx.clone()));
             }
         }
+    }
+    if let Some(path) = options.data_path.clone() {
+        tokio::spawn(watch_data_path(state.clone(), path, stop_rx));
     }
     let mcs_app = mcs_router(state.clone());
     let mcs_handle = handle.clone();
@@ -864,6 +890,85 @@ async fn watch(state: Arc<AppState>, dir: PathBuf, mut stop: tokio::sync::watch:
             ),
             Err(e) => tracing::error!("reloading {}: {e}", dir.display()),
         }
+    }
+}
+
+/// What a matchbox data directory's files are, for [`watch_data_path`]: every file under its
+/// groups, profiles, ignition and generic directories, by path, modification time and size.
+fn data_path_fingerprint(root: &std::path::Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
+    let mut seen = Vec::new();
+    let mut dirs: Vec<PathBuf> = ["groups", "profiles", "ignition", "generic"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => dirs.push(path),
+                Ok(m) => seen.push((path, m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len())),
+                Err(_) => {}
+            }
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// Loads the matchbox data directory again when its files change, as matchbox serves an added
+/// group or an edited profile on the next request. A bad edit keeps the last good one serving,
+/// is logged with its file, and makes `/healthz` say `degraded` until it is fixed.
+async fn watch_data_path(
+    state: Arc<AppState>,
+    root: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut seen = data_path_fingerprint(&root);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let now = data_path_fingerprint(&root);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let load = root.clone();
+        let trouble = match tokio::task::spawn_blocking(move || {
+            kindling_matchbox::DataDir::load(&load)
+        })
+        .await
+        {
+            Ok(Ok(data)) => {
+                for warning in data.warnings() {
+                    tracing::warn!("{}: {warning}", root.display());
+                }
+                tracing::info!(
+                    "{} changed: now serving {} groups",
+                    root.display(),
+                    data.groups().len()
+                );
+                *state.matchbox.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(data));
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::error!(
+                    "{} changed but cannot be served; still serving the previous version:\n{e}",
+                    root.display()
+                );
+                Some(format!(
+                    "the matchbox data directory {} has an edit that cannot be served (the previous version is): {}",
+                    root.display(),
+                    e.to_string().replace('\n', "; ")
+                ))
+            }
+            Err(e) => Some(format!("reloading {}: {e}", root.display())),
+        };
+        *state
+            .matchbox_trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = trouble;
     }
 }
 

@@ -126,7 +126,11 @@ impl Command {
             }
             Command::Create(CreateCommand::Infra(a)) => &a.dir.dir,
             Command::Demo(a) => &a.dir,
-            Command::Serve(a) => &a.dir.dir,
+            // A matchbox data directory served alone keeps the log, not the working directory.
+            Command::Serve(a) => match &a.data_path {
+                Some(data) if !a.dir.dir.join(kindling_config::INVENTORY_FILE).exists() => data,
+                _ => &a.dir.dir,
+            },
             Command::Doctor(a) => &a.dir.dir,
             Command::WaitFor(a) => &a.cluster.dir.dir,
             Command::ApproveCsrs(a) => &a.cluster.dir.dir,

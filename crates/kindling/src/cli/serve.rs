@@ -90,11 +90,22 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
             }))
         }
     };
+    // What is served, as the user gave it: an error names the directory it is about.
+    let what = match (&options.dir, &options.data_path) {
+        (Some(dir), Some(data)) => format!(
+            "{} and the matchbox data directory {}",
+            dir.display(),
+            data.display()
+        ),
+        (None, Some(data)) => format!("the matchbox data directory {}", data.display()),
+        (Some(dir), None) => dir.display().to_string(),
+        (None, None) => args.dir.dir.display().to_string(),
+    };
     let served = runtime.block_on(kindling_server::serve(options, shutdown_signal()));
     if let Some(approver) = approver {
         approver.abort();
     }
-    served.with_context(|| format!("serving {}", args.dir.dir.display()))?;
+    served.with_context(|| format!("serving {what}"))?;
     Ok(())
 }
 
