@@ -97,6 +97,15 @@ pub enum Problem {
     /// A template uses syntax kindling does not implement, or is malformed.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// A YAML template that is a Container Linux Config, which kindling does not translate.
+    #[error(
+        "{}: a Container Linux Config (it has no `variant:` line), which kindling does not translate: rewrite it as a Butane config (variant: fcos or flatcar), or give its Ignition JSON as a .ign file",
+        path.display()
+    )]
+    ContainerLinuxConfig {
+        /// The template.
+        path: PathBuf,
+    },
 }
 
 impl DataDir {
@@ -320,6 +329,12 @@ impl Loader {
                 continue;
             };
             let kind = kind.unwrap_or_else(|| TemplateKind::of_ignition_file(&name));
+            // Butane says which variant it is on its first level; a Container Linux Config
+            // has no such line, and would fail only when a machine asks for it (with a 500).
+            if kind == TemplateKind::Butane && !text.lines().any(|l| l.starts_with("variant:")) {
+                self.problems.push(Problem::ContainerLinuxConfig { path });
+                continue;
+            }
             if kind == TemplateKind::Ignition
                 && let Err(err) = serde_json::from_str::<serde_json::Value>(&text)
             {
@@ -929,5 +944,44 @@ boot
         assert_eq!(dir.groups().len(), 0);
         assert_eq!(dir.warnings().len(), 2, "{:?}", dir.warnings());
         assert!(dir.select(&Labels::new()).is_err());
+    }
+
+    /// matchbox's older `.yaml` templates are Container Linux Configs: refused when the data
+    /// directory loads, with the file and what to do, not with a 500 when a machine asks.
+    #[test]
+    fn a_container_linux_config_is_refused_at_load_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["profiles", "groups", "ignition"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(
+            d.join("profiles/etcd.json"),
+            r#"{"id": "etcd", "ignition_id": "etcd.yaml"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("groups/default.json"),
+            r#"{"id": "default", "profile": "etcd"}"#,
+        )
+        .unwrap();
+        let clc = "---\nsystemd:\n  units:\n    - name: etcd-member.service\n      enable: true\n";
+        std::fs::write(d.join("ignition/etcd.yaml"), clc).unwrap();
+        let err = DataDir::load(d).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "ignition/etcd.yaml: a Container Linux Config (it has no `variant:` line)"
+            ),
+            "{err}"
+        );
+        std::fs::write(
+            d.join("ignition/etcd.yaml"),
+            format!(
+                "variant: flatcar\nversion: 1.0.0\n{}",
+                &clc[4..].replace("enable:", "enabled:")
+            ),
+        )
+        .unwrap();
+        DataDir::load(d).unwrap();
     }
 }
