@@ -112,6 +112,28 @@ fn machine<'c>(
     })
 }
 
+/// `body` as text, or the one range of it the request asks for (206), or 416.
+fn ranged_text(headers: &HeaderMap, body: String, what: &str) -> Result<Response, Failure> {
+    let len = body.len() as u64;
+    let Some((start, end)) = crate::assets::byte_range(headers, len, what)? else {
+        return Ok(text(body));
+    };
+    let part = body.into_bytes()[start as usize..=end as usize].to_vec();
+    let mut response = (
+        StatusCode::PARTIAL_CONTENT,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        part,
+    )
+        .into_response();
+    if let Ok(range) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, range);
+    }
+    response
+        .headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    Ok(response)
+}
+
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
@@ -334,6 +356,7 @@ async fn generic(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, Failure> {
     match state.who(&params, raw.as_deref(), "generic")? {
         Who::Machine { name, .. } => Err(Failure::new(
@@ -350,7 +373,9 @@ async fn generic(
                     format!("profile {} has no generic config", selected.profile.id),
                 )
             })?;
-            Ok(text(render_template(template, &data, &labels)?))
+            let rendered = render_template(template, &data, &labels)?;
+            // As matchbox serves it (Go's http.ServeContent): with Range.
+            ranged_text(&headers, rendered, "the generic config")
         }
     }
 }

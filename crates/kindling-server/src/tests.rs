@@ -776,6 +776,21 @@ async fn a_matchbox_data_directory_is_served_for_machines_outside_the_inventory(
         .await
         .text();
     assert!(generic.contains("foo=bar"), "{generic}");
+    // With Range, as matchbox serves it.
+    let part = call(
+        crate::http_router(both.clone()),
+        Request::get("/generic?mac=52-54-00-89-d8-10&foo=bar")
+            .header(header::RANGE, "bytes=0-4")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.text(), generic[..5]);
+    assert_eq!(
+        part.headers[header::CONTENT_RANGE],
+        format!("bytes 0-4/{}", generic.len())
+    );
 
     // matchbox alone.
     let alone = AppState::new(
