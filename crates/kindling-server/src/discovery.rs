@@ -36,6 +36,10 @@ pub const UNIT: &str = "kindling-discover.service";
 pub struct Discovery {
     issued: Mutex<HashMap<MacAddr, Issued>>,
     binary_sha512: tokio::sync::OnceCell<String>,
+    /// Every NIC's MAC in the reports kept, and the machine that reported it; read from the
+    /// reports at the first report. Held across a report's checks and its write, so reports
+    /// are taken one at a time.
+    claims: tokio::sync::Mutex<Option<HashMap<MacAddr, MacAddr>>>,
 }
 
 struct Issued {
@@ -77,10 +81,10 @@ impl Discovery {
         Ok(token)
     }
 
-    /// Takes the token of `mac` if `token` is it and `address` booted with it: one report per
-    /// token. A wrong try leaves the token in place for the real machine.
-    fn redeem(&self, mac: MacAddr, token: &str, address: IpAddr) -> Result<(), String> {
-        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+    /// Whether `token` is the one `mac`'s boot was given, and `address` is where it booted
+    /// from. A wrong try leaves the token in place for the real machine.
+    fn verify(&self, mac: MacAddr, token: &str, address: IpAddr) -> Result<(), String> {
+        let issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = issued.get(&mac).filter(|i| i.at.elapsed() < TOKEN_LIFETIME) else {
             return Err(format!(
                 "no discovery token is outstanding for {mac} (none was given, it expired, or it was used): boot the machine again"
@@ -102,8 +106,14 @@ impl Discovery {
                 entry.address
             ));
         }
-        issued.remove(&mac);
         Ok(())
+    }
+
+    /// Uses up `mac`'s token once its report is kept: one report per boot. (Only once it is
+    /// kept: a report the server could not write is sent again with the same token.)
+    fn spend(&self, mac: MacAddr) {
+        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+        issued.remove(&mac);
     }
 }
 
@@ -299,11 +309,38 @@ pub(crate) async fn report(
         )));
     }
     discovery
-        .redeem(mac, &report.token, address)
+        .verify(mac, &report.token, address)
         .map_err(refuse)?;
     let state_dir = state
         .state_dir()
         .ok_or_else(|| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "no state directory"))?;
+    let mut claims = discovery.claims.lock().await;
+    if claims.is_none() {
+        let dir = state_dir.clone();
+        let kept = tokio::task::spawn_blocking(move || pending::list(&dir))
+            .await
+            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let mut by_nic = HashMap::new();
+        for d in kept {
+            for nic in &d.hardware.nics {
+                if let Ok(nic_mac) = nic.mac.parse::<MacAddr>() {
+                    by_nic.insert(nic_mac, d.mac);
+                }
+            }
+        }
+        *claims = Some(by_nic);
+    }
+    let by_nic = claims.get_or_insert_with(HashMap::new);
+    // Claimed by no other discovered machine either: two reports of one MAC replace each other.
+    if let Some(other) = claimed
+        .iter()
+        .find_map(|m| by_nic.get(m).filter(|owner| **owner != mac))
+    {
+        return Err(refuse(format!(
+            "the report claims a MAC of discovered machine {other}"
+        )));
+    }
     let record = Discovered {
         mac,
         address,
@@ -319,30 +356,14 @@ pub(crate) async fn report(
         record.hardware.cpu.count,
         kindling_config::inventory::size_text(record.hardware.memory_bytes)
     );
-    // Claimed by no other pending machine either: two reports of one MAC replace each other.
-    let others = {
-        let dir = state_dir.clone();
-        tokio::task::spawn_blocking(move || pending::list(&dir))
-            .await
-            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    };
-    if let Some(other) = others.iter().find(|d| {
-        d.mac != mac
-            && d.hardware
-                .nics
-                .iter()
-                .any(|n| n.mac.parse::<MacAddr>().is_ok_and(|m| claimed.contains(&m)))
-    }) {
-        return Err(refuse(format!(
-            "the report claims a MAC of discovered machine {}",
-            other.mac
-        )));
-    }
     tokio::task::spawn_blocking(move || pending::save(&state_dir, &record))
         .await
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    by_nic.retain(|_, owner| *owner != mac);
+    by_nic.extend(claimed.iter().map(|m| (*m, mac)));
+    drop(claims);
+    discovery.spend(mac);
     state
         .events
         .record(Event::now(None, "discovered", None, summary));

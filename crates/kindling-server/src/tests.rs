@@ -1653,6 +1653,19 @@ async fn discovery_takes_one_report_per_boot_from_the_machine_that_booted() {
     };
     assert_eq!(status(stranger).await, "pending\n");
 
+    // A report the server cannot keep (here: a file where its directory goes) is 503, and the
+    // token stays for the agent's next try.
+    let blocked = dir.path().join(kindling_discovery::pending::DIR);
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, "in the way").unwrap();
+    let unkept = discovery_report(&state, stranger, &token, &[stranger], here).await;
+    assert_eq!(
+        unkept.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        unkept.text()
+    );
+    std::fs::remove_file(&blocked).unwrap();
     let taken = discovery_report(&state, stranger, &token, &[stranger], here).await;
     assert_eq!(taken.status, StatusCode::NO_CONTENT, "{}", taken.text());
     refused(
