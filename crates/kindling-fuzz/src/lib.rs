@@ -13,7 +13,7 @@ use kindling_config::{ClusterDescription, LoadError, Source};
 pub type Check = fn(&[u8]);
 
 /// The targets, by name, as `fuzz/fuzz_targets/<name>.rs` and the corpus directories name them.
-pub const TARGETS: [(&str, Check); 8] = [
+pub const TARGETS: [(&str, Check); 9] = [
     ("description", description),
     ("butane", butane),
     ("ignition", ignition),
@@ -22,6 +22,7 @@ pub const TARGETS: [(&str, Check); 8] = [
     ("proxy_header", proxy_header),
     ("dns_response", dns_response),
     ("discovery_report", discovery_report),
+    ("matchbox_data", matchbox_data),
 ];
 
 const DEMO_INSTALL_CONFIG: &str = include_str!("../../../examples/demo/install-config.yaml");
@@ -163,6 +164,61 @@ pub fn discovery_report(data: &[u8]) {
     }
 }
 
+/// Where [`matchbox_data`] writes its directory in this process.
+pub fn matchbox_scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("kindling-fuzz-matchbox-{}", std::process::id()))
+}
+
+/// A matchbox data directory of one group, one profile and one template: the input's three
+/// parts, split at NUL bytes, written to `groups/g.json`, `profiles/p.json` and
+/// `ignition/t.yaml` of a directory of this process's own. What loads is selected for a few
+/// requests, and its boot script and template rendered; the same request selects the same
+/// group twice.
+pub fn matchbox_data(data: &[u8]) {
+    use std::sync::OnceLock;
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = matchbox_scratch();
+        for sub in ["groups", "profiles", "ignition"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("a scratch directory");
+        }
+        dir
+    });
+    let mut parts = data.splitn(3, |b| *b == 0);
+    for path in ["groups/g.json", "profiles/p.json", "ignition/t.yaml"] {
+        std::fs::write(dir.join(path), parts.next().unwrap_or_default()).expect("a scratch file");
+    }
+    let Ok(loaded) = kindling_matchbox::DataDir::load(dir) else {
+        return;
+    };
+    for query in [
+        "mac=52-54-00-89-d8-10&uuid=16e7d8a7-bfa9-428b-9117-363341bb330b",
+        "os=installed&hostname=node1",
+        "",
+    ] {
+        let labels = kindling_matchbox::Labels::from_query(query);
+        let Ok(selected) = loaded.select(&labels) else {
+            continue;
+        };
+        let again = loaded
+            .select(&labels)
+            .expect("the same request selects again");
+        assert_eq!(selected.group.id, again.group.id, "one request, two groups");
+        if let Some(boot) = &selected.profile.boot {
+            let _ = kindling_matchbox::ipxe_script(boot);
+            let _ = kindling_matchbox::grub_script(boot);
+        }
+        if let Some(template) = loaded.ignition_for(selected.profile) {
+            let vars = selected.vars(&labels);
+            assert_eq!(
+                kindling_matchbox::render(template, &vars),
+                kindling_matchbox::render(template, &vars),
+                "a template rendered two ways"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -194,5 +250,6 @@ mod tests {
             }
             assert!(seen > 0, "{name} has no seed in fuzz/corpus/{name}");
         }
+        let _ = std::fs::remove_dir_all(super::matchbox_scratch());
     }
 }
