@@ -36,3 +36,5 @@ for t in "${targets[@]}"; do
   found=$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | sort | tr '\n' ' ')
   printf '%-18s %12s %10s %8s %s\n' "$t" "${executions:-?}" "${speed:-?}" "${cov:-?}" "${found:-none}"
 done
+# The matchbox_data target's scratch directories, one per fuzzing process.
+rm -rf "${TMPDIR:-/tmp}"/kindling-fuzz-matchbox-*
