@@ -35,6 +35,13 @@ pub struct LiveInputs<'a> {
     pub extra_args: &'a [String],
 }
 
+/// An image's URL: as `provisioning.osImages` sets it, else `default` as served from
+/// `<serverURL>/assets/<os>/`.
+fn image_url(server_url: &str, os: Os, set: &Option<String>, default: &str) -> String {
+    set.clone()
+        .unwrap_or_else(|| format!("{server_url}/assets/{}/{default}", os_dir(os)))
+}
+
 /// The file name iPXE gives an image it downloaded: the last path segment of its URL. UEFI
 /// kernels find their initrd by this name (`initrd=<name>`), which 2019's iPXE does not add.
 fn image_name(url: &str) -> &str {
@@ -46,11 +53,10 @@ impl BootProfile {
     /// The profile for `inputs.os`. Images not set in the inventory are served from
     /// `<serverURL>/assets/<os>/`, where they go after download (as with matchbox's examples).
     pub fn for_machine(inputs: &ProfileInputs<'_>) -> BootProfile {
-        let asset =
-            |name: &str| format!("{}/assets/{}/{name}", inputs.server_url, os_dir(inputs.os));
         let images = inputs.images;
-        let pick =
-            |set: &Option<String>, default: &str| set.clone().unwrap_or_else(|| asset(default));
+        let pick = |set: &Option<String>, default: &str| {
+            image_url(inputs.server_url, inputs.os, set, default)
+        };
         let profile = match inputs.os {
             // Fedora CoreOS live PXE: the live system installs to disk and reboots into it.
             // The names are the ones `kindling mirror --from-release` gives them.
@@ -116,11 +122,10 @@ impl BootProfile {
     /// 4.5's legacy installer images cannot run a live system), named as `provisioning.osImages`
     /// says or as for Fedora CoreOS.
     pub fn live(inputs: &LiveInputs<'_>) -> BootProfile {
-        let asset =
-            |name: &str| format!("{}/assets/{}/{name}", inputs.server_url, os_dir(inputs.os));
         let images = inputs.images;
-        let pick =
-            |set: &Option<String>, default: &str| set.clone().unwrap_or_else(|| asset(default));
+        let pick = |set: &Option<String>, default: &str| {
+            image_url(inputs.server_url, inputs.os, set, default)
+        };
         let profile = match inputs.os {
             Os::Fcos | Os::Rhcos => BootProfile {
                 kernel: pick(&images.kernel, FCOS_PXE[0].1),
