@@ -549,22 +549,27 @@ fn a_real_kubelet_joins_through_approve_csrs_gets_its_labels_and_runs_pods() {
         ))
     });
 
-    // Both of its CSRs were approved by kindling and issued by the controller manager.
-    let csrs = cluster.admin(&[
-        "get",
-        "csr",
-        "-o=jsonpath={range .items[*]}{.spec.signerName} {.status.conditions[0].type} {.status.conditions[0].reason}{\"\\n\"}{end}",
-    ]);
-    for signer in [
-        "kubernetes.io/kube-apiserver-client-kubelet",
-        "kubernetes.io/kubelet-serving",
-    ] {
-        assert!(
+    // Both of its CSRs were approved by kindling and issued by the controller manager. (The
+    // kubelet asks for its serving certificate once it has registered, so that one may come
+    // after the Node is Ready.)
+    eventually("both of worker0's CSRs approved", READY, || {
+        let csrs = cluster.admin(&[
+            "get",
+            "csr",
+            "-o=jsonpath={range .items[*]}{.spec.signerName} {.status.conditions[0].type} {.status.conditions[0].reason}{\"\\n\"}{end}",
+        ]);
+        [
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            "kubernetes.io/kubelet-serving",
+        ]
+        .iter()
+        .all(|signer| {
             csrs.lines()
-                .any(|l| l == format!("{signer} Approved KindlingInventoryMatch")),
-            "{signer}: {csrs}"
-        );
-    }
+                .any(|l| l == format!("{signer} Approved KindlingInventoryMatch"))
+        })
+        .then_some(())
+        .ok_or(format!("{csrs}\n--- approve-csrs ---\n{}", approver.log()))
+    });
 
     // kindling's labels (the ones a kubelet may not set on itself too) and taint.
     eventually("worker0's labels", READY, || {
