@@ -283,10 +283,13 @@ fn an_unknown_machine_reports_its_hardware_is_accepted_and_boots_its_own_config(
             && !landed.contains_key("/etc/systemd/system/kindling-discover.service"),
         "{landed:?}"
     );
-    let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
+    let events = crate::events_when(d, |events| {
+        events
+            .iter()
+            .any(|e| e["machine"] == "worker9" && e["stage"] == "mcs")
+    });
     let stages: Vec<String> = events
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .iter()
         .filter(|e| {
             (e["machine"] == "worker9" && e["stage"] != "binaries")
                 || ["discovery", "discovered", "denied"].contains(&e["stage"].as_str().unwrap())
@@ -313,7 +316,7 @@ fn an_unknown_machine_reports_its_hardware_is_accepted_and_boots_its_own_config(
         ]
         .map(String::from)
         .to_vec(),
-        "{events}"
+        "{events:?}"
     );
     eprintln!(
         "discovery boot {:.1?}, install boot {:.1?}",

@@ -724,10 +724,21 @@ fn csrs_are_approved_by_one_leader_and_by_another_once_it_dies() {
         "{}",
         replicas[0].log()
     );
-    let leader = replicas
-        .iter()
-        .position(|r| r.log().contains("approved CSR csr-worker0"))
-        .expect("one replica approved it");
+    // (Its log line may come a moment after the approval: serve writes its log in batches.)
+    let logged = Instant::now();
+    let leader = loop {
+        if let Some(leader) = replicas
+            .iter()
+            .position(|r| r.log().contains("approved CSR csr-worker0"))
+        {
+            break leader;
+        }
+        assert!(
+            logged.elapsed() < Duration::from_secs(10),
+            "no replica logged the approval"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let others = replicas
         .iter()
         .enumerate()

@@ -16,7 +16,13 @@ const DEMO_INV: &str = include_str!("../../examples/demo/inventory.yaml");
 /// loopback ports, so that real servers can stand in for them.
 pub fn demo_on_loopback(http_port: u16, mcs_port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("install-config.yaml"), DEMO_IC).unwrap();
+    demo_into(dir.path(), http_port, mcs_port);
+    dir
+}
+
+/// [`demo_on_loopback`] in the directory `dir`.
+pub fn demo_into(dir: &Path, http_port: u16, mcs_port: u16) {
+    std::fs::write(dir.join("install-config.yaml"), DEMO_IC).unwrap();
     let inventory = DEMO_INV.replace(
         "  serverURL: http://192.168.126.2:8080\n",
         &format!(
@@ -24,9 +30,8 @@ pub fn demo_on_loopback(http_port: u16, mcs_port: u16) -> tempfile::TempDir {
         ),
     );
     assert_ne!(inventory, DEMO_INV);
-    std::fs::write(dir.path().join("inventory.yaml"), inventory).unwrap();
-    crate::seed_mirror(dir.path());
-    dir
+    std::fs::write(dir.join("inventory.yaml"), inventory).unwrap();
+    crate::seed_mirror(dir);
 }
 
 fn mode(path: &Path) -> u32 {

@@ -7,6 +7,7 @@ mod create;
 mod day2;
 mod discovery;
 mod doctor;
+mod faults;
 mod fleet;
 mod ha;
 mod ignition_configs;
@@ -96,6 +97,27 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     files
+}
+
+/// The events in `dir`'s log once `done` holds of them, or after 10 s (the caller asserts):
+/// kindling serve writes a request's event just after it answers, in batches.
+pub fn events_when(
+    dir: &Path,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events: Vec<serde_json::Value> =
+            std::fs::read_to_string(dir.join(".kindling/events.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        if done(&events) || std::time::Instant::now() > deadline {
+            return events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A temp directory holding the given fixture files, copied.

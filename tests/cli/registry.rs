@@ -6,7 +6,6 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use kindling_testkit::{Daemon, READY_TIMEOUT};
 
@@ -164,12 +163,9 @@ impl Site {
         }
     }
 
-    fn events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join(".kindling/events.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+    /// Its events, once one satisfies `wanted` (see [`crate::events_when`]).
+    fn events_with(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        crate::events_when(self.dir.path(), |events| events.iter().any(&wanted))
     }
 }
 
@@ -311,13 +307,15 @@ fn containerd_and_skopeo_pull_from_kindling_serve_with_what_kindling_gave_the_no
     ]);
     assert!(!ok);
 
-    // The timeline says who pulled what, and how long each blob took.
-    let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
-    let pulls: Vec<serde_json::Value> = events
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["stage"] == "images")
-        .collect();
+    // The timeline says who pulled what, and how long each blob took (recorded once its
+    // body is sent).
+    let events = crate::events_when(d, |events| {
+        events
+            .iter()
+            .any(|e| e["stage"] == "images" && e["detail"].as_str().unwrap().contains(" ms"))
+    });
+    let pulls: Vec<&serde_json::Value> = events.iter().filter(|e| e["stage"] == "images").collect();
+    let events = format!("{events:?}");
     assert!(
         pulls.iter().any(|e| e["machine"] == "worker0"
             && e["detail"] == "pull registry.k8s.io/test/busybox:1.36"),
@@ -370,15 +368,12 @@ fn containerd_and_skopeo_pull_from_kindling_serve_with_what_kindling_gave_the_no
     let fresh = Containerd::start(&config);
     let (ok, out) = fresh.pull(&hosts, "registry.k8s.io/test/busybox:1.36");
     assert!(!ok, "a tampered blob was pulled: {out}");
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        server.log().contains(&format!(
-            "mirror blob {} does not match its digest",
-            written.layer_digest
-        )),
-        "{}",
-        server.log()
+    let refused = format!(
+        "mirror blob {} does not match its digest",
+        written.layer_digest
     );
+    let log = server.log_when(|log| log.contains(&refused));
+    assert!(log.contains(&refused), "{log}");
 }
 
 /// A second site, online to the first: `kindling mirror --from-registry` pulls every image its
@@ -476,16 +471,16 @@ fn kindling_mirror_pulls_what_is_missing_from_a_registry_and_resumes_a_cut_blob(
     assert!(!blobs.join(format!(".{hex}.partial")).exists());
     // The first site served the rest of the layer only.
     let half = layer.len() / 2;
-    assert!(
-        site.events().iter().any(|e| e["stage"] == "images"
+    let resumed = |e: &serde_json::Value| {
+        e["stage"] == "images"
             && e["detail"].as_str().unwrap().contains(&format!(
                 "(bytes {half}-{} of {})",
                 layer.len() - 1,
                 layer.len()
-            ))),
-        "{:?}",
-        site.events()
-    );
+            ))
+    };
+    let events = site.events_with(resumed);
+    assert!(events.iter().any(resumed), "{events:?}");
     // Both sites hold the same image, by digest.
     let theirs = kindling_mirror::Mirror::open(&o.join("mirror")).unwrap();
     let served = theirs
@@ -755,15 +750,15 @@ fn a_sites_own_mirror_in_install_config_is_where_containerd_pulls_from() {
     assert!(ok, "{out}\n--- containerd ---\n{}", containerd.log());
     // The first site's registry served it (containerd resolves the tag with HEAD, then gets
     // the manifest by digest), to the credentials of the pull secret.
-    assert!(
-        first.events().iter().any(|e| e["stage"] == "images"
+    let pulled = |e: &serde_json::Value| {
+        e["stage"] == "images"
             && e["machine"] == "worker0"
             && e["detail"]
                 == format!(
                     "pull registry.k8s.io/test/busybox@{}",
                     first.written.manifest_digest
-                )),
-        "{:?}",
-        first.events()
-    );
+                )
+    };
+    let events = first.events_with(pulled);
+    assert!(events.iter().any(pulled), "{events:?}");
 }

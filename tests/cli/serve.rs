@@ -106,6 +106,11 @@ impl Server {
         self.daemon.log()
     }
 
+    /// Its log once `done` holds of it (see `Daemon::log_when`).
+    pub(crate) fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        self.daemon.log_when(done)
+    }
+
     /// The boot server's address.
     pub(crate) fn http(&self) -> SocketAddr {
         self.http
@@ -230,10 +235,15 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
     );
 
     // The timeline: iPXE, the pointer, then the MCS in the spec Ignition asked for.
-    let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
+    let events = crate::events_when(d, |events| {
+        events
+            .iter()
+            .filter(|e| e["machine"] == "worker0" && e["stage"] == "binaries")
+            .count()
+            == 7
+    });
     let stages: Vec<(String, String)> = events
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .iter()
         .filter(|e| e["machine"] == "worker0")
         .map(|e| {
             (
@@ -249,7 +259,7 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
             "ipxe", "ignition", "bound", "mcs", "binaries", "binaries", "binaries", "binaries",
             "binaries", "binaries", "binaries"
         ],
-        "{events}"
+        "{events:?}"
     );
     assert_eq!(stages[2].1, "127.0.0.1");
     // The config is the worker pool's rendering, named in the event and on the machine.
@@ -343,7 +353,7 @@ fn the_real_ignition_boots_a_worker_from_kindling_serve() {
     }
     assert_eq!(server.get("/ipxe?mac=52-54-00-7e-01-99").0, 200);
 
-    let log = server.log();
+    let log = server.log_when(|log| log.contains("GET /ipxe?mac=52-54-00-7e-01-99 200"));
     assert!(log.contains("token=REDACTED"), "{log}");
     assert!(
         log.lines()
@@ -890,13 +900,10 @@ fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
         );
         let env = std::fs::read_to_string(root.join("etc/kubernetes/kubelet.env")).unwrap();
         assert!(env.contains("--node-ip=192.168.126.120"), "{env}");
-        let events = std::fs::read_to_string(d.join(".kindling/events.jsonl")).unwrap();
-        let mcs: Vec<serde_json::Value> = events
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|e| e["machine"] == "worker0" && e["stage"] == "mcs")
-            .collect();
-        assert_eq!(mcs.len(), ran, "one MCS fetch per runner:\n{events}");
+        let is_mcs = |e: &&serde_json::Value| e["machine"] == "worker0" && e["stage"] == "mcs";
+        let events = crate::events_when(d, |events| events.iter().filter(is_mcs).count() >= ran);
+        let mcs: Vec<&serde_json::Value> = events.iter().filter(is_mcs).collect();
+        assert_eq!(mcs.len(), ran, "one MCS fetch per runner:\n{events:?}");
         let last_mcs = &mcs[ran - 1];
         let rendering = std::fs::read_to_string(d.join(".kindling/served/worker0")).unwrap();
         assert_eq!(
@@ -950,7 +957,7 @@ fn every_ignition_gets_a_spec_it_reads_from_kindling_serve() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let log = server.log();
+    let log = server.log_when(|log| log.contains("cannot be served as Ignition spec 2.2.0"));
     assert!(
         log.contains("cannot be served as Ignition spec 2.2.0") && log.contains("sha256"),
         "{log}"
@@ -1025,7 +1032,8 @@ fn a_matchbox_data_directory_is_followed_and_a_bad_edit_keeps_the_last_good_one(
     let health = String::from_utf8(http_get(http, "/healthz").1).unwrap();
     assert!(health.contains("groups/live.json"), "{health}");
     assert!(!script(live).contains("coreos.inst.install_dev"));
-    assert!(daemon.log().contains("still serving the previous version"));
+    let log = daemon.log_when(|log| log.contains("still serving the previous version"));
+    assert!(log.contains("still serving the previous version"), "{log}");
 
     // Fixed: served, and healthy again.
     std::fs::remove_file(d.join("groups/live.json")).unwrap();

@@ -72,7 +72,9 @@ impl Storage for AtomicFiles {
             let step = || -> io::Result<()> {
                 let tmp = temp_path(path)?;
                 write_temp(&tmp, contents, *mode)?;
-                fs::rename(&tmp, path)
+                fs::rename(&tmp, path).inspect_err(|_| {
+                    let _ = fs::remove_file(&tmp);
+                })
             };
             step().map_err(|e| (path.clone(), e))?;
         }
@@ -98,7 +100,7 @@ pub fn temp_path(path: &Path) -> io::Result<std::path::PathBuf> {
 }
 
 /// Writes and syncs the temp file with its final mode, so the secret is never readable by others,
-/// not even for a moment.
+/// not even for a moment. A temp file that could not be written whole (a full disk) is removed.
 pub fn write_temp(tmp: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
     // A temp file left by an earlier crash is ours to replace.
     match fs::remove_file(tmp) {
@@ -110,10 +112,16 @@ pub fn write_temp(tmp: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
         .create_new(true)
         .mode(mode.bits())
         .open(tmp)?;
-    // The umask may have narrowed the mode given to open; the mode must be exact.
-    file.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
-    file.write_all(contents)?;
-    file.sync_all()
+    let written = (|| {
+        // The umask may have narrowed the mode given to open; the mode must be exact.
+        file.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
+        file.write_all(contents)?;
+        file.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    written
 }
 
 /// Renames the temp file over the target and syncs the directory so the rename is durable.

@@ -26,16 +26,87 @@ pub struct ClientAddr(pub IpAddr);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sets `TCP_NODELAY`, finds the connection's client and adds it to every request on it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct ClientAcceptor {
     /// Peers that put a PROXY protocol header in front of each connection.
     proxies: Arc<Vec<IpAddr>>,
+    trouble: Arc<AcceptTrouble>,
 }
 
 impl ClientAcceptor {
-    pub fn new(proxies: Vec<IpAddr>) -> ClientAcceptor {
+    /// `trouble` is the listener's, told of each connection taken.
+    pub fn new(proxies: Vec<IpAddr>, trouble: Arc<AcceptTrouble>) -> ClientAcceptor {
         ClientAcceptor {
             proxies: Arc::new(proxies),
+            trouble,
+        }
+    }
+}
+
+/// How often a listener that still cannot accept is logged again.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// A listener's failures to accept: out of file descriptors (EMFILE, ENFILE), mostly. axum-server
+/// waits 50 ms after each and tries again, so there is no busy loop, and the connections it has
+/// go on being served. This logs the first failure, then once every [`ACCEPT_LOG_EVERY`] with
+/// how many there were (not once per accept), and the next connection taken.
+pub struct AcceptTrouble {
+    server: &'static str,
+    failing: std::sync::atomic::AtomicBool,
+    /// When it was last logged, and the failures since the first.
+    spell: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl AcceptTrouble {
+    pub fn new(server: &'static str) -> AcceptTrouble {
+        AcceptTrouble {
+            server,
+            failing: false.into(),
+            spell: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// axum-server's accept error handler: `peer` is known for a connection refused on its
+    /// own (a bad PROXY header, a failed TLS handshake), which its acceptor logs.
+    pub fn failed(&self, peer: Option<&SocketAddr>, error: &io::Error) {
+        if peer.is_some() {
+            return;
+        }
+        let server = self.server;
+        self.failing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut spell = self.spell.lock().unwrap_or_else(|p| p.into_inner());
+        match spell.as_mut() {
+            None => {
+                *spell = Some((std::time::Instant::now(), 1));
+                tracing::error!(
+                    "{server}: cannot accept connections: {error}; serving those it has and trying again every 50 ms (if it is the limit on open files, raise it: LimitNOFILE= in the unit)"
+                );
+            }
+            Some((logged, count)) => {
+                *count += 1;
+                if logged.elapsed() >= ACCEPT_LOG_EVERY {
+                    *logged = std::time::Instant::now();
+                    tracing::error!(
+                        "{server}: still cannot accept connections: {error} ({count} failed accepts so far)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A connection was taken: if accepting had failed, it works again.
+    fn accepted(&self) {
+        if !self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        self.failing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some((_, count)) = self.spell.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tracing::warn!(
+                "{}: accepting connections again, after {count} failed accepts",
+                self.server
+            );
         }
     }
 }
@@ -46,6 +117,7 @@ impl<S: Send + 'static> Accept<TcpStream, S> for ClientAcceptor {
     type Future = Pin<Box<dyn Future<Output = io::Result<(TcpStream, Self::Service)>> + Send>>;
 
     fn accept(&self, mut stream: TcpStream, service: S) -> Self::Future {
+        self.trouble.accepted();
         let proxies = self.proxies.clone();
         Box::pin(async move {
             stream.set_nodelay(true)?;

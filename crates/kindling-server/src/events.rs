@@ -4,9 +4,10 @@
 //!
 //! An event's id is the log's length in bytes once it is written: ids grow, and the events
 //! after an id are read back from the file, so a stream that reconnects (or falls behind)
-//! misses nothing. A `serve --store` replica's log mirrors the store's journal instead, with
+//! misses nothing. The file is written off the request path, in batches (see [`appender`]). A `serve --store` replica's log mirrors the store's journal instead, with
 //! the journal's ids (see [`shared`]).
 
+mod appender;
 mod shared;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -71,7 +72,9 @@ impl Event {
 }
 
 pub struct EventLog {
-    writer: Mutex<Writer>,
+    writer: Arc<Mutex<Writer>>,
+    /// Writes the file of a log that is not a replica's mirror.
+    appender: Option<Arc<appender::Appender>>,
     /// The file, for reading events back; none for a log kept in memory.
     path: Option<PathBuf>,
     last: RwLock<BTreeMap<Box<str>, Last>>,
@@ -100,6 +103,46 @@ struct Writer {
     index: Vec<(u64, u64)>,
     /// In a mirror: the file's length in bytes.
     length: u64,
+}
+
+/// The log file `path`, opened for appending (made, and its directory, if need be). After a
+/// torn last line (a crash in the middle of a write) the next event starts on a line of its
+/// own. (Only the last byte is read: the log grows by every request.)
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let length = file.metadata()?.len();
+    let mut end = [0u8; 1];
+    let torn = length > 0
+        && File::open(path)?
+            .read_exact_at(&mut end, length - 1)
+            .is_ok()
+        && end[0] != b'\n';
+    if torn {
+        writeln!(file)?;
+    }
+    Ok(file)
+}
+
+/// Whether `error` is the disk's (full, or read-only), which the server outlives.
+fn is_disk_fault(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ReadOnlyFilesystem, StorageFull};
+    matches!(error.kind(), ReadOnlyFilesystem | StorageFull)
+}
+
+/// An event's line in the file: its JSON and a newline.
+fn line(event: &Event) -> serde_json::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(event)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// The most bytes of the file read back at once.
@@ -157,7 +200,6 @@ impl EventLog {
     /// kept in the log, such as the install window.
     pub fn open_with(dir: &Path, mut visit: impl FnMut(&Event)) -> std::io::Result<EventLog> {
         let path = dir.join(EVENTS_FILE);
-        std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         let mut last = BTreeMap::new();
         if let Ok(existing) = File::open(&path) {
             for line in BufReader::new(existing).lines() {
@@ -171,31 +213,36 @@ impl EventLog {
                 }
             }
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-        // After a torn last line, start the next event on a line of its own. (Only the last
-        // byte is read: the log grows by every request.)
-        let mut end = [0u8; 1];
-        let length = file.metadata()?.len();
-        let torn = length > 0
-            && File::open(&path)?
-                .read_exact_at(&mut end, length - 1)
-                .is_ok()
-            && end[0] != b'\n';
-        if torn {
-            writeln!(file)?;
-        }
-        let end = file.metadata()?.len();
+        // On a read-only or full disk the server still starts, and serves boot: events are
+        // held until the file can be written (see [`appender`]).
+        let (file, trouble) = match open_for_append(&path) {
+            Ok(file) => (Some(file), None),
+            Err(e) if is_disk_fault(&e) => (None, Some(e)),
+            Err(e) => return Err(e),
+        };
+        let end = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let writer = Arc::new(Mutex::new(Writer {
+            file,
+            kept: Vec::new(),
+            end,
+            index: Vec::new(),
+            length: end,
+        }));
+        let stream = broadcast::channel(1024).0;
+        let appender = appender::Appender::start(
+            appender::Target {
+                writer: writer.clone(),
+                stream: stream.clone(),
+                path: path.clone(),
+            },
+            trouble,
+        )?;
         Ok(EventLog {
-            writer: Mutex::new(Writer {
-                file: Some(file),
-                kept: Vec::new(),
-                end,
-                index: Vec::new(),
-                length: end,
-            }),
+            writer,
+            appender: Some(appender),
             path: Some(path),
             last: RwLock::new(last),
-            stream: broadcast::channel(1024).0,
+            stream,
             shared: None,
         })
     }
@@ -249,13 +296,14 @@ impl EventLog {
         let mut file = file;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
         Ok(EventLog {
-            writer: Mutex::new(Writer {
+            writer: Arc::new(Mutex::new(Writer {
                 file: Some(file),
                 kept: Vec::new(),
                 end,
                 index,
                 length,
-            }),
+            })),
+            appender: None,
             path: Some(path),
             last: RwLock::new(last),
             stream: broadcast::channel(1024).0,
@@ -278,14 +326,31 @@ impl EventLog {
         }
     }
 
-    /// Why events cannot be written to the store now, if they cannot.
+    /// Why events cannot be written now (to the file, or to the store), if they cannot.
     pub fn trouble(&self) -> Option<String> {
+        if let Some(appender) = &self.appender {
+            return appender.trouble();
+        }
         let outbox = self.shared.as_ref()?;
         outbox
             .trouble
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Waits until the events recorded so far are in the file (or it cannot be written).
+    pub fn flush(&self) {
+        if let Some(appender) = &self.appender {
+            appender.flush();
+        }
+    }
+
+    /// Writes the events recorded so far, and stops writing: when the server stops.
+    pub fn close(&self) {
+        if let Some(appender) = &self.appender {
+            appender.close();
+        }
     }
 
     /// The last journal id this log has, in a replica's mirror.
@@ -346,15 +411,26 @@ impl EventLog {
     /// pending file while the store cannot take it. Under `key` if it has one (a machine's
     /// report with its own id), so that the same report sent twice is recorded once.
     pub async fn record_durably(&self, event: Event, key: Option<String>) -> Result<(), String> {
-        let Some(outbox) = &self.shared else {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+        if let Some(outbox) = &self.shared {
+            let (tell, safe) = tokio::sync::oneshot::channel();
+            outbox.send(&event, key, Some(tell));
+            return match tokio::time::timeout(WAIT, safe).await {
+                Ok(Ok(())) => Ok(()),
+                _ => Err("the event could be neither written to the store nor kept locally".into()),
+            };
+        }
+        let Some(appender) = &self.appender else {
             self.record(event);
             return Ok(());
         };
-        let (tell, safe) = tokio::sync::oneshot::channel();
-        outbox.send(&event, key, Some(tell));
-        match tokio::time::timeout(std::time::Duration::from_secs(10), safe).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err("the event could be neither written to the store nor kept locally".into()),
+        let line = line(&event).map_err(|e| e.to_string())?;
+        self.remember(&event);
+        let (tell, written) = tokio::sync::oneshot::channel();
+        appender.send(event, line, Some(tell));
+        match tokio::time::timeout(WAIT, written).await {
+            Ok(Ok(result)) => result,
+            _ => Err("the event could not be written to the event log in time".into()),
         }
     }
 
@@ -379,13 +455,14 @@ impl EventLog {
     /// A log kept in memory only, for tests.
     pub fn in_memory() -> EventLog {
         EventLog {
-            writer: Mutex::new(Writer {
+            writer: Arc::new(Mutex::new(Writer {
                 file: None,
                 kept: Vec::new(),
                 end: 0,
                 index: Vec::new(),
                 length: 0,
-            }),
+            })),
+            appender: None,
             path: None,
             last: RwLock::new(BTreeMap::new()),
             stream: broadcast::channel(1024).0,
@@ -393,6 +470,15 @@ impl EventLog {
         }
     }
 
+    /// Records `event` and waits until it is in the file: for an event that server state is
+    /// kept in (the install window's), which a crash right after the answer must not forget.
+    pub fn record_now(&self, event: Event) {
+        self.record(event);
+        self.flush();
+    }
+
+    /// Records `event`: in the file within a few milliseconds (see [`appender`]), in memory at
+    /// once.
     pub fn record(&self, event: Event) {
         if let Some(outbox) = &self.shared {
             // Back through the journal, with its id, into the mirror.
@@ -400,25 +486,15 @@ impl EventLog {
             return;
         }
         self.remember(&event);
-        // One write(2) per event, the newline included (writeln! on a File makes two), and the
-        // JSON made before taking the lock.
-        let Ok(mut line) = serde_json::to_vec(&event) else {
+        let Ok(line) = line(&event) else {
             return;
         };
-        line.push(b'\n');
-        let mut writer = match self.writer.lock() {
-            Ok(writer) => writer,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match writer.file.as_mut() {
-            Some(file) => {
-                if let Err(e) = file.write_all(&line) {
-                    tracing::warn!("appending to the event log: {e}");
-                    return;
-                }
-            }
-            None => writer.kept.push(event.clone()),
+        if let Some(appender) = &self.appender {
+            appender.send(event, line, None);
+            return;
         }
+        let mut writer = self.lock_writer();
+        writer.kept.push(event.clone());
         writer.end += line.len() as u64;
         // Sent under the lock, so that streams see the events in the order of their ids. Nobody
         // listening is fine.
@@ -536,6 +612,7 @@ impl EventLog {
 
     /// Calls `visit` with every event so far, in order, and its id.
     fn each(&self, mut visit: impl FnMut(u64, Event)) {
+        self.flush();
         let (kept, end) = {
             let writer = match self.writer.lock() {
                 Ok(writer) => writer,
@@ -607,6 +684,7 @@ mod tests {
                 detail.clone(),
             ));
         }
+        log.flush();
         let (end, _) = log.subscribe();
         assert_eq!(
             end,
@@ -636,6 +714,93 @@ mod tests {
         // From an event's id, the events after it.
         let (after, _) = log.read_back(read[5].0, end).unwrap();
         assert_eq!(after[0], read[6]);
+    }
+
+    #[test]
+    fn events_from_many_threads_are_each_written_once_with_growing_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let log = &log;
+                scope.spawn(move || {
+                    for i in 0..2000 {
+                        let machine = format!("worker{t}");
+                        log.record(Event::now(Some(&machine), "ipxe", Some(200), i.to_string()));
+                    }
+                });
+            }
+        });
+        log.flush();
+        let (end, _) = log.subscribe();
+        let mut read = Vec::new();
+        let mut from = 0;
+        while from < end {
+            let (events, reached) = log.read_back(from, end).unwrap();
+            read.extend(events);
+            from = reached;
+        }
+        assert_eq!(read.len(), 8000);
+        assert!(read.windows(2).all(|w| w[0].0 < w[1].0), "ids grow");
+        assert_eq!(read.last().unwrap().0, end);
+        for t in 0..4 {
+            let machine = format!("worker{t}");
+            let mine: Vec<String> = read
+                .iter()
+                .filter(|(_, e)| e.machine.as_deref() == Some(machine.as_str()))
+                .map(|(_, e)| e.detail.clone())
+                .collect();
+            let expected: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+            assert_eq!(
+                mine, expected,
+                "{machine}'s events, in the order it recorded them"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_report_is_acknowledged_once_it_is_in_the_file_and_refused_when_it_cannot_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        log.record_durably(Event::now(Some("worker0"), "installed", None, "done"), None)
+            .await
+            .unwrap();
+        let file = std::fs::read_to_string(dir.path().join(EVENTS_FILE)).unwrap();
+        assert!(file.contains("\"installed\""), "{file}");
+        drop(log);
+
+        // The disk fills up: the log's file is swapped for a device that is always full.
+        let log = EventLog::open(dir.path()).unwrap();
+        let real = log.lock_writer().file.take();
+        log.lock_writer().file = Some(OpenOptions::new().append(true).open("/dev/full").unwrap());
+        log.record(Event::now(Some("worker0"), "ipxe", Some(200), ""));
+        let refused = log
+            .record_durably(
+                Event::now(Some("worker0"), "installed", None, "again"),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(refused.contains("No space left on device"), "{refused}");
+        assert!(refused.contains(EVENTS_FILE), "{refused}");
+        let trouble = log.trouble().unwrap();
+        assert!(trouble.contains("1 events held in memory"), "{trouble}");
+        // What the machine list shows is kept in memory all the same.
+        assert_eq!(log.machines()["worker0"].stage, "installed");
+
+        // Space again: the held event is written, after the acknowledged one, on a line of
+        // its own; the refused report is not (its agent sends it again).
+        log.lock_writer().file = real;
+        log.flush();
+        tokio::time::sleep(appender::RETRY * 2).await;
+        assert_eq!(log.trouble(), None);
+        let stages: Vec<(String, String)> = log
+            .recorded()
+            .into_iter()
+            .map(|e| (e.stage, e.detail))
+            .collect();
+        let expected = [("installed", "done"), ("ipxe", "")].map(|(s, d)| (s.into(), d.into()));
+        assert_eq!(stages, expected);
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl AppState {
             && let Some(catalog) = &catalog
         {
             window.arm_all();
-            events.record(Event::now(
+            events.record_now(Event::now(
                 None,
                 window::ARMED,
                 None,
@@ -261,7 +261,8 @@ impl AppState {
             .admit(name, addr, time::OffsetDateTime::now_utc());
         let (event, refusal) = verdict.event(name, addr, what);
         if let Some(event) = event {
-            self.events.record(event);
+            // Before the secrets go out: a restart must still know where they went.
+            self.events.record_now(event);
         }
         match refusal {
             None => Ok(()),
@@ -371,14 +372,14 @@ impl AppState {
     pub fn arm(&self, machine: &str, why: &str) {
         self.window.arm(machine);
         self.events
-            .record(Event::now(Some(machine), window::ARMED, None, why));
+            .record_now(Event::now(Some(machine), window::ARMED, None, why));
     }
 
     /// Disarms `machine` (its install is done), and records it once.
     pub(crate) fn disarm(&self, machine: &str, why: &str) {
         if self.window.disarm(machine, time::OffsetDateTime::now_utc()) {
             self.events
-                .record(Event::now(Some(machine), window::DISARMED, None, why));
+                .record_now(Event::now(Some(machine), window::DISARMED, None, why));
         }
     }
 
@@ -786,6 +787,8 @@ pub async fn serve(
         tokio::spawn(watch_data_path(state.clone(), path, stop_rx));
     }
     let mcs_app = mcs_router(state.clone());
+    let trouble = Arc::new(client::AcceptTrouble::new("machine config server"));
+    let http_trouble = Arc::new(client::AcceptTrouble::new("boot server"));
     let mcs_handle = handle.clone();
     let proxy_from = options.proxy_from.clone();
     let mcs = tokio::spawn(async move {
@@ -797,9 +800,12 @@ pub async fn serve(
             // TCP_NODELAY on both servers: TLS 1.3 sends its session tickets in a small write
             // of their own, and Nagle's algorithm then holds the response back until the
             // client's delayed ACK, 40 ms later on Linux, on every connection.
-            .map(|tls| NodeAcceptor(tls.acceptor(ClientAcceptor::new(proxy_from))));
+            .map(|tls| {
+                NodeAcceptor(tls.acceptor(ClientAcceptor::new(proxy_from, trouble.clone())))
+            });
         limit_connections(server.http_builder());
         server
+            .accept_error_handler(move |peer, error| trouble.failed(peer, error))
             .handle(mcs_handle)
             .serve(mcs_app.into_make_service())
             .await
@@ -811,11 +817,12 @@ pub async fn serve(
             source,
         })?
         // The client's address, for the install window of bootstrap.ign.
-        .acceptor(ClientAcceptor::new(Vec::new()));
+        .acceptor(ClientAcceptor::new(Vec::new(), http_trouble.clone()));
     limit_connections(http.http_builder());
     if let Err(e) = http
+        .accept_error_handler(move |peer, error| http_trouble.failed(peer, error))
         .handle(handle)
-        .serve(http_router(state).into_make_service())
+        .serve(http_router(state.clone()).into_make_service())
         .await
     {
         tracing::error!("boot server: {e}");
@@ -825,6 +832,8 @@ pub async fn serve(
         Err(e) => tracing::error!("machine config server: {e}"),
         Ok(Ok(())) => {}
     }
+    // The events of the last requests, still queued.
+    state.events.close();
     Ok(())
 }
 

@@ -93,6 +93,20 @@ impl Daemon {
         lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
     }
 
+    /// The last lines of the daemon's log once `done` holds of them, or after 10 s: for a line
+    /// that a request causes, since a server may write its log just after it answers (kindling
+    /// serve does, in batches).
+    pub fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if done(&log) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether this daemon's own process holds a socket on `addr`.
     pub fn listens(&self, addr: SocketAddr, proto: Proto) -> bool {
         sockets::listens(self.child.id(), addr, proto)

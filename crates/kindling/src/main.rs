@@ -1,6 +1,7 @@
 //! The `kindling` binary: parses arguments, sets up logging, runs a command and maps its result
 //! to an exit code. The work is done by the library crates.
 
+mod batched;
 mod cli;
 mod clock;
 mod exit;
@@ -17,7 +18,9 @@ use exit::Failure;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_dir = cli.command.dir().map(std::path::Path::to_path_buf);
-    let logging_to_file = init_logging(cli.log_level, log_dir.as_deref());
+    // serve's access log, a line per request, is written off the request path.
+    let batched = matches!(cli.command, Command::Serve(_));
+    let (logging_to_file, _log_writer) = init_logging(cli.log_level, log_dir.as_deref(), batched);
     tracing::debug!(
         "kindling {} {}",
         env!("CARGO_PKG_VERSION"),
@@ -75,9 +78,14 @@ fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-/// stderr at `level`; and, for a command on an asset directory, its full debug log appended to
-/// `<dir>/.kindling/kindling.log` (see [`logfile`]). Whether the file log is on.
-fn init_logging(level: LogLevel, dir: Option<&std::path::Path>) -> bool {
+/// stderr at `level`, through a [`batched`] writer if asked; and, for a command on an asset
+/// directory, its full debug log appended to `<dir>/.kindling/kindling.log` (see [`logfile`]).
+/// Whether the file log is on, and the batched writer's guard, to hold until the command ends.
+fn init_logging(
+    level: LogLevel,
+    dir: Option<&std::path::Path>,
+    batched: bool,
+) -> (bool, Option<batched::Guard>) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let level = match level {
@@ -114,16 +122,28 @@ fn init_logging(level: LogLevel, dir: Option<&std::path::Path>) -> bool {
             .with_filter(filter)
     });
     let on = file.is_some();
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .without_time()
-                .with_filter(filter),
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time();
+    let (stderr, guard): (Box<dyn tracing_subscriber::Layer<_> + Send + Sync>, _) = if batched {
+        let (writer, guard) = batched::writer(std::io::stderr());
+        (
+            stderr.with_writer(writer).with_filter(filter).boxed(),
+            Some(guard),
         )
+    } else {
+        (
+            stderr
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .boxed(),
+            None,
+        )
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
         .with(file)
         .init();
-    on
+    (on, guard)
 }
