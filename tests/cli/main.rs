@@ -16,6 +16,7 @@ mod infra;
 mod install;
 mod invalid;
 mod kube;
+mod limits;
 mod power;
 mod qemu;
 mod registry;

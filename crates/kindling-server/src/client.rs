@@ -45,16 +45,26 @@ impl ClientAcceptor {
 
 /// How often a listener that still cannot accept is logged again.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(30);
+/// How long without a failed accept ends a spell of them: at the limit, connections that close
+/// let a few be taken between failures, which is not yet the end of it.
+const ACCEPT_QUIET: Duration = Duration::from_secs(5);
 
 /// A listener's failures to accept: out of file descriptors (EMFILE, ENFILE), mostly. axum-server
 /// waits 50 ms after each and tries again, so there is no busy loop, and the connections it has
 /// go on being served. This logs the first failure, then once every [`ACCEPT_LOG_EVERY`] with
-/// how many there were (not once per accept), and the next connection taken.
+/// how many there were (not once per accept), and the first connection taken after
+/// [`ACCEPT_QUIET`] without one.
 pub struct AcceptTrouble {
     server: &'static str,
     failing: std::sync::atomic::AtomicBool,
-    /// When it was last logged, and the failures since the first.
-    spell: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    spell: std::sync::Mutex<Option<Spell>>,
+}
+
+/// A spell of failed accepts.
+struct Spell {
+    logged: std::time::Instant,
+    last: std::time::Instant,
+    count: u64,
 }
 
 impl AcceptTrouble {
@@ -75,20 +85,27 @@ impl AcceptTrouble {
         let server = self.server;
         self.failing
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        let now = std::time::Instant::now();
         let mut spell = self.spell.lock().unwrap_or_else(|p| p.into_inner());
         match spell.as_mut() {
             None => {
-                *spell = Some((std::time::Instant::now(), 1));
+                *spell = Some(Spell {
+                    logged: now,
+                    last: now,
+                    count: 1,
+                });
                 tracing::error!(
                     "{server}: cannot accept connections: {error}; serving those it has and trying again every 50 ms (if it is the limit on open files, raise it: LimitNOFILE= in the unit)"
                 );
             }
-            Some((logged, count)) => {
-                *count += 1;
-                if logged.elapsed() >= ACCEPT_LOG_EVERY {
-                    *logged = std::time::Instant::now();
+            Some(spell) => {
+                spell.count += 1;
+                spell.last = now;
+                if now - spell.logged >= ACCEPT_LOG_EVERY {
+                    spell.logged = now;
                     tracing::error!(
-                        "{server}: still cannot accept connections: {error} ({count} failed accepts so far)"
+                        "{server}: still cannot accept connections: {error} ({} failed accepts so far)",
+                        spell.count
                     );
                 }
             }
@@ -100,12 +117,20 @@ impl AcceptTrouble {
         if !self.failing.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
+        let mut spell = self.spell.lock().unwrap_or_else(|p| p.into_inner());
+        if spell
+            .as_ref()
+            .is_some_and(|s| s.last.elapsed() < ACCEPT_QUIET)
+        {
+            return;
+        }
         self.failing
             .store(false, std::sync::atomic::Ordering::Relaxed);
-        if let Some((_, count)) = self.spell.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(spell) = spell.take() {
             tracing::warn!(
-                "{}: accepting connections again, after {count} failed accepts",
-                self.server
+                "{}: accepting connections again, after {} failed accepts",
+                self.server,
+                spell.count
             );
         }
     }
