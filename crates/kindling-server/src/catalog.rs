@@ -139,6 +139,8 @@ pub struct Catalog {
     pub admin: crate::ui::auth::AdminToken,
     /// `D/mirror`: the images the registry serves and the node binaries under `/assets/mirror/`.
     pub mirror: Arc<kindling_mirror::Mirror>,
+    /// The machines' boot scripts, made once per install disk.
+    pub scripts: crate::profile::Scripts,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -291,6 +293,7 @@ impl Catalog {
         }
         let mirror = Arc::new(kindling_mirror::Mirror::open(&dir.join(MIRROR_DIR))?);
         Ok(Catalog {
+            scripts: Default::default(),
             dir: dir.to_path_buf(),
             revision: None,
             description,

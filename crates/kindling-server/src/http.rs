@@ -15,7 +15,7 @@ use kindling_ignition::PointerConfig;
 use crate::catalog::{Catalog, Entry};
 use crate::events::Event;
 use crate::fleetlock;
-use crate::profile::{BootProfile, ProfileInputs};
+use crate::profile::{BootProfile, ProfileInputs, Script};
 use crate::{AppState, Failure};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
@@ -170,8 +170,8 @@ async fn boot_ipxe(State(state): State<Arc<AppState>>) -> Response {
     ))))
 }
 
-/// The profile of a machine, with its Ignition URL and token.
-fn profile(catalog: &Catalog, entry: &Entry) -> BootProfile {
+/// A machine's boot script, with its Ignition URL and token.
+fn boot_script(catalog: &Catalog, entry: &Entry, kind: Script) -> String {
     let m = &entry.machine;
     let ignition_url = catalog.pinned(format!(
         "{}/ignition?mac={}&token={}",
@@ -180,14 +180,19 @@ fn profile(catalog: &Catalog, entry: &Entry) -> BootProfile {
         catalog.token(entry)
     ));
     let provisioning = &catalog.description.inventory.provisioning;
-    BootProfile::for_machine(&ProfileInputs {
-        os: provisioning.os,
-        images: &provisioning.os_images,
-        server_url: catalog.server_url(),
-        install_disk: m.install_disk(provisioning),
-        ignition_url: &ignition_url,
-        extra_args: &provisioning.kernel_args,
-    })
+    let install_disk = m.install_disk(provisioning);
+    catalog
+        .scripts
+        .get(kind, install_disk, &ignition_url, |ignition_url| {
+            BootProfile::for_machine(&ProfileInputs {
+                os: provisioning.os,
+                images: &provisioning.os_images,
+                server_url: catalog.server_url(),
+                install_disk,
+                ignition_url,
+                extra_args: &provisioning.kernel_args,
+            })
+        })
 }
 
 /// Who a boot request is from: an inventory machine, or else a matchbox group it selects.
@@ -272,7 +277,9 @@ async fn ipxe(
         return profile.map(|p| text(p.ipxe()));
     }
     Ok(text(match state.who(&params, raw.as_deref(), "ipxe")? {
-        Who::Machine { catalog, name } => profile(&catalog, by_name(&catalog, &name)?).ipxe(),
+        Who::Machine { catalog, name } => {
+            boot_script(&catalog, by_name(&catalog, &name)?, Script::Ipxe)
+        }
         Who::Group { data, labels } => kindling_matchbox::ipxe_script(group_boot(&data, &labels)?),
     }))
 }
@@ -288,7 +295,9 @@ async fn grub(
         return profile.map(|p| text(p.grub()));
     }
     Ok(text(match state.who(&params, raw.as_deref(), "grub")? {
-        Who::Machine { catalog, name } => profile(&catalog, by_name(&catalog, &name)?).grub(),
+        Who::Machine { catalog, name } => {
+            boot_script(&catalog, by_name(&catalog, &name)?, Script::Grub)
+        }
         Who::Group { data, labels } => kindling_matchbox::grub_script(group_boot(&data, &labels)?),
     }))
 }
@@ -711,9 +720,7 @@ async fn machine_detail(
                 .and_then(|v| v.machines.get(&m.name))
                 .map(Status::of),
         },
-        ipxe: profile(&catalog, entry)
-            .ipxe()
-            .replace(&catalog.token(entry), "REDACTED"),
+        ipxe: boot_script(&catalog, entry, Script::Ipxe).replace(&catalog.token(entry), "REDACTED"),
         events: events
             .into_iter()
             .map(|(id, event)| Numbered { id, event })

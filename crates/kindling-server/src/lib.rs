@@ -534,9 +534,12 @@ pub fn mcs_router(state: Arc<AppState>) -> Router {
 }
 
 /// The request path with any token replaced, for logs.
-pub fn redact(path_and_query: &str) -> String {
-    let Some((path, query)) = path_and_query.split_once('?') else {
-        return path_and_query.to_string();
+pub fn redact(path_and_query: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = path_and_query
+        .split_once('?')
+        .filter(|(_, query)| query.split('&').any(|pair| pair.starts_with("token=")))
+    else {
+        return path_and_query.into();
     };
     let query: Vec<String> = query
         .split('&')
@@ -545,7 +548,7 @@ pub fn redact(path_and_query: &str) -> String {
             _ => pair.to_string(),
         })
         .collect();
-    format!("{path}?{}", query.join("&"))
+    format!("{path}?{}", query.join("&")).into()
 }
 
 /// How long a handler may take to produce its response (bodies then stream on their own).
@@ -555,12 +558,9 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let shown = redact(&request.uri().to_string());
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let uri = request.uri().clone();
+    // (An Arc inside: no copy of the path per request.)
+    let endpoint = request.extensions().get::<MatchedPath>().cloned();
     let machine = claimed_machine(&state, &request);
     let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
@@ -568,9 +568,11 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
             .into_response(),
     };
     let elapsed = start.elapsed();
+    let endpoint = endpoint.as_ref().map_or("unmatched", MatchedPath::as_str);
     state
         .metrics
-        .observe(&endpoint, response.status().as_u16(), elapsed);
+        .observe(endpoint, response.status().as_u16(), elapsed);
+    let shown = redact(uri.path_and_query().map_or("/", |p| p.as_str()));
     tracing::info!(
         target: "access",
         "{method} {shown} {} {:.1}ms {}",

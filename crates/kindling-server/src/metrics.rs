@@ -26,7 +26,9 @@ pub struct Metrics {
 
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, u16), u64>,
+    /// By endpoint, then status: looked up by the endpoint's `&str`, with no allocation per
+    /// request.
+    requests: BTreeMap<String, BTreeMap<u16, u64>>,
     buckets: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
@@ -35,9 +37,13 @@ struct Inner {
 impl Metrics {
     pub fn observe(&self, endpoint: &str, status: u16, elapsed: Duration) {
         let Ok(mut m) = self.inner.lock() else { return };
-        *m.requests
-            .entry((endpoint.to_string(), status))
-            .or_default() += 1;
+        match m.requests.get_mut(endpoint) {
+            Some(by_status) => *by_status.entry(status).or_default() += 1,
+            None => {
+                m.requests
+                    .insert(endpoint.to_string(), BTreeMap::from([(status, 1)]));
+            }
+        }
         let seconds = elapsed.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
@@ -55,7 +61,11 @@ impl Metrics {
             "# HELP kindling_http_requests_total Requests served, by endpoint and status.\n",
         );
         out.push_str("# TYPE kindling_http_requests_total counter\n");
-        for ((endpoint, status), n) in &m.requests {
+        let requests = m
+            .requests
+            .iter()
+            .flat_map(|(endpoint, by_status)| by_status.iter().map(move |(s, n)| (endpoint, s, n)));
+        for (endpoint, status, n) in requests {
             let _ = writeln!(
                 out,
                 "kindling_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"

@@ -12,6 +12,60 @@ pub struct BootProfile {
     pub args: Vec<String>,
 }
 
+/// A boot script's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    Ipxe,
+    Grub,
+}
+
+/// Boot scripts, made once per install disk: the machines of a catalog differ in nothing else
+/// but their Ignition URL, so each script is kept split around a stand-in for it, and a
+/// machine's is the pieces joined with its URL. (/ipxe and /grub are asked on every boot, and a
+/// profile made anew is a dozen strings.)
+#[derive(Default)]
+pub struct Scripts(std::sync::RwLock<std::collections::HashMap<String, [Option<Pieces>; 2]>>);
+
+type Pieces = std::sync::Arc<[String]>;
+
+/// What stands for the Ignition URL in a script made to be split.
+const URL_STAND_IN: &str = "\u{1}kindling-ignition-url\u{1}";
+
+impl Scripts {
+    /// `kind` of script for a machine on `install_disk` whose config is at `ignition_url`;
+    /// `profile` makes the profile for an Ignition URL, the first time.
+    pub fn get(
+        &self,
+        kind: Script,
+        install_disk: &str,
+        ignition_url: &str,
+        profile: impl FnOnce(&str) -> BootProfile,
+    ) -> String {
+        let slot = kind as usize;
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(install_disk)
+            .and_then(|kinds| kinds[slot].clone());
+        let pieces = known.unwrap_or_else(|| {
+            let made = profile(URL_STAND_IN);
+            let text = match kind {
+                Script::Ipxe => made.ipxe(),
+                Script::Grub => made.grub(),
+            };
+            let pieces: Pieces = text.split(URL_STAND_IN).map(String::from).collect();
+            self.0
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(install_disk.to_string())
+                .or_default()[slot] = Some(pieces.clone());
+            pieces
+        });
+        pieces.join(ignition_url)
+    }
+}
+
 /// What a profile needs to know about the machine and the cluster.
 pub struct ProfileInputs<'a> {
     pub os: Os,
@@ -227,6 +281,52 @@ fn os_dir(os: Os) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_script_is_the_profile_made_anew_for_each_machine_and_disk() {
+        let images = OsImages::default();
+        let scripts = Scripts::default();
+        for os in [Os::Fcos, Os::Flatcar, Os::Rhcos] {
+            let scripts = Scripts::default();
+            for (disk, url) in [
+                (
+                    "/dev/sda",
+                    "http://192.0.2.2:8080/ignition?mac=52-54-00-00-00-01&token=a1",
+                ),
+                (
+                    "/dev/sda",
+                    "http://192.0.2.2:8080/ignition?mac=52-54-00-00-00-02&token=b2",
+                ),
+                (
+                    "/dev/nvme0n1",
+                    "http://192.0.2.2:8080/ignition?mac=52-54-00-00-00-03&token=c3",
+                ),
+            ] {
+                let made = |ignition_url: &str| {
+                    BootProfile::for_machine(&ProfileInputs {
+                        install_disk: disk,
+                        ignition_url,
+                        ..inputs(os, &images)
+                    })
+                };
+                assert_eq!(scripts.get(Script::Ipxe, disk, url, made), made(url).ipxe());
+                assert_eq!(scripts.get(Script::Grub, disk, url, made), made(url).grub());
+            }
+        }
+        // Made once per disk: a second machine's does not make the profile again.
+        let made = |ignition_url: &str| {
+            BootProfile::for_machine(&ProfileInputs {
+                ignition_url,
+                ..inputs(Os::Fcos, &images)
+            })
+        };
+        scripts.get(Script::Ipxe, "/dev/sda", "http://a/1", made);
+        let again = scripts.get(Script::Ipxe, "/dev/sda", "http://a/2", |_| unreachable!());
+        assert!(
+            again.contains("coreos.inst.ignition_url=http://a/2 "),
+            "{again}"
+        );
+    }
 
     fn inputs(os: Os, images: &OsImages) -> ProfileInputs<'_> {
         ProfileInputs {
