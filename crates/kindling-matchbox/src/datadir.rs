@@ -399,13 +399,13 @@ impl Loader {
                 if let Some(want) = wanted
                     && !known.contains_key(want)
                 {
-                    self.problems.push(invalid(
-                        field,
-                        format!(
-                            "no file {sub}/{want} in {}",
-                            dir.parent().unwrap_or(dir).display()
-                        ),
-                    ));
+                    let root = dir.parent().unwrap_or(dir);
+                    let message = if root.join(sub).join(want).is_file() {
+                        format!("{sub}/{want} cannot be served (its own error says why)")
+                    } else {
+                        format!("no file {sub}/{want} in {}", root.display())
+                    };
+                    self.problems.push(invalid(field, message));
                 }
             }
             let boot = match file.boot {
