@@ -529,10 +529,16 @@ fn slow_clients_are_cut_off_and_sigterm_stops_the_server() {
     kindling(&["create", "manifests", "--dir", dir.path().to_str().unwrap()]).expect(0);
     let mut server = Server::start(dir.path(), http_port, mcs_port);
 
+    // One client stops in the middle of its headers; another sends nothing at all. Both are
+    // cut off after the header timeout (10 s).
     let mut slow = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    let mut silent = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
     slow.write_all(b"GET /boot.ipxe HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let started = Instant::now();
     let mut answer = Vec::new();
@@ -541,6 +547,13 @@ fn slow_clients_are_cut_off_and_sigterm_stops_the_server() {
     assert!(
         waited >= Duration::from_secs(8) && waited < Duration::from_secs(25),
         "cut off after {waited:?}"
+    );
+    let mut nothing = Vec::new();
+    let closed = silent.read_to_end(&mut nothing);
+    let waited = started.elapsed();
+    assert!(
+        closed.is_ok() && nothing.is_empty() && waited < Duration::from_secs(25),
+        "a silent connection: {closed:?} after {waited:?}"
     );
     let answer = String::from_utf8_lossy(&answer);
     assert!(

@@ -156,6 +156,13 @@ impl<S: Send + 'static> Accept<TcpStream, S> for ClientAcceptor {
                 // health checks.
                 header.map_or(peer, |source| canonical(source.ip()))
             } else {
+                // A connection that sends nothing is closed after the header timeout too:
+                // hyper's timer starts with a request's first bytes, and the HTTP version is
+                // read before that with no timeout, so 10,000 idle connections would otherwise
+                // be kept for good.
+                tokio::time::timeout(crate::HEADER_TIMEOUT, stream.peek(&mut [0u8; 1]))
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "sent nothing"))??;
                 peer
             };
             Ok((stream, Extension(ClientAddr(client)).layer(service)))

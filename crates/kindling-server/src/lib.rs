@@ -843,7 +843,7 @@ pub async fn serve(
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a client may take to send a request's headers; also how long an idle keep-alive
 /// connection is kept, since the wait for the next request's headers is the same wait.
-const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn limit_connections(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
