@@ -78,7 +78,7 @@ pub struct EventLog {
     /// The file, for reading events back; none for a log kept in memory.
     path: Option<PathBuf>,
     last: RwLock<BTreeMap<Box<str>, Last>>,
-    stream: broadcast::Sender<(u64, Event)>,
+    stream: broadcast::Sender<(u64, Json)>,
     /// `serve --store`: events go to the store's journal, which this log mirrors.
     shared: Option<shared::Outbox>,
 }
@@ -130,6 +130,14 @@ fn open_for_append(path: &Path) -> std::io::Result<File> {
 fn is_disk_fault(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ReadOnlyFilesystem, StorageFull};
     matches!(error.kind(), ReadOnlyFilesystem | StorageFull)
+}
+
+/// An event as JSON, made once and shared by every stream that sends it.
+pub type Json = Arc<str>;
+
+/// The JSON of an event's line (which serde_json wrote: UTF-8), without its newline.
+fn json_of(line: &[u8]) -> Json {
+    String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line)).into()
 }
 
 /// An event's line in the file: its JSON and a newline.
@@ -374,18 +382,25 @@ impl EventLog {
             // The journal's JSON is what kindling wrote (one line, an object with the event's
             // fields, which parsed): its line is that with the id in front, without writing
             // the event out again.
-            match json {
+            let shown = match json {
                 Some(json) if json.first() == Some(&b'{') && !json.contains(&b'\n') => {
                     lines.extend_from_slice(format!("{{\"id\":{id},").as_bytes());
                     lines.extend_from_slice(&json[1..]);
+                    json_of(json)
                 }
                 _ => match serde_json::to_vec(&shared::Line { id, event: &event }) {
-                    Ok(line) => lines.extend_from_slice(&line),
+                    Ok(mirrored) => {
+                        lines.extend_from_slice(&mirrored);
+                        match line(&event) {
+                            Ok(plain) => json_of(&plain),
+                            Err(_) => continue,
+                        }
+                    }
                     Err(_) => continue,
                 },
-            }
+            };
             lines.push(b'\n');
-            added.push((id, start, event));
+            added.push((id, start, event, shown));
             end = id;
         }
         if added.is_empty() {
@@ -399,11 +414,11 @@ impl EventLog {
         }
         writer.length += lines.len() as u64;
         writer.end = end;
-        for (id, start, event) in added {
+        for (id, start, event, shown) in added {
             writer.index.push((id, start));
             self.remember(&event);
             // Under the lock, so that streams see the events in the order of their ids.
-            let _ = self.stream.send((id, event));
+            let _ = self.stream.send((id, shown));
         }
     }
 
@@ -427,7 +442,7 @@ impl EventLog {
         let line = line(&event).map_err(|e| e.to_string())?;
         self.remember(&event);
         let (tell, written) = tokio::sync::oneshot::channel();
-        appender.send(event, line, Some(tell));
+        appender.send(line, Some(tell));
         match tokio::time::timeout(WAIT, written).await {
             Ok(Ok(result)) => result,
             _ => Err("the event could not be written to the event log in time".into()),
@@ -490,19 +505,19 @@ impl EventLog {
             return;
         };
         if let Some(appender) = &self.appender {
-            appender.send(event, line, None);
+            appender.send(line, None);
             return;
         }
         let mut writer = self.lock_writer();
-        writer.kept.push(event.clone());
+        writer.kept.push(event);
         writer.end += line.len() as u64;
         // Sent under the lock, so that streams see the events in the order of their ids. Nobody
         // listening is fine.
-        let _ = self.stream.send((writer.end, event));
+        let _ = self.stream.send((writer.end, json_of(&line)));
     }
 
     /// New events, with their ids, from now on; and the id of the last event before them.
-    pub fn subscribe(&self) -> (u64, broadcast::Receiver<(u64, Event)>) {
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<(u64, Json)>) {
         let writer = match self.writer.lock() {
             Ok(writer) => writer,
             Err(poisoned) => poisoned.into_inner(),
@@ -514,6 +529,16 @@ impl EventLog {
     /// they reach: up to about a megabyte of them, so call again from there until it is `to`.
     /// A log kept in memory has none to give.
     pub fn read_back(&self, from: u64, to: u64) -> std::io::Result<(Vec<(u64, Event)>, u64)> {
+        self.read_back_at_most(from, to, READ_BACK_CHUNK)
+    }
+
+    /// [`EventLog::read_back`], reading at most `chunk` bytes of the file.
+    pub fn read_back_at_most(
+        &self,
+        from: u64,
+        to: u64,
+        chunk: u64,
+    ) -> std::io::Result<(Vec<(u64, Event)>, u64)> {
         let Some(path) = &self.path else {
             return Ok((Vec::new(), to));
         };
@@ -521,9 +546,9 @@ impl EventLog {
             return Ok((Vec::new(), from));
         }
         if self.shared.is_some() {
-            return self.read_back_mirrored(path, from, to);
+            return self.read_back_mirrored(path, from, to, chunk);
         }
-        let mut bytes = vec![0u8; (to - from).min(READ_BACK_CHUNK) as usize];
+        let mut bytes = vec![0u8; (to - from).min(chunk) as usize];
         File::open(path)?.read_exact_at(&mut bytes, from)?;
         let mut events = Vec::new();
         let mut reached = from;
@@ -554,6 +579,7 @@ impl EventLog {
         path: &Path,
         from: u64,
         to: u64,
+        chunk: u64,
     ) -> std::io::Result<(Vec<(u64, Event)>, u64)> {
         let (start, stop) = {
             let writer = self.lock_writer();
@@ -568,7 +594,7 @@ impl EventLog {
             };
             (writer.index[first].1, stop)
         };
-        let mut bytes = vec![0u8; (stop - start).min(READ_BACK_CHUNK) as usize];
+        let mut bytes = vec![0u8; (stop - start).min(chunk) as usize];
         File::open(path)?.read_exact_at(&mut bytes, start)?;
         let mut events = Vec::new();
         let mut reached = from;

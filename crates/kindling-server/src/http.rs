@@ -782,39 +782,27 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// A comment is sent after this long without an event, so that proxies keep the stream open.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// One event as a server-sent event.
-fn frame(out: &mut String, id: u64, event: &Event) {
+/// One event, as its JSON (one line: serde_json escapes every newline), as a server-sent
+/// event.
+fn frame(out: &mut String, id: u64, json: &str) {
     use std::fmt::Write as _;
-    let _ = write!(out, "id: {id}\nevent: event\ndata: ");
-    // serde_json escapes every newline, so the data is one line.
-    let _ = serde_json::to_writer(WriteString(out), event);
-    out.push_str("\n\n");
+    let _ = write!(out, "id: {id}\nevent: event\ndata: {json}\n\n");
 }
 
-/// A `String` as an `io::Write` of UTF-8 (serde_json writes only UTF-8).
-struct WriteString<'a>(&'a mut String);
-
-impl std::io::Write for WriteString<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .push_str(std::str::from_utf8(bytes).map_err(std::io::Error::other)?);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// The most bytes of the log a stream reads back at once: a thousand streams that fell behind
+/// together hold this much each.
+const STREAM_READ_BACK: u64 = 64 * 1024;
 
 /// One watcher's place in the event log: events read back from the file up to `catch_up_to`,
 /// then live ones.
 struct EventStream {
     state: Arc<AppState>,
-    live: tokio::sync::broadcast::Receiver<(u64, Event)>,
+    live: tokio::sync::broadcast::Receiver<(u64, crate::events::Json)>,
     /// How far the file has been read back.
     read_to: u64,
     /// Live events up to this id are read back from the file instead.
     catch_up_to: u64,
-    pending: std::collections::VecDeque<(u64, Event)>,
+    pending: std::collections::VecDeque<(u64, crate::events::Json)>,
 }
 
 impl EventStream {
@@ -840,7 +828,7 @@ impl EventStream {
         Some(out)
     }
 
-    async fn next(&mut self) -> Option<(u64, Event)> {
+    async fn next(&mut self) -> Option<(u64, crate::events::Json)> {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             if let Some(next) = self.pending.pop_front() {
@@ -848,7 +836,14 @@ impl EventStream {
             }
             if self.read_to < self.catch_up_to {
                 let (state, from, to) = (self.state.clone(), self.read_to, self.catch_up_to);
-                let read = tokio::task::spawn_blocking(move || state.events.read_back(from, to));
+                let read = tokio::task::spawn_blocking(move || {
+                    let (events, reached) =
+                        state.events.read_back_at_most(from, to, STREAM_READ_BACK)?;
+                    let framed = events.into_iter().filter_map(|(id, event)| {
+                        Some((id, serde_json::to_string(&event).ok()?.into()))
+                    });
+                    Ok::<_, std::io::Error>((framed.collect::<Vec<_>>(), reached))
+                });
                 match read.await {
                     Ok(Ok((events, reached))) => {
                         self.pending.extend(events);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot};
 
-use super::{Event, Writer};
+use super::{Json, Writer, json_of};
 
 /// How long the thread lets events gather before it writes them.
 const GATHER: Duration = Duration::from_millis(20);
@@ -35,7 +35,6 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 pub(super) type Done = oneshot::Sender<Result<(), String>>;
 
 struct Queued {
-    event: Event,
     /// The event's JSON and its newline.
     line: Vec<u8>,
     done: Option<Done>,
@@ -68,7 +67,7 @@ pub(super) struct Appender {
 /// What the thread writes to.
 pub(super) struct Target {
     pub writer: Arc<Mutex<Writer>>,
-    pub stream: broadcast::Sender<(u64, Event)>,
+    pub stream: broadcast::Sender<(u64, Json)>,
     pub path: PathBuf,
 }
 
@@ -109,11 +108,11 @@ impl Appender {
         Ok(appender)
     }
 
-    /// Queues `event` (its JSON line made already); `done` is told once it is written.
-    pub fn send(&self, event: Event, line: Vec<u8>, done: Option<Done>) {
+    /// Queues an event's JSON `line`; `done` is told once it is written.
+    pub fn send(&self, line: Vec<u8>, done: Option<Done>) {
         let mut queue = lock(&self.queue);
         let urgent = done.is_some();
-        queue.waiting.push_back(Queued { event, line, done });
+        queue.waiting.push_back(Queued { line, done });
         queue.queued += 1;
         queue.urgent |= urgent;
         // The thread sleeps on an empty queue; once woken it gathers for a while on its own.
@@ -309,7 +308,7 @@ fn append(target: &Target, batch: &mut VecDeque<Queued>) -> std::io::Result<()> 
         id += queued.line.len() as u64;
         // Under the lock, so that streams see the events in the order of their ids. Nobody
         // listening is fine.
-        let _ = target.stream.send((id, queued.event));
+        let _ = target.stream.send((id, json_of(&queued.line)));
         if let Some(done) = queued.done {
             let _ = done.send(Ok(()));
         }
