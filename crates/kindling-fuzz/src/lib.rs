@@ -13,7 +13,7 @@ use kindling_config::{ClusterDescription, LoadError, Source};
 pub type Check = fn(&[u8]);
 
 /// The targets, by name, as `fuzz/fuzz_targets/<name>.rs` and the corpus directories name them.
-pub const TARGETS: [(&str, Check); 9] = [
+pub const TARGETS: [(&str, Check); 12] = [
     ("description", description),
     ("butane", butane),
     ("ignition", ignition),
@@ -23,6 +23,9 @@ pub const TARGETS: [(&str, Check); 9] = [
     ("dns_response", dns_response),
     ("discovery_report", discovery_report),
     ("matchbox_data", matchbox_data),
+    ("event_report", event_report),
+    ("oci_manifest", oci_manifest),
+    ("redfish_reply", redfish_reply),
 ];
 
 const DEMO_INSTALL_CONFIG: &str = include_str!("../../../examples/demo/install-config.yaml");
@@ -162,6 +165,51 @@ pub fn discovery_report(data: &[u8]) {
             serde_json::from_slice(&json).expect("a report's hardware reads back");
         assert_eq!(back, report.hardware);
     }
+}
+
+/// A machine's report to `POST /api/v1/events`: an accepted one has an id a key can carry.
+pub fn event_report(data: &[u8]) {
+    if let Ok(report) = kindling_server::parse_report(data)
+        && let Some(id) = &report.id
+    {
+        assert!(kindling_server::is_report_id(id), "{report:?}");
+    }
+}
+
+/// A manifest blob as a registry gives it: the media type its descriptor declared, a NUL, the
+/// bytes (without a NUL: an image manifest's).
+pub fn oci_manifest(data: &[u8]) {
+    let (declared, bytes) = match data.iter().position(|b| *b == 0) {
+        Some(at) => (
+            String::from_utf8_lossy(&data[..at]).into_owned(),
+            &data[at + 1..],
+        ),
+        None => (
+            "application/vnd.oci.image.manifest.v1+json".to_string(),
+            data,
+        ),
+    };
+    let _ = kindling_mirror::layout::parse_manifest(bytes, &declared);
+}
+
+/// A BMC's Redfish answer: a ComputerSystem read for its power state and the reset each action
+/// asks of it, or an error answer put in words (bounded when it is not Redfish's JSON: it goes
+/// into a message).
+pub fn redfish_reply(data: &[u8]) {
+    use kindling_power::Action;
+    use kindling_power::redfish::{System, said};
+    let json = serde_json::from_slice::<serde_json::Value>(data).ok();
+    if let Some(system) = &json {
+        let _ = System::state(system);
+        for action in [Action::On, Action::Off, Action::Cycle] {
+            assert!(System::reset_of(system, action).is_some());
+        }
+    }
+    let words = said(data);
+    assert!(
+        json.is_some() || words.chars().count() <= 200,
+        "an unbounded message"
+    );
 }
 
 /// Where [`matchbox_data`] writes its directory in this process.

@@ -19,6 +19,19 @@ pub struct System {
     url: String,
 }
 
+/// What a BMC's error answer says, in words: Redfish's own message (the first extended one,
+/// else the error's), or the start of the body when it is not Redfish's JSON.
+pub fn said(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            let error = &v["error"];
+            let extended = error["@Message.ExtendedInfo"][0]["Message"].as_str();
+            extended.or(error["message"].as_str()).map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+}
+
 /// The host's CA bundle, read once however many BMCs are asked.
 fn host_bundle() -> Result<&'static Vec<u8>, &'static str> {
     static BUNDLE: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
@@ -91,19 +104,7 @@ impl System {
 
     /// An answer that is not a success, in words: the status, and Redfish's own message.
     fn refused(&self, what: &str, response: &kindling_http::Response) -> PowerError {
-        let said = serde_json::from_slice::<Value>(&response.body)
-            .ok()
-            .and_then(|v| {
-                let error = &v["error"];
-                let extended = error["@Message.ExtendedInfo"][0]["Message"].as_str();
-                extended.or(error["message"].as_str()).map(str::to_string)
-            })
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&response.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            });
+        let said = said(&response.body);
         let reason = match response.status {
             401 | 403 => format!(
                 "HTTP {}: the BMC refused the user and password of its credentials file",
@@ -144,6 +145,26 @@ impl System {
             .map_err(|e| self.failed(what, format!("not a Redfish ComputerSystem: {e}")))
     }
 
+    /// The reset type `action` (none for [`Action::Status`]) is for the system read as
+    /// `system`, as it offers them, and where it says to post it, if it says.
+    pub fn reset_of(system: &Value, action: Action) -> Option<(&'static str, Option<&str>)> {
+        let reset = &system["Actions"]["#ComputerSystem.Reset"];
+        let offered: Vec<&str> = reset["ResetType@Redfish.AllowableValues"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let offers = |kind: &str| offered.is_empty() || offered.contains(&kind);
+        let kind = match action {
+            Action::Status => return None,
+            Action::On => "On",
+            Action::Off => "ForceOff",
+            Action::Cycle if System::state(system) == PowerState::Off => "On",
+            Action::Cycle if offers("PowerCycle") => "PowerCycle",
+            Action::Cycle => "ForceRestart",
+        };
+        Some((kind, reset["target"].as_str()))
+    }
+
     /// The power state of `system`, as [`System::read`] gave it.
     pub fn state(system: &Value) -> PowerState {
         PowerState::of(system["PowerState"].as_str())
@@ -168,24 +189,11 @@ impl System {
     /// type it offers: On, ForceOff, and for a cycle PowerCycle where offered, else ForceRestart
     /// (or On when off).
     pub async fn act(&self, system: &Value, action: Action) -> Result<&'static str, PowerError> {
-        let reset = &system["Actions"]["#ComputerSystem.Reset"];
-        let offered: Vec<&str> = reset["ResetType@Redfish.AllowableValues"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let offers = |kind: &str| offered.is_empty() || offered.contains(&kind);
-        let state = System::state(system);
-        let kind = match action {
-            Action::Status => return Ok("status"),
-            Action::On => "On",
-            Action::Off => "ForceOff",
-            Action::Cycle if state == PowerState::Off => "On",
-            Action::Cycle if offers("PowerCycle") => "PowerCycle",
-            Action::Cycle => "ForceRestart",
+        let Some((kind, target)) = System::reset_of(system, action) else {
+            return Ok("status");
         };
         let what = format!("{kind} (ComputerSystem.Reset)");
-        let path = reset["target"]
-            .as_str()
+        let path = target
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}/Actions/ComputerSystem.Reset", self.path));
         let body = json!({ "ResetType": kind }).to_string().into_bytes();

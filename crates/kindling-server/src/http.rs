@@ -777,8 +777,9 @@ async fn event_stream(
 
 /// How long a batch of events waits for more after its first.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-/// The most bytes of one batch.
-const BATCH_BYTES: usize = 256 * 1024;
+/// The most bytes of one batch: a thousand streams hold up to this much each while their
+/// batch waits to be written.
+const BATCH_BYTES: usize = 32 * 1024;
 /// A comment is sent after this long without an event, so that proxies keep the stream open.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -881,24 +882,39 @@ impl EventStream {
 pub const INSTALLED: &str = "installed";
 
 /// What a machine's agent reports to `POST /api/v1/events`.
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Report {
-    mac: String,
-    token: String,
-    stage: String,
+pub struct Report {
+    pub mac: String,
+    pub token: String,
+    pub stage: String,
     #[serde(default)]
-    result: String,
+    pub result: String,
     #[serde(default)]
-    error_message: String,
+    pub error_message: String,
     /// The report's own id, the same each time the agent sends it again: a report that
     /// reaches two replicas (the first died before it answered) is recorded once.
     #[serde(default)]
-    id: Option<String>,
+    pub id: Option<String>,
+}
+
+/// A report's body, read and checked (its machine and token are the handler's to check).
+pub fn parse_report(body: &[u8]) -> Result<Report, Failure> {
+    let report: Report = serde_json::from_slice(body)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("not an event report: {e}")))?;
+    if let Some(id) = report.id.as_deref()
+        && !is_report_id(id)
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "a report's id is 1 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    Ok(report)
 }
 
 /// Whether a report id can be part of a key: 1 to 64 of `[A-Za-z0-9._-]`.
-fn is_report_id(id: &str) -> bool {
+pub fn is_report_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
@@ -909,21 +925,12 @@ async fn report(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, Failure> {
-    let report: Report = serde_json::from_slice(&body)
-        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("not an event report: {e}")))?;
+    let report = parse_report(&body)?;
     let catalog = state.catalog()?;
     let params = HashMap::from([("mac".to_string(), report.mac.clone())]);
     let entry = machine(&catalog, &params)?;
     if !catalog.verify(entry, &report.token) {
         return Err(state.deny(entry, "report", "wrong or missing machine token"));
-    }
-    if let Some(id) = report.id.as_deref()
-        && !is_report_id(id)
-    {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            "a report's id is 1 to 64 letters, digits, '.', '_' or '-'",
-        ));
     }
     let detail = match (report.result.as_str(), report.error_message.as_str()) {
         (result, "") => result.to_string(),

@@ -37,6 +37,7 @@ use client::{ClientAcceptor, NodeAcceptor};
 
 pub use catalog::{Catalog, CatalogError};
 pub use events::{Event, EventLog};
+pub use http::{Report, is_report_id, parse_report};
 pub use mcs::version_from_accept;
 
 /// How the machine config server tells machines apart.
