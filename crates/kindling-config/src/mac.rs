@@ -39,12 +39,15 @@ impl MacAddr {
     }
 
     fn join(&self, sep: char) -> String {
+        // Not format!("{b:02x}") per byte: a MAC is written on every boot request.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(17);
         for (i, b) in self.0.iter().enumerate() {
             if i > 0 {
                 out.push(sep);
             }
-            out.push_str(&format!("{b:02x}"));
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 15)]));
         }
         out
     }
