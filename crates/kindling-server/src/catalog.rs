@@ -313,7 +313,12 @@ impl Catalog {
     }
 
     pub fn by_mac(&self, mac: MacAddr) -> Option<&Entry> {
-        self.by_mac.get(&mac).map(|i| &self.machines[*i as usize])
+        self.index_of_mac(mac).map(|i| &self.machines[i])
+    }
+
+    /// The position in `machines` of the machine with `mac`.
+    pub fn index_of_mac(&self, mac: MacAddr) -> Option<usize> {
+        self.by_mac.get(&mac).map(|i| *i as usize)
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Entry> {

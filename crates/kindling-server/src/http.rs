@@ -103,8 +103,13 @@ fn machine<'c>(
     catalog: &'c Catalog,
     params: &HashMap<String, String>,
 ) -> Result<&'c Entry, Failure> {
+    machine_index(catalog, params).map(|i| &catalog.machines[i])
+}
+
+/// [`machine`], as its position in the catalog's machines.
+fn machine_index(catalog: &Catalog, params: &HashMap<String, String>) -> Result<usize, Failure> {
     let mac = mac_param(params)?;
-    catalog.by_mac(mac).ok_or_else(|| {
+    catalog.index_of_mac(mac).ok_or_else(|| {
         Failure::new(
             StatusCode::NOT_FOUND,
             format!("no machine in inventory.yaml has MAC {mac}"),
@@ -195,11 +200,12 @@ fn boot_script(catalog: &Catalog, entry: &Entry, kind: Script) -> String {
         })
 }
 
-/// Who a boot request is from: an inventory machine, or else a matchbox group it selects.
+/// Who a boot request is from: an inventory machine (its position in the catalog's machines),
+/// or else a matchbox group it selects.
 enum Who {
     Machine {
         catalog: Arc<Catalog>,
-        name: String,
+        index: usize,
     },
     Group {
         data: Arc<kindling_matchbox::DataDir>,
@@ -216,13 +222,13 @@ impl AppState {
     ) -> Result<Who, Failure> {
         let revision = params.get(crate::catalog::REVISION_PARAM);
         let kindling = self.catalog_at(revision).and_then(|catalog| {
-            let entry = machine(&catalog, params)?;
-            let name = entry.machine.name.clone();
-            Ok(Who::Machine { catalog, name })
+            let index = machine_index(&catalog, params)?;
+            Ok(Who::Machine { catalog, index })
         });
         let failure = match kindling {
             Ok(who) => {
-                if let Who::Machine { name, .. } = &who {
+                if let Who::Machine { catalog, index } = &who {
+                    let name = &catalog.machines[*index].machine.name;
                     self.events
                         .record(Event::now(Some(name), stage, Some(200), ""));
                 }
@@ -277,8 +283,12 @@ async fn ipxe(
         return profile.map(|p| text(p.ipxe()));
     }
     Ok(text(match state.who(&params, raw.as_deref(), "ipxe")? {
-        Who::Machine { catalog, name } => {
-            boot_script(&catalog, by_name(&catalog, &name)?, Script::Ipxe)
+        Who::Machine { catalog, index } => {
+            let entry = &catalog.machines[index];
+            return Ok(served_to(
+                text(boot_script(&catalog, entry, Script::Ipxe)),
+                entry,
+            ));
         }
         Who::Group { data, labels } => kindling_matchbox::ipxe_script(group_boot(&data, &labels)?),
     }))
@@ -295,20 +305,23 @@ async fn grub(
         return profile.map(|p| text(p.grub()));
     }
     Ok(text(match state.who(&params, raw.as_deref(), "grub")? {
-        Who::Machine { catalog, name } => {
-            boot_script(&catalog, by_name(&catalog, &name)?, Script::Grub)
+        Who::Machine { catalog, index } => {
+            let entry = &catalog.machines[index];
+            return Ok(served_to(
+                text(boot_script(&catalog, entry, Script::Grub)),
+                entry,
+            ));
         }
         Who::Group { data, labels } => kindling_matchbox::grub_script(group_boot(&data, &labels)?),
     }))
 }
 
-fn by_name<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Entry, Failure> {
-    catalog.by_name(name).ok_or_else(|| {
-        Failure::new(
-            StatusCode::NOT_FOUND,
-            format!("machine {name} left the inventory"),
-        )
-    })
+/// `response`, marked as served to `entry`'s machine, which the access log names.
+fn served_to(mut response: Response, entry: &Entry) -> Response {
+    response
+        .extensions_mut()
+        .insert(crate::ServedMachine(entry.machine.name.clone()));
+    response
 }
 
 fn ignition_json(bytes: Vec<u8>) -> Response {
@@ -368,9 +381,12 @@ async fn generic(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     match state.who(&params, raw.as_deref(), "generic")? {
-        Who::Machine { name, .. } => Err(Failure::new(
+        Who::Machine { catalog, index } => Err(Failure::new(
             StatusCode::NOT_FOUND,
-            format!("{name} is a kindling machine; it has no generic config"),
+            format!(
+                "{} is a kindling machine; it has no generic config",
+                catalog.machines[index].machine.name
+            ),
         )),
         Who::Group { data, labels } => {
             let selected = data
@@ -399,15 +415,15 @@ async fn ignition(
     headers: axum::http::HeaderMap,
     client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
-    let (catalog, name) = match state.who(&params, raw.as_deref(), "ignition")? {
-        Who::Machine { catalog, name } => (catalog, name),
+    let (catalog, index) = match state.who(&params, raw.as_deref(), "ignition")? {
+        Who::Machine { catalog, index } => (catalog, index),
         Who::Group { data, labels } => {
             let version =
                 crate::mcs::version_from_accept(&headers, kindling_ignition::IgnitionVersion::V3_3);
             return group_ignition(&data, &labels, version);
         }
     };
-    let entry = by_name(&catalog, &name)?;
+    let entry = &catalog.machines[index];
     let m = &entry.machine;
     let json = ignition_json;
 
@@ -503,8 +519,8 @@ async fn metadata(
     Query(params): Params,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Failure> {
-    let (catalog, name) = match state.who(&params, raw.as_deref(), "metadata")? {
-        Who::Machine { catalog, name } => (catalog, name),
+    let (catalog, index) = match state.who(&params, raw.as_deref(), "metadata")? {
+        Who::Machine { catalog, index } => (catalog, index),
         Who::Group { data, labels } => {
             let selected = data
                 .select(&labels)
@@ -514,7 +530,7 @@ async fn metadata(
             )));
         }
     };
-    let entry = by_name(&catalog, &name)?;
+    let entry = &catalog.machines[index];
     let m = &entry.machine;
     let mut out = format!(
         "NAME={}\nFQDN={}\nROLE={}\nIP={}\nMAC={}\n",

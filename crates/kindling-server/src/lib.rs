@@ -562,8 +562,8 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let uri = request.uri().clone();
     // (An Arc inside: no copy of the path per request.)
     let endpoint = request.extensions().get::<MatchedPath>().cloned();
-    let machine = claimed_machine(&state, &request);
-    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+    let mac_header = request.headers().get("x-kindling-mac").cloned();
+    let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the request took too long")
             .into_response(),
@@ -574,6 +574,10 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .metrics
         .observe(endpoint, response.status().as_u16(), elapsed);
     let shown = redact(uri.path_and_query().map_or("/", |p| p.as_str()));
+    let machine = match response.extensions_mut().remove::<ServedMachine>() {
+        Some(ServedMachine(name)) => Some(name),
+        None => claimed_machine(&state, uri.query(), mac_header.as_ref()),
+    };
     tracing::info!(
         target: "access",
         "{method} {shown} {} {:.1}ms {}",
@@ -584,20 +588,19 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
-/// The inventory machine a request names by MAC (query or `X-Kindling-Mac`), for the log.
-fn claimed_machine(state: &AppState, request: &Request) -> Option<String> {
-    let from_query = request.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("mac="))
-            .map(String::from)
-    });
-    let from_header = || {
-        request
-            .headers()
-            .get("x-kindling-mac")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-    };
+/// The inventory machine a response was for, as its handler knew it, for the access log.
+#[derive(Clone)]
+pub(crate) struct ServedMachine(pub String);
+
+/// The inventory machine a request names by MAC (query, else `X-Kindling-Mac`), for the log of
+/// a response whose handler did not say ([`ServedMachine`]).
+fn claimed_machine(
+    state: &AppState,
+    query: Option<&str>,
+    header: Option<&axum::http::HeaderValue>,
+) -> Option<String> {
+    let from_query = query.and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("mac=")));
+    let from_header = || header.and_then(|v| v.to_str().ok());
     let mac: kindling_config::MacAddr = from_query.or_else(from_header)?.parse().ok()?;
     let catalog = state.catalog().ok()?;
     catalog.by_mac(mac).map(|e| e.machine.name.clone())
