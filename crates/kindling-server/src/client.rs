@@ -9,8 +9,9 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum_server::accept::Accept;
@@ -56,14 +57,14 @@ const ACCEPT_QUIET: Duration = Duration::from_secs(5);
 /// [`ACCEPT_QUIET`] without one.
 pub struct AcceptTrouble {
     server: &'static str,
-    failing: std::sync::atomic::AtomicBool,
-    spell: std::sync::Mutex<Option<Spell>>,
+    failing: AtomicBool,
+    spell: Mutex<Option<Spell>>,
 }
 
 /// A spell of failed accepts.
 struct Spell {
-    logged: std::time::Instant,
-    last: std::time::Instant,
+    logged: Instant,
+    last: Instant,
     count: u64,
 }
 
@@ -72,7 +73,7 @@ impl AcceptTrouble {
         AcceptTrouble {
             server,
             failing: false.into(),
-            spell: std::sync::Mutex::new(None),
+            spell: Mutex::new(None),
         }
     }
 
@@ -83,9 +84,8 @@ impl AcceptTrouble {
             return;
         }
         let server = self.server;
-        self.failing
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let now = std::time::Instant::now();
+        self.failing.store(true, Ordering::Relaxed);
+        let now = Instant::now();
         let mut spell = self.spell.lock().unwrap_or_else(|p| p.into_inner());
         match spell.as_mut() {
             None => {
@@ -114,7 +114,7 @@ impl AcceptTrouble {
 
     /// A connection was taken: if accepting had failed, it works again.
     fn accepted(&self) {
-        if !self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.failing.load(Ordering::Relaxed) {
             return;
         }
         let mut spell = self.spell.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,8 +124,7 @@ impl AcceptTrouble {
         {
             return;
         }
-        self.failing
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.failing.store(false, Ordering::Relaxed);
         if let Some(spell) = spell.take() {
             tracing::warn!(
                 "{}: accepting connections again, after {} failed accepts",
