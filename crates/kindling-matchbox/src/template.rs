@@ -133,13 +133,20 @@ pub fn render(template: &Template, vars: &Value) -> Result<String, TemplateError
     }
     let mut out = String::with_capacity(template.source.len());
     let mut vars_in_scope = Vec::new();
-    exec(&template.nodes, vars, vars, &mut vars_in_scope, &mut out).map_err(
-        |(line, message)| TemplateError {
-            file: template.path.clone(),
-            line,
-            message,
-        },
-    )?;
+    let mut budget = MAX_ITERATIONS;
+    exec(
+        &template.nodes,
+        vars,
+        vars,
+        &mut vars_in_scope,
+        &mut out,
+        &mut budget,
+    )
+    .map_err(|(line, message)| TemplateError {
+        file: template.path.clone(),
+        line,
+        message,
+    })?;
     Ok(out)
 }
 
@@ -817,12 +824,19 @@ fn unclosed(action: &Action) -> SyntaxError {
 
 type RenderError = (usize, String);
 
+/// The most `{{range}}` iterations one rendering may take, and the most bytes it may write: a
+/// range nested in itself (`{{range $}}` within `{{range $}}`) multiplies its work by the size of
+/// what it ranges over at every level, and a request must not wait on it for ever.
+const MAX_ITERATIONS: u64 = 1_000_000;
+const MAX_OUTPUT: usize = 64 << 20;
+
 fn exec(
     nodes: &[Node],
     root: &Value,
     dot: &Value,
     vars: &mut Vec<(String, Value)>,
     out: &mut String,
+    budget: &mut u64,
 ) -> Result<(), RenderError> {
     for node in nodes {
         match node {
@@ -839,7 +853,7 @@ fn exec(
             } => {
                 let value = eval(cond, root, dot, vars).map_err(|m| fail(action, m))?;
                 let branch = if truthy(&value) { then } else { otherwise };
-                exec(branch, root, dot, vars, out)?;
+                exec(branch, root, dot, vars, out, budget)?;
             }
             Node::Range {
                 action,
@@ -871,10 +885,22 @@ fn exec(
                     }
                 };
                 if entries.is_empty() {
-                    exec(otherwise, root, dot, vars, out)?;
+                    exec(otherwise, root, dot, vars, out, budget)?;
                     continue;
                 }
                 for (key, item) in entries {
+                    *budget = budget.checked_sub(1).ok_or_else(|| {
+                        fail(
+                            action,
+                            format!("the template takes more than {MAX_ITERATIONS} range iterations to render (is a range nested in itself?)"),
+                        )
+                    })?;
+                    if out.len() > MAX_OUTPUT {
+                        return Err(fail(
+                            action,
+                            format!("the template renders more than {} MiB", MAX_OUTPUT >> 20),
+                        ));
+                    }
                     let declared =
                         usize::from(key_var.is_some()) + usize::from(value_var.is_some());
                     if let Some(k) = key_var {
@@ -883,7 +909,7 @@ fn exec(
                     if let Some(v) = value_var {
                         vars.push((v.clone(), item.clone()));
                     }
-                    let result = exec(body, root, item, vars, out);
+                    let result = exec(body, root, item, vars, out, budget);
                     vars.truncate(vars.len() - declared);
                     result?;
                 }
@@ -1116,6 +1142,21 @@ mod tests {
         );
         let err = render_str("{{index .l 5}}", &json!({"l": [1]})).unwrap_err();
         assert!(err.contains("index 5 out of range"), "{err}");
+    }
+
+    /// Found by fuzzing (fuzz/regressions/template/range-nested-in-itself): ranges over `$`
+    /// nested in each other rendered for ever, k^depth iterations.
+    #[test]
+    fn a_range_nested_in_itself_stops_with_an_error_instead_of_rendering_for_ever() {
+        let vars = json!({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8});
+        let source = format!("x\n{}y{}", "{{range $}}".repeat(9), "{{end}}".repeat(9));
+        let started = std::time::Instant::now();
+        let err = render_str(&source, &vars).unwrap_err();
+        assert!(
+            err.contains("more than 1000000 range iterations") && err.contains(":2:"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]
