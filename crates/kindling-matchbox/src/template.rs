@@ -133,7 +133,7 @@ pub fn render(template: &Template, vars: &Value) -> Result<String, TemplateError
     }
     let mut out = String::with_capacity(template.source.len());
     let mut vars_in_scope = Vec::new();
-    let mut budget = MAX_ITERATIONS;
+    let mut budget = MAX_STEPS;
     exec(
         &template.nodes,
         vars,
@@ -824,10 +824,11 @@ fn unclosed(action: &Action) -> SyntaxError {
 
 type RenderError = (usize, String);
 
-/// The most `{{range}}` iterations one rendering may take, and the most bytes it may write: a
-/// range nested in itself (`{{range $}}` within `{{range $}}`) multiplies its work by the size of
-/// what it ranges over at every level, and a request must not wait on it for ever.
-const MAX_ITERATIONS: u64 = 1_000_000;
+/// The most `{{range}}` steps one rendering may take (each entry a range lists, and each time
+/// its body runs), and the most bytes it may write: a range nested in itself (`{{range $}}`
+/// within `{{range $}}`) multiplies its work by the size of what it ranges over at every level,
+/// and a request must not wait on it for ever.
+const MAX_STEPS: u64 = 100_000;
 const MAX_OUTPUT: usize = 64 << 20;
 
 fn exec(
@@ -884,17 +885,13 @@ fn exec(
                         ));
                     }
                 };
+                spend(budget, entries.len() as u64, action)?;
                 if entries.is_empty() {
                     exec(otherwise, root, dot, vars, out, budget)?;
                     continue;
                 }
                 for (key, item) in entries {
-                    *budget = budget.checked_sub(1).ok_or_else(|| {
-                        fail(
-                            action,
-                            format!("the template takes more than {MAX_ITERATIONS} range iterations to render (is a range nested in itself?)"),
-                        )
-                    })?;
+                    spend(budget, 1, action)?;
                     if out.len() > MAX_OUTPUT {
                         return Err(fail(
                             action,
@@ -916,6 +913,17 @@ fn exec(
             }
         }
     }
+    Ok(())
+}
+
+/// Takes `count` of a rendering's range steps from `budget`, or fails at `action`.
+fn spend(budget: &mut u64, count: u64, action: &Action) -> Result<(), RenderError> {
+    *budget = budget.checked_sub(count).ok_or_else(|| {
+        fail(
+            action,
+            format!("the template takes more than {MAX_STEPS} range steps to render (is a range nested in itself?)"),
+        )
+    })?;
     Ok(())
 }
 
@@ -1153,7 +1161,7 @@ mod tests {
         let started = std::time::Instant::now();
         let err = render_str(&source, &vars).unwrap_err();
         assert!(
-            err.contains("more than 1000000 range iterations") && err.contains(":2:"),
+            err.contains("more than 100000 range steps") && err.contains(":2:"),
             "{err}"
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
