@@ -15,10 +15,16 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::{AppState, Failure};
 
-/// The file an `/assets/` path names, refusing anything that leaves the assets directory.
-fn resolve(state: &AppState, path: &str) -> Result<PathBuf, Failure> {
+/// The file an `/assets/` path names, refusing anything that leaves the assets directory, and
+/// what to do when it is missing.
+fn resolve(state: &AppState, path: &str) -> Result<(PathBuf, &'static str), Failure> {
+    const OS_IMAGES: &str =
+        "put the OS images there (README: \"OS images\"), or point provisioning.osImages elsewhere";
     if path == "kindling" {
-        return Ok(state.binary.clone());
+        return Ok((
+            state.binary.clone(),
+            "it is serve's own binary, removed or replaced since serve started: restart serve",
+        ));
     }
     let relative = Path::new(path);
     if path.is_empty()
@@ -34,14 +40,20 @@ fn resolve(state: &AppState, path: &str) -> Result<PathBuf, Failure> {
     let root = match (state.catalog(), state.matchbox()) {
         (Ok(catalog), _) => {
             if let Ok(rest) = relative.strip_prefix("mirror") {
-                return Ok(catalog.mirror.file_path(&rest.to_string_lossy()));
+                return Ok((
+                    catalog.mirror.file_path(&rest.to_string_lossy()),
+                    "run `kindling mirror` to fetch the node binaries",
+                ));
             }
-            catalog.dir.join("assets")
+            (catalog.dir.join("assets"), OS_IMAGES)
         }
-        (Err(_), Some(data)) => data.root().join("assets"),
+        (Err(_), Some(data)) => (
+            data.root().join("assets"),
+            "put the file in the matchbox data directory's assets/, where matchbox's -assets-path would have it",
+        ),
         (Err(failure), None) => return Err(failure),
     };
-    Ok(root.join(relative))
+    Ok((root.0.join(relative), root.1))
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -101,12 +113,12 @@ pub async fn serve(
     headers: HeaderMap,
     client: Option<axum::Extension<crate::client::ClientAddr>>,
 ) -> Result<Response, Failure> {
-    let file_path = resolve(&state, &path)?;
+    let (file_path, hint) = resolve(&state, &path)?;
     let not_found = || {
         Failure::new(
             StatusCode::NOT_FOUND,
             format!(
-                "no asset {path:?}: kindling serve looked for {}; put the OS images there (README: \"OS images\"), or point provisioning.osImages elsewhere",
+                "no asset {path:?}: kindling serve looked for {}; {hint}",
                 file_path.display()
             ),
         )

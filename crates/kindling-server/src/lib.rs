@@ -516,6 +516,8 @@ pub fn http_router(state: Arc<AppState>) -> Router {
     http::router(state.clone())
         .merge(metrics::router(state.clone()))
         .merge(ui::router(state.clone()))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), ui::gate))
         .layer(middleware::from_fn_with_state(state, observe))
 }
@@ -529,9 +531,30 @@ pub fn mcs_router(state: Arc<AppState>) -> Router {
         // across the boot network, and its session cookie is Secure.
         .merge(http::api_router(state.clone()))
         .merge(ui::router(state.clone()))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), ui::gate))
         .layer(axum::Extension(ui::OverTls))
         .layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// A path no route answers: 404 naming it, not an empty body.
+async fn no_route(uri: axum::http::Uri) -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "nothing is served at {}: see docs/openapi.yaml and the README for kindling serve's paths",
+            uri.path()
+        ),
+    )
+}
+
+/// A path served, asked with a method it does not take: 405 saying so.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Failure {
+    Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
 }
 
 /// The request path with any token replaced, for logs.

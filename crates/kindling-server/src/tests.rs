@@ -175,6 +175,30 @@ async fn ipxe_chains_to_the_machine_and_boots_its_profile() {
         (StatusCode::OK, "matchbox\n")
     );
 
+    // A path nothing answers, and a method a path does not take, say so.
+    let nothing = get(&state, "/assets/").await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND);
+    assert!(
+        nothing
+            .text()
+            .starts_with("nothing is served at /assets/: "),
+        "{}",
+        nothing.text()
+    );
+    let delete = call(
+        crate::http_router(state.clone()),
+        Request::delete("/ipxe").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (delete.status, delete.text().as_str()),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "/ipxe does not take DELETE\n"
+        )
+    );
+    assert_eq!(delete.headers[header::ALLOW], "GET,HEAD");
+
     // worker0's MAC, written upper-case with colons: the same machine as iPXE's hyphens.
     let ipxe = get(&state, "/ipxe?mac=52:54:00:7E:01:20&uuid=x").await;
     assert_eq!(ipxe.status, StatusCode::OK, "{}", ipxe.text());
