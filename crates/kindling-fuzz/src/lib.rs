@@ -13,7 +13,7 @@ use kindling_config::{ClusterDescription, LoadError, Source};
 pub type Check = fn(&[u8]);
 
 /// The targets, by name, as `fuzz/fuzz_targets/<name>.rs` and the corpus directories name them.
-pub const TARGETS: [(&str, Check); 12] = [
+pub const TARGETS: [(&str, Check); 13] = [
     ("description", description),
     ("butane", butane),
     ("ignition", ignition),
@@ -26,6 +26,7 @@ pub const TARGETS: [(&str, Check); 12] = [
     ("event_report", event_report),
     ("oci_manifest", oci_manifest),
     ("redfish_reply", redfish_reply),
+    ("ipmi_answer", ipmi_answer),
 ];
 
 const DEMO_INSTALL_CONFIG: &str = include_str!("../../../examples/demo/install-config.yaml");
@@ -210,6 +211,45 @@ pub fn redfish_reply(data: &[u8]) {
         json.is_some() || words.chars().count() <= 200,
         "an unbounded message"
     );
+}
+
+/// A BMC's IPMI packet: read as each session-setup answer (Open Session, RAKP 2, RAKP 4), as
+/// a session packet, and, signed with the session's key as a BMC would, decrypted and read as a
+/// command's answer (a forger cannot sign; what is behind the signature must still be safe). A
+/// message kindling seals opens to the same message.
+pub fn ipmi_answer(data: &[u8]) {
+    use kindling_power::ipmi::{Answer, Keys, open_session_answer, rakp2, rakp4, setup_payload};
+    let sid_m = *b"mine";
+    for kind in [0x10, 0x12, 0x14] {
+        if let Some(Ok(payload)) = setup_payload(data, kind) {
+            let _ = open_session_answer(payload, &sid_m);
+            let _ = rakp2(payload, &sid_m);
+            let _ = rakp4(payload, &sid_m);
+        }
+    }
+    let keys = Keys::from_sik(b"the fuzz target's session key");
+    let _ = keys.open(data);
+    let mut signed = vec![0x06, 0x00, 0xff, 0x07];
+    signed.extend_from_slice(data);
+    if signed.len() >= 6 {
+        signed[5] = 0xc0;
+    }
+    let mac = keys.sign(&signed[4..]);
+    signed.extend_from_slice(&mac);
+    if let Ok(message) = keys.open(&signed) {
+        assert!(
+            message.len() < data.len(),
+            "a message longer than its packet"
+        );
+        let _ = Answer::read(&message);
+    }
+    if let Ok(sealed) = keys.seal(&sid_m, 1, data) {
+        assert_eq!(
+            keys.open(&sealed).as_deref(),
+            Ok(data),
+            "sealed, then opened"
+        );
+    }
 }
 
 /// Where [`matchbox_data`] writes its directory in this process.
