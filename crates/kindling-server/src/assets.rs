@@ -37,7 +37,7 @@ fn resolve(state: &AppState, path: &str) -> Result<(PathBuf, &'static str), Fail
             format!("no asset {path:?}"),
         ));
     }
-    let root = match (state.catalog(), state.matchbox()) {
+    let (root, hint) = match (state.catalog(), state.matchbox()) {
         (Ok(catalog), _) => {
             if let Ok(rest) = relative.strip_prefix("mirror") {
                 return Ok((
@@ -53,7 +53,7 @@ fn resolve(state: &AppState, path: &str) -> Result<(PathBuf, &'static str), Fail
         ),
         (Err(failure), None) => return Err(failure),
     };
-    Ok((root.0.join(relative), root.1))
+    Ok((root.join(relative), hint))
 }
 
 fn content_type(path: &Path) -> &'static str {
