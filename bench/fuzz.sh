@@ -10,6 +10,9 @@
 # (fuzz/corpus/<target>) and grows a working corpus in fuzz/work/<target>, which is not
 # committed; an input that fails goes, minimised, to fuzz/regressions/<target>/ by hand, with
 # the fix, and the suite replays it from then on.
+#
+# matchbox_data writes its input's files under $TMPDIR: with TMPDIR=/dev/shm (a tmpfs) it runs
+# about three times as fast as on a disk.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 runs=10000000
