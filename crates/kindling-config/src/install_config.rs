@@ -657,7 +657,7 @@ fn check_ssh_keys(value: &str, path: &FieldPath, r: &mut Report) {
             continue;
         }
         any = true;
-        if let Err(e) = openssh_keys::PublicKey::parse(line) {
+        if let Err(e) = openssh_keys::PublicKey::parse(&ascii_words(line)) {
             let shown: String = line.chars().take(24).collect();
             r.error(path, format!("line {} ('{shown}…') is not an OpenSSH public key: {e}", i + 1), "paste the contents of a .pub file, e.g. ~/.ssh/id_ed25519.pub; never the private key");
         }
@@ -669,6 +669,17 @@ fn check_ssh_keys(value: &str, path: &FieldPath, r: &mut Report) {
             "paste the contents of a .pub file, or remove sshKey",
         );
     }
+}
+
+/// The words of `line` up to the first one with a character outside ASCII. openssh-keys 0.6.5
+/// cuts an options prefix (`no-pty ssh-ed25519 ...`) at a count of characters taken as bytes,
+/// which panics on a multi-byte character before the key; key types, base64 and options are
+/// ASCII, so only a comment (or a quoted option) is cut, and a line that is not a key stays one.
+fn ascii_words(line: &str) -> String {
+    line.split_whitespace()
+        .take_while(|word| word.is_ascii())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// True when `ip` is inside any of `nets`.

@@ -500,6 +500,37 @@ mod tests {
         assert!(errors_or_warnings.is_empty(), "{errors_or_warnings:?}");
     }
 
+    /// Found by fuzzing the description: a multi-byte character before an SSH key made
+    /// openssh-keys panic. A comment outside ASCII is still a key.
+    #[test]
+    fn ssh_keys_with_characters_outside_ascii_are_checked_without_a_panic() {
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk6PsczSizUBeFcIkUGOKJubO32bSq2lECdGqJD6ym/";
+        for (line, valid) in [
+            ("\u{7c5}\u{7c5} x".to_string(), false),
+            (format!("\u{e9}\u{e9} {key}"), false),
+            (format!("{key} Jos\u{e9}@portable"), true),
+            (format!("no-pty {key} \u{e9}\u{e9}"), true),
+        ] {
+            let ic = DEMO_IC.replace(&format!("  {key} demo@kindling"), &format!("  {line}"));
+            assert_ne!(ic, DEMO_IC);
+            let refused = match parse(&ic, DEMO_INV) {
+                Ok(_) => false,
+                Err(LoadError::Invalid(findings)) => {
+                    assert!(
+                        findings
+                            .iter()
+                            .any(|f| f.message.contains("not an OpenSSH public key")),
+                        "{findings:?}"
+                    );
+                    true
+                }
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(refused, !valid, "{line}");
+        }
+    }
+
     #[test]
     fn openshift_fields_near_kindlings_are_noted_and_typos_refused() {
         let inv = DEMO_INV.replace("192.168.126.", "10.0.0.");
