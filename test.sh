@@ -29,7 +29,7 @@ APT_PACKAGES=(
   containerd       # pulls test images from kindling serve's registry with the hosts.toml and config.toml kindling gives nodes (tests/cli/registry.rs)
   runc             # containerd's runtime (a dependency it is started with)
   skopeo           # inspects and copies images from kindling's registry, and writes the OCI archives kindling mirror reads
-  iproute2         # ip netns: each real-cluster test runs its site in a network namespace of its own (tests/cli/kube.rs)
+  iproute2         # ip netns: each real-cluster test runs its site in a network namespace of its own (tests/cli/kube.rs); ss: serve's listen queue (tests/cli/limits.rs)
   util-linux       # nsenter: runs the cluster's programs inside that namespace
   containernetworking-plugins  # the bridge, host-local and loopback CNI plugins the real kubelet's pods get (tests/cli/kube.rs)
   chromium         # the browser the dashboard's tests drive headless (tests/ui, through playwright-core)

@@ -1,4 +1,4 @@
-//! `kindling serve` past its limits: out of file descriptors.
+//! `kindling serve` past its limits: out of file descriptors, and 10,000 idle connections.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -48,11 +48,9 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// At its limit of open files (`ulimit -n 64`), serve goes on serving the connections it has,
-/// says so once (not once per failed accept), does not spin, and takes connections again once
-/// some are closed.
-#[test]
-fn serve_out_of_file_descriptors_serves_what_it_has_without_spinning_and_recovers() {
+/// The demo's `kindling serve` on loopback, its open-files limit `limit` (`ulimit -n`), with its
+/// boot server's address, its asset directory and its log's directory (`serve.log`).
+fn serve_with_open_files(limit: u64) -> (Daemon, SocketAddr, tempfile::TempDir, tempfile::TempDir) {
     let (http_port, mcs_port) = (kindling_testkit::port(), kindling_testkit::port());
     let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
     let dir = demo_on_loopback(http_port, mcs_port);
@@ -61,14 +59,14 @@ fn serve_out_of_file_descriptors_serves_what_it_has_without_spinning_and_recover
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(r#"ulimit -n 64 && exec "$0" serve --dir "$1" --http "$2" --mcs "$3""#)
+        .arg(r#"ulimit -n "$4" && exec "$0" serve --dir "$1" --http "$2" --mcs "$3""#)
         .arg(env!("CARGO_BIN_EXE_kindling"))
         .arg(d)
         .arg(http.to_string())
-        .arg(format!("127.0.0.1:{mcs_port}"));
+        .arg(format!("127.0.0.1:{mcs_port}"))
+        .arg(limit.to_string());
     let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("serve.log");
-    let mut server = Daemon::spawn("kindling serve", command, &log)
+    let mut server = Daemon::spawn("kindling serve", command, &logs.path().join("serve.log"))
         .unwrap_or_else(|e| panic!("{e}"))
         .terminate_on_drop();
     server
@@ -76,6 +74,135 @@ fn serve_out_of_file_descriptors_serves_what_it_has_without_spinning_and_recover
             http_get(http, "/healthz").0 == 200
         })
         .unwrap_or_else(|e| panic!("{e}"));
+    (server, http, dir, logs)
+}
+
+/// This process's limit of open files (its soft limit, from /proc).
+fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft = line.split_whitespace().nth(3).unwrap();
+    soft.parse().unwrap_or(u64::MAX)
+}
+
+/// A line of /proc/<pid>/status, in kB (VmRSS) or as a count.
+fn proc_status(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 10,000 idle connections (the open-files limit raised for serve): boot requests are still
+/// answered beside them, serve's memory stays bounded, and the header timeout closes every one
+/// of them.
+#[test]
+fn ten_thousand_idle_connections_are_closed_and_boot_is_answered_beside_them() {
+    let test = "ten_thousand_idle_connections_are_closed_and_boot_is_answered_beside_them";
+    const IDLE: usize = 10_000;
+    let limit = open_files_limit();
+    if limit < IDLE as u64 + 500 {
+        println!(
+            "SKIPPED {test}: this process may open {limit} files, fewer than {IDLE} connections need (raise ulimit -n)"
+        );
+        return;
+    }
+    let (mut server, http, _dir, _logs) = serve_with_open_files(IDLE as u64 + 500);
+    let pid = server.pid();
+    let rss_before = proc_status(pid, "VmRSS:");
+    // Its listen queue is as long as the kernel allows (`ss` shows it as Send-Q), not std's 128.
+    let queue = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", http.port())])
+        .output();
+    match queue {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let backlog: u32 = text.split_whitespace().nth(2).unwrap().parse().unwrap();
+            let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+            assert_eq!(backlog.to_string(), somaxconn.trim(), "{text}");
+        }
+        _ => println!("{test}: ss (iproute2) is missing; the listen queue's length is not checked"),
+    }
+
+    // Opened in batches, each accepted before the next: a burst past the listen queue is lost
+    // by the kernel, not by serve, and the suite runs on a loaded machine.
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = descriptors();
+    let opened = Instant::now();
+    let mut idle: Vec<TcpStream> = Vec::with_capacity(IDLE);
+    while idle.len() < IDLE {
+        idle.extend((0..2_000).map(|_| TcpStream::connect(http).unwrap()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while descriptors() < before + idle.len() {
+            assert!(
+                Instant::now() < deadline,
+                "serve did not accept {} connections",
+                idle.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    // Boot requests beside them, each on a connection of its own, as firmware makes them.
+    let mut took: Vec<Duration> = (0..200)
+        .map(|_| {
+            let started = Instant::now();
+            assert_eq!(http_get(http, "/ipxe?mac=52-54-00-7e-01-20").0, 200);
+            started.elapsed()
+        })
+        .collect();
+    took.sort();
+    let p99 = took[took.len() * 99 / 100];
+    let rss = proc_status(pid, "VmRSS:");
+    println!(
+        "{test}: p99 {:.2} ms beside {IDLE} idle connections; serve's RSS {} -> {} MB",
+        p99.as_secs_f64() * 1000.0,
+        rss_before / 1024,
+        rss / 1024
+    );
+    // bench/exhaust.sh measures the 50 ms target on a quiet machine; the suite runs beside
+    // other tests, so it only asks that no answer is slow enough for firmware to give up.
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    // ~3 KB a connection; a leak or a buffer per connection would show.
+    assert!(rss < rss_before + 200 * 1024, "RSS {rss} kB");
+
+    // Each is closed by the server once its header timeout (10 s) has passed without a byte.
+    let deadline = opened + Duration::from_secs(40);
+    let mut closed = 0;
+    for mut stream in idle {
+        let left = deadline.saturating_duration_since(Instant::now());
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        // EOF, or a reset: closed either way; a timeout is a connection still open.
+        match stream.read(&mut [0u8; 1]) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(closed, IDLE, "closed by serve within 40 s");
+    assert!(
+        descriptors() < before + 10,
+        "{} descriptors left open",
+        descriptors()
+    );
+    assert!(server.exited().is_none(), "{}", server.log());
+}
+
+/// At its limit of open files (`ulimit -n 64`), serve goes on serving the connections it has,
+/// says so once (not once per failed accept), does not spin, and takes connections again once
+/// some are closed.
+#[test]
+fn serve_out_of_file_descriptors_serves_what_it_has_without_spinning_and_recovers() {
+    let (mut server, http, _dir, logs) = serve_with_open_files(64);
+    let log = logs.path().join("serve.log");
     let ipxe = "/ipxe?mac=52-54-00-7e-01-20";
     let mut kept = TcpStream::connect(http).unwrap();
     kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -762,13 +762,20 @@ pub async fn serve(
         None => None,
     };
     let bind = |addr: SocketAddr| {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|source| ServeError::Listen { addr, source })?;
-        // axum-server drives the socket with tokio, which needs it non-blocking.
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| ServeError::Listen { addr, source })?;
-        Ok::<_, ServeError>(listener)
+        let listen = || {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            // A boot storm connects faster than connections are accepted: a queue as long as
+            // the kernel allows (net.core.somaxconn), as Go servers such as matchbox ask, not
+            // std's 128, past which the kernel drops connections the client thinks are open.
+            socket.listen(LISTEN_BACKLOG)?.into_std()
+        };
+        listen().map_err(|source| ServeError::Listen { addr, source })
     };
     let http_listener = bind(options.http)?;
     let mcs_listener = match tls {
@@ -870,6 +877,9 @@ pub async fn serve(
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a client may take to send a request's headers; also how long an idle keep-alive
 /// connection is kept, since the wait for the next request's headers is the same wait.
+/// The listen queue asked for; the kernel caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 65_535;
+
 pub(crate) const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn limit_connections(
