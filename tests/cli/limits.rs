@@ -120,8 +120,13 @@ fn ten_thousand_idle_connections_are_closed_and_boot_is_answered_beside_them() {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout).to_string();
             let backlog: u32 = text.split_whitespace().nth(2).unwrap().parse().unwrap();
-            let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
-            assert_eq!(backlog.to_string(), somaxconn.trim(), "{text}");
+            let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            // serve asks for 65,535; the kernel gives at most net.core.somaxconn.
+            assert_eq!(backlog, somaxconn.min(65_535), "{text}");
         }
         _ => println!("{test}: ss (iproute2) is missing; the listen queue's length is not checked"),
     }
